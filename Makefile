@@ -1,0 +1,90 @@
+# peftd - see README.md. Targets: all, test, bench, run, image, clean.
+# SANITIZER=address|undefined|thread builds into build-$(SANITIZER)/.
+CC      ?= cc
+SANITIZER ?=
+WERROR  ?=
+PKGS    := libmicrohttpd libcjson openblas
+OPT     ?= -O2
+CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter $(OPT) -g -MMD -MP \
+           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Icore -Iadapters -Iserver
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ifneq ($(WERROR),)
+CFLAGS  += -Werror
+endif
+
+ifeq ($(SANITIZER),)
+B := build
+else ifeq ($(SANITIZER),address)
+B := build-asan
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(SANITIZER),undefined)
+B := build-ubsan
+CFLAGS  += -fsanitize=undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=undefined
+else ifeq ($(SANITIZER),thread)
+B := build-tsan
+CFLAGS  += -fsanitize=thread
+LDFLAGS += -fsanitize=thread
+else
+$(error SANITIZER must be address, undefined or thread)
+endif
+
+CORE_SRC    := $(wildcard core/*.c)
+ADAPTER_SRC := $(wildcard adapters/*.c)
+SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
+TEST_SRC    := $(wildcard tests/test_*.c)
+BENCH_SRC   := $(wildcard bench/*.c)
+
+OBJ_CORE    := $(CORE_SRC:%.c=$(B)/obj/%.o)
+OBJ_ADAPTER := $(ADAPTER_SRC:%.c=$(B)/obj/%.o)
+OBJ_SERVER  := $(SERVER_SRC:%.c=$(B)/obj/%.o)
+LIB_OBJ     := $(OBJ_SERVER) $(OBJ_ADAPTER) $(OBJ_CORE)
+TESTS       := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+.PHONY: all tests benches test test-fast bench run image clean deps model
+all: $(B)/peftd
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/peftd: $(B)/obj/server/main.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/%.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+tests: $(TESTS) $(B)/peftd
+benches: $(BENCHES) $(B)/peftd
+
+# Installs missing Debian packages (needs root on a fresh machine; a no-op when present).
+deps:
+	@scripts/install-deps.sh
+
+# The embedded default model, generated deterministically by peftd itself.
+model: $(B)/peftd
+	@test -f models/default/model.safetensors || $(B)/peftd gen-model --out models/default
+
+test: deps
+	@scripts/run-tests.sh
+
+bench: deps
+	@bench/run.sh
+
+run: deps all model
+	exec $(B)/peftd serve
+
+image: deps
+	@docker/build-image.sh
+
+clean:
+	rm -rf build build-asan build-ubsan build-tsan
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,83 @@
+/* common.c - status names, error formatting, file helpers. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+const char *pd_status_name(pd_status s) {
+    switch (s) {
+    case PD_OK: return "ok";
+    case PD_ERR_INVALID: return "invalid_input";
+    case PD_ERR_NOT_FOUND: return "not_found";
+    case PD_ERR_FORMAT: return "bad_format";
+    case PD_ERR_UNSUPPORTED: return "unsupported";
+    case PD_ERR_MISMATCH: return "mismatch";
+    case PD_ERR_NOMEM: return "out_of_memory";
+    case PD_ERR_IO: return "io_error";
+    case PD_ERR_TOO_LARGE: return "too_large";
+    case PD_ERR_BUSY: return "busy";
+    case PD_ERR_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+pd_status pd_err(char *err, size_t errlen, pd_status st, const char *fmt, ...) {
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+pd_status pd_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen) {
+    *out = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: no such file", path);
+        return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return pd_err(err, errlen, PD_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max) {
+        fclose(f);
+        return pd_err(err, errlen, PD_ERR_TOO_LARGE, "%s: %lld bytes exceeds the limit of %zu",
+                      path, (long long)st.st_size, max);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return pd_err(err, errlen, PD_ERR_IO, "%s: short read", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return PD_OK;
+}
+
+int pd_path_join(char *buf, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+double pd_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,60 @@
+/* common.h - status codes, assertions and small helpers shared by every module.
+ *
+ * Runtime failures return a pd_status (PD_OK = 0, negative on failure) and write
+ * a human-readable message into a caller-supplied buffer (char *err, size_t errlen).
+ * Broken invariants (bugs) abort through PD_ASSERT with file:line.
+ * Everything here is thread-safe: there is no global error state. */
+#ifndef PD_COMMON_H
+#define PD_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef enum {
+    PD_OK = 0,
+    PD_ERR_INVALID = -1,     /* malformed input from the caller: bad JSON, wrong type, bad value */
+    PD_ERR_NOT_FOUND = -2,   /* a named thing (file, tensor, adapter) does not exist */
+    PD_ERR_FORMAT = -3,      /* a file exists but is corrupt, truncated or hostile */
+    PD_ERR_UNSUPPORTED = -4, /* well-formed but not something peftd supports */
+    PD_ERR_MISMATCH = -5,    /* does not fit the base model (shapes, architecture) */
+    PD_ERR_NOMEM = -6,       /* allocation failed */
+    PD_ERR_IO = -7,          /* read/write/mmap failed */
+    PD_ERR_TOO_LARGE = -8,   /* exceeds a configured limit */
+    PD_ERR_BUSY = -9,        /* queue full, try later */
+    PD_ERR_CANCELLED = -10,  /* the operation was cancelled */
+} pd_status;
+
+/* Short stable name of a status ("invalid_input", "not_found", ...). Never NULL. */
+const char *pd_status_name(pd_status s);
+
+#define PD_ASSERT(x)                                                                    \
+    do {                                                                                \
+        if (!(x)) {                                                                     \
+            fprintf(stderr, "%s:%d: PD_ASSERT(%s) failed\n", __FILE__, __LINE__, #x);   \
+            abort();                                                                    \
+        }                                                                               \
+    } while (0)
+
+#if defined(__GNUC__)
+#define PD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PD_PRINTF(a, b)
+#endif
+
+/* Writes a formatted message into err (if err != NULL && errlen > 0) and returns st.
+ * Typical use: return pd_err(err, errlen, PD_ERR_FORMAT, "tensor %s: ...", name); */
+pd_status pd_err(char *err, size_t errlen, pd_status st, const char *fmt, ...) PD_PRINTF(4, 5);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer. *len gets the byte count
+ * (without the NUL). Fails with PD_ERR_NOT_FOUND, PD_ERR_IO or PD_ERR_TOO_LARGE (> max bytes). */
+pd_status pd_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
+
+/* Joins dir and name with a '/' into buf. Returns 0, or -1 if it does not fit. */
+int pd_path_join(char *buf, size_t cap, const char *dir, const char *name);
+
+/* Monotonic clock in seconds. */
+double pd_now(void);
+
+#endif

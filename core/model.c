@@ -1,0 +1,771 @@
+/* model.c - loading Hugging Face encoder checkpoints and the batched forward pass.
+ *
+ * The forward pass packs the tokens of all sequences into one (T, hidden) matrix with no
+ * padding, so every projection is one GEMM over all T rows of the batch, and attention runs
+ * per (sequence, head) over that sequence's own keys (plus its prefix keys, if any).
+ * Sequences are ordered by delta so each delta's rows are contiguous: a delta's callbacks
+ * see one block of rows (the grouping idea of Punica's SGMV). */
+#include "model.h"
+
+#include "safetensors.h"
+
+#include <cJSON.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_SHARDS 64
+
+struct pd_model {
+    pd_config cfg;
+    pd_tokenizer *tok;
+    pd_st_file *shard[MAX_SHARDS];
+    int n_shards;
+    const float *word_emb;  /* (vocab, hidden) */
+    const float *pos_emb;   /* (max_pos, hidden) */
+    const float *type_emb;  /* (type_vocab, hidden) or NULL */
+    const float *emb_ln_w, *emb_ln_b;
+    pd_layer *layer;        /* (layers) */
+    pd_head cls, qa;        /* task == PD_TASK_NONE when absent */
+    float **owned;          /* converted tensors we free */
+    int n_owned, cap_owned;
+    size_t bytes;
+    double load_s;
+};
+
+const char *pd_arch_name(pd_arch a) {
+    switch (a) {
+    case PD_ARCH_BERT: return "bert";
+    case PD_ARCH_DISTILBERT: return "distilbert";
+    case PD_ARCH_ROBERTA: return "roberta";
+    }
+    return "?";
+}
+
+const char *pd_task_name(pd_task t) {
+    switch (t) {
+    case PD_TASK_CLS: return "classification";
+    case PD_TASK_QA: return "question_answering";
+    case PD_TASK_NONE: return "none";
+    }
+    return "?";
+}
+
+/* ==== config.json ==== */
+
+/* Reads an integer field; the first present name wins. Returns def when none is present,
+ * -2 when present but not a non-negative integer. */
+static int json_int(const cJSON *o, const char *a, const char *b, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (!v && b) v = cJSON_GetObjectItemCaseSensitive(o, b);
+    if (!v || cJSON_IsNull(v)) return def;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9 || v->valuedouble != (double)(int)v->valuedouble) return -2;
+    return (int)v->valuedouble;
+}
+
+static void free_labels(char **labels, int n) {
+    if (!labels) return;
+    for (int i = 0; i < n; i++) free(labels[i]);
+    free(labels);
+}
+
+static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t errlen) {
+    char path[4096];
+    if (pd_path_join(path, sizeof path, dir, "config.json")) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+    char *text = NULL;
+    size_t len = 0;
+    pd_status st = pd_read_file(path, 1 << 20, &text, &len, err, errlen);
+    if (st != PD_OK) return st;
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    free(text);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return pd_err(err, errlen, PD_ERR_FORMAT, "config.json: not a JSON object");
+    }
+    st = PD_OK;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+    memset(c, 0, sizeof *c);
+    if (!type) {
+        st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: missing \"model_type\"");
+        goto out;
+    }
+    if (!strcmp(type, "bert")) c->arch = PD_ARCH_BERT;
+    else if (!strcmp(type, "distilbert")) c->arch = PD_ARCH_DISTILBERT;
+    else if (!strcmp(type, "roberta")) c->arch = PD_ARCH_ROBERTA;
+    else {
+        st = pd_err(err, errlen, PD_ERR_UNSUPPORTED,
+                    "config.json: model_type \"%s\" is not supported (bert, distilbert, roberta are)", type);
+        goto out;
+    }
+    int dist = c->arch == PD_ARCH_DISTILBERT;
+    c->vocab = json_int(o, "vocab_size", NULL, -1);
+    c->hidden = dist ? json_int(o, "dim", "hidden_size", -1) : json_int(o, "hidden_size", NULL, -1);
+    c->layers = dist ? json_int(o, "n_layers", "num_hidden_layers", -1) : json_int(o, "num_hidden_layers", NULL, -1);
+    c->heads = dist ? json_int(o, "n_heads", "num_attention_heads", -1) : json_int(o, "num_attention_heads", NULL, -1);
+    c->ffn = dist ? json_int(o, "hidden_dim", "intermediate_size", -1) : json_int(o, "intermediate_size", NULL, -1);
+    c->max_pos = json_int(o, "max_position_embeddings", NULL, 512);
+    c->type_vocab = dist ? 0 : json_int(o, "type_vocab_size", NULL, 2);
+    c->pad_id = json_int(o, "pad_token_id", NULL, c->arch == PD_ARCH_ROBERTA ? 1 : 0);
+    struct { const char *name; int v; } need[] = {
+        {"vocab_size", c->vocab}, {dist ? "dim" : "hidden_size", c->hidden}, {dist ? "n_layers" : "num_hidden_layers", c->layers},
+        {dist ? "n_heads" : "num_attention_heads", c->heads}, {dist ? "hidden_dim" : "intermediate_size", c->ffn},
+        {"max_position_embeddings", c->max_pos}, {"type_vocab_size", dist ? 1 : c->type_vocab}, {"pad_token_id", c->pad_id}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (need[i].v == -1) { st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: missing \"%s\"", need[i].name); goto out; }
+        if (need[i].v < 0 || (need[i].v == 0 && i < 6)) {
+            st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: \"%s\" must be a positive integer", need[i].name);
+            goto out;
+        }
+    }
+    if (c->hidden % c->heads) {
+        st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: hidden size %d is not a multiple of %d heads", c->hidden, c->heads);
+        goto out;
+    }
+    if (c->layers > 256 || c->hidden > 65536 || c->ffn > 262144 || c->max_pos > 65536) {
+        st = pd_err(err, errlen, PD_ERR_UNSUPPORTED, "config.json: sizes beyond peftd's limits");
+        goto out;
+    }
+    if (c->pad_id >= c->vocab) { st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: pad_token_id %d outside the vocabulary", c->pad_id); goto out; }
+    c->pos_offset = c->arch == PD_ARCH_ROBERTA ? c->pad_id + 1 : 0;
+    c->max_tokens = c->max_pos - c->pos_offset;
+    if (c->max_tokens < 3) { st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: max_position_embeddings too small"); goto out; }
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(o, "layer_norm_eps");
+    c->ln_eps = dist ? 1e-12f : 1e-12f;
+    if (eps) {
+        if (!cJSON_IsNumber(eps) || eps->valuedouble <= 0 || eps->valuedouble > 1) {
+            st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: layer_norm_eps must be a small positive number");
+            goto out;
+        }
+        c->ln_eps = (float)eps->valuedouble;
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, dist ? "activation" : "hidden_act");
+    const char *an = cJSON_IsString(act) ? act->valuestring : "gelu";
+    int a = pd_act_parse(an);
+    if (a != PD_ACT_GELU && a != PD_ACT_GELU_TANH && a != PD_ACT_RELU) {
+        st = pd_err(err, errlen, PD_ERR_UNSUPPORTED, "config.json: hidden_act \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu are)", an);
+        goto out;
+    }
+    c->act = (pd_act)a;
+    if (dist) {
+        const cJSON *sin = cJSON_GetObjectItemCaseSensitive(o, "sinusoidal_pos_embds");
+        if (cJSON_IsTrue(sin)) {
+            /* The table is saved in the checkpoint either way, so it is read like a learned one. */
+        }
+    }
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(o, "position_embedding_type");
+    if (cJSON_IsString(pe) && strcmp(pe->valuestring, "absolute")) {
+        st = pd_err(err, errlen, PD_ERR_UNSUPPORTED, "config.json: position_embedding_type \"%s\" is not supported (absolute is)", pe->valuestring);
+        goto out;
+    }
+    /* id2label: {"0": "neg", "1": "pos"} */
+    const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(o, "id2label");
+    if (cJSON_IsObject(id2)) {
+        int n = cJSON_GetArraySize(id2);
+        if (n > 100000) { st = pd_err(err, errlen, PD_ERR_UNSUPPORTED, "config.json: too many labels"); goto out; }
+        c->labels = calloc((size_t)(n ? n : 1), sizeof(char *));
+        if (!c->labels) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+        c->num_labels = n;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, id2) {
+            char *e = NULL;
+            long k = strtol(it->string, &e, 10);
+            if (!*it->string || *e || k < 0 || k >= n || !cJSON_IsString(it) || c->labels[k]) {
+                st = pd_err(err, errlen, PD_ERR_FORMAT, "config.json: id2label must map 0..%d to strings", n - 1);
+                goto out;
+            }
+            c->labels[k] = strdup(it->valuestring);
+            if (!c->labels[k]) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+        }
+    }
+out:
+    cJSON_Delete(o);
+    if (st != PD_OK) {
+        free_labels(c->labels, c->num_labels);
+        c->labels = NULL;
+        c->num_labels = 0;
+    }
+    return st;
+}
+
+/* ==== Weights ==== */
+
+static int file_exists(const char *dir, const char *name) {
+    char p[4096];
+    struct stat st;
+    return !pd_path_join(p, sizeof p, dir, name) && stat(p, &st) == 0;
+}
+
+static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t errlen) {
+    char path[4096];
+    if (file_exists(dir, "model.safetensors")) {
+        pd_path_join(path, sizeof path, dir, "model.safetensors");
+        m->n_shards = 1;
+        return pd_st_open(path, &m->shard[0], err, errlen);
+    }
+    if (file_exists(dir, "model.safetensors.index.json")) {
+        pd_path_join(path, sizeof path, dir, "model.safetensors.index.json");
+        char *text = NULL;
+        size_t len = 0;
+        pd_status st = pd_read_file(path, 64 << 20, &text, &len, err, errlen);
+        if (st) return st;
+        const char *end = NULL;
+        cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+        free(text);
+        const cJSON *wm = o ? cJSON_GetObjectItemCaseSensitive(o, "weight_map") : NULL;
+        if (!cJSON_IsObject(wm)) {
+            cJSON_Delete(o);
+            return pd_err(err, errlen, PD_ERR_FORMAT, "model.safetensors.index.json: missing \"weight_map\" object");
+        }
+        const cJSON *it;
+        st = PD_OK;
+        cJSON_ArrayForEach(it, wm) {
+            if (!cJSON_IsString(it)) { st = pd_err(err, errlen, PD_ERR_FORMAT, "model.safetensors.index.json: weight_map values must be file names"); break; }
+            const char *fn = it->valuestring;
+            if (strchr(fn, '/') || !strcmp(fn, "..") || !*fn) { st = pd_err(err, errlen, PD_ERR_FORMAT, "model.safetensors.index.json: shard name \"%s\" is not a plain file name", fn); break; }
+        }
+        if (st) { cJSON_Delete(o); return st; }
+        /* Collect distinct shard names in first-seen order. */
+        char *names[MAX_SHARDS];
+        int nn = 0;
+        cJSON_ArrayForEach(it, wm) {
+            int dup = 0;
+            for (int i = 0; i < nn; i++) if (!strcmp(names[i], it->valuestring)) dup = 1;
+            if (dup) continue;
+            if (nn == MAX_SHARDS) { st = pd_err(err, errlen, PD_ERR_UNSUPPORTED, "more than %d shards", MAX_SHARDS); break; }
+            names[nn++] = it->valuestring;
+        }
+        for (int i = 0; i < nn && !st; i++) {
+            if (pd_path_join(path, sizeof path, dir, names[i])) { st = pd_err(err, errlen, PD_ERR_INVALID, "path too long"); break; }
+            st = pd_st_open(path, &m->shard[m->n_shards], err, errlen);
+            if (!st) m->n_shards++;
+        }
+        cJSON_Delete(o);
+        return st;
+    }
+    if (file_exists(dir, "pytorch_model.bin") || file_exists(dir, "model.bin"))
+        return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
+                      "%s has only a pickle checkpoint (pytorch_model.bin); peftd never loads pickle because unpickling runs code. "
+                      "Convert it once with: python3 -c \"import torch; from safetensors.torch import save_file; "
+                      "sd=torch.load('pytorch_model.bin', map_location='cpu'); save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')\"",
+                      dir);
+    return pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+}
+
+static const pd_st_tensor *find_tensor(const pd_model *m, const char *name) {
+    for (int i = 0; i < m->n_shards; i++) {
+        const pd_st_tensor *t = pd_st_find(m->shard[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+/* Finds the first of several candidate names (prefix variants, legacy LayerNorm names). */
+typedef struct {
+    const char *prefix[2]; /* "bert." and "" */
+} namer;
+
+static const pd_st_tensor *lookup(const pd_model *m, const namer *nm, const char *suffix, char *used, size_t cap) {
+    char buf[512];
+    for (int p = 0; p < 2 && nm->prefix[p]; p++) {
+        snprintf(buf, sizeof buf, "%s%s", nm->prefix[p], suffix);
+        const pd_st_tensor *t = find_tensor(m, buf);
+        if (t) { snprintf(used, cap, "%s", buf); return t; }
+        /* legacy TF-converted names: LayerNorm.gamma / LayerNorm.beta */
+        size_t L = strlen(buf);
+        if (L > 16 && !strcmp(buf + L - 16, "LayerNorm.weight")) {
+            strcpy(buf + L - 6, "gamma");
+            if ((t = find_tensor(m, buf))) { snprintf(used, cap, "%s", buf); return t; }
+        } else if (L > 14 && !strcmp(buf + L - 14, "LayerNorm.bias")) {
+            strcpy(buf + L - 4, "beta");
+            if ((t = find_tensor(m, buf))) { snprintf(used, cap, "%s", buf); return t; }
+        }
+    }
+    snprintf(used, cap, "%s%s", nm->prefix[0], suffix);
+    return NULL;
+}
+
+/* Returns a float view of a tensor with the expected shape (d1 = 0 for 1-D), converting
+ * half types (and unaligned F32) into an owned copy. required=0 lets it be absent (NULL, OK). */
+static pd_status get_weight(pd_model *m, const namer *nm, const char *suffix, int64_t d0, int64_t d1, int required,
+                            const float **out, char *err, size_t errlen) {
+    char name[512];
+    *out = NULL;
+    const pd_st_tensor *t = lookup(m, nm, suffix, name, sizeof name);
+    if (!t) {
+        if (!required) return PD_OK;
+        return pd_err(err, errlen, PD_ERR_MISMATCH, "missing tensor %s", name);
+    }
+    int want_nd = d1 ? 2 : 1;
+    if (t->ndim != want_nd || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char got[128] = "", *p = got;
+        for (int i = 0; i < t->ndim && p < got + 100; i++) p += sprintf(p, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (d1) return pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s has shape [%s], expected [%lld, %lld] from config.json", name, got, (long long)d0, (long long)d1);
+        return pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s has shape [%s], expected [%lld] from config.json", name, got, (long long)d0);
+    }
+    if (t->dtype == PD_DT_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *out = t->data;
+        m->bytes += t->nbytes;
+        return PD_OK;
+    }
+    if (t->dtype != PD_DT_F32 && t->dtype != PD_DT_F16 && t->dtype != PD_DT_BF16)
+        return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "tensor %s has dtype %s (F32, F16, BF16 are supported)", name, pd_dtype_name(t->dtype));
+    float *f = NULL;
+    pd_status st = pd_st_to_f32(t, &f, err, errlen);
+    if (st) return st;
+    if (m->n_owned == m->cap_owned) {
+        int nc = m->cap_owned ? m->cap_owned * 2 : 64;
+        float **no = realloc(m->owned, (size_t)nc * sizeof *no);
+        if (!no) { free(f); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+        m->owned = no;
+        m->cap_owned = nc;
+    }
+    m->owned[m->n_owned++] = f;
+    m->bytes += (size_t)pd_st_numel(t) * sizeof(float);
+    *out = f;
+    return PD_OK;
+}
+
+#define W(suffix, d0, d1, dst) do { st = get_weight(m, &nm, suffix, d0, d1, 1, dst, err, errlen); if (st) return st; } while (0)
+
+static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
+    pd_config *c = &m->cfg;
+    pd_status st;
+    int H = c->hidden, F = c->ffn;
+    char s[256];
+    namer nm;
+    const char *base = c->arch == PD_ARCH_BERT ? "bert." : c->arch == PD_ARCH_ROBERTA ? "roberta." : "distilbert.";
+    nm.prefix[0] = base;
+    nm.prefix[1] = "";
+    /* dtype for /info: of the word embeddings */
+    {
+        char used[512];
+        const pd_st_tensor *t = lookup(m, &nm, "embeddings.word_embeddings.weight", used, sizeof used);
+        snprintf(c->dtype, sizeof c->dtype, "%s", t ? pd_dtype_name(t->dtype) : "?");
+    }
+    W("embeddings.word_embeddings.weight", c->vocab, H, &m->word_emb);
+    W("embeddings.position_embeddings.weight", c->max_pos, H, &m->pos_emb);
+    if (c->arch != PD_ARCH_DISTILBERT) W("embeddings.token_type_embeddings.weight", c->type_vocab, H, &m->type_emb);
+    W("embeddings.LayerNorm.weight", H, 0, &m->emb_ln_w);
+    W("embeddings.LayerNorm.bias", H, 0, &m->emb_ln_b);
+    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
+    if (!m->layer) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->layers; l++) {
+        pd_layer *L = &m->layer[l];
+        if (c->arch == PD_ARCH_DISTILBERT) {
+#define DL(name, d0, d1, dst) snprintf(s, sizeof s, "transformer.layer.%d.%s", l, name); W(s, d0, d1, dst)
+            DL("attention.q_lin.weight", H, H, &L->wq); DL("attention.q_lin.bias", H, 0, &L->bq);
+            DL("attention.k_lin.weight", H, H, &L->wk); DL("attention.k_lin.bias", H, 0, &L->bk);
+            DL("attention.v_lin.weight", H, H, &L->wv); DL("attention.v_lin.bias", H, 0, &L->bv);
+            DL("attention.out_lin.weight", H, H, &L->wo); DL("attention.out_lin.bias", H, 0, &L->bo);
+            DL("sa_layer_norm.weight", H, 0, &L->ln1_w); DL("sa_layer_norm.bias", H, 0, &L->ln1_b);
+            DL("ffn.lin1.weight", F, H, &L->w1); DL("ffn.lin1.bias", F, 0, &L->b1);
+            DL("ffn.lin2.weight", H, F, &L->w2); DL("ffn.lin2.bias", H, 0, &L->b2);
+            DL("output_layer_norm.weight", H, 0, &L->ln2_w); DL("output_layer_norm.bias", H, 0, &L->ln2_b);
+        } else {
+            DL("attention.self.query.weight", H, H, &L->wq); DL("attention.self.query.bias", H, 0, &L->bq);
+            DL("attention.self.key.weight", H, H, &L->wk); DL("attention.self.key.bias", H, 0, &L->bk);
+            DL("attention.self.value.weight", H, H, &L->wv); DL("attention.self.value.bias", H, 0, &L->bv);
+            DL("attention.output.dense.weight", H, H, &L->wo); DL("attention.output.dense.bias", H, 0, &L->bo);
+            DL("attention.output.LayerNorm.weight", H, 0, &L->ln1_w); DL("attention.output.LayerNorm.bias", H, 0, &L->ln1_b);
+            DL("intermediate.dense.weight", F, H, &L->w1); DL("intermediate.dense.bias", F, 0, &L->b1);
+            DL("output.dense.weight", H, F, &L->w2); DL("output.dense.bias", H, 0, &L->b2);
+            DL("output.LayerNorm.weight", H, 0, &L->ln2_w); DL("output.LayerNorm.bias", H, 0, &L->ln2_b);
+        }
+#undef DL
+        (void)s;
+    }
+    /* Heads live outside the encoder prefix. */
+    namer hn = {{"", NULL}};
+    int nl = 0;
+    {
+        char used[512];
+        const pd_st_tensor *cw = lookup(m, &hn, c->arch == PD_ARCH_ROBERTA ? "classifier.out_proj.weight" : "classifier.weight", used, sizeof used);
+        if (cw && cw->ndim == 2) nl = (int)cw->shape[0];
+    }
+    if (nl > 0) {
+        pd_head *h = &m->cls;
+        h->task = PD_TASK_CLS;
+        const float *w0, *b0, *w1, *b1;
+        if (c->arch == PD_ARCH_BERT) {
+            st = get_weight(m, &nm, "pooler.dense.weight", H, H, 1, &w0, err, errlen); if (st) return st;
+            st = get_weight(m, &nm, "pooler.dense.bias", H, 0, 1, &b0, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.weight", nl, H, 1, &w1, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.bias", nl, 0, 1, &b1, err, errlen); if (st) return st;
+            h->layer[0] = (pd_head_layer){w0, b0, H, H, PD_ACT_TANH};
+        } else if (c->arch == PD_ARCH_DISTILBERT) {
+            st = get_weight(m, &hn, "pre_classifier.weight", H, H, 1, &w0, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "pre_classifier.bias", H, 0, 1, &b0, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.weight", nl, H, 1, &w1, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.bias", nl, 0, 1, &b1, err, errlen); if (st) return st;
+            h->layer[0] = (pd_head_layer){w0, b0, H, H, PD_ACT_RELU};
+        } else {
+            st = get_weight(m, &hn, "classifier.dense.weight", H, H, 1, &w0, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.dense.bias", H, 0, 1, &b0, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.out_proj.weight", nl, H, 1, &w1, err, errlen); if (st) return st;
+            st = get_weight(m, &hn, "classifier.out_proj.bias", nl, 0, 1, &b1, err, errlen); if (st) return st;
+            h->layer[0] = (pd_head_layer){w0, b0, H, H, PD_ACT_TANH};
+        }
+        h->layer[1] = (pd_head_layer){w1, b1, H, nl, PD_ACT_NONE};
+        h->n_layers = 2;
+        h->num_labels = nl;
+        if (c->labels && c->num_labels != nl)
+            return pd_err(err, errlen, PD_ERR_MISMATCH, "config.json has %d labels in id2label but the classifier has %d outputs", c->num_labels, nl);
+        if (!c->labels) {
+            c->labels = calloc((size_t)nl, sizeof(char *));
+            if (!c->labels) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+            c->num_labels = nl;
+            for (int i = 0; i < nl; i++) {
+                char b[32];
+                snprintf(b, sizeof b, "LABEL_%d", i);
+                if (!(c->labels[i] = strdup(b))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+            }
+        }
+        h->labels = c->labels;
+    }
+    const float *qw = NULL, *qb = NULL;
+    st = get_weight(m, &hn, "qa_outputs.weight", 2, H, 0, &qw, err, errlen); if (st) return st;
+    if (qw) {
+        st = get_weight(m, &hn, "qa_outputs.bias", 2, 0, 1, &qb, err, errlen); if (st) return st;
+        m->qa.task = PD_TASK_QA;
+        m->qa.n_layers = 1;
+        m->qa.layer[0] = (pd_head_layer){qw, qb, H, 2, PD_ACT_NONE};
+    }
+    return PD_OK;
+}
+#undef W
+
+pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, char *err, size_t errlen) {
+    *out = NULL;
+    double t0 = pd_now();
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: not a directory", dir);
+    pd_model *m = calloc(1, sizeof *m);
+    if (!m) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    pd_status st = parse_config(dir, &m->cfg, err, errlen);
+    if (!st) st = open_shards(m, dir, err, errlen);
+    if (!st) st = load_weights(m, err, errlen);
+    if (!st) st = pd_tokenizer_load_dir(dir, &m->tok, err, errlen);
+    if (!st && pd_tokenizer_vocab_size(m->tok) > m->cfg.vocab)
+        st = pd_err(err, errlen, PD_ERR_MISMATCH, "the tokenizer has %d tokens but the model's vocabulary is %d",
+                    pd_tokenizer_vocab_size(m->tok), m->cfg.vocab);
+    if (st) {
+        pd_model_free(m);
+        return st;
+    }
+    if (max_tokens_cap > 0 && max_tokens_cap < m->cfg.max_tokens) m->cfg.max_tokens = max_tokens_cap < 3 ? 3 : max_tokens_cap;
+    m->load_s = pd_now() - t0;
+    *out = m;
+    return PD_OK;
+}
+
+void pd_model_free(pd_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_shards; i++) pd_st_close(m->shard[i]);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layer);
+    free_labels(m->cfg.labels, m->cfg.num_labels);
+    pd_tokenizer_free(m->tok);
+    free(m);
+}
+
+const pd_config *pd_model_config(const pd_model *m) { return &m->cfg; }
+const pd_tokenizer *pd_model_tokenizer(const pd_model *m) { return m->tok; }
+const pd_layer *pd_model_layer(const pd_model *m, int l) { return &m->layer[l]; }
+const pd_head *pd_model_head(const pd_model *m, pd_task t) {
+    if (t == PD_TASK_CLS) return m->cls.task ? &m->cls : NULL;
+    if (t == PD_TASK_QA) return m->qa.task ? &m->qa : NULL;
+    return NULL;
+}
+size_t pd_model_bytes(const pd_model *m) { return m->bytes; }
+double pd_model_load_seconds(const pd_model *m) { return m->load_s; }
+
+/* ==== Forward pass ==== */
+
+struct pd_ctx {
+    const pd_model *m;
+    pd_pool *pool;
+    int cap_rows;
+    float *x, *x1, *q, *k, *v, *att, *h, *f; /* (rows, hidden) each; f (rows, ffn) */
+    int cap_seqs;
+    int n;              /* sequences in the last forward */
+    int *order;         /* (n) sequence indices sorted by delta */
+    int *off;           /* (n) first row of sequence i */
+    int *tot;           /* (n) rows of sequence i (prompt + real tokens) */
+    const pd_delta **delta; /* (n) */
+    int *grp_row, *grp_rows; /* (n) contiguous row blocks per delta */
+    const pd_delta **grp_delta;
+    int n_grp;
+    float *scratch;     /* attention scores, one slice per pool thread */
+    size_t cap_scratch;
+};
+
+pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool) {
+    pd_ctx *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m;
+    c->pool = pool;
+    pd_blas_init();
+    return c;
+}
+
+static void ctx_free_rows(pd_ctx *c) {
+    free(c->x); free(c->x1); free(c->q); free(c->k); free(c->v); free(c->att); free(c->h); free(c->f);
+    c->x = c->x1 = c->q = c->k = c->v = c->att = c->h = c->f = NULL;
+    c->cap_rows = 0;
+}
+
+static void ctx_free_seqs(pd_ctx *c) {
+    free(c->order); free(c->off); free(c->tot); free(c->delta);
+    free(c->grp_row); free(c->grp_rows); free(c->grp_delta);
+    c->order = c->off = c->tot = c->grp_row = c->grp_rows = NULL;
+    c->delta = c->grp_delta = NULL;
+    c->cap_seqs = 0;
+}
+
+void pd_ctx_free(pd_ctx *c) {
+    if (!c) return;
+    ctx_free_rows(c);
+    ctx_free_seqs(c);
+    free(c->scratch);
+    free(c);
+}
+
+pd_pool *pd_ctx_pool(pd_ctx *c) { return c->pool; }
+
+static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch) {
+    const pd_config *cf = &c->m->cfg;
+    if (rows > c->cap_rows) {
+        ctx_free_rows(c);
+        size_t H = (size_t)rows * cf->hidden * sizeof(float);
+        c->x = malloc(H); c->x1 = malloc(H); c->q = malloc(H); c->k = malloc(H);
+        c->v = malloc(H); c->att = malloc(H); c->h = malloc(H);
+        c->f = malloc((size_t)rows * cf->ffn * sizeof(float));
+        if (!c->x || !c->x1 || !c->q || !c->k || !c->v || !c->att || !c->h || !c->f) { ctx_free_rows(c); return -1; }
+        c->cap_rows = rows;
+    }
+    if (nseq > c->cap_seqs) {
+        ctx_free_seqs(c);
+        size_t n = (size_t)nseq;
+        c->order = malloc(n * sizeof(int)); c->off = malloc(n * sizeof(int)); c->tot = malloc(n * sizeof(int));
+        c->delta = malloc(n * sizeof(*c->delta)); c->grp_row = malloc(n * sizeof(int));
+        c->grp_rows = malloc(n * sizeof(int)); c->grp_delta = malloc(n * sizeof(*c->grp_delta));
+        if (!c->order || !c->off || !c->tot || !c->delta || !c->grp_row || !c->grp_rows || !c->grp_delta) { ctx_free_seqs(c); return -1; }
+        c->cap_seqs = nseq;
+    }
+    if (scratch > c->cap_scratch) {
+        free(c->scratch);
+        c->scratch = malloc(scratch * sizeof(float));
+        if (!c->scratch) { c->cap_scratch = 0; return -1; }
+        c->cap_scratch = scratch;
+    }
+    return 0;
+}
+
+typedef struct {
+    pd_ctx *c;
+    int layer;
+    int npairs;
+    size_t slice;       /* floats of scratch per task */
+    int next;           /* guarded by the pool: taken with __atomic */
+} attn_job;
+
+/* Attention for (sequence, head) pairs taken from a shared counter; task t uses slice t. */
+static void attn_task(void *arg, int t) {
+    attn_job *j = arg;
+    pd_ctx *c = j->c;
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden, nh = cf->heads, dh = H / nh;
+    float scale = 1.0f / sqrtf((float)dh);
+    float *sc = c->scratch + (size_t)t * j->slice;
+    for (;;) {
+        int p = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (p >= j->npairs) break;
+        int s = p / nh, hh = p % nh;
+        int o = c->off[s], L = c->tot[s];
+        const pd_delta *d = c->delta[s];
+        int P = d ? d->n_prefix : 0;
+        int ld = P + L;
+        const float *Q = c->q + (size_t)o * H + hh * dh;
+        const float *K = c->k + (size_t)o * H + hh * dh;
+        const float *V = c->v + (size_t)o * H + hh * dh;
+        float *out = c->att + (size_t)o * H + hh * dh;
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, Q, H,
+                           d->prefix_k[j->layer] + hh * dh, H, 0.0f, sc, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, H, K, H, 0.0f, sc + P, ld);
+        pd_softmax_rows(sc, L, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc + P, ld, V, H, 0.0f, out, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, sc, ld,
+                           d->prefix_v[j->layer] + hh * dh, H, 1.0f, out, H);
+    }
+}
+
+/* y = x W^T + b over all rows, then each delta's linear callback on its own rows. */
+static void linear_with_deltas(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w,
+                               const float *b, int out, float *y, int rows) {
+    pd_linear(c->pool, x, rows, in, w, b, out, y);
+    for (int g = 0; g < c->n_grp; g++) {
+        const pd_delta *d = c->grp_delta[g];
+        if (!d || !d->linear) continue;
+        int r0 = c->grp_row[g];
+        d->linear(d, layer, which, x + (size_t)r0 * in, y + (size_t)r0 * out, c->grp_rows[g], in, out, w, b, c->pool);
+    }
+}
+
+/* out = LayerNorm(h + resid) over all rows; then deltas with a sub-layer callback redo theirs. */
+static void sublayer_with_deltas(pd_ctx *c, int layer, pd_site site, float *h, const float *resid, const float *lw,
+                                 const float *lb, float *out, int rows) {
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden;
+    pd_layernorm(c->pool, h, resid, lw, lb, cf->ln_eps, rows, H, out);
+    for (int g = 0; g < c->n_grp; g++) {
+        const pd_delta *d = c->grp_delta[g];
+        if (!d || !d->sublayer) continue;
+        size_t r0 = (size_t)c->grp_row[g] * H;
+        d->sublayer(d, layer, site, h + r0, resid + r0, lw, lb, cf->ln_eps, c->grp_rows[g], H, out + r0, c->pool);
+    }
+}
+
+pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t errlen) {
+    const pd_model *m = c->m;
+    const pd_config *cf = &m->cfg;
+    int H = cf->hidden;
+    if (n <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "empty batch");
+    long rows = 0;
+    int maxL = 0, maxP = 0;
+    for (int i = 0; i < n; i++) {
+        const pd_seq *s = &seqs[i];
+        const pd_delta *d = s->delta;
+        int np = d ? d->n_prompt : 0, pf = d ? d->n_prefix : 0;
+        if (s->len <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "sequence %d is empty", i);
+        if ((long)s->len + np + pf > cf->max_tokens)
+            return pd_err(err, errlen, PD_ERR_INVALID, "sequence %d has %d tokens (+%d virtual), more than the model's %d", i,
+                          s->len, np + pf, cf->max_tokens);
+        for (int t = 0; t < s->len; t++) {
+            if (s->ids[t] < 0 || s->ids[t] >= cf->vocab)
+                return pd_err(err, errlen, PD_ERR_INVALID, "sequence %d: token id %d outside the vocabulary", i, s->ids[t]);
+            if (s->type_ids && cf->arch != PD_ARCH_DISTILBERT && (s->type_ids[t] < 0 || s->type_ids[t] >= cf->type_vocab))
+                return pd_err(err, errlen, PD_ERR_INVALID, "sequence %d: token type %d outside 0..%d", i, s->type_ids[t], cf->type_vocab - 1);
+        }
+        rows += s->len + np;
+        if (s->len + np > maxL) maxL = s->len + np;
+        if (pf > maxP) maxP = pf;
+    }
+    int nt = pd_pool_size(c->pool);
+    size_t slice = (size_t)maxL * (size_t)(maxL + maxP);
+    if (rows > (1L << 24) || ctx_reserve(c, (int)rows, n, slice * (size_t)nt))
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for a batch of %ld tokens", rows);
+    c->n = n;
+    for (int i = 0; i < n; i++) c->order[i] = i;
+    {
+        /* Stable insertion sort by delta pointer: reentrant, and batches are small. */
+        for (int i = 1; i < n; i++) {
+            int v = c->order[i], j = i - 1;
+            uintptr_t dv = (uintptr_t)seqs[v].delta;
+            while (j >= 0 && (uintptr_t)seqs[c->order[j]].delta > dv) { c->order[j + 1] = c->order[j]; j--; }
+            c->order[j + 1] = v;
+        }
+    }
+    int r = 0;
+    c->n_grp = 0;
+    for (int k = 0; k < n; k++) {
+        int i = c->order[k];
+        const pd_delta *d = seqs[i].delta;
+        c->off[i] = r;
+        c->tot[i] = seqs[i].len + (d ? d->n_prompt : 0);
+        c->delta[i] = d;
+        if (c->n_grp == 0 || c->grp_delta[c->n_grp - 1] != d) {
+            c->grp_delta[c->n_grp] = d;
+            c->grp_row[c->n_grp] = r;
+            c->grp_rows[c->n_grp] = 0;
+            c->n_grp++;
+        }
+        c->grp_rows[c->n_grp - 1] += c->tot[i];
+        r += c->tot[i];
+    }
+    /* Embeddings: word (or soft prompt) + position + token type, then LayerNorm. Real tokens
+     * sit after the prompt and the prefix: position = offset + n_prompt + n_prefix + t, as
+     * transformers does with inputs_embeds and past_key_values_length. */
+    for (int i = 0; i < n; i++) {
+        const pd_seq *s = &seqs[i];
+        const pd_delta *d = s->delta;
+        int np = d ? d->n_prompt : 0, pf = d ? d->n_prefix : 0;
+        for (int t = 0; t < c->tot[i]; t++) {
+            float *row = c->x + (size_t)(c->off[i] + t) * H;
+            int real = t - np;
+            const float *we = real < 0 ? d->prompt + (size_t)t * H : m->word_emb + (size_t)s->ids[real] * H;
+            int pos = cf->pos_offset + pf + t;
+            const float *pe = m->pos_emb + (size_t)pos * H;
+            if (m->type_emb) {
+                int ty = (real >= 0 && s->type_ids) ? s->type_ids[real] : 0;
+                const float *te = m->type_emb + (size_t)ty * H;
+                for (int e = 0; e < H; e++) row[e] = we[e] + pe[e] + te[e];
+            } else {
+                for (int e = 0; e < H; e++) row[e] = we[e] + pe[e];
+            }
+        }
+    }
+    int R = (int)rows;
+    pd_layernorm(c->pool, c->x, NULL, m->emb_ln_w, m->emb_ln_b, cf->ln_eps, R, H, c->x);
+    for (int l = 0; l < cf->layers; l++) {
+        const pd_layer *L = &m->layer[l];
+        linear_with_deltas(c, l, PD_LIN_Q, c->x, H, L->wq, L->bq, H, c->q, R);
+        linear_with_deltas(c, l, PD_LIN_K, c->x, H, L->wk, L->bk, H, c->k, R);
+        linear_with_deltas(c, l, PD_LIN_V, c->x, H, L->wv, L->bv, H, c->v, R);
+        attn_job aj = {c, l, n * cf->heads, slice, 0};
+        pd_pool_run(c->pool, attn_task, &aj, nt);
+        linear_with_deltas(c, l, PD_LIN_O, c->att, H, L->wo, L->bo, H, c->h, R);
+        sublayer_with_deltas(c, l, PD_SITE_ATTN, c->h, c->x, L->ln1_w, L->ln1_b, c->x1, R);
+        linear_with_deltas(c, l, PD_LIN_FFN1, c->x1, H, L->w1, L->b1, cf->ffn, c->f, R);
+        pd_act_apply(c->pool, cf->act, c->f, (size_t)R * cf->ffn);
+        linear_with_deltas(c, l, PD_LIN_FFN2, c->f, cf->ffn, L->w2, L->b2, H, c->h, R);
+        sublayer_with_deltas(c, l, PD_SITE_FFN, c->h, c->x1, L->ln2_w, L->ln2_b, c->x, R);
+    }
+    return PD_OK;
+}
+
+const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len) {
+    PD_ASSERT(i >= 0 && i < c->n);
+    if (len) *len = c->tot[i];
+    return c->x + (size_t)c->off[i] * c->m->cfg.hidden;
+}
+
+int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap) {
+    PD_ASSERT(i >= 0 && i < c->n);
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden;
+    if (!head || head->n_layers < 1 || head->layer[0].in != H) return -1;
+    int np = c->delta[i] ? c->delta[i]->n_prompt : 0;
+    int rows = head->task == PD_TASK_QA ? c->tot[i] - np : 1;
+    const float *x = c->x + (size_t)(c->off[i] + (head->task == PD_TASK_QA ? np : 0)) * H;
+    int width = H;
+    for (int k = 0; k < head->n_layers; k++) if (head->layer[k].out > width) width = head->layer[k].out;
+    float *a = malloc(sizeof(float) * (size_t)rows * width), *b = malloc(sizeof(float) * (size_t)rows * width);
+    if (!a || !b) { free(a); free(b); return -1; }
+    memcpy(a, x, sizeof(float) * (size_t)rows * H);
+    int in = H;
+    for (int k = 0; k < head->n_layers; k++) {
+        const pd_head_layer *hl = &head->layer[k];
+        if (hl->in != in) { free(a); free(b); return -1; }
+        pd_linear(NULL, a, rows, hl->in, hl->w, hl->b, hl->out, b);
+        pd_act_apply(NULL, hl->act, b, (size_t)rows * hl->out);
+        float *t = a; a = b; b = t;
+        in = hl->out;
+    }
+    int n;
+    if (head->task == PD_TASK_QA) {
+        n = 2 * rows;
+        if (in != 2 || n > cap) { free(a); free(b); return -1; }
+        for (int t = 0; t < rows; t++) { out[t] = a[2 * t]; out[rows + t] = a[2 * t + 1]; }
+    } else {
+        n = in;
+        if (n > cap) { free(a); free(b); return -1; }
+        memcpy(out, a, sizeof(float) * (size_t)n);
+    }
+    free(a);
+    free(b);
+    return n;
+}

@@ -1,0 +1,159 @@
+/* model.h - a BERT-family encoder loaded from a Hugging Face checkpoint directory, and its
+ * batched forward pass with per-sequence deltas.
+ *
+ * Loading: DIR/config.json + DIR/model.safetensors (or sharded model-*-of-*.safetensors with
+ * model.safetensors.index.json) + the tokenizer files. Architectures bert, distilbert and
+ * roberta; heads: sequence classification and extractive QA, when present in the checkpoint.
+ * F32 weights are used straight from the read-only mapping; F16/BF16 are converted once.
+ *
+ * Deltas: core knows nothing about adapter files. A pd_delta describes, in core's own terms,
+ * what changes for the sequences that name it: a soft prompt prepended to the embeddings,
+ * per-layer prefix keys/values, a callback after every linear layer (LoRA, IA3), a callback
+ * that replaces a sub-layer's "LayerNorm(h + residual)" (bottleneck adapters), and its own head.
+ * adapters/ builds pd_delta values; core calls them. One batch may mix any deltas.
+ *
+ * Ownership and threads: pd_model is immutable after pd_model_load and shared read-only by
+ * every thread. Each thread that runs forward passes owns a pd_ctx (scratch buffers). A
+ * pd_delta must stay alive and unchanged while a forward pass uses it. */
+#ifndef PD_MODEL_H
+#define PD_MODEL_H
+
+#include "common.h"
+#include "kernels.h"
+#include "tokenizer.h"
+
+typedef enum { PD_ARCH_BERT = 1, PD_ARCH_DISTILBERT, PD_ARCH_ROBERTA } pd_arch;
+typedef enum { PD_TASK_NONE = 0, PD_TASK_CLS = 1, PD_TASK_QA = 2 } pd_task;
+
+const char *pd_arch_name(pd_arch a);   /* "bert", "distilbert", "roberta" */
+const char *pd_task_name(pd_task t);   /* "classification", "question_answering", "none" */
+
+typedef struct pd_config {
+    pd_arch arch;
+    int vocab;      /* vocab_size */
+    int hidden;     /* hidden_size / dim */
+    int layers;     /* num_hidden_layers / n_layers */
+    int heads;      /* num_attention_heads / n_heads */
+    int ffn;        /* intermediate_size / hidden_dim */
+    int max_pos;    /* max_position_embeddings (rows of the position table) */
+    int max_tokens; /* longest usable sequence: max_pos, minus padding_idx+1 for roberta */
+    int type_vocab; /* type_vocab_size; 0 for distilbert */
+    int pad_id;
+    int pos_offset; /* first position id: 0, or padding_idx + 1 for roberta */
+    float ln_eps;
+    pd_act act;
+    int num_labels; /* of the checkpoint's classification head, or id2label size */
+    char **labels;  /* (num_labels) id2label names */
+    char dtype[8];  /* dtype of the stored weights: "F32", "F16", "BF16" */
+} pd_config;
+
+/* One encoder layer; every matrix is (out, in) as torch.nn.Linear stores it. */
+typedef struct pd_layer {
+    const float *wq, *bq, *wk, *bk, *wv, *bv; /* (hidden, hidden), (hidden) */
+    const float *wo, *bo;                     /* attention output dense (hidden, hidden) */
+    const float *ln1_w, *ln1_b;               /* attention LayerNorm (hidden) */
+    const float *w1, *b1;                     /* intermediate (ffn, hidden), (ffn) */
+    const float *w2, *b2;                     /* output (hidden, ffn), (hidden) */
+    const float *ln2_w, *ln2_b;               /* output LayerNorm (hidden) */
+} pd_layer;
+
+/* The linear layers of a layer, in the order the forward pass runs them. */
+typedef enum { PD_LIN_Q = 0, PD_LIN_K, PD_LIN_V, PD_LIN_O, PD_LIN_FFN1, PD_LIN_FFN2, PD_LIN_COUNT } pd_lin;
+
+/* Sub-layer ends where bottleneck adapters sit. */
+typedef enum { PD_SITE_ATTN = 0, PD_SITE_FFN = 1 } pd_site;
+
+/* A head: a small MLP over the final hidden states. Classification applies it to token 0
+ * of each sequence; QA applies it to every token (last layer out = 2: start, end). */
+#define PD_HEAD_MAX_LAYERS 4
+typedef struct pd_head_layer {
+    const float *w, *b; /* (out, in), (out); b may be NULL */
+    int in, out;
+    pd_act act;         /* applied after the linear */
+} pd_head_layer;
+
+typedef struct pd_head {
+    pd_task task;
+    int n_layers;
+    pd_head_layer layer[PD_HEAD_MAX_LAYERS];
+    int num_labels;     /* classification: out of the last layer */
+    char **labels;      /* (num_labels) */
+} pd_head;
+
+typedef struct pd_delta pd_delta;
+
+/* Adds the delta's part of a linear layer to y for `rows` consecutive rows that all belong to
+ * sequences of this delta: x (rows, in) is the layer input, y (rows, out) already holds
+ * x W^T + b. w/b are the base weights (IA3 on feed-forward layers needs them). */
+typedef void (*pd_delta_linear_fn)(const pd_delta *d, int layer, pd_lin which, const float *x, float *y,
+                                   int rows, int in, int out, const float *w, const float *b, pd_pool *pool);
+
+/* Computes out = the sub-layer result for `rows` rows of this delta, replacing the base
+ * LayerNorm(h + resid) (ln_w/ln_b/eps are the base LayerNorm). Returns 0 if this delta does
+ * not adapt this layer/site (core then does the base computation), 1 if it wrote out.
+ * h may be overwritten. */
+typedef int (*pd_delta_sublayer_fn)(const pd_delta *d, int layer, pd_site site, float *h, const float *resid,
+                                    const float *ln_w, const float *ln_b, float eps, int rows, int dim,
+                                    float *out, pd_pool *pool);
+
+struct pd_delta {
+    int n_prompt;                 /* soft prompt tokens prepended to the word embeddings */
+    const float *prompt;          /* (n_prompt, hidden) */
+    int n_prefix;                 /* prefix-tuning key/value tokens per layer */
+    const float *const *prefix_k; /* [layer] -> (n_prefix, hidden), already projected */
+    const float *const *prefix_v; /* [layer] -> (n_prefix, hidden) */
+    pd_delta_linear_fn linear;    /* NULL: no linear layer changes */
+    pd_delta_sublayer_fn sublayer;/* NULL: no sub-layer changes */
+    const pd_head *head;          /* NULL: the base checkpoint's head for the task */
+    void *impl;                   /* the adapter behind it */
+};
+
+typedef struct pd_model pd_model;
+
+/* Loads a checkpoint directory. max_tokens_cap > 0 lowers the usable sequence length.
+ * Returns PD_OK, or an error naming the file/tensor: PD_ERR_NOT_FOUND (no config/weights),
+ * PD_ERR_FORMAT (corrupt files), PD_ERR_UNSUPPORTED (architecture, activation, pickle
+ * checkpoint), PD_ERR_MISMATCH (a tensor missing or mis-shaped against the config). */
+pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, char *err, size_t errlen);
+void pd_model_free(pd_model *m); /* NULL is a no-op */
+
+const pd_config *pd_model_config(const pd_model *m);
+const pd_tokenizer *pd_model_tokenizer(const pd_model *m);
+const pd_layer *pd_model_layer(const pd_model *m, int l);
+const pd_head *pd_model_head(const pd_model *m, pd_task t); /* NULL if the checkpoint has none */
+size_t pd_model_bytes(const pd_model *m);  /* bytes of weights held (mapped or converted) */
+double pd_model_load_seconds(const pd_model *m);
+
+/* One sequence of a batch: ids/type_ids of the real tokens (type_ids NULL = all zero). */
+typedef struct pd_seq {
+    const int32_t *ids;
+    const int32_t *type_ids;
+    int len;
+    const pd_delta *delta; /* NULL = the bare base */
+} pd_seq;
+
+typedef struct pd_ctx pd_ctx;
+
+/* Scratch for forward passes, owned by one thread at a time. pool may be NULL (single thread).
+ * Returns NULL on allocation failure. */
+pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool);
+void pd_ctx_free(pd_ctx *c);
+pd_pool *pd_ctx_pool(pd_ctx *c);
+
+/* Runs the encoder on n sequences as one batch (no padding: tokens of all sequences are packed).
+ * On success the final hidden states are available through pd_ctx_hidden until the next call.
+ * Fails with PD_ERR_INVALID if a sequence is empty, longer than max_tokens (prompt/prefix
+ * tokens included) or has an id outside the vocabulary; PD_ERR_NOMEM. */
+pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t errlen);
+
+/* Final hidden states of sequence i of the last forward: (*len, hidden) where *len counts the
+ * prompt tokens first, then the real tokens. */
+const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len);
+
+/* Runs the head for sequence i of the last forward.
+ * Classification: out gets num_labels logits (from token 0 of the sequence, prompt included,
+ *   as PEFT does). QA: out gets start logits then end logits for the real tokens
+ *   (2 x seq len; prompt tokens excluded). Returns the number of floats written, or -1. */
+int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap);
+
+#endif

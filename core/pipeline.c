@@ -1,0 +1,271 @@
+/* pipeline.c - inputs to windows, windows to results. See pipeline.h. */
+#include "pipeline.h"
+
+#include <math.h>
+#include <string.h>
+
+int pd_utf8_chars(const char *s, size_t bytes) {
+    int n = 0;
+    for (size_t i = 0; i < bytes; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) n++;
+    return n;
+}
+
+static void window_free(pd_window *w) {
+    free(w->ids); free(w->type_ids); free(w->src); free(w->tstart); free(w->tend);
+    memset(w, 0, sizeof *w);
+}
+
+void pd_item_free(pd_item *it) {
+    if (!it) return;
+    for (int i = 0; i < it->n_win; i++) window_free(&it->win[i]);
+    free(it->win);
+    free(it->context);
+    free(it->logits);
+    free(it->start_logits);
+    free(it->end_logits);
+    for (int i = 0; i < it->n_answers; i++) free(it->answers[i].text);
+    free(it->answers);
+    memset(it, 0, sizeof *it);
+}
+
+int pd_item_tokens(const pd_item *it) {
+    int n = 0;
+    for (int i = 0; i < it->n_win; i++) n += it->win[i].len;
+    return n;
+}
+
+/* Assembles a window from a[a0..a0+na) and (if b) b[b0..b0+nb) into w. */
+static pd_status build_window(const pd_tokenizer *tk, const pd_tokens *a, int a0, int na, const pd_tokens *b, int b0, int nb,
+                              pd_window *w) {
+    int cap = na + (b ? nb : 0) + pd_tokenizer_num_special(tk, b != NULL);
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)cap);
+    w->ids = malloc(sizeof(int32_t) * (size_t)cap);
+    w->type_ids = malloc(sizeof(int32_t) * (size_t)cap);
+    w->src = malloc(sizeof(int32_t) * (size_t)cap);
+    w->tstart = malloc(sizeof(int32_t) * (size_t)cap);
+    w->tend = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!idx || !w->ids || !w->type_ids || !w->src || !w->tstart || !w->tend) {
+        free(idx);
+        window_free(w);
+        return PD_ERR_NOMEM;
+    }
+    w->len = pd_tokenizer_assemble(tk, a->ids + a0, na, b ? b->ids + b0 : NULL, b ? nb : -1, w->ids, w->type_ids, w->src, idx);
+    PD_ASSERT(w->len <= cap);
+    for (int t = 0; t < w->len; t++) {
+        if (w->src[t] < 0) { w->tstart[t] = w->tend[t] = -1; continue; }
+        const pd_tokens *s = w->src[t] == 0 ? a : b;
+        int k = idx[t] + (w->src[t] == 0 ? a0 : b0);
+        w->tstart[t] = s->start[k];
+        w->tend[t] = s->end[k];
+    }
+    free(idx);
+    return PD_OK;
+}
+
+/* Lengths after Hugging Face tokenizers' longest_first truncation of a pair to max tokens
+ * (utils/truncation.rs): the shorter keeps its length if the longer still gets at least as
+ * much; otherwise both get half, the originally longer one taking the odd token. */
+static void longest_first(int *n1, int *n2, int max) {
+    if (*n1 + *n2 <= max) return;
+    int a = *n1, b = *n2, swap = 0;
+    if (a > b) { int t = a; a = b; b = t; swap = 1; }
+    if (a > max) b = a;
+    else b = (max - a) > a ? (max - a) : a;
+    if (a + b > max) { a = max / 2; b = a + max % 2; }
+    if (swap) { int t = a; a = b; b = t; }
+    if (*n1 > a) *n1 = a;
+    if (*n2 > b) *n2 = b;
+}
+
+pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, const pd_opts *o, int n_virtual,
+                         pd_item *it, char *err, size_t errlen) {
+    const pd_config *cf = pd_model_config(m);
+    const pd_tokenizer *tk = pd_model_tokenizer(m);
+    memset(it, 0, sizeof *it);
+    it->task = task;
+    int maxlen = cf->max_tokens - n_virtual;
+    if (o && o->max_length > 0 && o->max_length < maxlen) maxlen = o->max_length;
+    pd_tokens a = {0}, b = {0};
+    pd_status st = PD_OK;
+    if (task == PD_TASK_CLS) {
+        if (!in->text) return pd_err(err, errlen, PD_ERR_INVALID, "classification needs \"text\"");
+        int pair = in->text_pair != NULL;
+        int budget = maxlen - pd_tokenizer_num_special(tk, pair);
+        if (budget < 1) return pd_err(err, errlen, PD_ERR_INVALID, "max_length %d leaves no room for tokens", maxlen);
+        st = pd_tokenizer_tokenize(tk, in->text, strlen(in->text), &a, err, errlen);
+        if (!st && pair) st = pd_tokenizer_tokenize(tk, in->text_pair, strlen(in->text_pair), &b, err, errlen);
+        if (st) goto out;
+        int na = a.n, nb = pair ? b.n : 0;
+        if (pair) longest_first(&na, &nb, budget);
+        else if (na > budget) na = budget;
+        it->win = calloc(1, sizeof *it->win);
+        if (!it->win) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+        it->n_win = 1;
+        if (build_window(tk, &a, 0, na, pair ? &b : NULL, 0, nb, &it->win[0])) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    } else if (task == PD_TASK_QA) {
+        if (!in->question || !in->context) return pd_err(err, errlen, PD_ERR_INVALID, "question answering needs \"question\" and \"context\"");
+        st = pd_tokenizer_tokenize(tk, in->question, strlen(in->question), &a, err, errlen);
+        if (!st) st = pd_tokenizer_tokenize(tk, in->context, strlen(in->context), &b, err, errlen);
+        if (st) goto out;
+        if (b.n == 0) { st = pd_err(err, errlen, PD_ERR_INVALID, "the context is empty"); goto out; }
+        if (a.n == 0) { st = pd_err(err, errlen, PD_ERR_INVALID, "the question is empty"); goto out; }
+        int win = maxlen - pd_tokenizer_num_special(tk, 1) - a.n; /* context tokens per window */
+        if (win < 2) {
+            st = pd_err(err, errlen, PD_ERR_INVALID, "the question has %d tokens and leaves no room for the context in %d", a.n, maxlen);
+            goto out;
+        }
+        int stride = o && o->doc_stride > 0 ? o->doc_stride : (maxlen / 2 < 128 ? maxlen / 2 : 128);
+        /* Windows as tokenizers' Encoding::truncate makes overflows: starts step by (win - stride). */
+        if (stride >= win) stride = win - 1;
+        int step = win - stride;
+        int nw = b.n <= win ? 1 : 1 + (b.n - win + step - 1) / step;
+        it->win = calloc((size_t)nw, sizeof *it->win);
+        if (!it->win) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+        for (int w = 0; w < nw; w++) {
+            int s0 = w * step, n = b.n - s0 < win ? b.n - s0 : win;
+            if (build_window(tk, &a, 0, a.n, &b, s0, n, &it->win[w])) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+            it->n_win++;
+        }
+        it->context_len = strlen(in->context);
+        it->context = malloc(it->context_len + 1);
+        if (!it->context) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
+        memcpy(it->context, in->context, it->context_len + 1);
+    } else {
+        st = pd_err(err, errlen, PD_ERR_INVALID, "unknown task");
+    }
+out:
+    pd_tokens_free(&a);
+    pd_tokens_free(&b);
+    if (st) pd_item_free(it);
+    return st;
+}
+
+/* ==== Results ==== */
+
+typedef struct { int s, e; float score; int win; } span;
+
+/* Best spans of one window as the Hugging Face QA pipeline scores them: logits of tokens
+ * outside the context set to -10000 (the CLS token stays in), softmax over start and end,
+ * CLS zeroed, score = p_start[s] * p_end[e] with s <= e < s + max_answer_len, both in the
+ * context. Keeps the k best in spans[] (sorted), returns how many. */
+static int window_spans(const pd_window *w, const float *sl, const float *el, int max_ans, int k, int win, span *out) {
+    int L = w->len;
+    float *ps = malloc(sizeof(float) * (size_t)L), *pe = malloc(sizeof(float) * (size_t)L);
+    if (!ps || !pe) { free(ps); free(pe); return 0; }
+    for (int t = 0; t < L; t++) {
+        int keep = w->src[t] == 1 || t == 0;
+        ps[t] = keep ? sl[t] : -10000.0f;
+        pe[t] = keep ? el[t] : -10000.0f;
+    }
+    /* exact softmax in double: scores are user-visible */
+    double ms = ps[0], me = pe[0], ss = 0, se = 0;
+    for (int t = 1; t < L; t++) { if (ps[t] > ms) ms = ps[t]; if (pe[t] > me) me = pe[t]; }
+    for (int t = 0; t < L; t++) { ss += exp(ps[t] - ms); se += exp(pe[t] - me); }
+    for (int t = 0; t < L; t++) { ps[t] = (float)(exp(ps[t] - ms) / ss); pe[t] = (float)(exp(pe[t] - me) / se); }
+    ps[0] = pe[0] = 0.0f;
+    int n = 0;
+    for (int s = 0; s < L; s++) {
+        if (w->src[s] != 1) continue;
+        for (int e = s; e < L && e < s + max_ans; e++) {
+            if (w->src[e] != 1) continue;
+            float sc = ps[s] * pe[e];
+            if (n == k && sc <= out[k - 1].score) continue;
+            int pos = n < k ? n++ : k - 1;
+            while (pos > 0 && out[pos - 1].score < sc) { out[pos] = out[pos - 1]; pos--; }
+            out[pos] = (span){s, e, sc, win};
+        }
+    }
+    free(ps);
+    free(pe);
+    return n;
+}
+
+static pd_status finish_qa(pd_item *it, float *const *logit, const pd_opts *o) {
+    int k = o && o->top_k > 0 ? o->top_k : 1;
+    int max_ans = o && o->max_answer_length > 0 ? o->max_answer_length : 15;
+    span *all = calloc((size_t)k * (size_t)(it->n_win + 1), sizeof *all);
+    span *one = calloc((size_t)k, sizeof *one);
+    if (!all || !one) { free(all); free(one); return PD_ERR_NOMEM; }
+    int na = 0;
+    for (int w = 0; w < it->n_win; w++) {
+        int L = it->win[w].len;
+        int got = window_spans(&it->win[w], logit[w], logit[w] + L, max_ans, k, w, one);
+        for (int i = 0; i < got; i++) all[na++] = one[i];
+    }
+    /* stable sort by score, descending; earlier windows win ties */
+    for (int i = 1; i < na; i++) {
+        span v = all[i];
+        int j = i - 1;
+        while (j >= 0 && all[j].score < v.score) { all[j + 1] = all[j]; j--; }
+        all[j + 1] = v;
+    }
+    if (na > k) na = k;
+    it->answers = calloc((size_t)(na ? na : 1), sizeof *it->answers);
+    if (!it->answers) { free(all); free(one); return PD_ERR_NOMEM; }
+    for (int i = 0; i < na; i++) {
+        const pd_window *w = &it->win[all[i].win];
+        int b0 = w->tstart[all[i].s], b1 = w->tend[all[i].e];
+        pd_answer *a = &it->answers[i];
+        a->text = malloc((size_t)(b1 - b0) + 1);
+        if (!a->text) { free(all); free(one); return PD_ERR_NOMEM; }
+        memcpy(a->text, it->context + b0, (size_t)(b1 - b0));
+        a->text[b1 - b0] = 0;
+        a->start = pd_utf8_chars(it->context, (size_t)b0);
+        a->end = a->start + pd_utf8_chars(it->context + b0, (size_t)(b1 - b0));
+        a->score = all[i].score;
+        it->n_answers++;
+    }
+    int L0 = it->win[0].len;
+    it->start_logits = malloc(sizeof(float) * (size_t)L0);
+    it->end_logits = malloc(sizeof(float) * (size_t)L0);
+    if (!it->start_logits || !it->end_logits) { free(all); free(one); return PD_ERR_NOMEM; }
+    memcpy(it->start_logits, logit[0], sizeof(float) * (size_t)L0);
+    memcpy(it->end_logits, logit[0] + L0, sizeof(float) * (size_t)L0);
+    free(all);
+    free(one);
+    return PD_OK;
+}
+
+pd_status pd_predict(pd_ctx *c, pd_item *const *items, int n, const pd_opts *o, char *err, size_t errlen) {
+    int nseq = 0;
+    for (int i = 0; i < n; i++) {
+        if (!items[i]->head || items[i]->head->task != items[i]->task)
+            return pd_err(err, errlen, PD_ERR_INVALID, "no %s head for this request", pd_task_name(items[i]->task));
+        nseq += items[i]->n_win;
+    }
+    pd_seq *seqs = calloc((size_t)(nseq ? nseq : 1), sizeof *seqs);
+    if (!seqs) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        for (int w = 0; w < items[i]->n_win; w++)
+            seqs[k++] = (pd_seq){items[i]->win[w].ids, items[i]->win[w].type_ids, items[i]->win[w].len, items[i]->delta};
+    pd_status st = pd_forward(c, seqs, nseq, err, errlen);
+    free(seqs);
+    if (st) return st;
+    k = 0;
+    for (int i = 0; i < n && !st; i++) {
+        pd_item *it = items[i];
+        if (it->task == PD_TASK_CLS) {
+            int nl = it->head->layer[it->head->n_layers - 1].out;
+            it->logits = malloc(sizeof(float) * (size_t)nl);
+            if (!it->logits) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); break; }
+            it->n_logits = pd_ctx_head(c, k, it->head, it->logits, nl);
+            if (it->n_logits != nl) st = pd_err(err, errlen, PD_ERR_MISMATCH, "the head does not fit the model");
+            k++;
+        } else {
+            float **lg = calloc((size_t)it->n_win, sizeof *lg);
+            if (!lg) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); break; }
+            for (int w = 0; w < it->n_win && !st; w++, k++) {
+                int L = it->win[w].len;
+                lg[w] = malloc(sizeof(float) * 2 * (size_t)L);
+                if (!lg[w]) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+                else if (pd_ctx_head(c, k, it->head, lg[w], 2 * L) != 2 * L) st = pd_err(err, errlen, PD_ERR_MISMATCH, "the QA head does not fit the model");
+            }
+            if (!st && finish_qa(it, lg, o)) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+            for (int w = 0; w < it->n_win; w++) free(lg[w]);
+            free(lg);
+        }
+    }
+    return st;
+}
