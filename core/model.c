@@ -354,8 +354,9 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
     if (!m->layer) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     for (int l = 0; l < c->layers; l++) {
         pd_layer *L = &m->layer[l];
+        const char *stack = c->arch == PD_ARCH_DISTILBERT ? "transformer" : "encoder";
         if (c->arch == PD_ARCH_DISTILBERT) {
-#define DL(name, d0, d1, dst) snprintf(s, sizeof s, "transformer.layer.%d.%s", l, name); W(s, d0, d1, dst)
+#define DL(name, d0, d1, dst) snprintf(s, sizeof s, "%s.layer.%d.%s", stack, l, name); W(s, d0, d1, dst)
             DL("attention.q_lin.weight", H, H, &L->wq); DL("attention.q_lin.bias", H, 0, &L->bq);
             DL("attention.k_lin.weight", H, H, &L->wk); DL("attention.k_lin.bias", H, 0, &L->bk);
             DL("attention.v_lin.weight", H, H, &L->wv); DL("attention.v_lin.bias", H, 0, &L->bv);

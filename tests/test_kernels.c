@@ -1,0 +1,182 @@
+/* test_kernels.c - the pool, the split GEMM, layer norm, activations and softmax against
+ * straightforward double-precision loops. */
+#include "kernels.h"
+#include "test.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void count_task(void *arg, int i) { __atomic_fetch_add((int *)arg + i, 1, __ATOMIC_RELAXED); }
+
+typedef struct { pd_pool *p; int ok; } caller_arg;
+static void *caller(void *v) {
+    caller_arg *c = v;
+    int hits[257];
+    for (int rep = 0; rep < 200; rep++) {
+        memset(hits, 0, sizeof hits);
+        pd_pool_run(c->p, count_task, hits, 257);
+        for (int i = 0; i < 257; i++) if (hits[i] != 1) c->ok = 0;
+    }
+    return NULL;
+}
+
+static void test_pool(void) {
+    pd_pool *p = pd_pool_new(3);
+    CHECK(p && pd_pool_size(p) == 3);
+    /* every task runs exactly once, also with two callers at once */
+    caller_arg a = {p, 1}, b = {p, 1};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, caller, &a);
+    pthread_create(&tb, NULL, caller, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.ok && b.ok);
+    pd_pool_free(p);
+    pd_pool_free(NULL);
+}
+
+static void test_gemm(pd_pool *p) {
+    int shapes[][3] = {{1, 7, 5}, {37, 64, 33}, {300, 96, 128}, {129, 200, 64}};
+    for (int s = 0; s < 4; s++) {
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n), *c = malloc(sizeof(float) * m * n);
+                for (int i = 0; i < m * k; i++) a[i] = frand();
+                for (int i = 0; i < k * n; i++) b[i] = frand();
+                for (int i = 0; i < m * n; i++) c[i] = frand();
+                float *c0 = malloc(sizeof(float) * m * n);
+                memcpy(c0, c, sizeof(float) * m * n);
+                int lda = ta ? m : k, ldb = tb ? k : n;
+                pd_gemm(p, ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 2.0f, c, n);
+                double maxe = 0;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        double acc = 0;
+                        for (int q = 0; q < k; q++) {
+                            double av = ta ? a[q * lda + i] : a[i * lda + q];
+                            double bv = tb ? b[j * ldb + q] : b[q * ldb + j];
+                            acc += av * bv;
+                        }
+                        double ref = 0.5 * acc + 2.0 * c0[i * n + j];
+                        double e = fabs(ref - c[i * n + j]);
+                        if (e > maxe) maxe = e;
+                    }
+                CHECKF(maxe < 1e-4, "gemm %dx%dx%d ta=%d tb=%d err %g", m, n, k, ta, tb, maxe);
+                free(a); free(b); free(c); free(c0);
+            }
+        }
+    }
+    /* pd_linear with and without bias */
+    int rows = 70, in = 48, out = 40;
+    float *x = malloc(sizeof(float) * rows * in), *w = malloc(sizeof(float) * out * in), *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * rows * out);
+    for (int i = 0; i < rows * in; i++) x[i] = frand();
+    for (int i = 0; i < out * in; i++) w[i] = frand();
+    for (int i = 0; i < out; i++) bias[i] = frand();
+    for (int wb = 0; wb < 2; wb++) {
+        pd_linear(p, x, rows, in, w, wb ? bias : NULL, out, y);
+        double maxe = 0;
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < out; o++) {
+                double acc = wb ? bias[o] : 0;
+                for (int i = 0; i < in; i++) acc += (double)x[r * in + i] * w[o * in + i];
+                double e = fabs(acc - y[r * out + o]);
+                if (e > maxe) maxe = e;
+            }
+        CHECKF(maxe < 1e-4, "linear bias=%d err %g", wb, maxe);
+    }
+    free(x); free(w); free(bias); free(y);
+}
+
+static void test_layernorm(pd_pool *p) {
+    int rows = 300, dim = 96;
+    float *x = malloc(sizeof(float) * rows * dim), *a = malloc(sizeof(float) * rows * dim), *o = malloc(sizeof(float) * rows * dim);
+    float w[96], b[96];
+    for (int i = 0; i < rows * dim; i++) { x[i] = frand() * 3; a[i] = frand(); }
+    for (int i = 0; i < dim; i++) { w[i] = 1 + frand() * 0.5f; b[i] = frand(); }
+    pd_layernorm(p, x, a, w, b, 1e-12f, rows, dim, o);
+    double maxe = 0;
+    for (int r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < dim; i++) mean += (double)x[r * dim + i] + a[r * dim + i];
+        mean /= dim;
+        for (int i = 0; i < dim; i++) { double v = (double)x[r * dim + i] + a[r * dim + i] - mean; var += v * v; }
+        var /= dim;
+        for (int i = 0; i < dim; i++) {
+            double ref = ((double)x[r * dim + i] + a[r * dim + i] - mean) / sqrt(var + 1e-12) * w[i] + b[i];
+            double e = fabs(ref - o[r * dim + i]);
+            if (e > maxe) maxe = e;
+        }
+    }
+    CHECKF(maxe < 1e-5, "layernorm err %g", maxe);
+    /* in place, no add */
+    memcpy(o, x, sizeof(float) * rows * dim);
+    pd_layernorm(p, o, NULL, w, b, 1e-5f, rows, dim, o);
+    double m0 = 0;
+    for (int i = 0; i < dim; i++) m0 += (o[i] - b[i]) / w[i];
+    CHECK_NEAR(m0 / dim, 0.0, 1e-5);
+    free(x); free(a); free(o);
+}
+
+static void test_acts(pd_pool *p) {
+    pd_act acts[] = {PD_ACT_GELU, PD_ACT_GELU_TANH, PD_ACT_RELU, PD_ACT_TANH, PD_ACT_SWISH, PD_ACT_SIGMOID};
+    int n = 40001;
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+    for (int a = 0; a < 6; a++) {
+        for (int i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)i / (float)(n - 1);
+        memcpy(y, x, sizeof(float) * n);
+        pd_act_apply(p, acts[a], y, (size_t)n);
+        double maxe = 0;
+        for (int i = 0; i < n; i++) {
+            double e = fabs((double)y[i] - pd_act1(acts[a], x[i]));
+            if (e > maxe) maxe = e;
+        }
+        CHECKF(maxe < 2e-6, "%s max abs error %g", pd_act_name(acts[a]), maxe);
+        /* derivative against central differences */
+        double maxg = 0;
+        for (float v = -4.0f; v <= 4.0f; v += 0.37f) {
+            double h = 1e-3;
+            double fd = (pd_act1(acts[a], (float)(v + h)) - pd_act1(acts[a], (float)(v - h))) / (2 * h);
+            double e = fabs(fd - pd_act1_grad(acts[a], v));
+            if (acts[a] == PD_ACT_RELU && fabs(v) < 1e-2) continue;
+            if (e > maxg) maxg = e;
+        }
+        CHECKF(maxg < 2e-3, "%s gradient error %g", pd_act_name(acts[a]), maxg);
+    }
+    CHECK(pd_act_parse("gelu") == PD_ACT_GELU);
+    CHECK(pd_act_parse("gelu_pytorch_tanh") == PD_ACT_GELU_TANH);
+    CHECK(pd_act_parse("silu") == PD_ACT_SWISH);
+    CHECK(pd_act_parse("mish") == -1);
+    CHECK(pd_act_parse(NULL) == -1);
+    free(x); free(y);
+}
+
+static void test_softmax(void) {
+    float v[6] = {1, 2, 3, -1000, 1000, 1000};
+    pd_softmax_rows(v, 2, 3);
+    double s = exp(-2.0) + exp(-1.0) + 1;
+    CHECK_NEAR(v[0], exp(-2.0) / s, 1e-6);
+    CHECK_NEAR(v[2], 1 / s, 1e-6);
+    CHECK_NEAR(v[3], 0.0, 1e-12);
+    CHECK_NEAR(v[4], 0.5, 1e-6);
+}
+
+int main(void) {
+    printf("openblas core: %s\n", pd_blas_init());
+    test_pool();
+    pd_pool *p = pd_pool_new(2);
+    test_gemm(p);
+    test_gemm(NULL);
+    test_layernorm(p);
+    test_acts(p);
+    test_softmax();
+    pd_pool_free(p);
+    return TEST_SUMMARY("test_kernels");
+}
