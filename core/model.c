@@ -28,6 +28,7 @@ struct pd_model {
     const float *emb_ln_w, *emb_ln_b;
     pd_layer *layer;        /* (layers) */
     pd_head cls, qa;        /* task == PD_TASK_NONE when absent */
+    const float *pooler_w, *pooler_b; /* bert/roberta pooler, NULL when absent */
     float **owned;          /* converted tensors we free */
     int n_owned, cap_owned;
     size_t bytes;
@@ -350,6 +351,10 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
     if (c->arch != PD_ARCH_DISTILBERT) W("embeddings.token_type_embeddings.weight", c->type_vocab, H, &m->type_emb);
     W("embeddings.LayerNorm.weight", H, 0, &m->emb_ln_w);
     W("embeddings.LayerNorm.bias", H, 0, &m->emb_ln_b);
+    if (c->arch != PD_ARCH_DISTILBERT) {
+        st = get_weight(m, &nm, "pooler.dense.weight", H, H, 0, &m->pooler_w, err, errlen); if (st) return st;
+        if (m->pooler_w) { st = get_weight(m, &nm, "pooler.dense.bias", H, 0, 1, &m->pooler_b, err, errlen); if (st) return st; }
+    }
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     if (!m->layer) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     for (int l = 0; l < c->layers; l++) {
@@ -391,8 +396,9 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
         h->task = PD_TASK_CLS;
         const float *w0, *b0, *w1, *b1;
         if (c->arch == PD_ARCH_BERT) {
-            st = get_weight(m, &nm, "pooler.dense.weight", H, H, 1, &w0, err, errlen); if (st) return st;
-            st = get_weight(m, &nm, "pooler.dense.bias", H, 0, 1, &b0, err, errlen); if (st) return st;
+            if (!m->pooler_w) return pd_err(err, errlen, PD_ERR_MISMATCH, "missing tensor bert.pooler.dense.weight");
+            w0 = m->pooler_w;
+            b0 = m->pooler_b;
             st = get_weight(m, &hn, "classifier.weight", nl, H, 1, &w1, err, errlen); if (st) return st;
             st = get_weight(m, &hn, "classifier.bias", nl, 0, 1, &b1, err, errlen); if (st) return st;
             h->layer[0] = (pd_head_layer){w0, b0, H, H, PD_ACT_TANH};
@@ -481,18 +487,30 @@ const pd_head *pd_model_head(const pd_model *m, pd_task t) {
     if (t == PD_TASK_QA) return m->qa.task ? &m->qa : NULL;
     return NULL;
 }
+void pd_model_get_extras(const pd_model *m, pd_model_extras *out) {
+    out->emb_ln_w = m->emb_ln_w;
+    out->emb_ln_b = m->emb_ln_b;
+    out->pooler_w = m->pooler_w;
+    out->pooler_b = m->pooler_b;
+}
 size_t pd_model_bytes(const pd_model *m) { return m->bytes; }
 double pd_model_load_seconds(const pd_model *m) { return m->load_s; }
 
 /* ==== Forward pass ==== */
 
+/* Activations one layer keeps for the backward pass (training mode only). */
+typedef struct {
+    float *q, *k, *v, *att, *h1, *x1, *f, *a, *h2; /* (rows, hidden), f/a (rows, ffn) */
+} saved_layer;
+
 struct pd_ctx {
     const pd_model *m;
     pd_pool *pool;
+    int train;          /* keep activations for pd_backward */
     int cap_rows;
-    float *x, *x1, *q, *k, *v, *att, *h, *f; /* (rows, hidden) each; f (rows, ffn) */
+    float *x, *x1, *q, *k, *v, *att, *h, *f; /* inference scratch (rows, hidden); f (rows, ffn) */
     int cap_seqs;
-    int n;              /* sequences in the last forward */
+    int n, rows;        /* sequences and rows of the last forward */
     int *order;         /* (n) sequence indices sorted by delta */
     int *off;           /* (n) first row of sequence i */
     int *tot;           /* (n) rows of sequence i (prompt + real tokens) */
@@ -501,7 +519,17 @@ struct pd_ctx {
     const pd_delta **grp_delta;
     int n_grp;
     float *scratch;     /* attention scores, one slice per pool thread */
-    size_t cap_scratch;
+    size_t cap_scratch, slice;
+    /* training */
+    int cap_train_rows;
+    float *tbuf;        /* all saved activations */
+    float **X;          /* (layers + 1) layer inputs; X[layers] = final hidden states */
+    float *emb;         /* (rows, hidden) embedding sums before LayerNorm */
+    saved_layer *S;     /* (layers) */
+    float *gbuf;        /* gradient scratch */
+    float *dhidden;     /* (rows, hidden) gradient of the final hidden states */
+    float *pk, *pv;     /* prefix gradients, (n, max_prefix, hidden) */
+    int cap_prefix;
 };
 
 pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool) {
@@ -527,26 +555,67 @@ static void ctx_free_seqs(pd_ctx *c) {
     c->cap_seqs = 0;
 }
 
+static void ctx_free_train(pd_ctx *c) {
+    free(c->tbuf); free(c->X); free(c->S); free(c->gbuf); free(c->pk); free(c->pv);
+    c->tbuf = c->gbuf = c->pk = c->pv = NULL;
+    c->X = NULL;
+    c->S = NULL;
+    c->cap_train_rows = 0;
+    c->cap_prefix = 0;
+}
+
 void pd_ctx_free(pd_ctx *c) {
     if (!c) return;
     ctx_free_rows(c);
     ctx_free_seqs(c);
+    ctx_free_train(c);
     free(c->scratch);
     free(c);
 }
 
 pd_pool *pd_ctx_pool(pd_ctx *c) { return c->pool; }
 
-static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch) {
+void pd_ctx_set_training(pd_ctx *c, int on) { c->train = on; }
+
+/* Gradient scratch layout (floats per row): dx, dx1, dh, datt, dq, dk, dv (hidden each), da (ffn). */
+#define GRAD_PER_ROW(H, F) (7 * (size_t)(H) + (size_t)(F))
+
+static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch, int max_prefix) {
     const pd_config *cf = &c->m->cfg;
-    if (rows > c->cap_rows) {
+    size_t H = (size_t)cf->hidden, F = (size_t)cf->ffn, L = (size_t)cf->layers;
+    if (!c->train && rows > c->cap_rows) {
         ctx_free_rows(c);
-        size_t H = (size_t)rows * cf->hidden * sizeof(float);
-        c->x = malloc(H); c->x1 = malloc(H); c->q = malloc(H); c->k = malloc(H);
-        c->v = malloc(H); c->att = malloc(H); c->h = malloc(H);
-        c->f = malloc((size_t)rows * cf->ffn * sizeof(float));
+        size_t b = (size_t)rows * H * sizeof(float);
+        c->x = malloc(b); c->x1 = malloc(b); c->q = malloc(b); c->k = malloc(b);
+        c->v = malloc(b); c->att = malloc(b); c->h = malloc(b);
+        c->f = malloc((size_t)rows * F * sizeof(float));
         if (!c->x || !c->x1 || !c->q || !c->k || !c->v || !c->att || !c->h || !c->f) { ctx_free_rows(c); return -1; }
         c->cap_rows = rows;
+    }
+    if (c->train && (rows > c->cap_train_rows || max_prefix * nseq > c->cap_prefix)) {
+        ctx_free_train(c);
+        size_t R = (size_t)rows;
+        size_t per_layer = 7 * H + 2 * F;
+        c->tbuf = malloc(sizeof(float) * R * ((L + 2) * H + L * per_layer));
+        c->X = malloc(sizeof(float *) * (L + 1));
+        c->S = malloc(sizeof(saved_layer) * L);
+        c->gbuf = malloc(sizeof(float) * R * (GRAD_PER_ROW(H, F) + H));
+        size_t pf = (size_t)(max_prefix > 0 ? max_prefix : 1) * (size_t)nseq * H;
+        c->pk = malloc(sizeof(float) * pf);
+        c->pv = malloc(sizeof(float) * pf);
+        if (!c->tbuf || !c->X || !c->S || !c->gbuf || !c->pk || !c->pv) { ctx_free_train(c); return -1; }
+        float *p = c->tbuf;
+        for (size_t l = 0; l <= L; l++, p += R * H) c->X[l] = p;
+        c->emb = p; p += R * H;
+        for (size_t l = 0; l < L; l++) {
+            saved_layer *s = &c->S[l];
+            s->q = p; p += R * H; s->k = p; p += R * H; s->v = p; p += R * H; s->att = p; p += R * H;
+            s->h1 = p; p += R * H; s->x1 = p; p += R * H; s->h2 = p; p += R * H;
+            s->f = p; p += R * F; s->a = p; p += R * F;
+        }
+        c->dhidden = c->gbuf + R * GRAD_PER_ROW(H, F);
+        c->cap_train_rows = rows;
+        c->cap_prefix = max_prefix * nseq;
     }
     if (nseq > c->cap_seqs) {
         ctx_free_seqs(c);
@@ -566,41 +635,55 @@ static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch) {
     return 0;
 }
 
+/* Attention over (sequence, head) pairs taken from a shared counter; task t uses slice t. */
 typedef struct {
     pd_ctx *c;
     int layer;
     int npairs;
-    size_t slice;       /* floats of scratch per task */
-    int next;           /* guarded by the pool: taken with __atomic */
+    int next;           /* taken with __atomic */
+    const float *q, *k, *v;
+    float *out;
+    /* backward only */
+    const float *dout;
+    float *dq, *dk, *dv;
 } attn_job;
 
-/* Attention for (sequence, head) pairs taken from a shared counter; task t uses slice t. */
+/* Scores and probabilities of one (sequence, head): sc (L, P + L), prefix columns first. */
+static void attn_probs(const attn_job *j, int s, int hh, float *sc) {
+    const pd_ctx *c = j->c;
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden, dh = H / cf->heads;
+    float scale = 1.0f / sqrtf((float)dh);
+    int o = c->off[s], L = c->tot[s];
+    const pd_delta *d = c->delta[s];
+    int P = d ? d->n_prefix : 0, ld = P + L;
+    const float *Q = j->q + (size_t)o * H + hh * dh;
+    const float *K = j->k + (size_t)o * H + hh * dh;
+    if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, Q, H, d->prefix_k[j->layer] + hh * dh, H,
+                       0.0f, sc, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, H, K, H, 0.0f, sc + P, ld);
+    pd_softmax_rows(sc, L, ld);
+}
+
 static void attn_task(void *arg, int t) {
     attn_job *j = arg;
     pd_ctx *c = j->c;
     const pd_config *cf = &c->m->cfg;
     int H = cf->hidden, nh = cf->heads, dh = H / nh;
-    float scale = 1.0f / sqrtf((float)dh);
-    float *sc = c->scratch + (size_t)t * j->slice;
+    float *sc = c->scratch + (size_t)t * c->slice;
     for (;;) {
         int p = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
         if (p >= j->npairs) break;
         int s = p / nh, hh = p % nh;
         int o = c->off[s], L = c->tot[s];
         const pd_delta *d = c->delta[s];
-        int P = d ? d->n_prefix : 0;
-        int ld = P + L;
-        const float *Q = c->q + (size_t)o * H + hh * dh;
-        const float *K = c->k + (size_t)o * H + hh * dh;
-        const float *V = c->v + (size_t)o * H + hh * dh;
-        float *out = c->att + (size_t)o * H + hh * dh;
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, Q, H,
-                           d->prefix_k[j->layer] + hh * dh, H, 0.0f, sc, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, H, K, H, 0.0f, sc + P, ld);
-        pd_softmax_rows(sc, L, ld);
+        int P = d ? d->n_prefix : 0, ld = P + L;
+        attn_probs(j, s, hh, sc);
+        const float *V = j->v + (size_t)o * H + hh * dh;
+        float *out = j->out + (size_t)o * H + hh * dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc + P, ld, V, H, 0.0f, out, H);
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, sc, ld,
-                           d->prefix_v[j->layer] + hh * dh, H, 1.0f, out, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, sc, ld, d->prefix_v[j->layer] + hh * dh, H,
+                           1.0f, out, H);
     }
 }
 
@@ -617,7 +700,7 @@ static void linear_with_deltas(pd_ctx *c, int layer, pd_lin which, const float *
 }
 
 /* out = LayerNorm(h + resid) over all rows; then deltas with a sub-layer callback redo theirs. */
-static void sublayer_with_deltas(pd_ctx *c, int layer, pd_site site, float *h, const float *resid, const float *lw,
+static void sublayer_with_deltas(pd_ctx *c, int layer, pd_site site, const float *h, const float *resid, const float *lw,
                                  const float *lb, float *out, int rows) {
     const pd_config *cf = &c->m->cfg;
     int H = cf->hidden;
@@ -656,19 +739,20 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
         if (pf > maxP) maxP = pf;
     }
     int nt = pd_pool_size(c->pool);
-    size_t slice = (size_t)maxL * (size_t)(maxL + maxP);
-    if (rows > (1L << 24) || ctx_reserve(c, (int)rows, n, slice * (size_t)nt))
+    /* scores + their gradient (training) per pool thread */
+    size_t slice = (size_t)maxL * (size_t)(maxL + maxP) * (c->train ? 2 : 1);
+    if (rows > (1L << 24) || ctx_reserve(c, (int)rows, n, slice * (size_t)nt, maxP))
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for a batch of %ld tokens", rows);
+    c->slice = slice;
     c->n = n;
+    c->rows = (int)rows;
+    /* Stable insertion sort by delta pointer: reentrant, and batches are small. */
     for (int i = 0; i < n; i++) c->order[i] = i;
-    {
-        /* Stable insertion sort by delta pointer: reentrant, and batches are small. */
-        for (int i = 1; i < n; i++) {
-            int v = c->order[i], j = i - 1;
-            uintptr_t dv = (uintptr_t)seqs[v].delta;
-            while (j >= 0 && (uintptr_t)seqs[c->order[j]].delta > dv) { c->order[j + 1] = c->order[j]; j--; }
-            c->order[j + 1] = v;
-        }
+    for (int i = 1; i < n; i++) {
+        int v = c->order[i], j = i - 1;
+        uintptr_t dv = (uintptr_t)seqs[v].delta;
+        while (j >= 0 && (uintptr_t)seqs[c->order[j]].delta > dv) { c->order[j + 1] = c->order[j]; j--; }
+        c->order[j + 1] = v;
     }
     int r = 0;
     c->n_grp = 0;
@@ -690,12 +774,13 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
     /* Embeddings: word (or soft prompt) + position + token type, then LayerNorm. Real tokens
      * sit after the prompt and the prefix: position = offset + n_prompt + n_prefix + t, as
      * transformers does with inputs_embeds and past_key_values_length. */
+    float *emb = c->train ? c->emb : c->x;
     for (int i = 0; i < n; i++) {
         const pd_seq *s = &seqs[i];
         const pd_delta *d = s->delta;
         int np = d ? d->n_prompt : 0, pf = d ? d->n_prefix : 0;
         for (int t = 0; t < c->tot[i]; t++) {
-            float *row = c->x + (size_t)(c->off[i] + t) * H;
+            float *row = emb + (size_t)(c->off[i] + t) * H;
             int real = t - np;
             const float *we = real < 0 ? d->prompt + (size_t)t * H : m->word_emb + (size_t)s->ids[real] * H;
             int pos = cf->pos_offset + pf + t;
@@ -710,63 +795,356 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
         }
     }
     int R = (int)rows;
-    pd_layernorm(c->pool, c->x, NULL, m->emb_ln_w, m->emb_ln_b, cf->ln_eps, R, H, c->x);
+    float *x = c->train ? c->X[0] : c->x;
+    pd_layernorm(c->pool, emb, NULL, m->emb_ln_w, m->emb_ln_b, cf->ln_eps, R, H, x);
     for (int l = 0; l < cf->layers; l++) {
         const pd_layer *L = &m->layer[l];
-        linear_with_deltas(c, l, PD_LIN_Q, c->x, H, L->wq, L->bq, H, c->q, R);
-        linear_with_deltas(c, l, PD_LIN_K, c->x, H, L->wk, L->bk, H, c->k, R);
-        linear_with_deltas(c, l, PD_LIN_V, c->x, H, L->wv, L->bv, H, c->v, R);
-        attn_job aj = {c, l, n * cf->heads, slice, 0};
+        saved_layer b = {c->q, c->k, c->v, c->att, c->h, c->x1, c->f, c->f, c->h};
+        if (c->train) b = c->S[l];
+        float *xo = c->train ? c->X[l + 1] : c->x; /* inference writes the output over the input */
+        linear_with_deltas(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, b.q, R);
+        linear_with_deltas(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, b.k, R);
+        linear_with_deltas(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, b.v, R);
+        attn_job aj = {c, l, n * cf->heads, 0, b.q, b.k, b.v, b.att, NULL, NULL, NULL, NULL};
         pd_pool_run(c->pool, attn_task, &aj, nt);
-        linear_with_deltas(c, l, PD_LIN_O, c->att, H, L->wo, L->bo, H, c->h, R);
-        sublayer_with_deltas(c, l, PD_SITE_ATTN, c->h, c->x, L->ln1_w, L->ln1_b, c->x1, R);
-        linear_with_deltas(c, l, PD_LIN_FFN1, c->x1, H, L->w1, L->b1, cf->ffn, c->f, R);
-        pd_act_apply(c->pool, cf->act, c->f, (size_t)R * cf->ffn);
-        linear_with_deltas(c, l, PD_LIN_FFN2, c->f, cf->ffn, L->w2, L->b2, H, c->h, R);
-        sublayer_with_deltas(c, l, PD_SITE_FFN, c->h, c->x1, L->ln2_w, L->ln2_b, c->x, R);
+        linear_with_deltas(c, l, PD_LIN_O, b.att, H, L->wo, L->bo, H, b.h1, R);
+        sublayer_with_deltas(c, l, PD_SITE_ATTN, b.h1, x, L->ln1_w, L->ln1_b, b.x1, R);
+        linear_with_deltas(c, l, PD_LIN_FFN1, b.x1, H, L->w1, L->b1, cf->ffn, b.f, R);
+        if (c->train) memcpy(b.a, b.f, sizeof(float) * (size_t)R * cf->ffn);
+        pd_act_apply(c->pool, cf->act, b.a, (size_t)R * cf->ffn);
+        linear_with_deltas(c, l, PD_LIN_FFN2, b.a, cf->ffn, L->w2, L->b2, H, b.h2, R);
+        sublayer_with_deltas(c, l, PD_SITE_FFN, b.h2, b.x1, L->ln2_w, L->ln2_b, xo, R);
+        x = xo;
     }
     return PD_OK;
 }
 
+static const float *final_hidden(const pd_ctx *c) { return c->train ? c->X[c->m->cfg.layers] : c->x; }
+
 const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len) {
     PD_ASSERT(i >= 0 && i < c->n);
     if (len) *len = c->tot[i];
-    return c->x + (size_t)c->off[i] * c->m->cfg.hidden;
+    return final_hidden(c) + (size_t)c->off[i] * c->m->cfg.hidden;
+}
+
+/* Runs head layers over rows of x; keeps every layer's output in acts[k] (rows, out_k) when
+ * acts != NULL (training). Returns the final output (malloc'd) or NULL. */
+static float *head_run(const pd_head *head, const float *x, int rows, int H, float **acts) {
+    int in = H;
+    const float *cur = x;
+    float *res = NULL;
+    for (int k = 0; k < head->n_layers; k++) {
+        const pd_head_layer *hl = &head->layer[k];
+        if (hl->in != in) { free(res); return NULL; }
+        float *y = malloc(sizeof(float) * (size_t)rows * hl->out);
+        if (!y) { free(res); return NULL; }
+        pd_linear(NULL, cur, rows, hl->in, hl->w, hl->b, hl->out, y);
+        pd_act_apply(NULL, hl->act, y, (size_t)rows * hl->out);
+        if (acts) acts[k] = y;
+        else { free(res); res = y; }
+        cur = y;
+        in = hl->out;
+    }
+    if (acts) {
+        res = malloc(sizeof(float) * (size_t)rows * in);
+        if (res) memcpy(res, cur, sizeof(float) * (size_t)rows * in);
+    }
+    return res;
 }
 
 int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap) {
     PD_ASSERT(i >= 0 && i < c->n);
     const pd_config *cf = &c->m->cfg;
     int H = cf->hidden;
-    if (!head || head->n_layers < 1 || head->layer[0].in != H) return -1;
+    if (!head || head->n_layers < 1 || head->n_layers > PD_HEAD_MAX_LAYERS || head->layer[0].in != H) return -1;
     int np = c->delta[i] ? c->delta[i]->n_prompt : 0;
     int rows = head->task == PD_TASK_QA ? c->tot[i] - np : 1;
-    const float *x = c->x + (size_t)(c->off[i] + (head->task == PD_TASK_QA ? np : 0)) * H;
-    int width = H;
-    for (int k = 0; k < head->n_layers; k++) if (head->layer[k].out > width) width = head->layer[k].out;
-    float *a = malloc(sizeof(float) * (size_t)rows * width), *b = malloc(sizeof(float) * (size_t)rows * width);
-    if (!a || !b) { free(a); free(b); return -1; }
-    memcpy(a, x, sizeof(float) * (size_t)rows * H);
-    int in = H;
-    for (int k = 0; k < head->n_layers; k++) {
-        const pd_head_layer *hl = &head->layer[k];
-        if (hl->in != in) { free(a); free(b); return -1; }
-        pd_linear(NULL, a, rows, hl->in, hl->w, hl->b, hl->out, b);
-        pd_act_apply(NULL, hl->act, b, (size_t)rows * hl->out);
-        float *t = a; a = b; b = t;
-        in = hl->out;
-    }
-    int n;
+    const float *x = final_hidden(c) + (size_t)(c->off[i] + (head->task == PD_TASK_QA ? np : 0)) * H;
+    float *y = head_run(head, x, rows, H, NULL);
+    if (!y) return -1;
+    int outw = head->layer[head->n_layers - 1].out, n;
     if (head->task == PD_TASK_QA) {
         n = 2 * rows;
-        if (in != 2 || n > cap) { free(a); free(b); return -1; }
-        for (int t = 0; t < rows; t++) { out[t] = a[2 * t]; out[rows + t] = a[2 * t + 1]; }
+        if (outw != 2 || n > cap) { free(y); return -1; }
+        for (int t = 0; t < rows; t++) { out[t] = y[2 * t]; out[rows + t] = y[2 * t + 1]; }
     } else {
-        n = in;
-        if (n > cap) { free(a); free(b); return -1; }
-        memcpy(out, a, sizeof(float) * (size_t)n);
+        n = outw;
+        if (n > cap) { free(y); return -1; }
+        memcpy(out, y, sizeof(float) * (size_t)n);
     }
-    free(a);
-    free(b);
+    free(y);
     return n;
+}
+
+/* ==== Backward pass (training) ==== */
+
+float *pd_ctx_grad_hidden(pd_ctx *c) {
+    if (!c->train || !c->dhidden) return NULL;
+    memset(c->dhidden, 0, sizeof(float) * (size_t)c->rows * c->m->cfg.hidden);
+    return c->dhidden;
+}
+
+/* Cross-entropy of logits z (n) against target, its gradient into dz (scaled). */
+static float xent(const float *z, int n, int target, float scale, float *dz) {
+    double mx = z[0], s = 0;
+    for (int i = 1; i < n; i++) if (z[i] > mx) mx = z[i];
+    for (int i = 0; i < n; i++) s += exp(z[i] - mx);
+    for (int i = 0; i < n; i++) dz[i] = (float)(exp(z[i] - mx) / s) * scale;
+    dz[target] -= scale;
+    return (float)(log(s) + mx - z[target]);
+}
+
+float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *grad, int label, int start, int end,
+                       float scale, float *out) {
+    PD_ASSERT(c->train && i >= 0 && i < c->n);
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden;
+    int np = c->delta[i] ? c->delta[i]->n_prompt : 0;
+    int qa = head->task == PD_TASK_QA;
+    int rows = qa ? c->tot[i] - np : 1;
+    size_t row0 = (size_t)(c->off[i] + (qa ? np : 0));
+    const float *x = c->X[cf->layers] + row0 * H;
+    if (!qa && (label < 0 || label >= head->layer[head->n_layers - 1].out)) return NAN;
+    if (rows < 1 || (qa && (start < 0 || start >= rows || end < 0 || end >= rows))) return NAN;
+    float *acts[PD_HEAD_MAX_LAYERS] = {0};
+    float *y = head_run(head, x, rows, H, acts);
+    if (!y) return NAN;
+    int K = head->n_layers, outw = head->layer[K - 1].out;
+    float *dy = calloc((size_t)rows * outw, sizeof(float));
+    float loss;
+    if (!qa) {
+        if (out) memcpy(out, y, sizeof(float) * (size_t)outw);
+        loss = xent(y, outw, label, scale, dy);
+    } else {
+        /* HF: (CE(start) + CE(end)) / 2 over the positions of the sequence */
+        float *zs = calloc((size_t)rows * 2, sizeof(float)), *dz = calloc((size_t)rows * 2, sizeof(float));
+        if (!zs || !dz || !dy) {
+            free(zs); free(dz); free(dy); free(y);
+            for (int k = 0; k < K; k++) free(acts[k]);
+            return NAN;
+        }
+        for (int t = 0; t < rows; t++) { zs[t] = y[2 * t]; zs[rows + t] = y[2 * t + 1]; }
+        if (out) memcpy(out, zs, sizeof(float) * (size_t)rows * 2);
+        loss = 0.5f * (xent(zs, rows, start, 0.5f * scale, dz) + xent(zs + rows, rows, end, 0.5f * scale, dz + rows));
+        for (int t = 0; t < rows; t++) { dy[2 * t] = dz[t]; dy[2 * t + 1] = dz[rows + t]; }
+        free(zs);
+        free(dz);
+    }
+    /* back through the head layers */
+    for (int k = K - 1; k >= 0; k--) {
+        const pd_head_layer *hl = &head->layer[k];
+        /* dy is the gradient of this layer's activated output; make it pre-activation */
+        if (hl->act != PD_ACT_NONE) {
+            /* derivative from the output value for tanh/relu/sigmoid; others from pre-activation
+             * (recomputed from the layer input) */
+            const float *in = k ? acts[k - 1] : x;
+            float *pre = malloc(sizeof(float) * (size_t)rows * hl->out);
+            pd_linear(NULL, in, rows, hl->in, hl->w, hl->b, hl->out, pre);
+            for (size_t e = 0; e < (size_t)rows * hl->out; e++) dy[e] *= pd_act1_grad(hl->act, pre[e]);
+            free(pre);
+        }
+        const float *in = k ? acts[k - 1] : x;
+        if (grad) {
+            const pd_head_layer *gl = &grad->layer[k];
+            /* dW += dy^T in, db += sum dy */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hl->out, hl->in, rows, 1.0f, dy, hl->out, in, hl->in, 1.0f,
+                        (float *)gl->w, hl->in);
+            if (gl->b)
+                for (int r = 0; r < rows; r++)
+                    for (int o = 0; o < hl->out; o++) ((float *)gl->b)[o] += dy[(size_t)r * hl->out + o];
+        }
+        float *din = calloc((size_t)rows * hl->in, sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hl->in, hl->out, 1.0f, dy, hl->out, hl->w, hl->in, 0.0f, din,
+                    hl->in);
+        free(dy);
+        dy = din;
+    }
+    float *dh = c->dhidden + row0 * H;
+    for (size_t e = 0; e < (size_t)rows * H; e++) dh[e] += dy[e];
+    free(dy);
+    for (int k = 0; k < K; k++) free(acts[k]);
+    free(y);
+    return loss;
+}
+
+/* LayerNorm backward for rows: s = h + resid (recomputed), y = LN(s) * w + b; writes ds. */
+static void layernorm_bwd(const float *h, const float *resid, const float *w, float eps, int rows, int dim,
+                          const float *dy, float *ds) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = h + (size_t)r * dim, *b = resid ? resid + (size_t)r * dim : NULL;
+        const float *g = dy + (size_t)r * dim;
+        float *o = ds + (size_t)r * dim;
+        double mean = 0, var = 0;
+        for (int i = 0; i < dim; i++) mean += a[i] + (b ? b[i] : 0);
+        mean /= dim;
+        for (int i = 0; i < dim; i++) { double v = a[i] + (b ? b[i] : 0) - mean; var += v * v; }
+        var /= dim;
+        double rstd = 1.0 / sqrt(var + eps);
+        double m1 = 0, m2 = 0;
+        for (int i = 0; i < dim; i++) {
+            double xh = (a[i] + (b ? b[i] : 0) - mean) * rstd;
+            double gw = (double)g[i] * w[i];
+            m1 += gw;
+            m2 += gw * xh;
+        }
+        m1 /= dim;
+        m2 /= dim;
+        for (int i = 0; i < dim; i++) {
+            double xh = (a[i] + (b ? b[i] : 0) - mean) * rstd;
+            o[i] = (float)(rstd * ((double)g[i] * w[i] - m1 - xh * m2));
+        }
+    }
+}
+
+typedef struct {
+    pd_ctx *c;
+    const float *h, *resid, *w, *dy;
+    float *ds;
+    int rows, dim, chunk;
+    float eps;
+} lnb_job;
+
+static void lnb_task(void *arg, int t) {
+    lnb_job *j = arg;
+    int r0 = t * j->chunk, r1 = r0 + j->chunk;
+    if (r1 > j->rows) r1 = j->rows;
+    if (r0 >= r1) return;
+    size_t o = (size_t)r0 * j->dim;
+    layernorm_bwd(j->h + o, j->resid ? j->resid + o : NULL, j->w, j->eps, r1 - r0, j->dim, j->dy + o, j->ds + o);
+}
+
+/* Backward of the sub-layer "out = LN(h + resid)" (or a delta's replacement): writes dh and
+ * dresid. For the base, dh = dresid = ds. */
+static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, const float *resid, const float *lw, const float *lb,
+                         const float *dout, float *dh, float *dresid, int rows) {
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden, nt = pd_pool_size(c->pool);
+    lnb_job j = {c, h, resid, lw, dout, dh, rows, H, (rows + nt - 1) / nt, cf->ln_eps};
+    pd_pool_run(c->pool, lnb_task, &j, (rows + j.chunk - 1) / j.chunk);
+    memcpy(dresid, dh, sizeof(float) * (size_t)rows * H);
+    for (int g = 0; g < c->n_grp; g++) {
+        const pd_delta *d = c->grp_delta[g];
+        if (!d || !d->sublayer_bwd) continue;
+        size_t r0 = (size_t)c->grp_row[g] * H;
+        d->sublayer_bwd(d, layer, site, h + r0, resid + r0, lw, lb, cf->ln_eps, c->grp_rows[g], H, dout + r0, dh + r0, dresid + r0,
+                        c->pool);
+    }
+}
+
+/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. */
+static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w, const float *b, int out,
+                       const float *dy, float *dx, int accumulate, int rows) {
+    if (dx) pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
+    for (int g = 0; g < c->n_grp; g++) {
+        const pd_delta *d = c->grp_delta[g];
+        if (!d || !d->linear_bwd) continue;
+        int r0 = c->grp_row[g];
+        d->linear_bwd(d, layer, which, x + (size_t)r0 * in, dy + (size_t)r0 * out, dx ? dx + (size_t)r0 * in : NULL,
+                      c->grp_rows[g], in, out, w, b, c->pool);
+    }
+}
+
+/* Attention backward per (sequence, head): recomputes the probabilities, then
+ * dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)), dQ = s dS K, dK = s dS^T Q. Prefix
+ * gradients go to c->pk / c->pv at the sequence's slot. */
+static void attn_bwd_task(void *arg, int t) {
+    attn_job *j = arg;
+    pd_ctx *c = j->c;
+    const pd_config *cf = &c->m->cfg;
+    int H = cf->hidden, nh = cf->heads, dh = H / nh;
+    float scale = 1.0f / sqrtf((float)dh);
+    float *sc = c->scratch + (size_t)t * c->slice;
+    int maxp = c->cap_prefix / (c->n ? c->n : 1);
+    for (;;) {
+        int p = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (p >= j->npairs) break;
+        int s = p / nh, hh = p % nh;
+        int o = c->off[s], L = c->tot[s];
+        const pd_delta *d = c->delta[s];
+        int P = d ? d->n_prefix : 0, ld = P + L;
+        float *dp = sc + (size_t)L * ld;
+        attn_probs(j, s, hh, sc);
+        size_t base = (size_t)o * H + hh * dh;
+        const float *dO = j->dout + base;
+        /* dP = dO [Vp; V]^T */
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, 1.0f, dO, H, d->prefix_v[j->layer] + hh * dh, H, 0.0f,
+                           dp, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, 1.0f, dO, H, j->v + base, H, 0.0f, dp + P, ld);
+        /* dV = P^T dO */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, 1.0f, sc + P, ld, dO, H, 0.0f, j->dv + base, H);
+        float *pk = NULL, *pv = NULL;
+        if (P) {
+            pk = c->pk + (size_t)s * maxp * H + hh * dh;
+            pv = c->pv + (size_t)s * maxp * H + hh * dh;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, L, 1.0f, sc, ld, dO, H, 0.0f, pv, H);
+        }
+        /* dS = P * (dP - sum(dP * P)) * scale, in place in dp */
+        for (int r = 0; r < L; r++) {
+            float *pr = sc + (size_t)r * ld, *gr = dp + (size_t)r * ld;
+            float dot = 0;
+            for (int q = 0; q < ld; q++) dot += pr[q] * gr[q];
+            for (int q = 0; q < ld; q++) gr[q] = pr[q] * (gr[q] - dot) * scale;
+        }
+        /* dQ = dS [Kp; K] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, dp + P, ld, j->k + base, H, 0.0f, j->dq + base, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, dp, ld, d->prefix_k[j->layer] + hh * dh, H, 1.0f,
+                           j->dq + base, H);
+        /* dK = dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, 1.0f, dp + P, ld, j->q + base, H, 0.0f, j->dk + base, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, L, 1.0f, dp, ld, j->q + base, H, 0.0f, pk, H);
+    }
+}
+
+pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
+    if (!c->train || !c->n) return pd_err(err, errlen, PD_ERR_INVALID, "pd_backward needs a training forward pass first");
+    const pd_model *m = c->m;
+    const pd_config *cf = &m->cfg;
+    int H = cf->hidden, F = cf->ffn, R = c->rows, nt = pd_pool_size(c->pool);
+    size_t RH = (size_t)R * H;
+    float *dx = c->gbuf, *dx1 = dx + RH, *dh = dx1 + RH, *datt = dh + RH, *dq = datt + RH, *dk = dq + RH, *dv = dk + RH;
+    float *da = dv + RH; /* (R, F) */
+    int need_prompt = 0;
+    for (int g = 0; g < c->n_grp; g++)
+        if (c->grp_delta[g] && c->grp_delta[g]->n_prompt && c->grp_delta[g]->prompt_bwd) need_prompt = 1;
+    memcpy(dx, c->dhidden, sizeof(float) * RH); /* dx: gradient of the current layer output */
+    for (int l = cf->layers - 1; l >= 0; l--) {
+        const pd_layer *L = &m->layer[l];
+        const saved_layer *S = &c->S[l];
+        const float *x = c->X[l];
+        /* out = LN2(h2 + x1) */
+        sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dx, dh, dx1, R);
+        /* h2 = a W2^T: da = dh W2 */
+        linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, R);
+        for (size_t e = 0; e < (size_t)R * F; e++) da[e] *= pd_act1_grad(cf->act, S->f[e]);
+        /* f = x1 W1^T: dx1 += df W1 */
+        linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, R);
+        /* x1 = LN1(h1 + x) */
+        sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, x, L->ln1_w, L->ln1_b, dx1, dh, dx, R);
+        /* h1 = att Wo^T */
+        linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, R);
+        attn_job aj = {c, l, c->n * cf->heads, 0, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
+        pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
+        int maxp = c->cap_prefix / (c->n ? c->n : 1);
+        for (int i = 0; i < c->n; i++) {
+            const pd_delta *d = c->delta[i];
+            if (d && d->n_prefix && d->prefix_bwd)
+                d->prefix_bwd(d, l, c->pk + (size_t)i * maxp * H, c->pv + (size_t)i * maxp * H);
+        }
+        /* the input gradient of layer 0 is only needed for a soft prompt */
+        int want_dx = l > 0 || need_prompt;
+        linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dx : NULL, 1, R);
+        linear_bwd(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R);
+        linear_bwd(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R);
+    }
+    if (need_prompt) {
+        /* X[0] = LN(emb): the prompt rows' gradient goes back through the embedding LayerNorm */
+        for (int i = 0; i < c->n; i++) {
+            const pd_delta *d = c->delta[i];
+            if (!d || !d->n_prompt || !d->prompt_bwd) continue;
+            size_t r0 = (size_t)c->off[i] * H;
+            layernorm_bwd(c->emb + r0, NULL, m->emb_ln_w, cf->ln_eps, d->n_prompt, H, dx + r0, dh + r0);
+            d->prompt_bwd(d, dh + r0);
+        }
+    }
+    return PD_OK;
 }

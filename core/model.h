@@ -91,10 +91,35 @@ typedef void (*pd_delta_linear_fn)(const pd_delta *d, int layer, pd_lin which, c
 /* Computes out = the sub-layer result for `rows` rows of this delta, replacing the base
  * LayerNorm(h + resid) (ln_w/ln_b/eps are the base LayerNorm). Returns 0 if this delta does
  * not adapt this layer/site (core then does the base computation), 1 if it wrote out.
- * h may be overwritten. */
-typedef int (*pd_delta_sublayer_fn)(const pd_delta *d, int layer, pd_site site, float *h, const float *resid,
+ * h and resid are read-only (training keeps them for the backward pass). */
+typedef int (*pd_delta_sublayer_fn)(const pd_delta *d, int layer, pd_site site, const float *h, const float *resid,
                                     const float *ln_w, const float *ln_b, float eps, int rows, int dim,
                                     float *out, pd_pool *pool);
+
+/* ---- Training callbacks (all optional; NULL where the delta has nothing to learn there) ----
+ * Core calls them from the thread running pd_backward, one delta group or sequence at a time;
+ * the delta accumulates gradients of its own parameters in its own storage (d->impl). */
+
+/* Backward of the delta's part of a linear layer for one group of rows: x (rows, in) the layer
+ * input saved by the forward pass, dy (rows, out) the gradient of the layer output. Accumulates
+ * the delta's parameter gradients, and if dx != NULL adds the delta's part of dL/dx to dx
+ * (core has already written the base part, dy W). */
+typedef void (*pd_delta_linear_bwd_fn)(const pd_delta *d, int layer, pd_lin which, const float *x, const float *dy,
+                                       float *dx, int rows, int in, int out, const float *w, const float *b,
+                                       pd_pool *pool);
+
+/* Backward of a sub-layer the delta replaced (returned 1 from sublayer): given dout, writes
+ * dh and dresid (rows, dim) and accumulates the delta's gradients. Returns 1, or 0 if this
+ * layer/site is not adapted (core then does the LayerNorm backward). */
+typedef int (*pd_delta_sublayer_bwd_fn)(const pd_delta *d, int layer, pd_site site, const float *h, const float *resid,
+                                        const float *ln_w, const float *ln_b, float eps, int rows, int dim,
+                                        const float *dout, float *dh, float *dresid, pd_pool *pool);
+
+/* Gradient of the soft prompt for one sequence: (n_prompt, hidden), to accumulate. */
+typedef void (*pd_delta_prompt_bwd_fn)(const pd_delta *d, const float *dprompt);
+
+/* Gradient of one layer's prefix keys and values for one sequence: (n_prefix, hidden) each. */
+typedef void (*pd_delta_prefix_bwd_fn)(const pd_delta *d, int layer, const float *dk, const float *dv);
 
 struct pd_delta {
     int n_prompt;                 /* soft prompt tokens prepended to the word embeddings */
@@ -106,6 +131,11 @@ struct pd_delta {
     pd_delta_sublayer_fn sublayer;/* NULL: no sub-layer changes */
     const pd_head *head;          /* NULL: the base checkpoint's head for the task */
     void *impl;                   /* the adapter behind it */
+    /* training only */
+    pd_delta_linear_bwd_fn linear_bwd;
+    pd_delta_sublayer_bwd_fn sublayer_bwd;
+    pd_delta_prompt_bwd_fn prompt_bwd;
+    pd_delta_prefix_bwd_fn prefix_bwd;
 };
 
 typedef struct pd_model pd_model;
@@ -121,6 +151,14 @@ const pd_config *pd_model_config(const pd_model *m);
 const pd_tokenizer *pd_model_tokenizer(const pd_model *m);
 const pd_layer *pd_model_layer(const pd_model *m, int l);
 const pd_head *pd_model_head(const pd_model *m, pd_task t); /* NULL if the checkpoint has none */
+/* Weights outside the encoder layers that adapters need: the embeddings LayerNorm (hidden each)
+ * and the pooler of bert/roberta checkpoints (dense (hidden, hidden) + bias, tanh), NULL when the
+ * checkpoint has none (distilbert, or a checkpoint saved without pooling layer). */
+typedef struct pd_model_extras {
+    const float *emb_ln_w, *emb_ln_b;
+    const float *pooler_w, *pooler_b;
+} pd_model_extras;
+void pd_model_get_extras(const pd_model *m, pd_model_extras *out);
 size_t pd_model_bytes(const pd_model *m);  /* bytes of weights held (mapped or converted) */
 double pd_model_load_seconds(const pd_model *m);
 
@@ -155,5 +193,26 @@ const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len);
  *   as PEFT does). QA: out gets start logits then end logits for the real tokens
  *   (2 x seq len; prompt tokens excluded). Returns the number of floats written, or -1. */
 int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap);
+
+/* ==== Training ====
+ * pd_ctx_set_training(c, 1) makes pd_forward keep every layer's activations. After it:
+ * pd_ctx_grad_hidden zeroes and returns the (rows, hidden) gradient buffer of the final hidden
+ * states; pd_ctx_head_loss adds each sequence's loss gradient into it; pd_backward then
+ * propagates it through the frozen encoder, calling the deltas' *_bwd callbacks. Base weights
+ * are never written. */
+void pd_ctx_set_training(pd_ctx *c, int on);
+float *pd_ctx_grad_hidden(pd_ctx *c); /* NULL unless the last forward was a training one */
+
+/* Loss of sequence i of the last training forward under head: classification cross-entropy
+ * against label, or QA (CE(start) + CE(end)) / 2 with start/end token indices among the real
+ * tokens. Adds scale * dLoss/dhidden into the gradient buffer; if grad != NULL (a pd_head with
+ * the same shapes whose w/b point to gradient accumulators) adds scale * dLoss/dhead there.
+ * out (may be NULL) gets the logits (classification: num_labels; QA: 2 x len). Returns the
+ * unscaled loss, NAN on allocation failure. */
+float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *grad, int label, int start, int end,
+                       float scale, float *out);
+
+/* Backward pass through the encoder for the last training forward. */
+pd_status pd_backward(pd_ctx *c, char *err, size_t errlen);
 
 #endif
