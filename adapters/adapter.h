@@ -54,6 +54,10 @@ pd_status pd_adapter_save_dir(const pd_adapter *a, const char *dir, char *err, s
 
 void pd_adapter_retain(pd_adapter *a);
 void pd_adapter_release(pd_adapter *a); /* NULL is a no-op */
+/* The number of references right now (an atomic snapshot; other holders may change it the
+ * moment after). The registry reads it under its lock, where a count of 1 means no request
+ * pins the version, so it can leave memory without a second copy being loaded. */
+int pd_adapter_refcount(const pd_adapter *a);
 
 const pd_delta *pd_adapter_delta(const pd_adapter *a);
 pd_method pd_adapter_method(const pd_adapter *a);

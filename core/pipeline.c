@@ -12,7 +12,7 @@ int pd_utf8_chars(const char *s, size_t bytes) {
 }
 
 static void window_free(pd_window *w) {
-    free(w->ids); free(w->type_ids); free(w->src); free(w->tstart); free(w->tend);
+    free(w->ids); free(w->type_ids); free(w->src); free(w->tstart); free(w->tend); free(w->word);
     memset(w, 0, sizeof *w);
 }
 
@@ -45,7 +45,8 @@ static pd_status build_window(const pd_tokenizer *tk, const pd_tokens *a, int a0
     w->src = malloc(sizeof(int32_t) * (size_t)cap);
     w->tstart = malloc(sizeof(int32_t) * (size_t)cap);
     w->tend = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!idx || !w->ids || !w->type_ids || !w->src || !w->tstart || !w->tend) {
+    w->word = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!idx || !w->ids || !w->type_ids || !w->src || !w->tstart || !w->tend || !w->word) {
         free(idx);
         window_free(w);
         return PD_ERR_NOMEM;
@@ -53,11 +54,12 @@ static pd_status build_window(const pd_tokenizer *tk, const pd_tokens *a, int a0
     w->len = pd_tokenizer_assemble(tk, a->ids + a0, na, b ? b->ids + b0 : NULL, b ? nb : -1, w->ids, w->type_ids, w->src, idx);
     PD_ASSERT(w->len <= cap);
     for (int t = 0; t < w->len; t++) {
-        if (w->src[t] < 0) { w->tstart[t] = w->tend[t] = -1; continue; }
+        if (w->src[t] < 0) { w->tstart[t] = w->tend[t] = w->word[t] = -1; continue; }
         const pd_tokens *s = w->src[t] == 0 ? a : b;
         int k = idx[t] + (w->src[t] == 0 ? a0 : b0);
         w->tstart[t] = s->start[k];
         w->tend[t] = s->end[k];
+        w->word[t] = s->word[k];
     }
     free(idx);
     return PD_OK;
@@ -205,7 +207,15 @@ static pd_status finish_qa(pd_item *it, float *const *logit, const pd_opts *o) {
     if (!it->answers) { free(all); free(one); return PD_ERR_NOMEM; }
     for (int i = 0; i < na; i++) {
         const pd_window *w = &it->win[all[i].win];
-        int b0 = w->tstart[all[i].s], b1 = w->tend[all[i].e];
+        /* widen to whole words within the window, as the pipeline's word_to_chars does */
+        int s = all[i].s, e = all[i].e;
+        while (s > 0 && w->src[s - 1] == 1 && w->word[s - 1] == w->word[s]) s--;
+        while (e + 1 < w->len && w->src[e + 1] == 1 && w->word[e + 1] == w->word[e]) e++;
+        int b0 = w->tstart[s], b1 = w->tend[e];
+        for (int t = s; t <= e; t++) {
+            if (w->word[t] == w->word[s] && w->tstart[t] < b0) b0 = w->tstart[t];
+            if (w->word[t] == w->word[e] && w->tend[t] > b1) b1 = w->tend[t];
+        }
         pd_answer *a = &it->answers[i];
         a->text = malloc((size_t)(b1 - b0) + 1);
         if (!a->text) { free(all); free(one); return PD_ERR_NOMEM; }

@@ -29,11 +29,13 @@ typedef struct pd_window {
     int32_t *ids, *type_ids; /* (len) */
     int32_t *src;            /* (len) 0 = first text / question, 1 = pair / context, -1 = special */
     int32_t *tstart, *tend;  /* (len) byte offsets of the token in its source text, -1 for specials */
+    int32_t *word;           /* (len) word index in its source text (tokenizers' word_ids), -1 for specials */
     int len;
 } pd_window;
 
 typedef struct pd_answer {
-    char *text;       /* the answer, a substring of the context */
+    char *text;       /* the answer, a substring of the context, widened to whole words as the
+                       * Hugging Face QA pipeline does (align_to_words) */
     int start, end;   /* character (code point) offsets into the context */
     float score;
 } pd_answer;

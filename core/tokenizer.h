@@ -17,11 +17,16 @@
 typedef struct pd_tokenizer pd_tokenizer;
 
 /* Raw tokens of one text (no special tokens). start/end are byte offsets into the text
- * given to pd_tokenizer_tokenize: text[start[i] .. end[i]) is the source of token i. */
+ * given to pd_tokenizer_tokenize: text[start[i] .. end[i]) is the source of token i.
+ * Offsets always fall on UTF-8 character boundaries: byte-level BPE tokens that hold only
+ * some bytes of a character all cover that whole character (as Hugging Face tokenizers
+ * does), and with trim_offsets a token made only of spaces has start == end. */
 typedef struct pd_tokens {
     int32_t *ids;
     int32_t *start;
     int32_t *end;
+    int32_t *word;  /* index of the pre-tokenized word the token belongs to (non-decreasing);
+                     * tokens of one word share it, as tokenizers' Encoding.word_ids */
     int n, cap;
 } pd_tokens;
 

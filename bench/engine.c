@@ -1,0 +1,239 @@
+/* engine.c - throughput of the encoder forward pass (pd_forward) on a BERT-base-shaped model.
+ *
+ * Writes (once) a deterministic random BERT-base checkpoint in Hugging Face layout, loads it
+ * and reports load time and resident memory, then times pd_forward on batches of sequences
+ * of one length under the two threading designs:
+ *   pool:     peftd's design (kernels.h) - OpenBLAS at 1 thread, a pd_pool of T threads;
+ *   openblas: OpenBLAS's own T-thread pool on every GEMM, no pd_pool (everything that is
+ *             not a GEMM - layer norms, GELU, softmax - then runs on one thread).
+ * The two are timed in alternation (pool, openblas, pool, ...) so drift hits both alike.
+ *
+ * FLOPs are counted exactly for the matrix products and nothing else:
+ *   per layer: 2*T*(4*H*H + 2*H*F)   (Q, K, V, O projections and the two FFN matrices)
+ *            + n * 2*2*L*L*H         (Q K^T and P V per sequence, all heads)
+ * with T = n*L tokens; embeddings, layer norms, softmax and GELU are not counted.
+ *
+ * It also dumps the final hidden states of a small batch (ids + floats) for the peers
+ * (bench/peers) to check that they compute the same function.
+ *
+ * Usage: engine --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32]
+ *               [--runs N] [--warmup W] [--threads T] [--only pool|openblas] */
+#include "bench_util.h"
+#include "kernels.h"
+#include "model.h"
+
+#include <cblas.h>
+
+typedef struct {
+    int batch;
+    double sec[2];        /* median seconds per forward: [0] pool, [1] openblas */
+    double mn[2], mx[2];  /* spread */
+    double *samples[2];   /* (runs) seconds, sorted */
+    int runs;
+} result;
+
+static double flops_per_forward(const pd_config *c, int n, int L) {
+    double T = (double)n * L, H = c->hidden, F = c->ffn;
+    return c->layers * (2.0 * T * (4.0 * H * H + 2.0 * H * F) + n * 4.0 * (double)L * L * H);
+}
+
+static int forward(pd_ctx *ctx, const pd_seq *seqs, int n) {
+    char err[256];
+    pd_status st = pd_forward(ctx, seqs, n, err, sizeof err);
+    if (st != PD_OK) { fprintf(stderr, "pd_forward: %s\n", err); return -1; }
+    return 0;
+}
+
+/* Writes ids (n*L int32) and final hidden states (n*L*H float32) of a forward on the pool
+ * context to dir/ids.bin and dir/hidden.bin, plus dir/meta.json. */
+static int dump(const char *dir, pd_ctx *ctx, const pd_config *c, const int32_t *ids, const pd_seq *seqs, int n, int L) {
+    if (bench_mkdirs(dir) || forward(ctx, seqs, n)) return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ids.bin", dir);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(ids, sizeof *ids, (size_t)n * L, f) != (size_t)n * L) { perror(path); if (f) fclose(f); return -1; }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/hidden.bin", dir);
+    f = fopen(path, "wb");
+    if (!f) { perror(path); return -1; }
+    for (int i = 0; i < n; i++) {
+        int len = 0;
+        const float *h = pd_ctx_hidden(ctx, i, &len);
+        PD_ASSERT(len == L);
+        if (fwrite(h, sizeof(float), (size_t)L * c->hidden, f) != (size_t)L * c->hidden) { perror(path); fclose(f); return -1; }
+    }
+    fclose(f);
+    char meta[256];
+    snprintf(meta, sizeof meta, "{\"batch\": %d, \"seq\": %d, \"hidden\": %d}\n", n, L, c->hidden);
+    return bench_write_text(dir, "meta.json", meta);
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *json = NULL, *dumpdir = NULL, *only = NULL;
+    int L = 128, runs = 5, warmup = 2, threads = 2;
+    int batches[16] = {1, 8, 32}, nb = 3;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--dump") && i + 1 < argc) dumpdir = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) L = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            nb = 0;
+            for (char *p = argv[++i]; *p && nb < 16;) {
+                batches[nb++] = (int)strtol(p, &p, 10);
+                if (*p == ',') p++;
+                else if (*p) break;
+            }
+        } else {
+            fprintf(stderr, "usage: %s --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32] [--runs N] "
+                            "[--warmup W] [--threads T] [--only pool|openblas]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!model || L < 2 || runs < 1 || runs > 1000 || threads < 1 || nb < 1) {
+        fprintf(stderr, "engine: need --model DIR and sane numbers\n");
+        return 2;
+    }
+    for (int b = 0; b < nb; b++)
+        if (batches[b] < 1 || batches[b] > 1024) { fprintf(stderr, "engine: bad batch size\n"); return 2; }
+    int do_design[2] = {!only || !strcmp(only, "pool"), !only || !strcmp(only, "openblas")};
+
+    double gen_s = 0;
+    if (!bench_file_exists(model, "model.safetensors")) {
+        printf("writing a random BERT-base checkpoint to %s ...\n", model);
+        fflush(stdout);
+        double t0 = pd_now();
+        if (bench_write_bert(model, &BENCH_BERT_BASE)) return 1;
+        gen_s = pd_now() - t0;
+    }
+
+    const char *kernel = pd_blas_init();
+    long rss0 = bench_status_kb("VmRSS");
+    double t0 = pd_now();
+    pd_model *m = NULL;
+    char err[512];
+    if (pd_model_load(model, 0, &m, err, sizeof err) != PD_OK) { fprintf(stderr, "load %s: %s\n", model, err); return 1; }
+    double load_wall = pd_now() - t0;
+    long rss_load = bench_status_kb("VmRSS");
+    const pd_config *c = pd_model_config(m);
+    if (L > c->max_tokens) { fprintf(stderr, "engine: --seq %d exceeds the model's %d\n", L, c->max_tokens); return 2; }
+
+    int maxb = 0;
+    for (int b = 0; b < nb; b++) if (batches[b] > maxb) maxb = batches[b];
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxb * L);
+    pd_seq *seqs = calloc((size_t)maxb, sizeof *seqs);
+    pd_pool *pool = pd_pool_new(threads);
+    pd_ctx *ctx[2] = {pd_ctx_new(m, pool), pd_ctx_new(m, NULL)};
+    if (!ids || !seqs || !pool || !ctx[0] || !ctx[1]) { fprintf(stderr, "out of memory\n"); return 1; }
+    bench_fill_ids(ids, maxb, L, c->vocab, 12345);
+    for (int i = 0; i < maxb; i++) seqs[i] = (pd_seq){ids + (size_t)i * L, NULL, L, NULL};
+
+    /* The first forward touches every weight page: RSS after it is the model's real footprint. */
+    double tf = pd_now();
+    if (forward(ctx[0], seqs, 1)) return 1;
+    double first_s = pd_now() - tf;
+    long rss_first = bench_status_kb("VmRSS");
+
+    printf("OpenBLAS kernel: %s; pd_pool threads: %d; model %s: %d layers, hidden %d, heads %d, ffn %d, vocab %d\n",
+           kernel, pd_pool_size(pool), model, c->layers, c->hidden, c->heads, c->ffn, c->vocab);
+    if (gen_s > 0) printf("checkpoint written in %.1f s\n", gen_s);
+    printf("load: %.3f s (pd_model_load_seconds %.3f), weights %.1f MB; VmRSS %.1f MB before, %.1f MB after load, "
+           "%.1f MB after the first forward (%.3f s)\n",
+           load_wall, pd_model_load_seconds(m), pd_model_bytes(m) / 1e6, rss0 / 1024.0, rss_load / 1024.0,
+           rss_first / 1024.0, first_s);
+
+    if (dumpdir) {
+        int nd = maxb < 2 ? maxb : 2;
+        if (dump(dumpdir, ctx[0], c, ids, seqs, nd, L)) return 1;
+    }
+
+    result res[16];
+    memset(res, 0, sizeof res);
+    printf("\npd_forward, sequence length %d, median of N runs after %d warm-up\n", L, warmup);
+    printf("%6s %5s %12s %12s %12s %14s %14s\n", "batch", "N", "pool ms", "pool seq/s", "pool GFLOP/s",
+           "openblas ms", "openblas GF/s");
+    for (int b = 0; b < nb; b++) {
+        int n = batches[b];
+        for (int d = 0; d < 2; d++) {
+            if (!do_design[d]) continue;
+            openblas_set_num_threads(d ? threads : 1);
+            for (int w = 0; w < warmup; w++) if (forward(ctx[d], seqs, n)) return 1;
+        }
+        /* Small batches finish in milliseconds: take more samples there, up to ~3 s per design. */
+        double t1 = pd_now();
+        openblas_set_num_threads(do_design[0] ? 1 : threads);
+        if (forward(ctx[do_design[0] ? 0 : 1], seqs, n)) return 1;
+        double one = pd_now() - t1;
+        int r = runs;
+        if (one * r < 3.0) r = (int)(3.0 / (one > 1e-4 ? one : 1e-4));
+        if (r < runs) r = runs;
+        if (r > 200) r = 200;
+        double *s[2] = {calloc((size_t)r, sizeof(double)), calloc((size_t)r, sizeof(double))};
+        if (!s[0] || !s[1]) { fprintf(stderr, "out of memory\n"); return 1; }
+        for (int k = 0; k < r; k++) {
+            for (int d = 0; d < 2; d++) {
+                if (!do_design[d]) continue;
+                openblas_set_num_threads(d ? threads : 1);
+                double ts = pd_now();
+                if (forward(ctx[d], seqs, n)) return 1;
+                s[d][k] = pd_now() - ts;
+            }
+        }
+        res[b].batch = n;
+        res[b].runs = r;
+        for (int d = 0; d < 2; d++) {
+            if (!do_design[d]) continue;
+            bench_minmax(s[d], r, &res[b].mn[d], &res[b].mx[d]);
+            res[b].sec[d] = bench_median(s[d], r);
+        }
+        res[b].samples[0] = s[0];
+        res[b].samples[1] = s[1];
+        double fl = flops_per_forward(c, n, L);
+        double sp = res[b].sec[0], so = res[b].sec[1];
+        printf("%6d %5d %12.2f %12.2f %12.1f %14.2f %14.1f\n", n, r, sp * 1e3, sp > 0 ? n / sp : 0, sp > 0 ? fl / sp * 1e-9 : 0,
+               so * 1e3, so > 0 ? fl / so * 1e-9 : 0);
+        fflush(stdout);
+    }
+    openblas_set_num_threads(1);
+
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) { perror(json); return 1; }
+        fprintf(f, "{\"kernel\": \"%s\", \"threads\": %d, \"seq\": %d, \"warmup\": %d,\n", kernel, threads, L, warmup);
+        fprintf(f, " \"model\": {\"layers\": %d, \"hidden\": %d, \"heads\": %d, \"ffn\": %d, \"vocab\": %d, \"max_pos\": %d},\n",
+                c->layers, c->hidden, c->heads, c->ffn, c->vocab, c->max_pos);
+        fprintf(f, " \"flops_formula\": \"layers * (2*T*(4*H*H + 2*H*F) + n*4*L*L*H), T = n*L\",\n");
+        fprintf(f, " \"load\": {\"seconds\": %.4f, \"core_seconds\": %.4f, \"weights_bytes\": %zu, \"rss_before_kb\": %ld, "
+                   "\"rss_after_load_kb\": %ld, \"rss_after_first_forward_kb\": %ld, \"first_forward_s\": %.4f, \"generated_s\": %.2f},\n",
+                load_wall, pd_model_load_seconds(m), pd_model_bytes(m), rss0, rss_load, rss_first, first_s, gen_s);
+        fprintf(f, " \"results\": [");
+        for (int b = 0; b < nb; b++) {
+            double fl = flops_per_forward(c, res[b].batch, L);
+            fprintf(f, "%s\n  {\"batch\": %d, \"runs\": %d, \"flops\": %.0f", b ? "," : "", res[b].batch, res[b].runs, fl);
+            static const char *nm[2] = {"pool", "openblas"};
+            for (int d = 0; d < 2; d++) {
+                if (!do_design[d]) continue;
+                double sec = res[b].sec[d];
+                fprintf(f, ", \"%s\": {\"median_s\": %.6f, \"min_s\": %.6f, \"max_s\": %.6f, \"seq_per_s\": %.3f, \"gflops\": %.2f, \"samples_s\": [",
+                        nm[d], sec, res[b].mn[d], res[b].mx[d], res[b].batch / sec, fl / sec * 1e-9);
+                for (int k = 0; k < res[b].runs; k++) fprintf(f, "%s%.6f", k ? ", " : "", res[b].samples[d][k]);
+                fprintf(f, "]}");
+            }
+            fprintf(f, "}");
+        }
+        fprintf(f, "\n ]}\n");
+        fclose(f);
+    }
+    for (int b = 0; b < nb; b++) { free(res[b].samples[0]); free(res[b].samples[1]); }
+    pd_ctx_free(ctx[0]);
+    pd_ctx_free(ctx[1]);
+    pd_pool_free(pool);
+    pd_model_free(m);
+    free(ids);
+    free(seqs);
+    return 0;
+}

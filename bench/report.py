@@ -1,0 +1,335 @@
+#!/usr/bin/python3
+"""Merges the raw results of one bench/run.sh run into tables, target checks and files.
+
+Reads DIR/*.json written by the bench programs (gemm, engine-<round>, ort-<round>,
+torch-<round>, adapters, server) and run.sh's step records (step-*.json), prints the tables
+and one PASS/MISS line per target, and writes
+  RESULTS/<date>-<host>.json   everything, raw samples included
+  RESULTS/latest.md            the tables as markdown
+Rounds of the same runtime are pooled: the median is over all samples of all rounds.
+Stdlib only.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+
+TARGETS_DOC = {
+    "roofline": "engine effective GFLOP/s >= 85% of the machine's sgemm roofline at batch >= 8",
+    "vs_ort": "engine seq/s >= 0.9x ONNX Runtime at batch 8 and 32, >= 0.8x at batch 1",
+    "lora_one": "one LoRA <= 8% slower than the bare base (batch 32)",
+    "lora_each": "32 different LoRAs <= 10% slower than one LoRA (batch 32)",
+    "server_overhead": "the server adds <= 15% to the compute time of the batches it forms",
+    "upload": "a new adapter version answers < 20 ms p50 after its upload completes",
+}
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def mem_gib():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1048576, 1)
+    except OSError:
+        pass
+    return None
+
+
+def pooled(rounds, batch, key=None):
+    """Median seconds over all samples of `batch` in every round (key: engine design)."""
+    s = []
+    for r in rounds:
+        for e in r.get("results", []):
+            if e.get("batch") != batch:
+                continue
+            e = e.get(key) if key else e
+            if e:
+                s += e.get("samples_s") or [e["median_s"]]
+    return (statistics.median(s), len(s)) if s else (None, 0)
+
+
+def fmt(x, spec=".1f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+class Report:
+    def __init__(self):
+        self.lines = []  # markdown
+        self.checks = []
+
+    def h(self, text):
+        print("\n" + text)
+        self.lines += ["", "## " + text, ""]
+
+    def p(self, text):
+        print(text)
+        self.lines += [text, ""]
+
+    def table(self, head, rows):
+        w = [max(len(str(x)) for x in col) for col in zip(head, *rows)] if rows else [len(h) for h in head]
+        print("  ".join(str(x).rjust(w[i]) for i, x in enumerate(head)))
+        for r in rows:
+            print("  ".join(str(x).rjust(w[i]) for i, x in enumerate(r)))
+        self.lines.append("| " + " | ".join(head) + " |")
+        self.lines.append("|" + "|".join("---:" for _ in head) + "|")
+        for r in rows:
+            self.lines.append("| " + " | ".join(str(x) for x in r) + " |")
+        self.lines.append("")
+
+    def check(self, key, label, ok, measured):
+        status = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        self.checks.append({"target": key, "what": label, "status": status, "measured": measured})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--quick", default="0")
+    ap.add_argument("--env-coretype", default="")
+    ap.add_argument("--env-l2", default="")
+    a = ap.parse_args()
+    d = a.dir
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    host = platform.node() or "host"
+    gemm = load(os.path.join(d, "gemm.json"))
+    engines = [x for x in (load(p) for p in sorted(glob.glob(os.path.join(d, "engine-*.json")))) if x]
+    orts = [x for x in (load(p) for p in sorted(glob.glob(os.path.join(d, "ort-*.json")))) if x]
+    torches = [x for x in (load(p) for p in sorted(glob.glob(os.path.join(d, "torch-*.json")))) if x]
+    adapters = load(os.path.join(d, "adapters.json"))
+    server = load(os.path.join(d, "server.json"))
+    steps = [x for x in (load(p) for p in sorted(glob.glob(os.path.join(d, "step-*.json")))) if x]
+    try:
+        blas_pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libopenblas0-pthread"], capture_output=True,
+                                  text=True).stdout or None
+    except OSError:
+        blas_pkg = None
+
+    kernel = (gemm or {}).get("kernel") or (engines[0]["kernel"] if engines else None)
+    meta = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "host": host, "cpu": cpu_model(), "cpus": os.cpu_count(),
+            "mem_gib": mem_gib(), "kernel": platform.release(), "openblas_kernel": kernel,
+            "openblas_package": blas_pkg, "env_openblas_coretype": a.env_coretype or None,
+            "env_openblas_l2_size": a.env_l2 or None,
+            "note_env": "both OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE were unset for every measured command",
+            "quick": a.quick == "1"}
+    R = Report()
+    title = "peftd benchmarks - %s on %s (%s, %s CPUs)" % (meta["date"], host, meta["cpu"], meta["cpus"])
+    print("\n" + "=" * len(title) + "\n" + title + "\n" + "=" * len(title))
+    R.lines = ["# " + title, ""]
+    R.p("OpenBLAS kernel: **%s** (libopenblas %s; the environment's OPENBLAS_CORETYPE=%s and OPENBLAS_L2_SIZE=%s "
+        "were unset for every measured command). Threads: 2 for every runtime.%s"
+        % (kernel, blas_pkg or "?", a.env_coretype or "unset", a.env_l2 or "unset",
+           " QUICK RUN: fewer samples, not for quoting." if a.quick == "1" else ""))
+
+    # ==== machine load ====
+    R.h("Machine load during each step")
+    rows = []
+    for s in steps:
+        if "skipped" in s:
+            rows.append([s["step"], "skipped: " + s["skipped"], "", "", ""])
+        else:
+            rows.append([s["step"], "ok" if s["rc"] == 0 else "exit %d" % s["rc"], fmt(s["wall_s"]),
+                         fmt(s["user_s"] + s["sys_s"]), "%.0f%%" % (100 * s["other_cpu_share"])])
+    R.table(["step", "status", "wall s", "cpu s", "other processes' CPU"], rows)
+    noisy = [s["step"] for s in steps if s.get("other_cpu_share", 0) > 0.10]
+    if noisy:
+        R.p("WARNING: other processes used more than 10%% of the machine during: %s. Those numbers are low." % ", ".join(noisy))
+
+    # ==== roofline ====
+    roof = None
+    if gemm:
+        R.h("Roofline: OpenBLAS sgemm (C = A B), median of %d" % gemm["runs"])
+        R.table(["M x N x K", "threads", "GFLOP/s", "min..max"],
+                [["%dx%dx%d" % (r["m"], r["n"], r["k"]), r["threads"], fmt(r["gflops"]), "%.0f..%.0f" % (r["min"], r["max"])]
+                 for r in gemm["roofline"]])
+        two = [r["gflops"] for r in gemm["roofline"] if r["threads"] == 2]
+        roof = max(two) if two else None
+        R.p("Roofline used below: %.1f GFLOP/s (the best 2-thread sgemm above)." % roof)
+        R.h("GEMM threading designs on BERT-base linears (y = x W^T)")
+        R.table(["T x out x in", "pd_pool(2) + OpenBLAS 1 thread", "OpenBLAS 2 threads", "pool / openblas"],
+                [["%dx%dx%d" % (r["m"], r["n"], r["k"]), fmt(r["pool_gflops"]), fmt(r["openblas_gflops"]),
+                  fmt(r["pool_gflops"] / r["openblas_gflops"], ".2f")] for r in gemm["designs"]])
+
+    # ==== engine vs peers ====
+    engine_tab = {}
+    if engines:
+        e0 = engines[0]
+        mdl = e0["model"]
+        L = e0["seq"]
+        R.h("Encoder throughput, BERT-base shape, sequence length %d, 2 threads" % L)
+        R.p("Model: %d layers, hidden %d, heads %d, FFN %d, vocab %d (random weights, HF layout). FLOPs counted: "
+            "`%s`; embeddings, layer norms, softmax and GELU are not counted. Medians over all samples of %d "
+            "alternated round(s) per runtime (N = samples)."
+            % (mdl["layers"], mdl["hidden"], mdl["heads"], mdl["ffn"], mdl["vocab"], e0["flops_formula"], len(engines)))
+        rows = []
+        for r0 in e0["results"]:
+            b = r0["batch"]
+            fl = r0["flops"]
+            sp, np_ = pooled(engines, b, "pool")
+            so, no = pooled(engines, b, "openblas")
+            sr, nr = pooled(orts, b)
+            st, nt = pooled(torches, b)
+            g = fl / sp * 1e-9 if sp else None
+            engine_tab[b] = {"flops": fl, "peftd_s": sp, "peftd_n": np_, "openblas_design_s": so, "ort_s": sr, "ort_n": nr,
+                             "torch_s": st, "torch_n": nt, "peftd_gflops": g,
+                             "roofline_share": g / roof if (g and roof) else None,
+                             "vs_ort": sr / sp if (sr and sp) else None, "vs_torch": st / sp if (st and sp) else None,
+                             "pool_vs_openblas": so / sp if (so and sp) else None}
+            rows.append([b, "%.2f" % (b / sp) if sp else "-", fmt(g), "%.0f%%" % (100 * g / roof) if (g and roof) else "-",
+                         "%.2f" % (b / so) if so else "-", "%.2f" % (b / sr) if sr else "-", "%.2f" % (b / st) if st else "-",
+                         fmt(engine_tab[b]["vs_ort"], ".2f"), fmt(engine_tab[b]["vs_torch"], ".2f"),
+                         "%d/%d/%d" % (np_, nr, nt)])
+        R.table(["batch", "peftd seq/s", "peftd GFLOP/s", "of roofline", "peftd (OpenBLAS-pool design) seq/s",
+                 "ONNX Runtime seq/s", "PyTorch seq/s", "peftd/ORT", "peftd/torch", "N peftd/ORT/torch"], rows)
+        ld = e0["load"]
+        R.p("Checkpoint load (pd_model_load, weights mapped): %.3f s; weights %.1f MB; VmRSS %.1f MB after load, "
+            "%.1f MB after the first forward (pages touched)."
+            % (ld["seconds"], ld["weights_bytes"] / 1e6, ld["rss_after_load_kb"] / 1024, ld["rss_after_first_forward_kb"] / 1024))
+        if orts:
+            o = orts[0]
+            R.p("ONNX Runtime %s (node, bundled CPU library): session create %.2f s, VmRSS %.0f MB after it."
+                % (o.get("version"), o.get("load_s", 0), o.get("rss_after_load_kb", 0) / 1024))
+        if torches:
+            t = torches[0]
+            blas = (t.get("blas") or {}).get("openblas_core")
+            R.p("PyTorch %s eager (Debian python3-torch): load %.2f s, VmRSS %.0f MB; GEMMs on %s."
+                % (t.get("torch"), t.get("load_s", 0), t.get("rss_after_load_kb", 0) / 1024,
+                   "OpenBLAS (" + blas + ")" if blas else "its BLAS: " + ", ".join((t.get("blas") or {}).get("libs", []))))
+        diffs = [("ONNX Runtime", x.get("check_max_abs_diff")) for x in orts[:1]] + \
+                [("PyTorch", x.get("check_max_abs_diff")) for x in torches[:1]]
+        diffs = [(n, v) for n, v in diffs if v is not None]
+        if diffs:
+            R.p("Same function check (last hidden states, 2 x %d tokens): " % L +
+                "; ".join("%s max |diff| %.1e %s" % (n, v, "ok" if v < 1e-3 else "TOO LARGE") for n, v in diffs))
+        designs = [(b, t["pool_vs_openblas"]) for b, t in engine_tab.items() if t["pool_vs_openblas"]]
+        if designs:
+            R.p("Threading design: " + "; ".join("batch %d: pd_pool design %.2fx the OpenBLAS-pool design" % x for x in designs) +
+                " (> 1 means peftd's pd_pool design is faster).")
+        for b in (8, 32):
+            t = engine_tab.get(b)
+            if t and roof:
+                R.check("roofline", "batch %d: >= 85%% of roofline" % b, t["roofline_share"] >= 0.85,
+                        "%.0f%% (%.1f of %.1f GFLOP/s)" % (100 * t["roofline_share"], t["peftd_gflops"], roof))
+        for b, need in ((1, 0.8), (8, 0.9), (32, 0.9)):
+            t = engine_tab.get(b)
+            if t:
+                v = t["vs_ort"]
+                R.check("vs_ort", "batch %d: >= %.1fx ONNX Runtime" % (b, need), None if v is None else v >= need,
+                        "n/a (no ORT result)" if v is None else "%.2fx" % v)
+
+    # ==== adapters ====
+    if adapters:
+        res = adapters["results"]
+        bare = res["bare"]["median_s"]
+        R.h("Adapters: batch %d x %d tokens, median of %d alternated rounds" % (adapters["batch"], adapters["seq"], adapters["runs"]))
+        names = {"bare": "bare base", "lora_one": "every sequence on one LoRA (r=8, query+value)",
+                 "lora_each": "every sequence on its own LoRA (%d distinct)" % adapters["distinct_loras"],
+                 "prefix": "prefix tuning, 20 virtual tokens", "bottleneck": "bottleneck (seq_bn), reduction 16"}
+        R.table(["configuration", "ms", "seq/s", "vs bare"],
+                [[names[k], fmt(v["median_s"] * 1e3), fmt(v["seq_per_s"], ".2f"), "%+.1f%%" % (100 * (v["median_s"] / bare - 1))]
+                 for k, v in res.items()])
+        lo = adapters["lora"]
+        mem = "LoRA: file %.2f MB, %d params, %.2f MB resident (pd_adapter_bytes), RSS growth %.2f MB per loaded LoRA, " \
+              "load %.1f ms" % (lo["file_bytes"] / 1e6, lo["params"], lo["adapter_bytes"] / 1e6, lo["rss_bytes_each"] / 1e6,
+                               lo["load_ms_median"])
+        for k in ("prefix", "bottleneck"):
+            if k in adapters:
+                mem += "; %s: %d params, %.2f MB resident" % (k, adapters[k]["params"], adapters[k]["adapter_bytes"] / 1e6)
+        R.p(mem + ".")
+        if "lora_one" in res:
+            v = res["lora_one"]["median_s"] / bare
+            R.check("lora_one", "one LoRA vs bare <= +8%", v <= 1.08, "%+.1f%%" % (100 * (v - 1)))
+        if "lora_each" in res and "lora_one" in res:
+            v = res["lora_each"]["median_s"] / res["lora_one"]["median_s"]
+            R.check("lora_each", "%d LoRAs vs one <= +10%%" % adapters["distinct_loras"], v <= 1.10, "%+.1f%%" % (100 * (v - 1)))
+
+    # ==== server ====
+    if server:
+        R.h("Server: POST /predict under wrk (closed loop, 1 wrk thread on the same 2 cores)")
+        for key, label in (("tiny", "tiny default model, 24-word input"), ("bert", "BERT-base shape, 128-token input")):
+            s = server.get(key)
+            if not s:
+                continue
+            R.p("**%s**" % label)
+            R.table(["concurrency", "req/s", "p50 ms", "p99 ms", "inputs/batch", "batch compute ms", "compute / wall",
+                     "server overhead", "errors"],
+                    [[r["concurrency"], fmt(r["rps"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["inputs_per_batch"]),
+                      fmt(r["mean_batch_ms"], ".2f"), "%.0f%%" % (100 * (r["compute_share"] or 0)),
+                      ("latency %+.0f%%" % (100 * r["latency_overhead"])) if "latency_overhead" in r else
+                      ("busy %+.0f%%" % (100 * r["busy_overhead"])) if "busy_overhead" in r else "-", r["errors"]]
+                     for r in s["levels"]])
+        R.p("Server overhead: at concurrency 1, p50 latency over the mean batch compute time (HTTP, JSON, tokenizing, "
+            "queue, batch wait); at higher concurrency, wall time over summed batch compute time (idle compute while "
+            "requests wait). Batch compute times come from /metrics (peftd_batch_duration_seconds).")
+        b = server.get("bert")
+        if b:
+            lv = {r["concurrency"]: r for r in b["levels"]}
+            if 1 in lv and "latency_overhead" in lv[1]:
+                v = lv[1]["latency_overhead"]
+                R.check("server_overhead", "BERT-base, c=1: latency over batch compute <= +15%", v <= 0.15, "%+.1f%%" % (100 * v))
+            top = max(lv)
+            if "busy_overhead" in lv[top]:
+                v = lv[top]["busy_overhead"]
+                R.check("server_overhead", "BERT-base, c=%d: wall over batch compute <= +15%%" % top, v <= 0.15,
+                        "%+.1f%%" % (100 * v))
+            up = b.get("upload")
+            if up:
+                R.p("LoRA upload (%.2f MB, PUT /adapters/{name}, %d new versions): upload request %.1f ms p50; the new version "
+                    "answered %.1f ms p50 (max %.1f) after the upload's response; the same %d-word predict with the version "
+                    "already warm: %.1f ms p50." % (up["lora_bytes"] / 1e6, up["versions"], up["upload_ms_p50"],
+                                                   up["available_ms_p50"], up["available_ms_max"], up["input_words"],
+                                                   up["warm_predict_ms_p50"]))
+                R.check("upload", "new version answers < 20 ms p50 after upload", up["available_ms_p50"] < 20,
+                        "%.1f ms" % up["available_ms_p50"])
+
+    # ==== training ====
+    R.h("Training throughput")
+    R.p("Not measured yet: training throughput comes with a later issue. This section is its place; no numbers are "
+        "invented here.")
+
+    # ==== targets ====
+    R.h("Targets")
+    rows = [[c["status"], c["what"], c["measured"]] for c in R.checks]
+    for key, doc in TARGETS_DOC.items():
+        if not any(c["target"] == key for c in R.checks):
+            rows.append(["n/a", doc, "not measured in this run"])
+    R.table(["status", "target", "measured"], rows)
+
+    os.makedirs(a.results, exist_ok=True)
+    stem = "%s-%s" % (now.strftime("%Y-%m-%d"), host)
+    out = {"meta": meta, "steps": steps, "gemm": gemm, "engine_rounds": engines, "ort_rounds": orts, "torch_rounds": torches,
+           "engine_summary": {str(k): v for k, v in engine_tab.items()}, "roofline_gflops": roof, "adapters": adapters,
+           "server": server, "training": None, "targets": R.checks}
+    with open(os.path.join(a.results, stem + ".json"), "w") as f:
+        json.dump(out, f, indent=1)
+    with open(os.path.join(a.results, "latest.md"), "w") as f:
+        f.write("\n".join(R.lines).rstrip() + "\n\nRaw results: `bench/results/%s.json`.\n" % stem)
+    print("\nwrote bench/results/%s.json and bench/results/latest.md" % stem)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# bench/run.sh - peftd's benchmarks (`make bench`). See bench/README.md.
+#
+# Builds the bench programs, installs the peers on first use, then measures, on this machine
+# and in this one run: the sgemm roofline, the encoder's throughput against ONNX Runtime and
+# PyTorch on the same weights, the cost of adapters, and the HTTP server under load. Prints
+# tables and a PASS/MISS line per target, and writes bench/results/<date>-<host>.json (raw)
+# and bench/results/latest.md.
+#
+# The environment pins OpenBLAS to its AVX2 kernels (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) for
+# old-OpenBLAS safety. Every measuring command below runs with both unset (`nb ...`), so each
+# program gets the kernel OpenBLAS picks for this CPU; the kernel name is printed. Nothing
+# else (tests, CI, your shell) is changed.
+#
+# Environment knobs:
+#   BENCH_QUICK=1     fewer runs and shorter server load (a smoke run, numbers not for quoting)
+#   BENCH_ONLY="gemm engine peers adapters server"   run a subset (default: all)
+#   BENCH_ROUNDS=2    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+B=build
+CACHE=bench/.cache
+MODEL=$CACHE/bert-base
+ONNX=$CACHE/bert-base.onnx
+PY=/usr/bin/python3
+QUICK=${BENCH_QUICK:-0}
+ONLY=${BENCH_ONLY:-gemm engine peers adapters server}
+ROUNDS=${BENCH_ROUNDS:-2}
+OUT=$(mktemp -d /tmp/peftd-bench.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+mkdir -p "$CACHE" bench/results "$OUT/logs"
+
+if [ "$QUICK" = 1 ]; then RUNS=2; SRV_ARGS=(--seconds-tiny 3 --seconds-bert 5 --versions 5); else RUNS=3; SRV_ARGS=(); fi
+
+# Every measured command goes through nb: OpenBLAS picks its own kernel for this CPU.
+nb() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; }
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+say() { printf '\n==== %s ====\n' "$*"; }
+
+# Runs a measured command (OpenBLAS variables unset) and records how the step went: wall/user/sys of the step and the share of the machine's CPU that
+# other processes took meanwhile (from /proc/stat), so noisy numbers can be recognised.
+busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+step() {
+    local name=$1; shift
+    local b0 b1 hz ncpu rc
+    hz=$(getconf CLK_TCK); ncpu=$(nproc)
+    b0=$(busy_jiffies)
+    /usr/bin/time -f '%e %U %S' -o "$OUT/time-$name" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"
+    rc=$?
+    b1=$(busy_jiffies)
+    read -r real user sys <"$OUT/time-$name" 2>/dev/null || { real=0; user=0; sys=0; }
+    awk -v n="$name" -v rc="$rc" -v r="$real" -v u="$user" -v s="$sys" -v b="$((b1 - b0))" -v hz="$hz" -v c="$ncpu" 'BEGIN {
+        other = (b / hz - u - s) / (r * c); if (other < 0) other = 0; if (r <= 0) other = 0;
+        printf "{\"step\": \"%s\", \"rc\": %d, \"wall_s\": %.2f, \"user_s\": %.2f, \"sys_s\": %.2f, \"other_cpu_share\": %.3f}\n", n, rc, r, u, s, other
+    }' >"$OUT/step-$name.json"
+    if [ "$rc" -ne 0 ]; then echo "bench: step $name failed (exit $rc)" >&2; fi
+    return "$rc"
+}
+skip() { printf '{"step": "%s", "skipped": "%s"}\n' "$1" "$2" >"$OUT/step-$1.json"; echo "bench: skipping $1: $2"; }
+
+# ==== Tools ====
+
+say "setup"
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || { echo "bench: not root; install $* yourself" >&2; return 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
+}
+want server && ! command -v wrk >/dev/null && { echo "bench: installing wrk"; apt_install wrk; }
+if want peers; then
+    "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "bench: installing python3-torch"; apt_install python3-torch python3-numpy; }
+    command -v node >/dev/null && command -v npm >/dev/null || { echo "bench: installing nodejs npm"; apt_install nodejs npm; }
+    if [ ! -d bench/peers/node_modules/onnxruntime-node ] && command -v npm >/dev/null; then
+        echo "bench: installing onnxruntime-node into bench/peers (npm install --ignore-scripts)"
+        (cd bench/peers && npm install --ignore-scripts --no-audit --no-fund >"$OUT/logs/npm.log" 2>&1) ||
+            { echo "bench: npm install failed:" >&2; tail -5 "$OUT/logs/npm.log" >&2; }
+    fi
+fi
+
+# ==== Build ====
+
+# The Makefile links every bench program with all project objects. If another part of the tree
+# does not build right now, fall back to compiling a program from the sources it needs.
+CFLAGS_FB="-std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter -O2 -g -D_GNU_SOURCE -Icore -Iadapters -Iserver"
+PKGS="libmicrohttpd libcjson openblas"
+build_bench() {
+    local prog=$1; shift
+    make -s "$B/bench/$prog" >"$OUT/logs/make-$prog.log" 2>&1 && return 0
+    echo "bench: make $B/bench/$prog failed; compiling it from its sources directly" >&2
+    tail -3 "$OUT/logs/make-$prog.log" >&2
+    mkdir -p "$B/bench"
+    # shellcheck disable=SC2086,SC2046
+    cc $CFLAGS_FB $(pkg-config --cflags $PKGS) "bench/$prog.c" "$@" -o "$B/bench/$prog" $(pkg-config --libs $PKGS) -lpthread -lm
+}
+build_bench gemm core/*.c || exit 1
+build_bench engine core/*.c || exit 1
+ADAPTERS_OK=1
+build_bench adapters core/*.c adapters/*.c 2>/dev/null ||
+    build_bench adapters core/*.c adapters/adapter.c adapters/peft.c adapters/bottleneck.c || ADAPTERS_OK=0
+PEFTD_OK=1
+make -s "$B/peftd" >"$OUT/logs/make-peftd.log" 2>&1 || { PEFTD_OK=0; tail -3 "$OUT/logs/make-peftd.log" >&2; }
+
+# ==== Benchmarks ====
+
+if want gemm; then
+    say "roofline and GEMM threading designs"
+    step gemm "$B/bench/gemm" --json "$OUT/gemm.json" --runs 5
+fi
+
+engine() { # round
+    step "engine-$1" "$B/bench/engine" --model "$MODEL" --json "$OUT/engine-$1.json" --runs "$RUNS" --warmup 2 \
+        --threads 2 --batches 1,8,32 --seq 128 ${2:+--dump "$CACHE/check"}
+}
+ort() {
+    [ -f bench/peers/node_modules/onnxruntime-node/package.json ] || { skip "ort-$1" "onnxruntime-node is not installed"; return; }
+    [ -f "$ONNX" ] || { skip "ort-$1" "no ONNX export"; return; }
+    step "ort-$1" node bench/peers/ort_bench.js --model "$ONNX" --config "$MODEL/config.json" --threads 2 --seq 128 \
+        --batches 1,8,32 --runs "$RUNS" --warmup 2 --bench --json "$OUT/ort-$1.json" ${2:+--check "$CACHE/check"}
+}
+torchb() {
+    "$PY" -c 'import torch' 2>/dev/null || { skip "torch-$1" "python3-torch is not installed"; return; }
+    step "torch-$1" "$PY" bench/peers/torch_bert.py --model "$MODEL" --threads 2 --seq 128 --batches 1,8,32 \
+        --runs "$RUNS" --warmup 2 --bench --json "$OUT/torch-$1.json" ${2:+--check "$CACHE/check"}
+}
+
+if want engine; then
+    say "engine round 1 (writes the checkpoint on first use)"
+    engine 1 dump || exit 1
+    if want peers; then
+        if [ ! -f "$ONNX" ] || [ "$MODEL/model.safetensors" -nt "$ONNX" ]; then
+            say "exporting the checkpoint to ONNX (torch.onnx.export)"
+            nb "$PY" bench/peers/torch_bert.py --model "$MODEL" --export "$ONNX" || echo "bench: ONNX export failed" >&2
+        fi
+        say "ONNX Runtime round 1"; ort 1 check
+        say "PyTorch round 1"; torchb 1 check
+        for ((r = 2; r <= ROUNDS; r++)); do
+            if ((r % 2 == 0)); then
+                say "PyTorch round $r"; torchb "$r"
+                say "ONNX Runtime round $r"; ort "$r"
+                say "engine round $r"; engine "$r"
+            else
+                say "engine round $r"; engine "$r"
+                say "ONNX Runtime round $r"; ort "$r"
+                say "PyTorch round $r"; torchb "$r"
+            fi
+        done
+    fi
+fi
+
+if want adapters; then
+    say "adapters"
+    if [ "$ADAPTERS_OK" = 1 ]; then
+        step adapters "$B/bench/adapters" --model "$MODEL" --json "$OUT/adapters.json" --batch 32 --seq 128 \
+            --runs $((RUNS + 2)) --threads 2 --loras 32
+    else
+        skip adapters "bench/adapters did not build (adapters/ incomplete?)"
+    fi
+fi
+
+if want server; then
+    say "server"
+    if [ "$PEFTD_OK" = 0 ]; then skip server "build/peftd did not build"
+    elif ! command -v wrk >/dev/null; then skip server "wrk is not installed"
+    else
+        step server "$PY" bench/server_bench.py --peftd "$B/peftd" --bert "$MODEL" --json "$OUT/server.json" \
+            --logdir "$OUT/logs" --threads 2 "${SRV_ARGS[@]}"
+    fi
+fi
+
+# ==== Report ====
+
+say "report"
+"$PY" bench/report.py --dir "$OUT" --results bench/results --quick "$QUICK" \
+    --env-coretype "${OPENBLAS_CORETYPE:-}" --env-l2 "${OPENBLAS_L2_SIZE:-}"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# delete.sh NAME - removes adapter NAME (requests already running on it finish first).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+[ $# -eq 1 ] || { echo "usage: $0 NAME" >&2; exit 2; }
+api DELETE "/adapters/$1" -H "X-Adapter: $1" | pretty

@@ -1,0 +1,40 @@
+/* jsonio.h - engine inputs and results as JSON, shared by the CLI (`peftd predict`) and HTTP.
+ *
+ * An input is a string (classification text), {"text", "text_pair"?} or {"question",
+ * "context"}. A classification result is {"label", "score", "scores": [{"label","score"}...]
+ * (descending), "logits"? (label-id order)}; a question-answering result is {"answer",
+ * "score", "start", "end"} (character offsets into the context), "answers" (the best top_k,
+ * when top_k > 1) and "start_logits"/"end_logits"? (first window, every token).
+ *
+ * Ownership: functions returning cJSON * give the caller a tree to cJSON_Delete (NULL when
+ * out of memory). pd_json_input points into the cJSON value it reads: keep it alive.
+ * Thread-safety: no shared state; cJSON_GetErrorPtr (a process global) is never used. */
+#ifndef PD_JSONIO_H
+#define PD_JSONIO_H
+
+#include "pipeline.h"
+
+#include <cJSON.h>
+
+/* Parses len bytes as exactly one JSON value (whitespace may follow). PD_ERR_INVALID with the
+ * byte offset of the problem; PD_ERR_NOMEM. */
+pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen);
+
+/* Reads one input. *shape gets PD_TASK_CLS or PD_TASK_QA. what names the value in messages
+ * ("inputs[3]"). Returns PD_OK or PD_ERR_INVALID naming the offending field. */
+pd_status pd_json_input(const cJSON *v, const char *what, pd_input *in, pd_task *shape, char *err, size_t errlen);
+
+/* "classification" / "question_answering" (also the short forms "cls" and "qa"); -1 otherwise. */
+int pd_json_task_parse(const char *name);
+
+/* The result object of an item that pd_predict filled. top_k: classification scores listed
+ * (0 = all); QA: answers returned (the first also fills the top-level fields). */
+cJSON *pd_json_result(const pd_item *it, int return_logits, int top_k);
+
+/* {"error": {"code": code, "message": message}} */
+cJSON *pd_json_error(const char *code, const char *message);
+
+/* Prints a tree compactly into a malloc'd string (NULL when out of memory). */
+char *pd_json_print(const cJSON *v);
+
+#endif

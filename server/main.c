@@ -1,0 +1,261 @@
+/* main.c - the peftd command line: serve, predict, gen-model.
+ *
+ *   peftd serve [options]     the HTTP server (docs/API.md); options also from PEFTD_* variables
+ *   peftd predict [options]   JSON inputs on stdin, one per line -> one JSON result per line
+ *   peftd gen-model --out DIR writes the embedded default model
+ *
+ * Only main exits; every failure below is reported and turned into an exit status. */
+#include "genmodel.h"
+#include "jsonio.h"
+#include "options.h"
+#include "server.h"
+#include "version.h"
+
+#include <signal.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "peftd %s - serves parameter-efficient adapters on one frozen BERT-family encoder\n\n"
+            "usage:\n"
+            "  peftd serve [options]        run the HTTP server (peftd serve --help)\n"
+            "  peftd predict [options]      JSON inputs on stdin, one per line; results on stdout (peftd predict --help)\n"
+            "  peftd gen-model --out DIR    write the embedded default model into DIR\n"
+            "  peftd --version\n",
+            PD_VERSION);
+}
+
+/* ==== serve ==== */
+
+static int cmd_serve(int argc, char **argv) {
+    pd_serve_opts o;
+    int help = 0;
+    char err[1024];
+    if (pd_opts_parse(pd_serve_opt_defs, pd_serve_opt_count, &o, argc, argv, 1, &help, err, sizeof err)) {
+        fprintf(stderr, "peftd serve: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        printf("usage: peftd serve [options]\n\nEvery option can also be set with the environment variable shown; "
+               "flags win over the environment.\n\n");
+        pd_opts_help(stdout, pd_serve_opt_defs, pd_serve_opt_count, 1);
+        return 0;
+    }
+    /* Signals are taken by sigwait in this thread only: block them before any thread starts. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pd_server *s = NULL;
+    if (pd_server_start(&o, &s, err, sizeof err)) {
+        pd_log("error", err, "");
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    pd_log("info", "shutting down", sig == SIGINT ? ",\"signal\":\"SIGINT\"" : ",\"signal\":\"SIGTERM\"");
+    pd_server_stop(s);
+    pd_log("info", "stopped", "");
+    return 0;
+}
+
+/* ==== predict ==== */
+
+typedef struct line_res {
+    pd_item item;
+    pd_status st;
+    char err[512];
+} line_res;
+
+/* Parses one input line and encodes it for the model; on failure st/err say why. */
+static void encode_line(const pd_model *m, const pd_adapter *a, int forced, const pd_opts *po, char *line, size_t len,
+                        line_res *lr) {
+    cJSON *v = NULL;
+    memset(&lr->item, 0, sizeof lr->item);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    if ((lr->st = pd_json_parse(line, len, &v, lr->err, sizeof lr->err))) return;
+    pd_input in;
+    pd_task shape = PD_TASK_NONE;
+    if ((lr->st = pd_json_input(v, "input", &in, &shape, lr->err, sizeof lr->err))) goto out;
+    pd_task own = a ? pd_adapter_task(a) : PD_TASK_NONE;
+    pd_task task = forced >= 0 ? (pd_task)forced : own != PD_TASK_NONE ? own : shape;
+    if (shape != task) {
+        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_MISMATCH, "a %s input but the task is %s", pd_task_name(shape), pd_task_name(task));
+        goto out;
+    }
+    const pd_head *head = a ? pd_adapter_head(a, m, task) : pd_model_head(m, task);
+    if (!head) {
+        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_UNSUPPORTED, "no %s head in the model%s", pd_task_name(task),
+                        a ? " or the adapter" : "");
+        goto out;
+    }
+    lr->st = pd_item_encode(m, task, &in, po, a ? pd_adapter_n_virtual(a) : 0, &lr->item, lr->err, sizeof lr->err);
+    if (lr->st) goto out;
+    lr->item.delta = a ? pd_adapter_delta(a) : NULL;
+    lr->item.head = head;
+out:
+    cJSON_Delete(v);
+}
+
+static void print_json(const cJSON *v) {
+    char *t = v ? pd_json_print(v) : NULL;
+    if (t) puts(t);
+    else puts("{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}");
+    free(t);
+}
+
+static int cmd_predict(int argc, char **argv) {
+    pd_predict_opts o;
+    int help = 0;
+    char err[1024];
+    if (pd_opts_parse(pd_predict_opt_defs, pd_predict_opt_count, &o, argc, argv, 0, &help, err, sizeof err)) {
+        fprintf(stderr, "peftd predict: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        printf("usage: peftd predict [options] < inputs.jsonl\n\n"
+               "Each stdin line is a JSON input: \"text\", {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...};\n"
+               "each stdout line is its result, or {\"error\": {\"code\", \"message\"}} for that line.\n\n");
+        pd_opts_help(stdout, pd_predict_opt_defs, pd_predict_opt_count, 0);
+        return 0;
+    }
+    int forced = -1;
+    if (*o.task && (forced = pd_json_task_parse(o.task)) < 0) {
+        fprintf(stderr, "peftd predict: --task must be classification or question_answering\n");
+        return 2;
+    }
+    char dir[4096];
+    if (*o.model) snprintf(dir, sizeof dir, "%s", o.model);
+    else if (pd_server_default_model(dir, sizeof dir, err, sizeof err)) {
+        fprintf(stderr, "peftd predict: %s\n", err);
+        return 1;
+    }
+    pd_blas_init();
+    pd_model *m = NULL;
+    pd_adapter *a = NULL;
+    pd_pool *pool = NULL;
+    pd_ctx *ctx = NULL;
+    line_res *res = NULL;
+    int rc = 1;
+    if (pd_model_load(dir, 0, &m, err, sizeof err)) {
+        fprintf(stderr, "peftd predict: %s\n", err);
+        goto out;
+    }
+    if (*o.adapter && pd_adapter_load_dir(m, o.adapter, &a, err, sizeof err)) {
+        fprintf(stderr, "peftd predict: %s: %s\n", o.adapter, err);
+        goto out;
+    }
+    pool = pd_pool_new(o.threads);
+    ctx = pool ? pd_ctx_new(m, pool) : NULL;
+    res = calloc((size_t)o.batch, sizeof *res);
+    pd_item **ok = calloc((size_t)o.batch, sizeof *ok);
+    if (!ctx || !res || !ok) {
+        free(ok);
+        fprintf(stderr, "peftd predict: out of memory\n");
+        goto out;
+    }
+    pd_opts po = {o.max_length, 0, o.max_answer_length, o.top_k};
+    char *line = NULL;
+    size_t cap = 0;
+    int eof = 0;
+    while (!eof) {
+        /* Read up to --batch lines and run the valid ones as one forward batch. */
+        int n = 0;
+        while (n < o.batch) {
+            ssize_t len = getline(&line, &cap, stdin);
+            if (len < 0) { eof = 1; break; }
+            encode_line(m, a, forced, &po, line, (size_t)len, &res[n]);
+            n++;
+        }
+        int nok = 0;
+        for (int i = 0; i < n; i++) if (!res[i].st) ok[nok++] = &res[i].item;
+        if (nok) {
+            char perr[512];
+            if (pd_predict(ctx, ok, nok, &po, perr, sizeof perr)) {
+                /* Find the culprit: run each line alone. */
+                for (int i = 0; i < n; i++) {
+                    if (res[i].st) continue;
+                    pd_item *one = &res[i].item;
+                    free(one->logits); free(one->start_logits); free(one->end_logits);
+                    for (int k = 0; k < one->n_answers; k++) free(one->answers[k].text);
+                    free(one->answers);
+                    one->logits = one->start_logits = one->end_logits = NULL;
+                    one->answers = NULL;
+                    one->n_logits = one->n_answers = 0;
+                    res[i].st = pd_predict(ctx, &one, 1, &po, res[i].err, sizeof res[i].err);
+                }
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            cJSON *v = res[i].st ? pd_json_error(pd_status_name(res[i].st), res[i].err)
+                                 : pd_json_result(&res[i].item, o.return_logits, o.top_k);
+            print_json(v);
+            cJSON_Delete(v);
+            pd_item_free(&res[i].item);
+        }
+        fflush(stdout);
+    }
+    free(line);
+    free(ok);
+    rc = 0;
+out:
+    free(res);
+    pd_ctx_free(ctx);
+    pd_pool_free(pool);
+    pd_adapter_release(a);
+    pd_model_free(m);
+    return rc;
+}
+
+/* ==== gen-model ==== */
+
+static int cmd_gen_model(int argc, char **argv) {
+    const char *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strncmp(argv[i], "--out=", 6)) out = argv[i] + 6;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: peftd gen-model --out DIR\n\nWrites the embedded default model (a small random BERT with "
+                   "classification and QA heads) into DIR.\n");
+            return 0;
+        } else {
+            fprintf(stderr, "peftd gen-model: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!out) {
+        fprintf(stderr, "peftd gen-model: --out DIR is required\n");
+        return 2;
+    }
+    char err[1024];
+    if (pd_genmodel_write(out, err, sizeof err)) {
+        fprintf(stderr, "peftd gen-model: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
+    if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 2, argv + 2);
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("peftd %s\n", PD_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "peftd: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,230 @@
+/* metrics.c - Prometheus counters and histograms. See metrics.h. */
+#include "metrics.h"
+
+#include "version.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const ROUTE_NAMES[PD_ROUTE_COUNT] = {
+    "/health", "/info", "/metrics", "/predict", "/adapters", "/adapters/{name}", "/adapters/{name}/files/{file}", "other",
+};
+
+const char *pd_route_name(pd_route r) {
+    return r >= 0 && r < PD_ROUTE_COUNT ? ROUTE_NAMES[r] : "other";
+}
+
+/* ==== Histograms ==== */
+
+#define MAX_BUCKETS 16
+
+typedef struct hist {
+    int nb;
+    const double *le;                 /* (nb) upper bounds; +Inf is implicit */
+    uint64_t count[MAX_BUCKETS + 1];  /* per bucket (not cumulative); last = above every bound */
+    double sum;
+    uint64_t n;
+} hist;
+
+static const double LAT_LE[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double SIZE_LE[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+static const double TOK_LE[] = {16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536};
+
+static void hist_init(hist *h, const double *le, int nb) {
+    PD_ASSERT(nb <= MAX_BUCKETS);
+    memset(h, 0, sizeof *h);
+    h->le = le;
+    h->nb = nb;
+}
+
+static void hist_add(hist *h, double v) {
+    int b = 0;
+    while (b < h->nb && v > h->le[b]) b++;
+    h->count[b]++;
+    h->sum += v;
+    h->n++;
+}
+
+#define STATUS_MIN 100
+#define STATUS_MAX 599
+
+struct pd_metrics {
+    pthread_mutex_t lock;
+    uint64_t requests[PD_ROUTE_COUNT][STATUS_MAX - STATUS_MIN + 1]; /* guarded by lock */
+    hist latency[PD_ROUTE_COUNT];                                   /* guarded by lock */
+    hist batch_inputs, batch_tokens, batch_seconds;                 /* guarded by lock */
+    uint64_t inputs, seqs, tokens, rejected;                        /* guarded by lock */
+};
+
+pd_metrics *pd_metrics_new(void) {
+    pd_metrics *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    if (pthread_mutex_init(&m->lock, NULL)) { free(m); return NULL; }
+    int nl = (int)(sizeof LAT_LE / sizeof LAT_LE[0]);
+    for (int r = 0; r < PD_ROUTE_COUNT; r++) hist_init(&m->latency[r], LAT_LE, nl);
+    hist_init(&m->batch_inputs, SIZE_LE, (int)(sizeof SIZE_LE / sizeof SIZE_LE[0]));
+    hist_init(&m->batch_tokens, TOK_LE, (int)(sizeof TOK_LE / sizeof TOK_LE[0]));
+    hist_init(&m->batch_seconds, LAT_LE, nl);
+    return m;
+}
+
+void pd_metrics_free(pd_metrics *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+void pd_metrics_request(pd_metrics *m, pd_route r, int status, double seconds) {
+    if (r < 0 || r >= PD_ROUTE_COUNT) r = PD_ROUTE_OTHER;
+    pthread_mutex_lock(&m->lock);
+    if (status >= STATUS_MIN && status <= STATUS_MAX) m->requests[r][status - STATUS_MIN]++;
+    hist_add(&m->latency[r], seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void pd_metrics_batch(pd_metrics *m, int inputs, int seqs, int tokens, double seconds) {
+    pthread_mutex_lock(&m->lock);
+    hist_add(&m->batch_inputs, inputs);
+    hist_add(&m->batch_tokens, tokens);
+    hist_add(&m->batch_seconds, seconds);
+    m->inputs += (uint64_t)inputs;
+    m->seqs += (uint64_t)seqs;
+    m->tokens += (uint64_t)tokens;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void pd_metrics_rejected(pd_metrics *m, int inputs) {
+    pthread_mutex_lock(&m->lock);
+    m->rejected += (uint64_t)inputs;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ==== Rendering ==== */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) PD_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) { b->oom = 1; return; }
+        if (b->p && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
+        size_t cap = b->cap ? b->cap * 2 : 8192;
+        while (cap < b->len + (size_t)n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) { b->oom = 1; return; }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+/* Writes a histogram's _bucket/_sum/_count lines; labels is "" or `route="/x",`. */
+static void sb_hist(sbuf *b, const char *name, const char *labels, const hist *h) {
+    uint64_t cum = 0;
+    for (int i = 0; i < h->nb; i++) {
+        cum += h->count[i];
+        sb_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->le[i], (unsigned long long)cum);
+    }
+    cum += h->count[h->nb];
+    sb_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+    size_t ll = strlen(labels);
+    /* labels end with ',' for the bucket lines; sum/count take them without it */
+    if (ll) {
+        sb_printf(b, "%s_sum{%.*s} %.6f\n", name, (int)ll - 1, labels, h->sum);
+        sb_printf(b, "%s_count{%.*s} %llu\n", name, (int)ll - 1, labels, (unsigned long long)h->n);
+    } else {
+        sb_printf(b, "%s_sum %.6f\n", name, h->sum);
+        sb_printf(b, "%s_count %llu\n", name, (unsigned long long)h->n);
+    }
+}
+
+/* Resident set size from /proc/self/statm (second field, in pages); 0 if unreadable. */
+static unsigned long long resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size = 0, res = 0;
+    int ok = fscanf(f, "%llu %llu", &size, &res) == 2;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return ok && page > 0 ? res * (unsigned long long)page : 0;
+}
+
+char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
+    sbuf b = {0};
+    pthread_mutex_lock(&m->lock);
+    sb_printf(&b, "# HELP peftd_build_info peftd version.\n# TYPE peftd_build_info gauge\n");
+    sb_printf(&b, "peftd_build_info{version=\"%s\"} 1\n", PD_VERSION);
+    sb_printf(&b, "# HELP peftd_ready 1 once the base model is loaded.\n# TYPE peftd_ready gauge\npeftd_ready %d\n", g->ready);
+    sb_printf(&b, "# HELP peftd_uptime_seconds Seconds since the process started.\n# TYPE peftd_uptime_seconds gauge\n");
+    sb_printf(&b, "peftd_uptime_seconds %.3f\n", g->uptime);
+
+    sb_printf(&b, "# HELP peftd_requests_total HTTP requests by route template and status.\n# TYPE peftd_requests_total counter\n");
+    for (int r = 0; r < PD_ROUTE_COUNT; r++)
+        for (int s = 0; s <= STATUS_MAX - STATUS_MIN; s++)
+            if (m->requests[r][s])
+                sb_printf(&b, "peftd_requests_total{route=\"%s\",status=\"%d\"} %llu\n", ROUTE_NAMES[r], s + STATUS_MIN,
+                          (unsigned long long)m->requests[r][s]);
+
+    sb_printf(&b, "# HELP peftd_request_duration_seconds Request latency by route template.\n");
+    sb_printf(&b, "# TYPE peftd_request_duration_seconds histogram\n");
+    for (int r = 0; r < PD_ROUTE_COUNT; r++) {
+        if (!m->latency[r].n) continue;
+        char lab[96];
+        snprintf(lab, sizeof lab, "route=\"%s\",", ROUTE_NAMES[r]);
+        sb_hist(&b, "peftd_request_duration_seconds", lab, &m->latency[r]);
+    }
+
+    sb_printf(&b, "# HELP peftd_batch_size Inputs per forward batch.\n# TYPE peftd_batch_size histogram\n");
+    sb_hist(&b, "peftd_batch_size", "", &m->batch_inputs);
+    sb_printf(&b, "# HELP peftd_batch_tokens Tokens per forward batch.\n# TYPE peftd_batch_tokens histogram\n");
+    sb_hist(&b, "peftd_batch_tokens", "", &m->batch_tokens);
+    sb_printf(&b, "# HELP peftd_batch_duration_seconds Compute time per forward batch.\n");
+    sb_printf(&b, "# TYPE peftd_batch_duration_seconds histogram\n");
+    sb_hist(&b, "peftd_batch_duration_seconds", "", &m->batch_seconds);
+
+    sb_printf(&b, "# HELP peftd_inputs_total Inputs predicted.\n# TYPE peftd_inputs_total counter\npeftd_inputs_total %llu\n",
+              (unsigned long long)m->inputs);
+    sb_printf(&b, "# HELP peftd_sequences_total Sequences run through the encoder (QA windows count one each).\n");
+    sb_printf(&b, "# TYPE peftd_sequences_total counter\npeftd_sequences_total %llu\n", (unsigned long long)m->seqs);
+    sb_printf(&b, "# HELP peftd_tokens_total Tokens run through the encoder (rate() gives tokens/s).\n");
+    sb_printf(&b, "# TYPE peftd_tokens_total counter\npeftd_tokens_total %llu\n", (unsigned long long)m->tokens);
+    sb_printf(&b, "# HELP peftd_rejected_inputs_total Inputs refused with 503 because the queue was full.\n");
+    sb_printf(&b, "# TYPE peftd_rejected_inputs_total counter\npeftd_rejected_inputs_total %llu\n", (unsigned long long)m->rejected);
+    pthread_mutex_unlock(&m->lock);
+
+    sb_printf(&b, "# HELP peftd_queue_depth Inputs waiting for or in a forward batch.\n# TYPE peftd_queue_depth gauge\n");
+    sb_printf(&b, "peftd_queue_depth %d\n", g->queue_depth);
+    sb_printf(&b, "# HELP peftd_adapters_registered Adapters in the registry.\n# TYPE peftd_adapters_registered gauge\n");
+    sb_printf(&b, "peftd_adapters_registered %d\n", g->adapters_registered);
+    sb_printf(&b, "# HELP peftd_adapters_resident Adapters loaded in memory.\n# TYPE peftd_adapters_resident gauge\n");
+    sb_printf(&b, "peftd_adapters_resident %d\n", g->adapters_resident);
+    sb_printf(&b, "# HELP peftd_adapters_resident_bytes Memory held by loaded adapters.\n");
+    sb_printf(&b, "# TYPE peftd_adapters_resident_bytes gauge\npeftd_adapters_resident_bytes %zu\n", g->adapters_resident_bytes);
+    sb_printf(&b, "# HELP peftd_adapter_swaps_total Adapter versions published over an existing one.\n");
+    sb_printf(&b, "# TYPE peftd_adapter_swaps_total counter\npeftd_adapter_swaps_total %llu\n", (unsigned long long)g->swaps);
+    sb_printf(&b, "# HELP peftd_adapter_loads_total Adapter versions loaded from disk.\n");
+    sb_printf(&b, "# TYPE peftd_adapter_loads_total counter\npeftd_adapter_loads_total %llu\n", (unsigned long long)g->loads);
+    sb_printf(&b, "# HELP peftd_adapter_evictions_total Adapter versions dropped from memory for the resident budget.\n");
+    sb_printf(&b, "# TYPE peftd_adapter_evictions_total counter\npeftd_adapter_evictions_total %llu\n",
+              (unsigned long long)g->evictions);
+    sb_printf(&b, "# HELP peftd_training_jobs Training jobs by state.\n# TYPE peftd_training_jobs gauge\n");
+    sb_printf(&b, "peftd_training_jobs{state=\"queued\"} %d\npeftd_training_jobs{state=\"running\"} %d\n", g->train_queued,
+              g->train_running);
+    sb_printf(&b, "# HELP peftd_training_jobs_finished_total Training jobs that ended.\n");
+    sb_printf(&b, "# TYPE peftd_training_jobs_finished_total counter\npeftd_training_jobs_finished_total %llu\n",
+              (unsigned long long)g->train_finished);
+    sb_printf(&b, "# HELP peftd_resident_memory_bytes Resident set size of the process (/proc/self/statm).\n");
+    sb_printf(&b, "# TYPE peftd_resident_memory_bytes gauge\npeftd_resident_memory_bytes %llu\n", resident_bytes());
+    if (b.oom) { free(b.p); return NULL; }
+    return b.p;
+}

@@ -1,0 +1,58 @@
+/* metrics.h - counters and histograms of the server, rendered as Prometheus text.
+ *
+ * Requests are counted per route (a fixed set of route templates, so a client cannot grow the
+ * label space) and status; latencies and batch sizes go into fixed-bucket histograms.
+ * Gauges owned by other modules (queue depth, adapters, memory) are passed in at render time.
+ *
+ * Ownership: pd_metrics_new returns an object freed with pd_metrics_free; pd_metrics_render
+ * returns a malloc'd string. Thread-safety: every function may be called from any thread
+ * (one internal mutex; updates are a few additions). */
+#ifndef PD_METRICS_H
+#define PD_METRICS_H
+
+#include "common.h"
+
+typedef enum {
+    PD_ROUTE_HEALTH = 0,
+    PD_ROUTE_INFO,
+    PD_ROUTE_METRICS,
+    PD_ROUTE_PREDICT,
+    PD_ROUTE_ADAPTERS,      /* /adapters */
+    PD_ROUTE_ADAPTER,       /* /adapters/{name} */
+    PD_ROUTE_ADAPTER_FILE,  /* /adapters/{name}/files/{file} */
+    PD_ROUTE_OTHER,         /* anything else (404s) */
+    PD_ROUTE_COUNT
+} pd_route;
+
+const char *pd_route_name(pd_route r); /* the template, e.g. "/adapters/{name}" */
+
+typedef struct pd_metrics pd_metrics;
+
+pd_metrics *pd_metrics_new(void); /* NULL when out of memory */
+void pd_metrics_free(pd_metrics *m);
+
+/* One finished request: its route, HTTP status and wall time. */
+void pd_metrics_request(pd_metrics *m, pd_route r, int status, double seconds);
+
+/* One forward batch: inputs, sequences (QA windows count one each), tokens and compute time. */
+void pd_metrics_batch(pd_metrics *m, int inputs, int seqs, int tokens, double seconds);
+
+/* Inputs rejected because the queue was full. */
+void pd_metrics_rejected(pd_metrics *m, int inputs);
+
+/* Values sampled by the caller when rendering. */
+typedef struct pd_metrics_gauges {
+    int queue_depth;          /* inputs waiting or running */
+    int adapters_registered, adapters_resident;
+    size_t adapters_resident_bytes;
+    uint64_t swaps, loads, evictions;
+    int train_running, train_queued; /* training jobs */
+    uint64_t train_finished;
+    int ready;
+    double uptime;
+} pd_metrics_gauges;
+
+/* Prometheus text exposition format 0.0.4. Returns a malloc'd string or NULL. */
+char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g);
+
+#endif

@@ -1,0 +1,137 @@
+/* options.c - option tables, parsing and help. See options.h. */
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#define SO(f) offsetof(pd_serve_opts, f)
+const pd_opt_def pd_serve_opt_defs[] = {
+    {"model", PD_OPT_STR, "", SO(model), 0, 0, "base model directory (Hugging Face checkpoint); default: the embedded models/default"},
+    {"host", PD_OPT_STR, "127.0.0.1", SO(host), 0, 0, "address to listen on (IPv4, IPv6 or a host name)"},
+    {"port", PD_OPT_INT, "8080", SO(port), 0, 65535, "TCP port; 0 picks a free one (the startup log line names it)"},
+    {"data-dir", PD_OPT_STR, "./data", SO(data_dir), 0, 0, "where adapters are stored (shared by replicas)"},
+    {"threads", PD_OPT_INT, "0", SO(threads), 0, 1024, "compute threads; 0 = every core"},
+    {"http-threads", PD_OPT_INT, "4", SO(http_threads), 1, 64, "HTTP event-loop threads"},
+    {"api-key-file", PD_OPT_STR, "", SO(api_key_file), 0, 0, "file whose first line is the API key; enables authentication"},
+    {"auth-all", PD_OPT_BOOL, "false", SO(auth_all), 0, 1, "require the key on every route but /health (default: only on writes)"},
+    {"max-body-mb", PD_OPT_INT, "64", SO(max_body_mb), 1, 4096, "largest request body in MiB (413 beyond)"},
+    {"max-batch-tokens", PD_OPT_INT, "8192", SO(max_batch_tokens), 16, 1 << 24, "tokens per forward batch; also the most one input may use"},
+    {"max-resident-mb", PD_OPT_INT, "1024", SO(max_resident_mb), 0, 1 << 20, "memory for loaded adapters in MiB; least recently used leave first; 0 = no limit"},
+    {"max-queue", PD_OPT_INT, "1024", SO(max_queue), 1, 1 << 24, "inputs waiting or running; beyond it 503 with Retry-After"},
+    {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "how long the first waiting input waits for others to share its batch"},
+    {"train-threads", PD_OPT_INT, "0", SO(train_threads), 0, 1024, "threads for training jobs; 0 = the compute pool"},
+    {"max-connections", PD_OPT_INT, "1024", SO(max_connections), 1, 1 << 20, "concurrent client connections"},
+};
+const int pd_serve_opt_count = (int)(sizeof pd_serve_opt_defs / sizeof pd_serve_opt_defs[0]);
+#undef SO
+
+#define PO(f) offsetof(pd_predict_opts, f)
+const pd_opt_def pd_predict_opt_defs[] = {
+    {"model", PD_OPT_STR, "", PO(model), 0, 0, "base model directory; default: the embedded models/default"},
+    {"adapter", PD_OPT_STR, "", PO(adapter), 0, 0, "adapter directory (PEFT or AdapterHub files); default: none"},
+    {"return-logits", PD_OPT_BOOL, "false", PO(return_logits), 0, 1, "add raw logits to every result"},
+    {"task", PD_OPT_STR, "", PO(task), 0, 0, "classification | question_answering; default: the adapter's, else each input's shape"},
+    {"threads", PD_OPT_INT, "0", PO(threads), 0, 1024, "compute threads; 0 = every core"},
+    {"max-length", PD_OPT_INT, "0", PO(max_length), 0, 1 << 20, "tokens per sequence; 0 = the model's maximum"},
+    {"top-k", PD_OPT_INT, "0", PO(top_k), 0, 100, "classification: scores listed (0 = all); QA: answers (0 = 1)"},
+    {"max-answer-length", PD_OPT_INT, "0", PO(max_answer_length), 0, 1 << 20, "QA: longest answer in tokens (0 = 15)"},
+    {"batch", PD_OPT_INT, "32", PO(batch), 1, 4096, "input lines per forward batch"},
+};
+const int pd_predict_opt_count = (int)(sizeof pd_predict_opt_defs / sizeof pd_predict_opt_defs[0]);
+#undef PO
+
+/* ==== Values ==== */
+
+static void env_name(const char *opt, char *buf, size_t cap) {
+    size_t j = 0;
+    const char *p = "PEFTD_";
+    while (*p && j + 1 < cap) buf[j++] = *p++;
+    for (; *opt && j + 1 < cap; opt++) buf[j++] = *opt == '-' ? '_' : (char)toupper((unsigned char)*opt);
+    buf[j] = 0;
+}
+
+/* Stores text as the option's value; where names the source for messages. */
+static pd_status set_value(const pd_opt_def *d, void *out, const char *text, const char *where, char *err, size_t errlen) {
+    char *base = out;
+    switch (d->type) {
+    case PD_OPT_STR:
+        *(const char **)(base + d->offset) = text;
+        return PD_OK;
+    case PD_OPT_INT: {
+        char *e = NULL;
+        errno = 0;
+        long v = strtol(text, &e, 10);
+        if (!*text || *e || errno || v < d->min || v > d->max)
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s: \"%s\" is not an integer in [%ld, %ld]", where, text, d->min, d->max);
+        *(int *)(base + d->offset) = (int)v;
+        return PD_OK;
+    }
+    case PD_OPT_BOOL:
+        if (!strcasecmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcasecmp(text, "on"))
+            *(int *)(base + d->offset) = 1;
+        else if (!strcasecmp(text, "0") || !strcasecmp(text, "false") || !strcasecmp(text, "no") || !strcasecmp(text, "off") || !*text)
+            *(int *)(base + d->offset) = 0;
+        else
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s: \"%s\" is not a boolean (true/false, 1/0, yes/no, on/off)", where, text);
+        return PD_OK;
+    }
+    PD_ASSERT(0);
+    return PD_ERR_INVALID;
+}
+
+pd_status pd_opts_parse(const pd_opt_def *defs, int ndefs, void *out, int argc, char **argv, int use_env, int *help,
+                        char *err, size_t errlen) {
+    *help = 0;
+    for (int i = 0; i < ndefs; i++) {
+        pd_status st = set_value(&defs[i], out, defs[i].def, "default", err, errlen);
+        PD_ASSERT(st == PD_OK);
+    }
+    if (use_env) {
+        for (int i = 0; i < ndefs; i++) {
+            char name[96];
+            env_name(defs[i].name, name, sizeof name);
+            const char *v = getenv(name);
+            if (!v) continue;
+            pd_status st = set_value(&defs[i], out, v, name, err, errlen);
+            if (st) return st;
+        }
+    }
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { *help = 1; continue; }
+        if (strncmp(arg, "--", 2) != 0) return pd_err(err, errlen, PD_ERR_INVALID, "unexpected argument \"%s\"", arg);
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const pd_opt_def *d = NULL;
+        for (int i = 0; i < ndefs && !d; i++)
+            if (strlen(defs[i].name) == nlen && !strncmp(defs[i].name, name, nlen)) d = &defs[i];
+        if (!d) return pd_err(err, errlen, PD_ERR_INVALID, "unknown option \"%.*s\" (see --help)", (int)nlen + 2, arg);
+        const char *val;
+        if (eq) val = eq + 1;
+        else if (d->type == PD_OPT_BOOL) val = "true";
+        else if (a + 1 < argc) val = argv[++a];
+        else return pd_err(err, errlen, PD_ERR_INVALID, "option --%s needs a value", d->name);
+        char where[96];
+        snprintf(where, sizeof where, "--%s", d->name);
+        pd_status st = set_value(d, out, val, where, err, errlen);
+        if (st) return st;
+    }
+    return PD_OK;
+}
+
+void pd_opts_help(FILE *f, const pd_opt_def *defs, int ndefs, int show_env) {
+    for (int i = 0; i < ndefs; i++) {
+        const pd_opt_def *d = &defs[i];
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s%s", d->name, d->type == PD_OPT_INT ? " N" : d->type == PD_OPT_STR ? " VALUE" : "");
+        fprintf(f, "  %-26s %s\n", flag, d->help);
+        char env[96];
+        env_name(d->name, env, sizeof env);
+        fprintf(f, "  %-26s default: %s", "", *d->def ? d->def : "(none)");
+        if (show_env) fprintf(f, "; env %s", env);
+        fputc('\n', f);
+    }
+}

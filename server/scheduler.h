@@ -1,0 +1,78 @@
+/* scheduler.h - the one compute thread: gathers pending predictions from every connection into
+ * batches and runs each batch through one pd_predict call.
+ *
+ * A job is one request's inputs, already encoded (pd_item_encode) with each item's delta and
+ * head set, so one batch may mix adapters and base-model requests. The scheduler thread waits
+ * until the oldest waiting input has waited batch_wait_ms or max_batch_tokens tokens wait,
+ * then takes inputs in arrival order up to max_batch_tokens (always at least one; a job's
+ * inputs may span several batches) and runs them. QA inputs of one batch share one pd_opts
+ * (answers, answer length), so a QA input whose options differ from the batch's waits for
+ * the next batch. When every input of a job is computed the scheduler calls job->done on its
+ * thread, without locks held; after that call it never touches the job again.
+ *
+ * If a mixed batch fails, each job in it is run again on its own, so one bad job cannot fail
+ * another's request.
+ *
+ * Sharing compute with training: the scheduler owns the pd_ctx and the pd_pool (kernels.h).
+ * A trainer runs its steps on the same pool (pd_pool_run takes turns job by job) and yields
+ * between steps while pd_sched_waiting() > 0, so predictions never wait behind a whole epoch.
+ *
+ * Ownership: the caller keeps ownership of jobs and their items; the scheduler only fills
+ * results. Thread-safety: pd_sched_submit / _depth / _waiting may be called from any thread;
+ * pd_sched_free from the owner once, after the last submit. */
+#ifndef PD_SCHEDULER_H
+#define PD_SCHEDULER_H
+
+#include "metrics.h"
+#include "pipeline.h"
+
+typedef struct pd_sched pd_sched;
+typedef struct pd_job pd_job;
+
+typedef void (*pd_job_done_fn)(pd_job *job, void *arg);
+
+struct pd_job {
+    /* set by the submitter */
+    pd_item *items;        /* (n) encoded; delta and head set */
+    int n;
+    pd_opts opts;          /* top_k / max_answer_length for QA items */
+    pd_job_done_fn done;
+    void *arg;
+    /* results, valid in done() */
+    pd_status status;
+    char err[256];
+    /* private to the scheduler (guarded by its lock) */
+    int next;              /* items handed to a batch */
+    int finished;          /* items computed */
+    double t_submit;
+    pd_job *qnext;
+};
+
+typedef struct pd_sched_limits {
+    int max_batch_tokens;  /* tokens per forward batch */
+    int max_queue;         /* inputs submitted but not finished */
+    int batch_wait_ms;
+} pd_sched_limits;
+
+/* Starts the scheduler thread with its own pd_ctx and a pool of `threads` threads (0 = every
+ * core). metrics may be NULL. Returns PD_OK, PD_ERR_NOMEM or PD_ERR_IO (thread creation). */
+pd_status pd_sched_new(const pd_model *m, int threads, const pd_sched_limits *lim, pd_metrics *metrics, pd_sched **out,
+                       char *err, size_t errlen);
+
+/* Finishes every job already submitted, stops the thread and frees everything. NULL: no-op. */
+void pd_sched_free(pd_sched *s);
+
+/* Queues a job. PD_ERR_BUSY if its inputs do not fit in max_queue next to those already
+ * waiting or running; PD_ERR_CANCELLED once the scheduler is stopping; PD_ERR_INVALID for a
+ * job without items. On PD_OK, job->done will be called exactly once. */
+pd_status pd_sched_submit(pd_sched *s, pd_job *job);
+
+/* Tokens an encoded item adds to a batch (its windows plus the delta's soft-prompt tokens). */
+int pd_sched_item_tokens(const pd_item *it);
+
+int pd_sched_depth(pd_sched *s);   /* inputs submitted and not finished */
+int pd_sched_waiting(pd_sched *s); /* inputs not yet handed to a batch */
+pd_pool *pd_sched_pool(pd_sched *s);
+int pd_sched_threads(pd_sched *s);
+
+#endif

@@ -1,0 +1,267 @@
+/* server.c - process lifetime: start in order, stop gracefully, log lines. See server.h. */
+#include "server.h"
+
+#include "genmodel.h"
+#include "http.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ==== Logging ==== */
+
+void pd_json_escape(char *buf, size_t cap, size_t *pos, const char *s) {
+    size_t p = *pos;
+#define PUT(c) do { if (p + 1 < cap) buf[p] = (c); p++; } while (0)
+    PUT('"');
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        if (*u == '"' || *u == '\\') { PUT('\\'); PUT((char)*u); }
+        else if (*u == '\n') { PUT('\\'); PUT('n'); }
+        else if (*u < 0x20 || *u == 0x7f || *u >= 0x80) {
+            /* control bytes and anything non-ASCII (paths are not trusted to be UTF-8) */
+            char hex[8];
+            snprintf(hex, sizeof hex, "\\u%04x", *u);
+            for (int i = 0; hex[i]; i++) PUT(hex[i]);
+        } else PUT((char)*u);
+    }
+    PUT('"');
+#undef PUT
+    if (p < cap) buf[p] = 0;
+    else if (cap) buf[cap - 1] = 0;
+    *pos = p;
+}
+
+void pd_time_iso(char *buf, size_t cap) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char b[32];
+    strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03ldZ", b, ts.tv_nsec / 1000000L);
+}
+
+void pd_log(const char *level, const char *msg, const char *extra) {
+    char line[2048], ts[40];
+    pd_time_iso(ts, sizeof ts);
+    size_t pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
+    pd_json_escape(line, sizeof line, &pos, msg);
+    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, "%s}\n", extra ? extra : "");
+    if (pos >= sizeof line) {
+        pos = sizeof line - 1;
+        line[pos - 2] = '}';
+        line[pos - 1] = '\n';
+    }
+    ssize_t w = write(2, line, pos);
+    (void)w;
+}
+
+/* ==== Default model ==== */
+
+static int is_model_dir(const char *dir) {
+    char p[4200];
+    struct stat sb;
+    return !pd_path_join(p, sizeof p, dir, "config.json") && stat(p, &sb) == 0;
+}
+
+pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errlen) {
+    char cand[2][4096];
+    int nc = 0;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;             /* the executable's directory */
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;                    /* its parent */
+            if (!pd_path_join(cand[nc], sizeof cand[nc], *exe ? exe : "/", "models/default")) nc++;
+        }
+    }
+    snprintf(cand[nc++], sizeof cand[0], "models/default");
+    for (int i = 0; i < nc; i++)
+        if (is_model_dir(cand[i])) {
+            if ((size_t)snprintf(dir, cap, "%s", cand[i]) >= cap) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+            return PD_OK;
+        }
+    char e[512] = "";
+    for (int i = 0; i < nc; i++) {
+        if (pd_genmodel_write(cand[i], e, sizeof e) == PD_OK) {
+            char extra[4200];
+            size_t pos = 0;
+            extra[pos++] = ',';
+            memcpy(extra + pos, "\"dir\":", 6);
+            pos += 6;
+            pd_json_escape(extra, sizeof extra, &pos, cand[i]);
+            pd_log("info", "generated the embedded default model", pos < sizeof extra ? extra : "");
+            if ((size_t)snprintf(dir, cap, "%s", cand[i]) >= cap) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+            return PD_OK;
+        }
+    }
+    return pd_err(err, errlen, PD_ERR_IO, "no default model found and none could be generated: %s", e);
+}
+
+/* ==== Start and stop ==== */
+
+static pd_status read_key(pd_server *s, char *err, size_t errlen) {
+    char *text = NULL;
+    size_t len = 0;
+    pd_status st = pd_read_file(s->opt.api_key_file, 1 << 16, &text, &len, err, errlen);
+    if (st) return st;
+    size_t n = 0;
+    while (n < len && text[n] != '\n' && text[n] != '\r') n++;
+    size_t a = 0;
+    while (a < n && (text[a] == ' ' || text[a] == '\t')) a++;
+    while (n > a && (text[n - 1] == ' ' || text[n - 1] == '\t')) n--;
+    if (n == a) {
+        free(text);
+        return pd_err(err, errlen, PD_ERR_INVALID, "--api-key-file %s: the first line is empty", s->opt.api_key_file);
+    }
+    memmove(text, text + a, n - a);
+    text[n - a] = 0;
+    s->api_key = text;
+    s->api_key_len = n - a;
+    return PD_OK;
+}
+
+/* mkdir -p */
+static pd_status make_dirs(const char *dir, char *err, size_t errlen) {
+    char p[4096];
+    if ((size_t)snprintf(p, sizeof p, "%s", dir) >= sizeof p) return pd_err(err, errlen, PD_ERR_INVALID, "--data-dir: path too long");
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
+        *q = '/';
+    }
+    if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
+    return PD_OK;
+}
+
+/* Picks up adapters that replicas sharing the data dir published or deleted. */
+static void *sync_main(void *arg) {
+    pd_server *s = arg;
+    pthread_mutex_lock(&s->sync_lock);
+    while (!s->sync_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 500000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&s->sync_cv, &s->sync_lock, &ts);
+        if (s->sync_stop) break;
+        pthread_mutex_unlock(&s->sync_lock);
+        pd_registry_sync(s->reg);
+        pthread_mutex_lock(&s->sync_lock);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return NULL;
+}
+
+pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, size_t errlen) {
+    *out = NULL;
+    pd_server *s = calloc(1, sizeof *s);
+    if (!s) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    s->opt = *o;
+    s->quiesced_fd = -1;
+    s->t_start = pd_now();
+    s->max_body = (size_t)o->max_body_mb << 20;
+    atomic_init(&s->ready, 0);
+    atomic_init(&s->draining, 0);
+    atomic_init(&s->active, 0);
+    atomic_init(&s->parked, 0);
+    pthread_mutex_init(&s->sync_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->sync_cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    pd_status st = PD_OK;
+    s->metrics = pd_metrics_new();
+    if (!s->metrics) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto fail; }
+    if (*o->api_key_file && (st = read_key(s, err, errlen))) goto fail;
+    if ((st = pd_http_start(s, err, errlen))) goto fail;
+    {
+        char extra[512];
+        size_t pos = 0;
+        memcpy(extra, ",\"host\":", 8);
+        pos = 8;
+        pd_json_escape(extra, sizeof extra, &pos, o->host);
+        if (pos < sizeof extra) snprintf(extra + pos, sizeof extra - pos, ",\"port\":%d", s->port);
+        pd_log("info", "listening", extra);
+    }
+
+    if (*o->model) {
+        if ((size_t)snprintf(s->model_dir, sizeof s->model_dir, "%s", o->model) >= sizeof s->model_dir) {
+            st = pd_err(err, errlen, PD_ERR_INVALID, "--model: path too long");
+            goto fail;
+        }
+    } else if ((st = pd_server_default_model(s->model_dir, sizeof s->model_dir, err, errlen))) {
+        goto fail;
+    }
+    pd_blas_init();
+    if ((st = pd_model_load(s->model_dir, 0, &s->model, err, errlen))) goto fail;
+    if ((st = make_dirs(o->data_dir, err, errlen))) goto fail;
+    if ((st = pd_registry_open(s->model, o->data_dir, (size_t)o->max_resident_mb << 20, &s->reg, err, errlen))) goto fail;
+    pd_sched_limits lim = {o->max_batch_tokens, o->max_queue, o->batch_wait_ms};
+    if ((st = pd_sched_new(s->model, o->threads, &lim, s->metrics, &s->sched, err, errlen))) goto fail;
+    s->worker = pd_worker_new();
+    if (!s->worker) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker thread"); goto fail; }
+    if (pthread_create(&s->sync_thread, NULL, sync_main, s)) {
+        st = pd_err(err, errlen, PD_ERR_IO, "cannot start the sync thread");
+        goto fail;
+    }
+    s->sync_started = 1;
+    atomic_store(&s->ready, 1);
+    {
+        const pd_config *c = pd_model_config(s->model);
+        char extra[4600];
+        size_t pos = 0;
+        memcpy(extra, ",\"model\":", 9);
+        pos = 9;
+        pd_json_escape(extra, sizeof extra, &pos, s->model_dir);
+        if (pos < sizeof extra)
+            snprintf(extra + pos, sizeof extra - pos,
+                     ",\"architecture\":\"%s\",\"hidden\":%d,\"layers\":%d,\"load_s\":%.3f,\"threads\":%d,\"port\":%d",
+                     pd_arch_name(c->arch), c->hidden, c->layers, pd_model_load_seconds(s->model), pd_sched_threads(s->sched), s->port);
+        pd_log("info", "ready", extra);
+    }
+    *out = s;
+    return PD_OK;
+fail:
+    pd_server_stop(s);
+    return st;
+}
+
+void pd_server_stop(pd_server *s) {
+    if (!s) return;
+    atomic_store(&s->draining, 1);
+    pd_http_quiesce(s);
+    /* In-flight requests finish: parked ones always do (the scheduler and the worker drain),
+     * others get 10 s (a client that stalls mid-upload must not hold the shutdown forever). */
+    double t0 = pd_now();
+    while (atomic_load(&s->active) > 0) {
+        if (atomic_load(&s->parked) == 0 && pd_now() - t0 > 10.0) break;
+        usleep(2000);
+    }
+    pd_http_stop(s);
+    if (s->sync_started) {
+        pthread_mutex_lock(&s->sync_lock);
+        s->sync_stop = 1;
+        pthread_cond_broadcast(&s->sync_cv);
+        pthread_mutex_unlock(&s->sync_lock);
+        pthread_join(s->sync_thread, NULL);
+    }
+    pd_worker_free(s->worker);
+    pd_sched_free(s->sched);
+    if (s->reg) pd_registry_free(s->reg);
+    pd_model_free(s->model);
+    pd_metrics_free(s->metrics);
+    pthread_cond_destroy(&s->sync_cv);
+    pthread_mutex_destroy(&s->sync_lock);
+    free(s->api_key);
+    free(s);
+}
