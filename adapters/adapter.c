@@ -5,6 +5,7 @@
 #include "adapter_impl.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,6 +117,35 @@ pd_status pd_at_take(pd_adapter *a, const char *name, const pd_st_tensor *t, int
     a->nt++;
     *out = x;
     return PD_OK;
+}
+
+pd_status pd_at_add(pd_adapter *a, const char *name, int ndim, int64_t d0, int64_t d1, const float *init, int file,
+                    pd_atensor **out, char *err, size_t errlen) {
+    size_t n = (size_t)(d0 * (ndim > 1 ? d1 : 1));
+    float *zero = NULL;
+    if (!init) {
+        zero = calloc(n ? n : 1, sizeof(float));
+        if (!zero) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        init = zero;
+    }
+    pd_st_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = name;
+    t.dtype = PD_DT_F32;
+    t.ndim = ndim;
+    t.shape[0] = d0;
+    t.shape[1] = d1;
+    t.data = init;
+    t.nbytes = n * sizeof(float);
+    pd_status st = pd_at_take(a, name, &t, file, out, err, errlen);
+    free(zero);
+    return st;
+}
+
+pd_atensor *pd_at_by_data(pd_adapter *a, const float *p) {
+    for (int i = 0; p && i < a->nt; i++)
+        if (a->t[i].data == p) return &a->t[i];
+    return NULL;
 }
 
 float *pd_adapter_alloc(pd_adapter *a, size_t n) {
@@ -257,7 +287,12 @@ pd_status pd_adapter_set_labels(pd_adapter *a, int n, const cJSON *from_config, 
 static void adapter_free(pd_adapter *a) {
     if (!a) return;
     if (a->impl_free) a->impl_free(a->impl);
-    for (int i = 0; i < a->nt; i++) { free(a->t[i].name); free(a->t[i].data); }
+    if (a->train) {
+        free(a->train->param);
+        for (int i = 0; i < 2 * PD_HEAD_MAX_LAYERS; i++) free(a->train->sink[i]);
+        free(a->train);
+    }
+    for (int i = 0; i < a->nt; i++) { free(a->t[i].name); free(a->t[i].data); free(a->t[i].grad); }
     free(a->t);
     for (int i = 0; i < a->n_owned; i++) free(a->owned[i]);
     free(a->owned);
@@ -282,6 +317,9 @@ void pd_adapter_release(pd_adapter *a) {
 /* Pickle files start with the pickle protocol opcode 0x80; torch.save's zip container with "PK". */
 static int looks_like_pickle(const void *buf, size_t len) {
     const unsigned char *b = buf;
+    /* A safetensors header length may start with byte 0x80 too (e.g. 0x0980): its JSON header
+     * begins at byte 8 with '{', which no pickle stream has there after PROTO 2..5. */
+    if (len >= 9 && b[8] == '{') return 0;
     return len >= 2 && (b[0] == 0x80 || (len >= 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4));
 }
 
@@ -407,25 +445,19 @@ out:
 
 /* ==== Saving ==== */
 
-static pd_status write_json(const char *dir, const char *name, const cJSON *o, char *err, size_t errlen) {
-    char path[4096];
-    if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+static char *json_text(const cJSON *o, size_t *len) {
     char *text = cJSON_Print(o);
-    if (!text) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    FILE *fp = fopen(path, "wb");
-    if (!fp) { free(text); return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno)); }
+    if (!text) return NULL;
     size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, fp) != n;
-    bad |= fputc('\n', fp) == EOF;
-    bad |= fclose(fp) != 0;
-    free(text);
-    if (bad) { remove(path); return pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path); }
-    return PD_OK;
+    char *t = realloc(text, n + 2);
+    if (!t) { free(text); return NULL; }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    *len = n + 1;
+    return t;
 }
 
-static pd_status write_tensors(const pd_adapter *a, const char *dir, const char *name, int file, char *err, size_t errlen) {
-    char path[4096];
-    if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+static pd_status tensors_buffer(const pd_adapter *a, int file, char **out, size_t *len, char *err, size_t errlen) {
     pd_st_wtensor *w = calloc((size_t)(a->nt ? a->nt : 1), sizeof *w);
     if (!w) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     int k = 0;
@@ -439,31 +471,80 @@ static pd_status write_tensors(const pd_adapter *a, const char *dir, const char 
         w[k].data = t->data;
         k++;
     }
+    /* PEFT's save_file writes {"format": "pt"}; AdapterHub's writes no metadata. */
     static const char *const meta[] = {"format", "pt"};
-    pd_status s = pd_st_write(path, w, k, meta, 1, err, errlen);
+    pd_status s = pd_st_write_buffer(w, k, meta, a->format == PD_FMT_PEFT ? 1 : 0, out, len, err, errlen);
     free(w);
     return s;
 }
 
-pd_status pd_adapter_save_dir(const pd_adapter *a, const char *dir, char *err, size_t errlen) {
+void pd_adapter_files_free(pd_adapter_files *f) {
+    if (!f) return;
+    free((void *)f->config);
+    free((void *)f->weights);
+    free((void *)f->head_config);
+    free((void *)f->head_weights);
+    free((void *)f->labels);
+    memset(f, 0, sizeof *f);
+}
+
+pd_status pd_adapter_serialize(const pd_adapter *a, pd_adapter_files *f, char *err, size_t errlen) {
+    memset(f, 0, sizeof *f);
+    cJSON *c = NULL;
     pd_status s;
+    char *buf;
+    size_t len;
     if (a->format == PD_FMT_PEFT) {
-        cJSON *c = NULL;
         if ((s = pd_peft_config_for_save(a, &c))) return pd_err(err, errlen, s, "out of memory");
-        s = write_json(dir, "adapter_config.json", c, err, errlen);
-        cJSON_Delete(c);
-        if (!s) s = write_tensors(a, dir, "adapter_model.safetensors", PD_FILE_WEIGHTS, err, errlen);
-        return s;
+    } else if (!(c = cJSON_Duplicate(a->config, 1))) {
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
-    s = write_json(dir, "adapter_config.json", a->config, err, errlen);
-    if (!s) s = write_tensors(a, dir, "adapter.safetensors", PD_FILE_WEIGHTS, err, errlen);
-    if (!s && a->head_config) {
-        cJSON *c = NULL;
-        if ((s = pd_hub_head_config_for_save(a, &c))) return pd_err(err, errlen, s, "out of memory");
-        s = write_json(dir, "head_config.json", c, err, errlen);
+    buf = json_text(c, &len);
+    cJSON_Delete(c);
+    if (!buf) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    f->config = buf;
+    f->config_len = len;
+    if ((s = tensors_buffer(a, PD_FILE_WEIGHTS, &buf, &len, err, errlen))) goto fail;
+    f->weights = buf;
+    f->weights_len = len;
+    if (a->format == PD_FMT_HUB && a->head_config) {
+        if ((s = pd_hub_head_config_for_save(a, &c))) { s = pd_err(err, errlen, s, "out of memory"); goto fail; }
+        buf = json_text(c, &len);
         cJSON_Delete(c);
-        if (!s) s = write_tensors(a, dir, "model_head.safetensors", PD_FILE_HEAD, err, errlen);
+        if (!buf) { s = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto fail; }
+        f->head_config = buf;
+        f->head_config_len = len;
+        if ((s = tensors_buffer(a, PD_FILE_HEAD, &buf, &len, err, errlen))) goto fail;
+        f->head_weights = buf;
+        f->head_weights_len = len;
     }
+    return PD_OK;
+fail:
+    pd_adapter_files_free(f);
+    return s;
+}
+
+static pd_status write_bytes(const char *dir, const char *name, const void *p, size_t n, char *err, size_t errlen) {
+    char path[4096];
+    if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
+    int bad = fwrite(p, 1, n, fp) != n;
+    bad |= fclose(fp) != 0;
+    if (bad) { remove(path); return pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path); }
+    return PD_OK;
+}
+
+pd_status pd_adapter_save_dir(const pd_adapter *a, const char *dir, char *err, size_t errlen) {
+    pd_adapter_files f;
+    pd_status s = pd_adapter_serialize(a, &f, err, errlen);
+    if (s) return s;
+    const char *const *names = pd_adapter_file_names(a);
+    s = write_bytes(dir, names[0], f.config, f.config_len, err, errlen);
+    if (!s) s = write_bytes(dir, names[1], f.weights, f.weights_len, err, errlen);
+    if (!s && f.head_config) s = write_bytes(dir, names[2], f.head_config, f.head_config_len, err, errlen);
+    if (!s && f.head_weights) s = write_bytes(dir, names[3], f.head_weights, f.head_weights_len, err, errlen);
+    pd_adapter_files_free(&f);
     return s;
 }
 
@@ -500,17 +581,213 @@ int pd_adapter_n_virtual(const pd_adapter *a) { return a->n_virtual; }
 int64_t pd_adapter_params(const pd_adapter *a) {
     int64_t n = 0;
     for (int i = 0; i < a->nt; i++)
-        if (!a->t[i].shared) n += a->t[i].shape[0] * a->t[i].shape[1];
+        if (!a->t[i].shared && a->t[i].file != PD_FILE_NONE) n += a->t[i].shape[0] * a->t[i].shape[1];
     return n;
 }
 
 size_t pd_adapter_bytes(const pd_adapter *a) {
     size_t b = sizeof *a + a->owned_bytes + (size_t)a->cap_t * sizeof(pd_atensor);
-    for (int i = 0; i < a->nt; i++) b += (size_t)(a->t[i].shape[0] * a->t[i].shape[1]) * sizeof(float) + strlen(a->t[i].name) + 1;
+    for (int i = 0; i < a->nt; i++)
+        b += pd_at_numel(&a->t[i]) * sizeof(float) * (a->t[i].grad ? 2 : 1) + strlen(a->t[i].name) + 1;
     for (int i = 0; i < a->num_labels; i++) b += strlen(a->labels[i]) + 1;
     return b;
 }
 
 int pd_adapter_refcount(const pd_adapter *a) {
     return atomic_load_explicit(&((pd_adapter *)a)->refs, memory_order_acquire);
+}
+
+/* ==== Training helpers ==== */
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+void pd_rng_seed(pd_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = x = splitmix64(x);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(pd_rng *r) {
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+double pd_rng_uniform(pd_rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+double pd_rng_normal(pd_rng *r) {
+    /* Box-Muller; 1 - u keeps the logarithm's argument in (0, 1]. */
+    double u = 1.0 - pd_rng_uniform(r), v = pd_rng_uniform(r);
+    return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
+}
+
+void pd_fill_normal(pd_rng *r, float *x, size_t n, double mean, double std) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(mean + std * pd_rng_normal(r));
+}
+
+void pd_fill_uniform(pd_rng *r, float *x, size_t n, double lo, double hi) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * pd_rng_uniform(r));
+}
+
+uint64_t pd_dropout_key(const pd_train *tr, int layer, int module) {
+    uint64_t k = splitmix64(tr->seed);
+    k = splitmix64(k ^ tr->pass);
+    return splitmix64(k ^ ((uint64_t)(uint32_t)layer << 32 | (uint32_t)module));
+}
+
+void pd_dropout_mul(uint64_t key, int row0, int rows, int cols, float p, float *x) {
+    float keep = 1.0f / (1.0f - p);
+    /* keep when a 24-bit uniform is >= p, as torch keeps with probability 1 - p */
+    uint32_t thr = (uint32_t)ceil((double)p * 16777216.0);
+    for (int i = 0; i < rows; i++) {
+        uint64_t rk = splitmix64(key + (uint64_t)(row0 + i) * 0xD1B54A32D192ED03ull);
+        float *xr = x + (size_t)i * cols;
+        for (int j = 0; j < cols; j++) {
+            uint32_t u = (uint32_t)(splitmix64(rk + (uint64_t)j) >> 40);
+            xr[j] = u >= thr ? xr[j] * keep : 0.0f;
+        }
+    }
+}
+
+void pd_ln_fwd(const float *x, const float *w, const float *b, float eps, int rows, int dim, float *y) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = x + (size_t)r * dim;
+        float *o = y + (size_t)r * dim;
+        double mean = 0, var = 0;
+        for (int i = 0; i < dim; i++) mean += a[i];
+        mean /= dim;
+        for (int i = 0; i < dim; i++) var += (a[i] - mean) * (a[i] - mean);
+        var /= dim;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int i = 0; i < dim; i++) o[i] = (float)((a[i] - mean) * rstd) * w[i] + b[i];
+    }
+}
+
+void pd_ln_bwd(const float *x, const float *w, float eps, int rows, int dim, const float *dy, float *dx, float *gw,
+               float *gb) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = x + (size_t)r * dim, *g = dy + (size_t)r * dim;
+        float *o = dx + (size_t)r * dim;
+        double mean = 0, var = 0, m1 = 0, m2 = 0;
+        for (int i = 0; i < dim; i++) mean += a[i];
+        mean /= dim;
+        for (int i = 0; i < dim; i++) var += (a[i] - mean) * (a[i] - mean);
+        var /= dim;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int i = 0; i < dim; i++) {
+            double xh = (a[i] - mean) * rstd, gw_i = (double)g[i] * w[i];
+            m1 += gw_i;
+            m2 += gw_i * xh;
+            if (gw) gw[i] += (float)(g[i] * xh);
+            if (gb) gb[i] += g[i];
+        }
+        m1 /= dim;
+        m2 /= dim;
+        for (int i = 0; i < dim; i++) {
+            double xh = (a[i] - mean) * rstd;
+            o[i] = (float)(rstd * ((double)g[i] * w[i] - m1 - xh * m2));
+        }
+    }
+}
+
+void pd_colsum_add(const float *x, int rows, int cols, float *out) {
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) out[j] += x[(size_t)i * cols + j];
+}
+
+float *pd_tlist_add(pd_tlist *l, const char *name, int ndim, int64_t d0, int64_t d1) {
+    if (l->n == l->cap) {
+        int nc = l->cap ? l->cap * 2 : 32;
+        pd_st_wtensor *t = realloc(l->t, (size_t)nc * sizeof *t);
+        if (!t) return NULL;
+        l->t = t;
+        l->cap = nc;
+    }
+    size_t n = (size_t)(d0 * (ndim > 1 ? d1 : 1));
+    float *data = calloc(n ? n : 1, sizeof(float));
+    char *nm = strdup(name);
+    if (!data || !nm) { free(data); free(nm); return NULL; }
+    pd_st_wtensor *w = &l->t[l->n++];
+    memset(w, 0, sizeof *w);
+    w->name = nm;
+    w->ndim = ndim;
+    w->shape[0] = d0;
+    w->shape[1] = d1;
+    w->data = data;
+    return data;
+}
+
+void pd_tlist_free(pd_tlist *l) {
+    for (int i = 0; i < l->n; i++) { free((void *)l->t[i].name); free((void *)l->t[i].data); }
+    free(l->t);
+    memset(l, 0, sizeof *l);
+}
+
+/* ==== User config checks ==== */
+
+pd_status pd_cfg_known(const cJSON *user, const char *method, const char *const *allowed, char *err, size_t errlen) {
+    if (!user) return PD_OK;
+    if (!cJSON_IsObject(user)) return pd_err(err, errlen, PD_ERR_INVALID, "config must be an object");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, user) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(it->string, allowed[i]);
+        if (!ok) {
+            char list[1024];
+            size_t k = 0;
+            list[0] = 0;
+            for (int i = 0; allowed[i] && k < sizeof list; i++)
+                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", allowed[i]);
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.%s is not a %s option (known: %s)", it->string, method, list);
+        }
+    }
+    return PD_OK;
+}
+
+pd_status pd_cfg_int(const cJSON *user, const char *key, long lo, long hi, int *out, char *err, size_t errlen) {
+    const cJSON *v = user ? pd_json_get(user, key) : NULL;
+    if (!v) return PD_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 1e15)
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be an integer", key);
+    if (v->valuedouble < (double)lo) {
+        if (lo == 1) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be > 0 (got %.0f)", key, v->valuedouble);
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be >= %ld (got %.0f)", key, lo, v->valuedouble);
+    }
+    if (v->valuedouble > (double)hi) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be <= %ld (got %.0f)", key, hi, v->valuedouble);
+    *out = (int)v->valuedouble;
+    return PD_OK;
+}
+
+pd_status pd_cfg_num(const cJSON *user, const char *key, double lo, double hi, double *out, char *err, size_t errlen) {
+    const cJSON *v = user ? pd_json_get(user, key) : NULL;
+    if (!v) return PD_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be a number", key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be between %g and %g (got %g)", key, lo, hi, v->valuedouble);
+    *out = v->valuedouble;
+    return PD_OK;
+}
+
+pd_status pd_cfg_bool(const cJSON *user, const char *key, int *out, char *err, size_t errlen) {
+    if (user && pd_json_bool(user, key, out)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be true or false", key);
+    return PD_OK;
+}
+
+pd_status pd_cfg_str(const cJSON *user, const char *key, const char **out, char *err, size_t errlen) {
+    const cJSON *v = user ? pd_json_get(user, key) : NULL;
+    if (!v) return PD_OK;
+    if (!cJSON_IsString(v)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be a string", key);
+    *out = v->valuestring;
+    return PD_OK;
 }

@@ -287,6 +287,11 @@ typedef struct lin_delta {
     int ff;
     const float *bias;        /* replacement bias (out) (LoRA bias="all"/"lora_only") or NULL */
     float *cadd;              /* constant (out) added to every row (embeddings LayerNorm bias shift) */
+    /* trainable adapters only: gradients (NULL when absent), and the embeddings LayerNorm shift
+     * the LoRA input gets at layer 0 (there cadd holds only the base part W d, so that dropout
+     * applies to the shifted input as it does in PEFT) */
+    float *gA, *gB, *gbB, *gia3, *gbias;
+    const float *xshift;
 } lin_delta;
 
 typedef struct peft_state {
@@ -294,7 +299,18 @@ typedef struct peft_state {
     lin_delta *lin;           /* (layers * PD_LIN_COUNT) */
     const float **ln_b;       /* (layers * 2) replacement LayerNorm bias or NULL */
     const float *emb_shift;   /* (hidden) embeddings LayerNorm bias minus the base's, or NULL */
+    const float *emb_b;       /* (hidden) the stored embeddings LayerNorm bias, or NULL */
     float **pk, **pv;         /* prefix tuning: [layer] -> (nvt, hidden) */
+    float *prefix_emb;        /* prefix tuning: prompt_embeddings (nvt, layers * 2 * hidden) */
+    /* trainable adapters only */
+    float lora_dropout;
+    float **g_ln_b;           /* (layers * 2) */
+    float *g_emb_b;           /* (hidden) */
+    float *g_prefix;          /* (nvt, layers * 2 * hidden), prefix tuning without projection */
+    float *g_prompt;          /* (nvt, hidden) */
+    int mlp_hidden;           /* prefix projection: E */
+    float *mlp[5], *g_mlp[5]; /* embedding (nvt, H), W1 (E, H), b1 (E), W2 (L*2H, E), b2 (L*2H) */
+    float *mlp_h;             /* (nvt, E) tanh(embedding W1^T + b1), kept for the backward pass */
 } peft_state;
 
 static void peft_state_free(void *p) {
@@ -302,17 +318,35 @@ static void peft_state_free(void *p) {
     if (!s) return;
     free(s->lin);
     free(s->ln_b);
+    free(s->g_ln_b);
     free(s->pk);
     free(s->pv);
     free(s);
 }
 
-/* LoRA / IA3 / bias replacement on one linear layer for a block of rows. */
+/* The LoRA input of a trainable adapter for rows [r0, r0 + n) of the group: x (+ the
+ * embeddings LayerNorm shift at layer 0), dropped out when p > 0. */
+static void lora_input(const lin_delta *ld, uint64_t key, float p, const float *x, int r0, int n, int in, float *xin) {
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)(r0 + i) * in;
+        float *o = xin + (size_t)i * in;
+        if (ld->xshift) for (int j = 0; j < in; j++) o[j] = xr[j] + ld->xshift[j];
+        else memcpy(o, xr, sizeof(float) * (size_t)in);
+    }
+    if (p > 0) pd_dropout_mul(key, r0, n, in, p, xin);
+}
+
+/* LoRA / IA3 / bias replacement on one linear layer for a block of rows. A trainable adapter in
+ * training mode counts its forward passes here (layer 0's query comes first in every pass) and
+ * drops out the LoRA input with masks keyed by that count. */
 static void peft_linear(const pd_delta *d, int layer, pd_lin which, const float *x, float *y, int rows, int in, int out,
                         const float *w, const float *b, pd_pool *pool) {
     const pd_adapter *a = d->impl;
     const peft_state *s = a->impl;
     const lin_delta *ld = &s->lin[layer * PD_LIN_COUNT + which];
+    pd_train *tr = a->train;
+    if (tr && tr->on && layer == 0 && which == PD_LIN_Q) tr->pass++;
+    float p = tr && tr->on ? s->lora_dropout : 0.0f;
     if (ld->cadd)
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < out; j++) y[(size_t)i * out + j] += ld->cadd[j];
@@ -320,7 +354,18 @@ static void peft_linear(const pd_delta *d, int layer, pd_lin which, const float 
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < out; j++) y[(size_t)i * out + j] += ld->bias[j] - (b ? b[j] : 0.0f);
     }
-    if (ld->lora) {
+    if (ld->lora && (p > 0 || ld->xshift)) {
+        uint64_t key = p > 0 ? pd_dropout_key(tr, layer, which) : 0;
+        float *buf;
+        int chunk = pd_scratch_rows(rows, (size_t)in + ld->r, &buf);
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int n = rows - r0 < chunk ? rows - r0 : chunk;
+            float *xin = buf, *t = buf + (size_t)n * in;
+            lora_input(ld, key, p, x, r0, n, in, xin);
+            pd_gemm(pool, 0, 1, n, ld->r, in, 1.0f, xin, in, ld->A, in, 0.0f, t, ld->r);
+            pd_gemm(pool, 0, 1, n, out, ld->r, ld->s, t, ld->r, ld->B, ld->r, 1.0f, y + (size_t)r0 * out, out);
+        }
+    } else if (ld->lora) {
         /* y += s * (x A^T) B^T as two GEMMs over the group's rows; the base weights stay untouched. */
         float *t;
         int chunk = pd_scratch_rows(rows, (size_t)ld->r, &t);
@@ -329,10 +374,10 @@ static void peft_linear(const pd_delta *d, int layer, pd_lin which, const float 
             pd_gemm(pool, 0, 1, n, ld->r, in, 1.0f, x + (size_t)r0 * in, in, ld->A, in, 0.0f, t, ld->r);
             pd_gemm(pool, 0, 1, n, out, ld->r, ld->s, t, ld->r, ld->B, ld->r, 1.0f, y + (size_t)r0 * out, out);
         }
-        if (ld->bB)
-            for (int i = 0; i < rows; i++)
-                for (int j = 0; j < out; j++) y[(size_t)i * out + j] += ld->s * ld->bB[j];
     }
+    if (ld->lora && ld->bB)
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < out; j++) y[(size_t)i * out + j] += ld->s * ld->bB[j];
     if (ld->ia3 && !ld->ff) {
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < out; j++) y[(size_t)i * out + j] *= ld->ia3[j];
@@ -345,6 +390,87 @@ static void peft_linear(const pd_delta *d, int layer, pd_lin which, const float 
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < in; j++) t[(size_t)i * in + j] = x[(size_t)(r0 + i) * in + j] * (ld->ia3[j] - 1.0f);
             pd_gemm(pool, 0, 1, n, out, in, 1.0f, t, in, w, in, 1.0f, y + (size_t)r0 * out, out);
+        }
+    }
+}
+
+/* Backward of peft_linear for a trainable adapter: accumulates the gradients of A, B, the LoRA
+ * bias, the replacement bias, the IA3 vector and the embeddings LayerNorm bias (through cadd and
+ * the shifted LoRA input), and adds the delta's part of dL/dx. The dropout mask is regenerated
+ * from the same key the forward pass used (no forward pass runs in between). */
+static void peft_linear_bwd(const pd_delta *d, int layer, pd_lin which, const float *x, const float *dy, float *dx, int rows,
+                            int in, int out, const float *w, const float *b, pd_pool *pool) {
+    const pd_adapter *a = d->impl;
+    const peft_state *s = a->impl;
+    const lin_delta *ld = &s->lin[layer * PD_LIN_COUNT + which];
+    const pd_train *tr = a->train;
+    float p = tr && tr->on ? s->lora_dropout : 0.0f;
+    if (ld->cadd && s->g_emb_b) {
+        /* cadd = W d: dL/dd += colsum(dy) W */
+        for (int j = 0; j < out; j++) {
+            double c = 0;
+            for (int i = 0; i < rows; i++) c += dy[(size_t)i * out + j];
+            const float *wr = w + (size_t)j * in;
+            for (int k = 0; k < in; k++) s->g_emb_b[k] += (float)c * wr[k];
+        }
+    }
+    if (ld->gbias) pd_colsum_add(dy, rows, out, ld->gbias);
+    if (ld->lora) {
+        uint64_t key = p > 0 ? pd_dropout_key(tr, layer, which) : 0;
+        int want_dxin = dx || (ld->xshift && s->g_emb_b);
+        float *buf;
+        int chunk = pd_scratch_rows(rows, (size_t)2 * in + 2 * (size_t)ld->r, &buf);
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int n = rows - r0 < chunk ? rows - r0 : chunk;
+            float *xin = buf, *dxin = xin + (size_t)n * in, *t = dxin + (size_t)n * in, *dt = t + (size_t)n * ld->r;
+            const float *dyc = dy + (size_t)r0 * out;
+            lora_input(ld, key, p, x, r0, n, in, xin);
+            pd_gemm(pool, 0, 1, n, ld->r, in, 1.0f, xin, in, ld->A, in, 0.0f, t, ld->r);
+            /* y = s t B^T: gB += s dy^T t; dt = s dy B; gA += dt^T xin; dxin = dt A */
+            pd_gemm(pool, 1, 0, out, ld->r, n, ld->s, dyc, out, t, ld->r, 1.0f, ld->gB, ld->r);
+            pd_gemm(pool, 0, 0, n, ld->r, out, ld->s, dyc, out, ld->B, ld->r, 0.0f, dt, ld->r);
+            pd_gemm(pool, 1, 0, ld->r, in, n, 1.0f, dt, ld->r, xin, in, 1.0f, ld->gA, in);
+            if (!want_dxin) continue;
+            pd_gemm(pool, 0, 0, n, in, ld->r, 1.0f, dt, ld->r, ld->A, in, 0.0f, dxin, in);
+            if (p > 0) pd_dropout_mul(key, r0, n, in, p, dxin);
+            if (ld->xshift && s->g_emb_b) pd_colsum_add(dxin, n, in, s->g_emb_b);
+            if (dx)
+                for (size_t e = 0; e < (size_t)n * in; e++) dx[(size_t)r0 * in + e] += dxin[e];
+        }
+        if (ld->gbB) {
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < out; j++) ld->gbB[j] += ld->s * dy[(size_t)i * out + j];
+        }
+    }
+    if (ld->ia3 && !ld->ff && ld->gia3) {
+        /* y = (x W^T + b) * l: gl += colsum(dy * (x W^T + b)); dx += (dy * (l - 1)) W */
+        float *buf;
+        int chunk = pd_scratch_rows(rows, (size_t)2 * out, &buf);
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int n = rows - r0 < chunk ? rows - r0 : chunk;
+            float *y0 = buf, *g = buf + (size_t)n * out;
+            pd_linear(pool, x + (size_t)r0 * in, n, in, w, b, out, y0);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < out; j++) {
+                    float gy = dy[(size_t)(r0 + i) * out + j];
+                    ld->gia3[j] += gy * y0[(size_t)i * out + j];
+                    g[(size_t)i * out + j] = gy * (ld->ia3[j] - 1.0f);
+                }
+            if (dx) pd_gemm(pool, 0, 0, n, in, out, 1.0f, g, out, w, in, 1.0f, dx + (size_t)r0 * in, in);
+        }
+    } else if (ld->ia3 && ld->gia3) {
+        /* y = (x * l) W^T + b: g = dy W; gl += colsum(x * g); dx += g * (l - 1) */
+        float *g;
+        int chunk = pd_scratch_rows(rows, (size_t)in, &g);
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int n = rows - r0 < chunk ? rows - r0 : chunk;
+            pd_gemm(pool, 0, 0, n, in, out, 1.0f, dy + (size_t)r0 * out, out, w, in, 0.0f, g, in);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < in; j++) {
+                    float gx = g[(size_t)i * in + j];
+                    ld->gia3[j] += gx * x[(size_t)(r0 + i) * in + j];
+                    if (dx) dx[(size_t)(r0 + i) * in + j] += gx * (ld->ia3[j] - 1.0f);
+                }
         }
     }
 }
@@ -373,20 +499,89 @@ static int peft_sublayer(const pd_delta *d, int layer, pd_site site, const float
     return 1;
 }
 
+/* Backward of peft_sublayer: LayerNorm(h + resid (+ shift)) with the replaced bias. Writes dh
+ * and dresid, accumulates the LayerNorm bias gradient and the embeddings shift's. */
+static int peft_sublayer_bwd(const pd_delta *d, int layer, pd_site site, const float *h, const float *resid, const float *ln_w,
+                             const float *ln_b, float eps, int rows, int dim, const float *dout, float *dh, float *dresid,
+                             pd_pool *pool) {
+    const pd_adapter *a = d->impl;
+    const peft_state *s = a->impl;
+    const float *nb = s->ln_b[layer * 2 + site];
+    int shift = s->emb_shift && layer == 0 && site == PD_SITE_ATTN;
+    if (!nb && !shift) return 0;
+    float *gnb = s->g_ln_b ? s->g_ln_b[layer * 2 + site] : NULL;
+    float *t;
+    int chunk = pd_scratch_rows(rows, (size_t)dim, &t);
+    for (int r0 = 0; r0 < rows; r0 += chunk) {
+        int n = rows - r0 < chunk ? rows - r0 : chunk;
+        size_t o = (size_t)r0 * dim;
+        for (size_t e = 0; e < (size_t)n * dim; e++) t[e] = h[o + e] + resid[o + e] + (shift ? s->emb_shift[e % (size_t)dim] : 0.0f);
+        pd_ln_bwd(t, ln_w, eps, n, dim, dout + o, dh + o, NULL, gnb);
+        memcpy(dresid + o, dh + o, sizeof(float) * (size_t)n * dim);
+        if (shift && s->g_emb_b) pd_colsum_add(dh + o, n, dim, s->g_emb_b);
+    }
+    return 1;
+}
+
+/* Soft prompt gradient of one sequence. */
+static void peft_prompt_bwd(const pd_delta *d, const float *dprompt) {
+    const pd_adapter *a = d->impl;
+    const peft_state *s = a->impl;
+    size_t n = (size_t)d->n_prompt * a->cfg->hidden;
+    for (size_t i = 0; i < n; i++) s->g_prompt[i] += dprompt[i];
+}
+
+/* Prefix gradient of one sequence and layer: into prompt_embeddings' columns of the layer (keys
+ * block 2l, values block 2l+1), or through the projection MLP P = tanh(e W1^T + b1) W2^T + b2.
+ * The MLP's backward is linear in dP, so each (sequence, layer) piece is pushed through at once. */
+static void peft_prefix_bwd(const pd_delta *d, int layer, const float *dk, const float *dv) {
+    const pd_adapter *a = d->impl;
+    const peft_state *s = a->impl;
+    int nvt = d->n_prefix, H = a->cfg->hidden;
+    size_t row = (size_t)a->cfg->layers * 2 * H;
+    if (!s->mlp[0]) {
+        for (int t = 0; t < nvt; t++) {
+            float *g = s->g_prefix + (size_t)t * row + (size_t)2 * layer * H;
+            for (int j = 0; j < H; j++) {
+                g[j] += dk[(size_t)t * H + j];
+                g[H + j] += dv[(size_t)t * H + j];
+            }
+        }
+        return;
+    }
+    int E = s->mlp_hidden;
+    float *dh = pd_scratch((size_t)nvt * E);
+    PD_ASSERT(dh);
+    const float *W2k = s->mlp[3] + (size_t)2 * layer * H * E, *W2v = W2k + (size_t)H * E;
+    float *gW2k = s->g_mlp[3] + (size_t)2 * layer * H * E, *gW2v = gW2k + (size_t)H * E;
+    pd_gemm(NULL, 1, 0, H, E, nvt, 1.0f, dk, H, s->mlp_h, E, 1.0f, gW2k, E);
+    pd_gemm(NULL, 1, 0, H, E, nvt, 1.0f, dv, H, s->mlp_h, E, 1.0f, gW2v, E);
+    pd_colsum_add(dk, nvt, H, s->g_mlp[4] + (size_t)2 * layer * H);
+    pd_colsum_add(dv, nvt, H, s->g_mlp[4] + (size_t)(2 * layer + 1) * H);
+    pd_gemm(NULL, 0, 0, nvt, E, H, 1.0f, dk, H, W2k, E, 0.0f, dh, E);
+    pd_gemm(NULL, 0, 0, nvt, E, H, 1.0f, dv, H, W2v, E, 1.0f, dh, E);
+    for (size_t i = 0; i < (size_t)nvt * E; i++) dh[i] *= 1.0f - s->mlp_h[i] * s->mlp_h[i];
+    pd_gemm(NULL, 1, 0, E, H, nvt, 1.0f, dh, E, s->mlp[0], H, 1.0f, s->g_mlp[1], H);
+    pd_colsum_add(dh, nvt, E, s->g_mlp[2]);
+    pd_gemm(NULL, 0, 0, nvt, H, E, 1.0f, dh, E, s->mlp[1], H, 1.0f, s->g_mlp[0], H);
+}
+
 /* ==== Config helpers ==== */
 
 typedef struct tcfg {
     const cJSON *target, *exclude, *layers, *layers_pattern, *mts;
 } tcfg;
 
+/* key equals e or ends with it (after a '.' when dotted). */
+static int suffix_match(const char *key, const char *e, int dotted) {
+    if (!strcmp(key, e)) return 1;
+    size_t kl = strlen(key), el = strlen(e);
+    return kl > el && !strcmp(key + kl - el, e) && (!dotted || key[kl - el - 1] == '.');
+}
+
 static int str_list_has_suffix(const cJSON *list, const char *key, int dotted) {
     const cJSON *e;
-    cJSON_ArrayForEach(e, list) {
-        if (!cJSON_IsString(e)) continue;
-        if (!strcmp(key, e->valuestring)) return 1;
-        size_t kl = strlen(key), el = strlen(e->valuestring);
-        if (kl > el && !strcmp(key + kl - el, e->valuestring) && (!dotted || key[kl - el - 1] == '.')) return 1;
-    }
+    cJSON_ArrayForEach(e, list) if (cJSON_IsString(e) && suffix_match(key, e->valuestring, dotted)) return 1;
     return 0;
 }
 
@@ -498,8 +693,13 @@ static pd_status arch_scan(const pd_adapter *a, const pd_st_file *st, const char
 
 /* ==== Heads ==== */
 
+/* The head tensors a file saved. The slots point at copies of the store's entries, not into
+ * a->t: later pd_at_take calls may realloc that array (the tensor data itself never moves). */
+#define HEAD_SLOTS 12
 typedef struct head_parts {
     const pd_atensor *pool_w, *pool_b, *pre_w, *pre_b, *cls_w, *cls_b, *dense_w, *dense_b, *out_w, *out_b, *qa_w, *qa_b;
+    pd_atensor copy[HEAD_SLOTS];
+    int n;
 } head_parts;
 
 static pd_status shape_check(const pd_atensor *t, int ndim, int64_t d0, int64_t d1, char *err, size_t errlen) {
@@ -534,7 +734,10 @@ static pd_status head_take(pd_adapter *a, mkind mk, int is_bias, const pd_atenso
     }
     pd_status s = is_bias ? shape_check(t, 1, d0, 0, err, errlen) : shape_check(t, 2, d0, H, err, errlen);
     if (s) return s;
-    *slot = t;
+    if (*slot) return pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s appears twice", t->name);
+    PD_ASSERT(hp->n < HEAD_SLOTS);
+    hp->copy[hp->n] = *t;
+    *slot = &hp->copy[hp->n++];
     return PD_OK;
 }
 
@@ -594,11 +797,39 @@ static pd_status peft_build_head(pd_adapter *a, const head_parts *hp, const pd_a
 
 /* ==== LoRA and IA3 ==== */
 
-static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_adapter_files *f, peft_state *s, char *err,
-                               size_t errlen) {
+/* A fresh adapter's list entries must each name an encoder linear (a typo would otherwise
+ * silently adapt less than asked). dotted: target_modules suffix rule; else feedforward's. */
+static pd_status fresh_targets_exist(const pd_adapter *a, const char *P, const cJSON *list, const char *what, int dotted, char *err,
+                                     size_t errlen) {
+    if (!cJSON_IsArray(list)) return PD_OK;
+    const cJSON *e;
+    char key[512];
+    cJSON_ArrayForEach(e, list) {
+        int hit = 0;
+        for (int l = 0; l < a->cfg->layers && !hit; l++)
+            for (int k = 0; k < PD_LIN_COUNT && !hit; k++) {
+                layer_module(a, P, l, lin_name(a, k), key, sizeof key);
+                hit = cJSON_IsString(e) && suffix_match(key, e->valuestring, dotted);
+            }
+        if (!hit)
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.%s: \"%s\" is not a linear layer of the %s encoder (%s, %s, %s, %s, %s, %s)", what,
+                          e->valuestring, pd_arch_name(a->cfg->arch), lin_name(a, 0), lin_name(a, 1), lin_name(a, 2), lin_name(a, 3),
+                          lin_name(a, 4), lin_name(a, 5));
+    }
+    return PD_OK;
+}
+
+/* Which encoder linears a LoRA / IA3 config selects (PEFT's check_target_module_exists), with
+ * rank, scaling and feed-forward flag in s->lin. st: the file being loaded (its module prefix and
+ * architecture are checked), or NULL for a fresh adapter, whose paths use the task model's
+ * prefix ("bert.") and whose target_modules entries must each name an encoder linear. On
+ * success *want_out (malloc'd, layers * PD_LIN_COUNT) holds each linear's rank (1 for IA3, 0 if
+ * not selected), *P_out the module prefix. */
+static pd_status lora_ia3_select(pd_adapter *a, const pd_st_file *st, peft_state *s, const char **P_out, int **want_out,
+                                 int *lora_bias_out, char *err, size_t errlen) {
     const cJSON *c = a->config;
     int ia3 = a->method == PD_METHOD_IA3;
-    int L = a->cfg->layers, H = a->cfg->hidden, F = a->cfg->ffn;
+    int L = a->cfg->layers;
     pd_status ps;
     int r = 8, dora = 0, rslora = 0, fifo = 0, lora_bias = 0;
     double alpha = 8;
@@ -659,8 +890,8 @@ static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_ada
         ps = pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: rank_pattern and alpha_pattern must be objects");
         goto out;
     }
-    const char *P = detect_prefix(a, st);
-    if ((ps = arch_scan(a, st, P, err, errlen))) goto out;
+    const char *P = st ? detect_prefix(a, st) : arch_prefix(a->cfg->arch);
+    if (st && (ps = arch_scan(a, st, P, err, errlen))) goto out;
     char key[512];
     int n_target = 0;
     /* Which encoder linears the config selects, with their rank and scaling. */
@@ -739,6 +970,29 @@ static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_ada
         ps = pd_err(err, errlen, PD_ERR_MISMATCH, "adapter_config.json: target_modules selects no linear layer of this %s model", pd_arch_name(a->cfg->arch));
         goto out_r;
     }
+    if (!st && (ps = fresh_targets_exist(a, P, tc.target, "target_modules", 1, err, errlen))) goto out_r;
+    if (!st && ia3 && (ps = fresh_targets_exist(a, P, ffm, "feedforward_modules", 0, err, errlen))) goto out_r;
+    *P_out = P;
+    *want_out = want_r;
+    *lora_bias_out = lora_bias;
+    want_r = NULL;
+out_r:
+    free(want_r);
+out:
+    cJSON_Delete(deflt);
+    cJSON_Delete(ffdef);
+    return ps;
+}
+
+static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_adapter_files *f, peft_state *s, char *err,
+                               size_t errlen) {
+    int ia3 = a->method == PD_METHOD_IA3;
+    int L = a->cfg->layers, H = a->cfg->hidden, F = a->cfg->ffn;
+    const char *P = NULL;
+    int *want_r = NULL, lora_bias = 0;
+    char key[512];
+    pd_status ps = lora_ia3_select(a, st, s, &P, &want_r, &lora_bias, err, errlen);
+    if (ps) return ps;
     /* Every tensor in the file must be known and used. */
     head_parts hp;
     memset(&hp, 0, sizeof hp);
@@ -832,11 +1086,12 @@ static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_ada
             if ((ps = shape_check(at, 1, H, 0, err, errlen))) break;
             s->ln_b[layer * 2 + idx] = at->data;
         } else if (mk == M_EMB_LN) {
-            if (s->emb_shift) { ps = pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s appears twice", t->name); break; }
+            if (s->emb_b) { ps = pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s appears twice", t->name); break; }
             if ((ps = pd_at_take(a, save, t, PD_FILE_WEIGHTS, &at, err, errlen))) break;
             if ((ps = shape_check(at, 1, H, 0, err, errlen))) break;
             float *d = pd_adapter_alloc(a, (size_t)H);
             if (!d) { ps = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); break; }
+            s->emb_b = at->data;
             int nz = 0;
             for (int j = 0; j < H; j++) { d[j] = at->data[j] - ex.emb_ln_b[j]; nz |= d[j] != 0.0f; }
             if (nz) s->emb_shift = d;
@@ -882,9 +1137,6 @@ static pd_status lora_ia3_load(pd_adapter *a, const pd_st_file *st, const pd_ada
     ps = peft_build_head(a, &hp, f, err, errlen);
 out_r:
     free(want_r);
-out:
-    cJSON_Delete(deflt);
-    cJSON_Delete(ffdef);
     return ps;
 }
 
@@ -917,7 +1169,7 @@ static pd_status prompt_load(pd_adapter *a, const pd_st_file *st, const pd_adapt
     const char *P = detect_prefix(a, st);
     head_parts hp;
     memset(&hp, 0, sizeof hp);
-    const pd_atensor *emb = NULL;
+    float *emb = NULL; /* the data of prompt_embeddings (a->t may move; the data does not) */
     pd_status ps = PD_OK;
     for (int i = 0; i < pd_st_count(st) && !ps; i++) {
         const pd_st_tensor *t = pd_st_at(st, i);
@@ -936,7 +1188,8 @@ static pd_status prompt_load(pd_adapter *a, const pd_st_file *st, const pd_adapt
                             (long long)want1, prefix ? " (num_virtual_tokens, num_layers * 2 * hidden)" : " (num_virtual_tokens, hidden)");
                 break;
             }
-            emb = at;
+            if (emb) { ps = pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s appears twice", t->name); break; }
+            emb = at->data;
             continue;
         }
         int layer = -1, idx = -1;
@@ -966,17 +1219,18 @@ static pd_status prompt_load(pd_adapter *a, const pd_st_file *st, const pd_adapt
             s->pv[l] = pd_adapter_alloc(a, (size_t)nvt * H);
             if (!s->pk[l] || !s->pv[l]) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
             for (int t = 0; t < nvt; t++) {
-                const float *row = emb->data + (size_t)t * L * 2 * H;
+                const float *row = emb + (size_t)t * L * 2 * H;
                 memcpy(s->pk[l] + (size_t)t * H, row + (size_t)(2 * l) * H, sizeof(float) * H);
                 memcpy(s->pv[l] + (size_t)t * H, row + (size_t)(2 * l + 1) * H, sizeof(float) * H);
             }
         }
+        s->prefix_emb = emb;
         a->delta.n_prefix = nvt;
         a->delta.prefix_k = (const float *const *)s->pk;
         a->delta.prefix_v = (const float *const *)s->pv;
     } else {
         a->delta.n_prompt = nvt;
-        a->delta.prompt = emb->data;
+        a->delta.prompt = emb;
     }
     return peft_build_head(a, &hp, f, err, errlen);
 }

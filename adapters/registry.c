@@ -16,7 +16,7 @@
  *   which is how concurrent writers claim distinct numbers.
  * - Replicas learn of changes through DATA_DIR/.changes, an append-only log of "name version"
  *   lines that sync reads from its last offset (one open + fstat when nothing changed), plus a
- *   full re-scan every FULL_SCAN_EVERY seconds for changes the log missed. */
+ *   full re-scan at least FULL_SCAN_EVERY seconds apart for changes the log missed. */
 #include "registry.h"
 
 #include <cJSON.h>
@@ -34,7 +34,8 @@
 
 #define KEEP_VERSIONS 3          /* complete versions kept per name after a publish */
 #define TMP_MAX_AGE 600.0        /* seconds before a .tmp-* dir counts as abandoned */
-#define FULL_SCAN_EVERY 30.0     /* seconds between full re-scans in pd_registry_sync */
+#define FULL_SCAN_EVERY 30.0     /* seconds between full re-scans in pd_registry_sync, at least */
+#define FULL_SCAN_SHARE 100.0    /* ... and at least this many times the last scan's duration */
 #define LOG_NAME ".changes"
 #define LOG_ROTATE_BYTES (1 << 20)
 #define META_NAME "meta.json"
@@ -423,7 +424,8 @@ struct pd_registry {
     dev_t log_dev;
     ino_t log_ino;
     off_t log_off;
-    double last_full;
+    double last_full;           /* when the last full scan ended (pd_now) */
+    double full_secs;           /* how long it took */
 };
 
 static uint64_t name_hash(const char *s) {
@@ -830,7 +832,7 @@ static int sync_name(pd_registry *r, const char *name, int clean) {
     meta m = {0};
     for (int i = 0; i < vl.n && vl.v[i] > known; i++)
         if (!meta_load(r, name, vl.v[i], &m, NULL, 0)) { newest = vl.v[i]; break; }
-    int any = vl.n > 0;
+    int any = vl.n > 0, n_versions = vl.n, any_below = vl.n > 0 && vl.v[vl.n - 1] < newest;
     free(vl.v);
 
     pd_adapter *old = NULL, *a = NULL;
@@ -846,6 +848,8 @@ static int sync_name(pd_registry *r, const char *name, int clean) {
         pd_adapter_release(old);
         return changed;
     }
+    if (clean && (m.deleted ? any_below : n_versions > KEEP_VERSIONS))
+        versions_prune(r, name, m.deleted ? newest : 0); /* a crash between rename and prune */
     if (m.deleted) {
         pthread_mutex_lock(&r->lock);
         entry *x = table_get(r, name);
@@ -862,6 +866,12 @@ static int sync_name(pd_registry *r, const char *name, int clean) {
     if (!r->budget || resident) {
         char msg[512] = "";
         pd_status st = version_load(r, name, newest, m.files, m.labels_json, &a, msg, sizeof msg);
+        if (st && !status_is_final(st)) {
+            /* a read error, or the version pruned meanwhile: the next scan tries again */
+            fprintf(stderr, "peftd: registry: %s version %d: %s (will retry)\n", name, newest, msg);
+            meta_clear(&m);
+            return 0;
+        }
         if (st) {
             fprintf(stderr, "peftd: registry: %s version %d does not load: %s%s\n", name, newest, msg,
                     known_live ? " (the previous version stays current)" : " (skipped)");
@@ -880,13 +890,11 @@ static int sync_name(pd_registry *r, const char *name, int clean) {
         }
     }
     pthread_mutex_lock(&r->lock);
+    if (a) r->loads++;
     entry *x = table_get(r, name);
     if (x && newest > x->version) {
         old = entry_install(r, x, newest, a, &m);
-        if (a) {
-            r->loads++;
-            evict_over_budget(r, x);
-        }
+        if (a) evict_over_budget(r, x);
         a = NULL;
         changed = 1;
     }
@@ -902,6 +910,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 /* Re-reads every name directory (and unregisters names whose directory vanished).
  * caller holds reg->sync_lock */
 static int full_scan(pd_registry *r) {
+    double t0 = pd_now();
     DIR *d = opendir(r->dir);
     if (!d) return 0;
     char **names = NULL;
@@ -949,7 +958,9 @@ static int full_scan(pd_registry *r) {
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
-    r->last_full = pd_now();
+    double t = pd_now();
+    r->full_secs = t - t0;
+    r->last_full = t;
     return changes;
 }
 
@@ -972,7 +983,10 @@ static void log_mark(pd_registry *r) {
 int pd_registry_sync(pd_registry *r) {
     if (!r || !r->dir) return 0;
     pthread_mutex_lock(&r->sync_lock);
-    int full = pd_now() - r->last_full >= FULL_SCAN_EVERY;
+    /* A full scan reads every name directory (10,000 READDIRs on NFS): it is a safety net for
+     * lost log lines, so it never takes more than 1/FULL_SCAN_SHARE of the time. */
+    double every = r->full_secs * FULL_SCAN_SHARE > FULL_SCAN_EVERY ? r->full_secs * FULL_SCAN_SHARE : FULL_SCAN_EVERY;
+    int full = pd_now() - r->last_full >= every;
     char path[PATH_CAP];
     char **names = NULL;
     int nn = 0, cap = 0;
@@ -1183,6 +1197,7 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
         free(lj);
 
         pthread_mutex_lock(&r->lock);
+        if (!st) r->loads++; /* every load from disk counts, kept or not */
         e->loading = 0;
         pthread_cond_broadcast(&r->load_done);
         if (st) {
@@ -1206,7 +1221,6 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
         }
         if (e->live && e->version == v && !e->a) {
             entry_set_resident(r, e, a);
-            r->loads++;
             evict_over_budget(r, e);
             continue; /* hands it out above */
         }
@@ -1225,11 +1239,11 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
     int v = 0;
+    pthread_mutex_lock(&r->lock);
+    entry *e0 = table_find(r, name);
+    int known = e0 ? e0->version : 0, was_live = e0 && e0->live;
+    pthread_mutex_unlock(&r->lock);
     if (r->dir) {
-        pthread_mutex_lock(&r->lock);
-        entry *e = table_find(r, name);
-        int known = e ? e->version : 0;
-        pthread_mutex_unlock(&r->lock);
         pd_status st = version_write(r, name, known, f ? W_UPLOAD : W_SAVE, f, a, &m, &v, err, errlen);
         if (st && !v) {
             pd_adapter_release(a);
@@ -1256,17 +1270,16 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
             v = e->version + 1;
             if (e->live) m.created_at = e->m.created_at;
         }
-        int was_live = e->live;
         if (v > e->version || (v == e->version && e->live && !e->a)) {
             old = entry_install(r, e, v, a, &m);
             a = NULL;
             evict_over_budget(r, e);
-            if (created) *created = !was_live;
-            if (info) st = info_fill(info, name, e->version, &e->m, e->a != NULL);
-        } else if (info) {
-            /* A newer version (another thread or replica) is already current; ours is on disk. */
-            st = info_fill(info, name, v, &m, 0);
         }
+        /* Ours is current, whoever installed it (a sync may have read it from disk first);
+         * else a newer version (another thread or replica) already is, and ours stays on disk. */
+        int ours = e->live && e->version == v;
+        if (created) *created = ours && !was_live;
+        if (info) st = ours ? info_fill(info, name, v, &e->m, e->a != NULL) : info_fill(info, name, v, &m, 0);
     }
     pthread_mutex_unlock(&r->lock);
     pd_adapter_release(old);

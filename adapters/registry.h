@@ -6,7 +6,9 @@
  * pinned the old version finish on it. Deleting works the same way. With a resident budget,
  * least-recently-used versions leave memory and are loaded again from disk on demand.
  * Several processes may share one DATA_DIR (replicas): pd_registry_sync picks up what others
- * published or deleted; versions are claimed with mkdir so two writers never share a number.
+ * published or deleted; a version number is claimed by renaming a complete temporary directory
+ * to it (the rename fails if the number exists), so two writers never share a number.
+ * docs/STORE.md describes the layout, crash safety and limits.
  *
  * Names match [A-Za-z0-9._-]{1,64} and are not "." or ".."; nothing else reaches a path.
  * Thread-safety: every function may be called from any thread. */
@@ -33,10 +35,13 @@ typedef struct pd_adapter_info {
 
 void pd_adapter_info_clear(pd_adapter_info *i);
 
-/* data_dir NULL: memory only. max_resident_bytes 0: no limit. Loads every adapter found in
- * data_dir (the newest complete version of each; incomplete temporary directories are removed).
- * Returns PD_OK or an error (unreadable data_dir). Adapters that fail to load are skipped with
- * a message on stderr. */
+/* data_dir NULL: memory only. max_resident_bytes 0: no limit (without a data_dir the budget is
+ * ignored: nothing could be loaded again). Registers every adapter found in data_dir (the
+ * newest complete version of each; abandoned temporary directories are removed). Without a
+ * budget each is loaded now, and adapters that fail to load are skipped with a message on
+ * stderr; with a budget only meta.json is read and a version loads on its first
+ * pd_registry_get (which then returns any load error). Returns PD_OK or an error (unreadable
+ * data_dir). */
 pd_status pd_registry_open(const pd_model *base, const char *data_dir, size_t max_resident_bytes, pd_registry **out,
                            char *err, size_t errlen);
 void pd_registry_free(pd_registry *r);

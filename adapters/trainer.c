@@ -303,6 +303,8 @@ typedef struct job {
     pd_adapter *source;      /* continue jobs: the version training started from, until saved */
     long steps_per_epoch, total_steps, warmup_steps, log_every;
     char ckpt[64];           /* checkpoint directory to resume from, "" = none */
+    long ckpt_seq;           /* number of the last checkpoint directory (ckpt-<seq>) */
+    long ckpt_step;          /* optimizer step it holds */
     /* progress: guarded by t->lock */
     jstatus status;
     int hold;                /* queued but not yet on disk: workers skip it */
@@ -394,8 +396,8 @@ static pd_status get_num(const cJSON *o, const char *key, const char *where, dou
         return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: must be a number", where, key);
     double x = v->valuedouble;
     if ((lo_open ? x <= lo : x < lo) || x > hi)
-        return pd_err(err, errlen, PD_ERR_MISMATCH, "%s%s: %g is out of range (%s%g, %g]", where, key, x,
-                      lo_open ? "" : "from ", lo, hi);
+        return pd_err(err, errlen, PD_ERR_MISMATCH, "%s%s: %g is out of range (must be %s %g and <= %g)", where, key, x,
+                      lo_open ? ">" : ">=", lo, hi);
     *out = x;
     return PD_OK;
 }
@@ -1462,4 +1464,883 @@ static pd_status read_json_file(const char *path, cJSON **out, char *err, size_t
     free(buf);
     if (!*out) return pd_err(err, errlen, PD_ERR_FORMAT, "%s: invalid JSON", path);
     return PD_OK;
+}
+
+/* ==== Jobs: JSON views ==== */
+
+static double round_to(double x, double scale) { return isfinite(x) ? round(x * scale) / scale : 0; }
+
+static void add_num_or_null(cJSON *o, const char *k, double v, int null) {
+    if (null) cJSON_AddNullToObject(o, k);
+    else cJSON_AddNumberToObject(o, k, v);
+}
+
+/* The job as the API shows it. exact: unrounded numbers plus the internal fields job.json and
+ * checkpoints need ("checkpoint", "loss_acc", "loss_acc_n"). Caller holds t->lock. NULL on OOM. */
+static cJSON *job_json(const job *j, int exact) {
+    if (j->frozen) return cJSON_Duplicate(j->frozen, 1);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    double sc = exact ? 0 : 1e6;
+#define R(x) (sc > 0 ? round_to((x), sc) : (x))
+    cJSON_AddStringToObject(o, "job", j->id);
+    cJSON_AddStringToObject(o, "adapter", j->adapter);
+    cJSON_AddStringToObject(o, "method", pd_method_name(j->method));
+    cJSON_AddStringToObject(o, "task", pd_task_name(j->task));
+    cJSON_AddStringToObject(o, "status", STATUS_NAME[j->status]);
+    cJSON_AddNumberToObject(o, "epoch", j->steps_per_epoch ? round_to((double)j->step / j->steps_per_epoch, 1e3) : 0);
+    cJSON_AddNumberToObject(o, "epochs", j->epochs);
+    cJSON_AddNumberToObject(o, "step", (double)j->step);
+    cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    cJSON_AddNumberToObject(o, "examples_per_s", round_to(j->ex_per_s, 100));
+    add_num_or_null(o, "eta_s", j->status == J_RUNNING ? round_to(j->eta_s, 10) : 0, j->status == J_QUEUED);
+    cJSON *loss = cJSON_AddArrayToObject(o, "loss");
+    for (int i = 0; loss && i < j->n_loss; i++) {
+        double p[2] = {(double)j->loss_step[i], R(j->loss_val[i])};
+        cJSON_AddItemToArray(loss, cJSON_CreateDoubleArray(p, 2));
+    }
+    cJSON *ev = cJSON_AddArrayToObject(o, "eval");
+    for (int i = 0; ev && i < j->n_ev; i++) {
+        cJSON *pair = cJSON_CreateArray(), *m = cJSON_CreateObject();
+        if (!pair || !m) { cJSON_Delete(pair); cJSON_Delete(m); break; }
+        cJSON_AddNumberToObject(m, "accuracy", R(j->ev[i].accuracy));
+        cJSON_AddNumberToObject(m, "f1", R(j->ev[i].f1));
+        cJSON_AddNumberToObject(m, "loss", R(j->ev[i].loss));
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)j->ev[i].step));
+        cJSON_AddItemToArray(pair, m);
+        cJSON_AddItemToArray(ev, pair);
+    }
+    if (j->has_best) {
+        cJSON *b = cJSON_AddObjectToObject(o, "best");
+        if (b) {
+            cJSON_AddNumberToObject(b, "step", (double)j->best_step);
+            cJSON_AddStringToObject(b, "metric", j->task == PD_TASK_CLS ? "accuracy" : "f1");
+            cJSON_AddNumberToObject(b, "value", R(j->best_value));
+        }
+    } else {
+        cJSON_AddNullToObject(o, "best");
+    }
+    cJSON *pv = cJSON_AddArrayToObject(o, "published_versions");
+    for (int i = 0; pv && i < j->n_versions; i++) cJSON_AddItemToArray(pv, cJSON_CreateNumber(j->versions[i]));
+    if (j->error[0]) cJSON_AddStringToObject(o, "error", j->error);
+    else cJSON_AddNullToObject(o, "error");
+    cJSON_AddStringToObject(o, "publish", PUBLISH_NAME[j->publish]);
+    cJSON_AddNumberToObject(o, "train_examples", j->n_train);
+    cJSON_AddNumberToObject(o, "eval_examples", j->n_eval);
+    cJSON_AddNumberToObject(o, "created_at", round_to(j->created_at, 1e3));
+    add_num_or_null(o, "started_at", round_to(j->started_at, 1e3), j->started_at == 0);
+    add_num_or_null(o, "finished_at", round_to(j->finished_at, 1e3), j->finished_at == 0);
+    add_num_or_null(o, "resumed_from_step", (double)j->resumed_from, j->resumed_from < 0);
+    if (exact) {
+        if (j->ckpt[0]) cJSON_AddStringToObject(o, "checkpoint", j->ckpt);
+        else cJSON_AddNullToObject(o, "checkpoint");
+        cJSON_AddNumberToObject(o, "loss_acc", j->loss_acc);
+        cJSON_AddNumberToObject(o, "loss_acc_n", j->loss_acc_n);
+    }
+#undef R
+    return o;
+}
+
+static int push_version(job *j, int v) {
+    if (j->n_versions == j->cap_versions) {
+        int nc = j->cap_versions ? 2 * j->cap_versions : 8;
+        int *nv = realloc(j->versions, sizeof *nv * (size_t)nc);
+        if (!nv) return -1;
+        j->versions = nv;
+        j->cap_versions = nc;
+    }
+    j->versions[j->n_versions++] = v;
+    return 0;
+}
+
+static int push_loss(job *j, long step, double v) {
+    if (j->n_loss == j->cap_loss) {
+        int nc = j->cap_loss ? 2 * j->cap_loss : 64;
+        long *ns = realloc(j->loss_step, sizeof *ns * (size_t)nc);
+        if (!ns) return -1;
+        j->loss_step = ns;
+        double *nv = realloc(j->loss_val, sizeof *nv * (size_t)nc);
+        if (!nv) return -1;
+        j->loss_val = nv;
+        j->cap_loss = nc;
+    }
+    j->loss_step[j->n_loss] = step;
+    j->loss_val[j->n_loss++] = v;
+    return 0;
+}
+
+static int push_eval(job *j, evalrec r) {
+    if (j->n_ev == j->cap_ev) {
+        int nc = j->cap_ev ? 2 * j->cap_ev : 16;
+        evalrec *n = realloc(j->ev, sizeof *n * (size_t)nc);
+        if (!n) return -1;
+        j->ev = n;
+        j->cap_ev = nc;
+    }
+    j->ev[j->n_ev++] = r;
+    return 0;
+}
+
+/* Restores the histories of a job from its exact JSON (a checkpoint's state.json). Caller holds
+ * t->lock. */
+static void job_restore_history(job *j, const cJSON *s) {
+    j->n_loss = j->n_ev = j->n_versions = 0;
+    j->has_best = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "loss")) {
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) push_loss(j, (long)a->valuedouble, b->valuedouble);
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "eval")) {
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *m = cJSON_GetArrayItem(it, 1);
+        if (!cJSON_IsNumber(a) || !cJSON_IsObject(m)) continue;
+        evalrec r = {(long)a->valuedouble, 0, 0, 0};
+        const cJSON *x;
+        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "accuracy"))) r.accuracy = x->valuedouble;
+        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "f1"))) r.f1 = x->valuedouble;
+        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "loss"))) r.loss = x->valuedouble;
+        push_eval(j, r);
+    }
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "best");
+    if (cJSON_IsObject(b)) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(b, "step"), *v = cJSON_GetObjectItemCaseSensitive(b, "value");
+        if (cJSON_IsNumber(st) && cJSON_IsNumber(v)) {
+            j->has_best = 1;
+            j->best_step = (long)st->valuedouble;
+            j->best_value = v->valuedouble;
+        }
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "published_versions"))
+        if (cJSON_IsNumber(it)) push_version(j, (int)it->valuedouble);
+    const cJSON *x;
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(s, "loss_acc"))) j->loss_acc = x->valuedouble;
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(s, "loss_acc_n"))) j->loss_acc_n = (int)x->valuedouble;
+}
+
+/* ==== Jobs: state on disk ==== */
+
+static int job_dir(const pd_trainer *t, const job *j, char *buf, size_t cap) {
+    return snprintf(buf, cap, "%s/%s", t->dir, j->id) >= (int)cap ? -1 : 0;
+}
+
+/* Writes job.json atomically (no-op without a data dir). Failures are logged: the job goes on. */
+static void job_save_state(pd_trainer *t, job *j) {
+    if (!t->dir) return;
+    char jd[PATH_CAP], err[512];
+    if (job_dir(t, j, jd, sizeof jd)) return;
+    pthread_mutex_lock(&t->lock);
+    /* a finished job is only ever shown: store it as the API shows it */
+    cJSON *o = job_json(j, j->status == J_QUEUED || j->status == J_RUNNING);
+    pthread_mutex_unlock(&t->lock);
+    if (!o || write_json(jd, "job.json", o, 1, err, sizeof err)) fprintf(stderr, "peftd: trainer: %s: %s\n", j->id, o ? err : "out of memory");
+    cJSON_Delete(o);
+}
+
+/* Creates data_dir/jobs/<id>/ for a new job: spec.json, train.jsonl, eval.jsonl, source/ (the
+ * version training continues from) and job.json, written into <id>.tmp and renamed. */
+static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen) {
+    char jd[PATH_CAP], tmp[PATH_CAP + 8], src[PATH_CAP + 16];
+    if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
+    snprintf(tmp, sizeof tmp, "%s.tmp", jd);
+    tree_remove(tmp);
+    if (mkdir(tmp, 0755)) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    pd_status st = write_json(tmp, "spec.json", j->spec, 0, err, errlen);
+    if (!st) st = write_jsonl(tmp, "train.jsonl", j->train_raw, err, errlen);
+    if (!st && j->eval_raw) st = write_jsonl(tmp, "eval.jsonl", j->eval_raw, err, errlen);
+    if (!st && j->source) {
+        snprintf(src, sizeof src, "%s/source", tmp);
+        st = save_adapter(j->source, src, err, errlen);
+    }
+    if (!st) {
+        pthread_mutex_lock(&t->lock);
+        cJSON *o = job_json(j, 1);
+        pthread_mutex_unlock(&t->lock);
+        st = o ? write_json(tmp, "job.json", o, 0, err, errlen) : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        cJSON_Delete(o);
+    }
+    if (!st && fsync_path(tmp)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
+    if (!st && rename(tmp, jd)) st = pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", jd, strerror(errno));
+    if (!st && fsync_path(t->dir)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", t->dir, strerror(errno));
+    if (st) tree_remove(tmp);
+    return st;
+}
+
+/* Removes every ckpt-* directory of jd except keep (NULL: all). */
+static void ckpt_prune(const char *jd, const char *keep) {
+    DIR *d = opendir(jd);
+    if (!d) return;
+    struct dirent *de;
+    char p[PATH_CAP + 300];
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "ckpt-", 5) || (keep && !strcmp(de->d_name, keep))) continue;
+        snprintf(p, sizeof p, "%s/%s", jd, de->d_name);
+        tree_remove(p);
+    }
+    closedir(d);
+}
+
+/* Writes a checkpoint of the job at the optimizer's step: ckpt-<step>/ with adapter/ (the
+ * adapter in its own format, as a download would have it), optim.safetensors (parameters, AdamW
+ * moments and step) and state.json (histories, generator seeds); then points job.json at it
+ * and removes older checkpoints. */
+static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char *err, size_t errlen) {
+    char jd[PATH_CAP], name[64], tmp[PATH_CAP + 80], fin[PATH_CAP + 80], p[PATH_CAP + 120];
+    if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
+    long step = pd_adamw_steps(o);
+    if (!force && j->ckpt[0] && j->ckpt_step == step) return PD_OK; /* nothing new since the last one */
+    /* a new name every time: the previous checkpoint stays complete until this one is */
+    snprintf(name, sizeof name, "ckpt-%ld", j->ckpt_seq + 1);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", jd, name);
+    snprintf(fin, sizeof fin, "%s/%s", jd, name);
+    tree_remove(tmp);
+    if (mkdir(tmp, 0755)) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    pd_adapter *snap = NULL;
+    pd_status st = pd_adapter_snapshot(j->a, &snap, err, errlen);
+    if (!st) {
+        snprintf(p, sizeof p, "%s/adapter", tmp);
+        st = save_adapter(snap, p, err, errlen);
+    }
+    pd_adapter_release(snap);
+    if (!st) {
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)j->seed);
+        const char *kv[] = {"seed", seed, "job", j->id};
+        snprintf(p, sizeof p, "%s/optim.safetensors", tmp);
+        st = pd_adamw_save(o, j->a, p, kv, 2, err, errlen);
+        if (!st && fsync_path(p)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", p, strerror(errno));
+    }
+    if (!st) {
+        pthread_mutex_lock(&t->lock);
+        cJSON *s = job_json(j, 1);
+        pthread_mutex_unlock(&t->lock);
+        cJSON *rng = s ? cJSON_AddObjectToObject(s, "rng") : NULL;
+        if (rng) {
+            /* the generators are functions of (seed, epoch) and (seed, step): see the file comment */
+            char b[32];
+            cJSON_AddStringToObject(rng, "algorithm", "splitmix64");
+            snprintf(b, sizeof b, "%llu", (unsigned long long)j->seed);
+            cJSON_AddStringToObject(rng, "seed", b);
+            cJSON_AddNumberToObject(rng, "epoch", (double)(step / j->steps_per_epoch));
+            cJSON_AddNumberToObject(rng, "step", (double)step);
+        }
+        st = rng ? write_json(tmp, "state.json", s, 0, err, errlen) : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        cJSON_Delete(s);
+    }
+    if (!st && fsync_path(tmp)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
+    if (!st) {
+        tree_remove(fin);
+        if (rename(tmp, fin)) st = pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", fin, strerror(errno));
+    }
+    if (!st && fsync_path(jd)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", jd, strerror(errno));
+    if (st) {
+        tree_remove(tmp);
+        return st;
+    }
+    pthread_mutex_lock(&t->lock);
+    snprintf(j->ckpt, sizeof j->ckpt, "%s", name);
+    j->ckpt_seq++;
+    j->ckpt_step = step;
+    pthread_mutex_unlock(&t->lock);
+    job_save_state(t, j);
+    ckpt_prune(jd, name);
+    return PD_OK;
+}
+
+/* Loads the job's checkpoint into the adapter and optimizer, and its histories. */
+static pd_status ckpt_load(pd_trainer *t, job *j, pd_adamw *o, char *err, size_t errlen) {
+    char jd[PATH_CAP], p[PATH_CAP + 120];
+    if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
+    snprintf(p, sizeof p, "%s/%s/optim.safetensors", jd, j->ckpt);
+    pd_status st = pd_adamw_load(o, j->a, p, err, errlen);
+    if (st) return st;
+    cJSON *s = NULL;
+    snprintf(p, sizeof p, "%s/%s/state.json", jd, j->ckpt);
+    if ((st = read_json_file(p, &s, err, errlen))) return st;
+    pthread_mutex_lock(&t->lock);
+    int keep_n = j->n_versions;
+    int *keep = keep_n ? malloc(sizeof(int) * (size_t)keep_n) : NULL;
+    if (keep) memcpy(keep, j->versions, sizeof(int) * (size_t)keep_n);
+    job_restore_history(j, s);
+    /* versions published after the checkpoint are known from job.json: keep them all */
+    for (int i = 0; keep && i < keep_n; i++) {
+        int seen = 0;
+        for (int k = 0; k < j->n_versions && !seen; k++) seen = j->versions[k] == keep[i];
+        if (!seen) push_version(j, keep[i]);
+    }
+    j->step = pd_adamw_steps(o);
+    j->resumed_from = j->step;
+    j->ckpt_seq = strtol(j->ckpt + 5, NULL, 10);
+    j->ckpt_step = j->step;
+    pthread_mutex_unlock(&t->lock);
+    free(keep);
+    cJSON_Delete(s);
+    return PD_OK;
+}
+
+/* ==== Jobs: running one ==== */
+
+#define DROPOUT_SALT 0xD5A0D5A0D5A0D5A0ull
+
+typedef struct hook_arg {
+    pd_trainer *t;
+    job *j;
+} hook_arg;
+
+/* Inference first: while predictions wait, sleep in short slices (at most YIELD_MAX_S in a row,
+ * so training still advances under a queue that never empties). */
+static void trainer_yield(pd_trainer *t, job *j) {
+    pthread_mutex_lock(&t->lock);
+    int (*fn)(void *) = t->waiting;
+    void *arg = t->waiting_arg;
+    pthread_mutex_unlock(&t->lock);
+    if (!fn) return;
+    double t0 = pd_now();
+    while (!atomic_load(&j->cancel) && fn(arg) && pd_now() - t0 < YIELD_MAX_S) sleep_s(0.0005);
+}
+
+/* Between micro-batches and evaluation batches: yield, and stop if the job is cancelled. */
+static int job_hook(void *arg) {
+    hook_arg *h = arg;
+    if (atomic_load(&h->j->cancel)) return 1;
+    trainer_yield(h->t, h->j);
+    return atomic_load(&h->j->cancel) != 0;
+}
+
+/* Publishes a snapshot of the adapter as the next version of its name. */
+static pd_status job_publish(pd_trainer *t, job *j, char *err, size_t errlen) {
+    pd_adapter *snap = NULL;
+    pd_status st = pd_adapter_snapshot(j->a, &snap, err, errlen);
+    if (st) return st;
+    int created = 0;
+    pd_adapter_info info;
+    st = pd_registry_publish_adapter(t->reg, j->adapter, snap, &created, &info, err, errlen);
+    pd_adapter_release(snap);
+    if (st) return st;
+    pthread_mutex_lock(&t->lock);
+    int bad = push_version(j, info.version);
+    pthread_mutex_unlock(&t->lock);
+    pd_adapter_info_clear(&info);
+    return bad ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory") : PD_OK;
+}
+
+/* Evaluates at step, records the result and the best so far, publishes as the policy says. */
+static pd_status job_eval(pd_trainer *t, job *j, pd_train_engine *e, long step, char *err, size_t errlen) {
+    evalres r = {0, 0, 0};
+    pd_status st = evaluate(e, j, &r, err, errlen);
+    if (st) return st;
+    double metric = j->task == PD_TASK_CLS ? r.accuracy : r.f1;
+    pthread_mutex_lock(&t->lock);
+    int bad = push_eval(j, (evalrec){step, r.accuracy, r.f1, r.loss});
+    int improved = !j->has_best || metric > j->best_value;
+    if (improved) {
+        j->has_best = 1;
+        j->best_step = step;
+        j->best_value = metric;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (j->publish == PUB_EVERY_EVAL || (j->publish == PUB_BEST && improved)) return job_publish(t, j, err, errlen);
+    return PD_OK;
+}
+
+static int is_eval_step(const job *j, long step) {
+    return j->n_eval > 0 && ((j->eval_every > 0 && step % j->eval_every == 0) || step == j->total_steps);
+}
+
+/* Runs a job to its end (or to a cancel / shutdown) and returns its final status; J_RUNNING
+ * means interrupted by shutdown and resumable. err gets the failure message. */
+static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
+    pd_train_engine *e = NULL;
+    pd_adamw *o = NULL;
+    int *perm = malloc(sizeof(int) * (size_t)j->n_train);
+    hook_arg ha = {t, j};
+    pd_status st = pd_train_engine_new(t->base, j->a, j->task, t->pool, 0, &e, err, errlen);
+    if (!st && !(o = pd_adamw_new(j->a, 0.9, 0.999, 1e-8, j->wd))) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!st && !perm) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!st && j->ckpt[0]) {
+        char e2[400];
+        if ((st = ckpt_load(t, j, o, e2, sizeof e2))) pd_err(err, errlen, st, "cannot resume from %s: %s", j->ckpt, e2);
+    }
+    if (!st) {
+        e->hook = job_hook;
+        e->hook_arg = &ha;
+    }
+    job_save_state(t, j);
+    long step = o ? pd_adamw_steps(o) : 0, step0 = step, cur_epoch = -1, examples = 0;
+    double t0 = pd_now(), last_ckpt = t0;
+    /* stopped during the evaluation of the step it checkpointed: do that evaluation first */
+    if (!st && step > 0 && is_eval_step(j, step) && (j->n_ev == 0 || j->ev[j->n_ev - 1].step != step)) {
+        st = job_eval(t, j, e, step, err, errlen);
+        if (!st && t->dir) st = ckpt_write(t, j, o, 1, err, errlen);
+    }
+    while (!st && step < j->total_steps && !atomic_load(&j->cancel)) {
+        trainer_yield(t, j);
+        if (atomic_load(&j->cancel)) break;
+        long ep = step / j->steps_per_epoch;
+        if (ep != cur_epoch) {
+            shuffle(perm, j->n_train, mix2(j->seed, (uint64_t)ep + 1));
+            cur_epoch = ep;
+        }
+        long b0 = (step % j->steps_per_epoch) * j->batch_size;
+        int nb = j->n_train - b0 < j->batch_size ? (int)(j->n_train - b0) : j->batch_size;
+        double lr = j->lr * pd_lr_lambda(step, j->warmup_steps, j->total_steps), loss = 0;
+        st = pd_train_engine_step(e, o, j->train, perm + b0, nb, lr, j->max_grad_norm, mix2(j->seed ^ DROPOUT_SALT, (uint64_t)step),
+                                  &loss, NULL, err, errlen);
+        if (st) break;
+        step++;
+        examples += nb;
+        double el = pd_now() - t0;
+        pthread_mutex_lock(&t->lock);
+        j->loss_acc += loss;
+        j->loss_acc_n++;
+        j->step = step;
+        t->n_steps++;
+        if (step % j->log_every == 0 || step == j->total_steps) {
+            push_loss(j, step, j->loss_acc / j->loss_acc_n);
+            j->loss_acc = 0;
+            j->loss_acc_n = 0;
+        }
+        j->ex_per_s = el > 0 ? examples / el : 0;
+        j->eta_s = (double)(j->total_steps - step) * el / (double)(step - step0);
+        pthread_mutex_unlock(&t->lock);
+        int eval_now = is_eval_step(j, step);
+        if (eval_now) {
+            if ((st = job_eval(t, j, e, step, err, errlen))) break;
+        }
+        if (t->dir && (eval_now || pd_now() - last_ckpt >= CKPT_EVERY_S)) {
+            if ((st = ckpt_write(t, j, o, 0, err, errlen))) break;
+            last_ckpt = pd_now();
+        }
+    }
+    int c = atomic_load(&j->cancel);
+    if (st == PD_ERR_CANCELLED) st = PD_OK;
+    jstatus res;
+    if (st) {
+        res = J_FAILED;
+    } else if (c == 1) {
+        res = J_CANCELLED;
+    } else if (c == 2) {
+        /* shutdown: keep the job resumable from exactly this step */
+        if (t->dir && o && (st = ckpt_write(t, j, o, 0, err, errlen)))
+            fprintf(stderr, "peftd: trainer: %s: checkpoint at shutdown: %s\n", j->id, err);
+        res = J_RUNNING;
+    } else {
+        /* done: evaluate at the end if the last evaluation was earlier, then publish */
+        if (j->n_eval > 0 && (j->n_ev == 0 || j->ev[j->n_ev - 1].step != step)) st = job_eval(t, j, e, step, err, errlen);
+        if (!st && (j->publish == PUB_END || j->n_versions == 0)) st = job_publish(t, j, err, errlen);
+        res = st == PD_ERR_CANCELLED ? J_CANCELLED : st ? J_FAILED : J_SUCCEEDED;
+    }
+    free(perm);
+    pd_adamw_free(o);
+    pd_train_engine_free(e);
+    return res;
+}
+
+/* ==== Jobs: the queue and its workers ==== */
+
+static job *job_find(pd_trainer *t, const char *id) { /* caller holds t->lock */
+    for (job *j = t->jobs; j; j = j->next)
+        if (!j->hold && !strcmp(j->id, id)) return j;
+    return NULL;
+}
+
+static void job_append(pd_trainer *t, job *j) { /* caller holds t->lock */
+    j->next = NULL;
+    if (t->tail) t->tail->next = j;
+    else t->jobs = j;
+    t->tail = j;
+}
+
+static void job_unlink(pd_trainer *t, job *j) { /* caller holds t->lock */
+    job *prev = NULL;
+    for (job *x = t->jobs; x; prev = x, x = x->next) {
+        if (x != j) continue;
+        if (prev) prev->next = x->next;
+        else t->jobs = x->next;
+        if (t->tail == x) t->tail = prev;
+        return;
+    }
+}
+
+/* A finished job keeps its record and spec; its data and checkpoints go (the published
+ * versions are in the registry). */
+static void job_finish_files(pd_trainer *t, job *j) {
+    char jd[PATH_CAP], p[PATH_CAP + 32];
+    if (!t->dir || job_dir(t, j, jd, sizeof jd)) return;
+    static const char *const drop[] = {"train.jsonl", "eval.jsonl", "source"};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", jd, drop[i]);
+        tree_remove(p);
+    }
+    ckpt_prune(jd, NULL);
+}
+
+static void *worker_main(void *arg) {
+    pd_trainer *t = arg;
+    pthread_mutex_lock(&t->lock);
+    for (;;) {
+        job *j = NULL;
+        while (!t->stop) {
+            for (j = t->jobs; j && (j->hold || j->status != J_QUEUED); j = j->next) {}
+            if (j) break;
+            pthread_cond_wait(&t->cv, &t->lock);
+        }
+        if (t->stop) break;
+        j->status = J_RUNNING;
+        j->started_at = wall_now();
+        t->n_queued--;
+        t->n_running++;
+        pthread_mutex_unlock(&t->lock);
+        char err[512] = "";
+        jstatus res = run_job(t, j, err, sizeof err);
+        pthread_mutex_lock(&t->lock);
+        t->n_running--;
+        if (res == J_RUNNING) continue; /* shutdown: job.json still says running */
+        j->status = res;
+        j->finished_at = wall_now();
+        j->eta_s = 0;
+        if (res == J_FAILED) snprintf(j->error, sizeof j->error, "%s", err[0] ? err : "failed");
+        if (res == J_SUCCEEDED) t->n_succeeded++;
+        else if (res == J_FAILED) t->n_failed++;
+        else t->n_cancelled++;
+        pthread_mutex_unlock(&t->lock);
+        job_save_state(t, j);
+        job_finish_files(t, j);
+        job_drop_data(j); /* only this thread touches a running job's data */
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_broadcast(&t->cv); /* pd_trainer_cancel may wait for this */
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* ==== Startup: jobs found on disk ==== */
+
+/* Reads a file that may be absent: *buf NULL and PD_OK when it does not exist. */
+static pd_status read_optional(const char *dir, const char *name, char **buf, size_t *len, char *err, size_t errlen) {
+    char p[PATH_CAP + 32];
+    *buf = NULL;
+    *len = 0;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (access(p, F_OK) != 0) return PD_OK;
+    return pd_read_file(p, (size_t)1 << 34, buf, len, err, errlen);
+}
+
+/* Loads data_dir/jobs/<id>: finished jobs as records, the others queued again to resume from
+ * their checkpoint. Problems are logged and the job is marked failed; startup goes on. */
+static void job_load(pd_trainer *t, const char *id, long num) {
+    char jd[PATH_CAP], p[PATH_CAP + 32], err[512];
+    snprintf(jd, sizeof jd, "%s/%s", t->dir, id);
+    snprintf(p, sizeof p, "%s/job.json", jd);
+    cJSON *state = NULL;
+    if (read_json_file(p, &state, err, sizeof err)) {
+        fprintf(stderr, "peftd: trainer: skipping %s: %s\n", jd, err);
+        return;
+    }
+    if (num >= t->next_id) t->next_id = num + 1;
+    const cJSON *stv = cJSON_GetObjectItemCaseSensitive(state, "status");
+    const char *status = cJSON_IsString(stv) ? stv->valuestring : "";
+    job *j = NULL;
+    if (strcmp(status, "queued") && strcmp(status, "running")) {
+        if (!(j = calloc(1, sizeof *j))) { cJSON_Delete(state); return; }
+        j->status = !strcmp(status, "succeeded") ? J_SUCCEEDED : !strcmp(status, "cancelled") ? J_CANCELLED : J_FAILED;
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc");
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc_n");
+        j->frozen = state;
+        state = NULL;
+    } else {
+        cJSON *spec = NULL;
+        char *tr = NULL, *ev = NULL;
+        size_t trl = 0, evl = 0;
+        snprintf(p, sizeof p, "%s/spec.json", jd);
+        pd_status st = read_json_file(p, &spec, err, sizeof err);
+        if (!st) st = read_optional(jd, "train.jsonl", &tr, &trl, err, sizeof err);
+        if (!st) st = read_optional(jd, "eval.jsonl", &ev, &evl, err, sizeof err);
+        if (!st) {
+            snprintf(p, sizeof p, "%s/source", jd);
+            int has_src = access(p, F_OK) == 0;
+            char e2[400];
+            st = job_parse(t, spec, tr ? tr : "", trl, ev, evl, has_src ? p : NULL, &j, e2, sizeof e2);
+            if (st) snprintf(err, sizeof err, "cannot resume: %s", e2);
+        }
+        free(tr);
+        free(ev);
+        cJSON_Delete(spec);
+        if (st) {
+            /* keep a record of what could not be resumed */
+            fprintf(stderr, "peftd: trainer: %s: %s\n", id, err);
+            cJSON_ReplaceItemInObjectCaseSensitive(state, "status", cJSON_CreateString("failed"));
+            cJSON_DeleteItemFromObjectCaseSensitive(state, "error");
+            cJSON_AddStringToObject(state, "error", err);
+            cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
+            write_json(jd, "job.json", state, 1, err, sizeof err);
+            if (!(j = calloc(1, sizeof *j))) { cJSON_Delete(state); return; }
+            j->status = J_FAILED;
+            j->frozen = state;
+            state = NULL;
+        } else {
+            cJSON_Delete(j->train_raw);
+            cJSON_Delete(j->eval_raw);
+            j->train_raw = j->eval_raw = NULL;
+            pd_adapter_release(j->source);
+            j->source = NULL;
+            j->status = J_QUEUED;
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(state, "created_at");
+            j->created_at = cJSON_IsNumber(x) ? x->valuedouble : wall_now();
+            x = cJSON_GetObjectItemCaseSensitive(state, "checkpoint");
+            if (cJSON_IsString(x) && !strncmp(x->valuestring, "ckpt-", 5)) snprintf(j->ckpt, sizeof j->ckpt, "%s", x->valuestring);
+            const cJSON *it;
+            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "published_versions"))
+                if (cJSON_IsNumber(it)) push_version(j, (int)it->valuedouble);
+            t->n_queued++;
+        }
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    if (j->frozen) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j->frozen, "adapter");
+        if (cJSON_IsString(a)) snprintf(j->adapter, sizeof j->adapter, "%s", a->valuestring);
+    }
+    cJSON_Delete(state);
+    job_append(t, j);
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Scans data_dir/jobs: removes unfinished temporary directories, loads jobs in id order. */
+static void jobs_scan(pd_trainer *t) {
+    DIR *d = opendir(t->dir);
+    if (!d) return;
+    long *ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (strncmp(nm, "j-", 2)) continue;
+        char *end = NULL;
+        long v = strtol(nm + 2, &end, 10);
+        if (end == nm + 2 || v <= 0) continue;
+        if (!strcmp(end, ".tmp")) {
+            char p[PATH_CAP + 300];
+            snprintf(p, sizeof p, "%s/%s", t->dir, nm);
+            tree_remove(p);
+            continue;
+        }
+        if (*end) continue;
+        if (n == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            long *ni = realloc(ids, nc * sizeof *ni);
+            if (!ni) break;
+            ids = ni;
+            cap = nc;
+        }
+        ids[n++] = v;
+    }
+    closedir(d);
+    if (n) qsort(ids, n, sizeof *ids, cmp_long);
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "j-%ld", ids[i]);
+        job_load(t, id, ids[i]);
+    }
+    free(ids);
+}
+
+/* ==== Public API ==== */
+
+static int mkdir_p(const char *path) {
+    char p[PATH_CAP];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return -1;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return mkdir(p, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+pd_trainer *pd_trainer_new(const pd_model *base, pd_registry *reg, pd_pool *pool, const char *data_dir, int threads) {
+    if (!base || !reg) return NULL;
+    pd_trainer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->base = base;
+    t->reg = reg;
+    t->pool = pool;
+    t->next_id = 1;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (data_dir) {
+        size_t n = strlen(data_dir) + 8;
+        if (!(t->dir = malloc(n))) goto fail;
+        snprintf(t->dir, n, "%s/jobs", data_dir);
+        if (mkdir_p(t->dir)) {
+            fprintf(stderr, "peftd: trainer: %s: %s\n", t->dir, strerror(errno));
+            goto fail;
+        }
+        jobs_scan(t);
+    }
+    if (threads < 1) threads = 1;
+    if (!(t->th = calloc((size_t)threads, sizeof *t->th))) goto fail;
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&t->th[i], NULL, worker_main, t)) break;
+        t->n_th++;
+    }
+    if (t->n_th == 0) goto fail;
+    return t;
+fail:
+    pd_trainer_free(t);
+    return NULL;
+}
+
+void pd_trainer_free(pd_trainer *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    for (job *j = t->jobs; j; j = j->next) {
+        int zero = 0;
+        if (j->status == J_RUNNING) atomic_compare_exchange_strong(&j->cancel, &zero, 2);
+    }
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < t->n_th; i++) pthread_join(t->th[i], NULL);
+    for (job *j = t->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        job_free(j);
+    }
+    free(t->th);
+    free(t->dir);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+void pd_trainer_set_yield(pd_trainer *t, int (*waiting)(void *arg), void *arg) {
+    pthread_mutex_lock(&t->lock);
+    t->waiting = waiting;
+    t->waiting_arg = arg;
+    pthread_mutex_unlock(&t->lock);
+}
+
+pd_status pd_trainer_submit(pd_trainer *t, const cJSON *req, const char *train_jsonl, size_t train_len,
+                            const char *eval_jsonl, size_t eval_len, char *job_id, size_t id_cap, char *err,
+                            size_t errlen) {
+    job *j = NULL;
+    pd_status st = job_parse(t, req, train_jsonl, train_len, eval_jsonl, eval_len, NULL, &j, err, errlen);
+    if (st) return st;
+    pthread_mutex_lock(&t->lock);
+    int waiting = 0;
+    const job *busy = NULL;
+    for (const job *x = t->jobs; x; x = x->next) {
+        if (x->status == J_QUEUED) waiting++;
+        if ((x->status == J_QUEUED || x->status == J_RUNNING) && !strcmp(x->adapter, j->adapter)) busy = x;
+    }
+    if (t->stop) st = pd_err(err, errlen, PD_ERR_CANCELLED, "the trainer is shutting down");
+    else if (busy) st = pd_err(err, errlen, PD_ERR_BUSY, "adapter: '%s' is already being trained by job %s", j->adapter, busy->id);
+    else if (waiting >= MAX_WAITING_JOBS) st = pd_err(err, errlen, PD_ERR_BUSY, "%d training jobs are already queued", waiting);
+    if (!st) {
+        snprintf(j->id, sizeof j->id, "j-%ld", t->next_id++);
+        j->status = J_QUEUED;
+        j->hold = 1;
+        j->created_at = wall_now();
+        job_append(t, j);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (st) {
+        job_free(j);
+        return st;
+    }
+    if (t->dir) st = job_persist_new(t, j, err, errlen);
+    /* the raw examples and the source version were only needed on disk */
+    cJSON_Delete(j->train_raw);
+    cJSON_Delete(j->eval_raw);
+    j->train_raw = j->eval_raw = NULL;
+    pd_adapter_release(j->source);
+    j->source = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (st) {
+        job_unlink(t, j);
+    } else {
+        j->hold = 0;
+        t->n_queued++;
+        pthread_cond_broadcast(&t->cv);
+        snprintf(job_id, id_cap, "%s", j->id);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (st) job_free(j);
+    return st;
+}
+
+cJSON *pd_trainer_job_json(pd_trainer *t, const char *job_id) {
+    pthread_mutex_lock(&t->lock);
+    job *j = job_find(t, job_id);
+    cJSON *o = j ? job_json(j, 0) : NULL;
+    pthread_mutex_unlock(&t->lock);
+    return o;
+}
+
+cJSON *pd_trainer_list_json(pd_trainer *t) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = o ? cJSON_AddArrayToObject(o, "jobs") : NULL;
+    if (!a) { cJSON_Delete(o); return NULL; }
+    pthread_mutex_lock(&t->lock);
+    for (job *j = t->jobs; j; j = j->next) {
+        if (j->hold) continue;
+        cJSON *x = job_json(j, 0);
+        if (!x) { cJSON_Delete(o); o = NULL; break; }
+        cJSON_AddItemToArray(a, x);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return o;
+}
+
+pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t errlen) {
+    pthread_mutex_lock(&t->lock);
+    job *j = job_find(t, job_id);
+    if (!j) {
+        pthread_mutex_unlock(&t->lock);
+        return pd_err(err, errlen, PD_ERR_NOT_FOUND, "job '%.40s' not found", job_id);
+    }
+    if (j->status == J_QUEUED) {
+        j->status = J_CANCELLED;
+        j->finished_at = wall_now();
+        t->n_queued--;
+        t->n_cancelled++;
+        pthread_mutex_unlock(&t->lock);
+        job_save_state(t, j);
+        job_finish_files(t, j);
+        pthread_mutex_lock(&t->lock);
+        job_drop_data(j); /* no worker takes a cancelled job */
+        pthread_mutex_unlock(&t->lock);
+        return PD_OK;
+    }
+    if (j->status != J_RUNNING) {
+        pd_status st = pd_err(err, errlen, PD_ERR_BUSY, "job %s already %s", j->id, STATUS_NAME[j->status]);
+        pthread_mutex_unlock(&t->lock);
+        return st;
+    }
+    int zero = 0;
+    atomic_compare_exchange_strong(&j->cancel, &zero, 1);
+    /* the worker stops between micro-batches; wait a little so the answer usually shows it */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    while (j->status == J_RUNNING && !t->stop)
+        if (pthread_cond_timedwait(&t->cv, &t->lock, &until) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&t->lock);
+    return PD_OK;
+}
+
+void pd_trainer_stats_get(pd_trainer *t, pd_trainer_stats *s) {
+    pthread_mutex_lock(&t->lock);
+    s->queued = t->n_queued;
+    s->running = t->n_running;
+    s->succeeded = t->n_succeeded;
+    s->failed = t->n_failed;
+    s->cancelled = t->n_cancelled;
+    s->steps = t->n_steps;
+    pthread_mutex_unlock(&t->lock);
 }

@@ -197,7 +197,10 @@ void pd_linear(pd_pool *p, const float *x, int rows, int in, const float *w, con
 /* exp(x) for x in about [-87, 88]: 2^n * p(r) with r = x - n ln2, degree-6 polynomial
  * (relative error < 2e-7). Branch-free so loops over it vectorize. */
 static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* Written so NaN (it compares false) lands on the lower clamp: the int conversion below
+     * would be undefined for it. Overflowing activations (huge adapter weights) produce NaN. */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;

@@ -137,7 +137,7 @@ if [ "$ok" != 1 ]; then
     exit 1
 fi
 health=$(curl -fsS "$URL/health")
-pred=$(curl -fsS --fail-with-body -H 'Content-Type: application/json' \
+pred=$(curl -sS --fail-with-body -H 'Content-Type: application/json' \
     -d '{"inputs": ["a great movie", "a boring mess"]}' "$URL/predict") ||
     { echo "build-image: /predict failed: $pred" >&2; tail -n 30 "$WORK/smoke.log" >&2; exit 1; }
 log "GET /health -> $health"

@@ -20,11 +20,10 @@ api() {
     shift 2
     local auth=()
     [ -n "${PEFTD_API_KEY:-}" ] && auth=(-H "Authorization: Bearer $PEFTD_API_KEY")
-    curl -sS --fail-with-body -X "$method" "${auth[@]}" "$@" "$PEFTD_URL$path"
-    local rc=$?
+    local rc=0
+    curl -sS --fail-with-body -X "$method" "${auth[@]}" "$@" "$PEFTD_URL$path" || rc=$?
     [ "$rc" -eq 0 ] && return 0
-    echo >&2
-    echo "$(basename "$0"): $method $path failed (curl exit $rc)" >&2
+    echo "$(basename "$0"): $method $path failed" >&2
     return "$rc"
 }
 

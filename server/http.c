@@ -122,6 +122,7 @@ static void queue(pd_req *r, int status, struct MHD_Response *resp, const char *
     }
     if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (int i = 0; i < r->n_extra; i++) MHD_add_response_header(resp, r->extra_hdr[i][0], r->extra_hdr[i][1]);
+    if (r->srv->replica[0]) MHD_add_response_header(resp, "X-Peftd-Replica", r->srv->replica);
     if (atomic_load(&r->srv->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (MHD_queue_response(r->conn, (unsigned)status, resp) != MHD_YES) {
         status = 500;
@@ -154,12 +155,37 @@ void pd_req_json(pd_req *r, int status, const cJSON *v) {
     pd_req_reply(r, status, "application/json", txt, strlen(txt));
 }
 
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place: messages quote client
+ * input (field names, adapter names) and the JSON we send must stay valid UTF-8. A sequence
+ * cut by truncation at the end is dropped the same way. */
+static void utf8_scrub(char *s) {
+    unsigned char *u = (unsigned char *)s;
+    while (*u) {
+        int n = *u < 0x80 ? 0 : (*u & 0xE0) == 0xC0 && *u >= 0xC2 ? 1 : (*u & 0xF0) == 0xE0 ? 2 : (*u & 0xF8) == 0xF0 && *u <= 0xF4 ? 3 : -1;
+        int ok = n >= 0;
+        for (int k = 1; ok && k <= n; k++) ok = (u[k] & 0xC0) == 0x80;
+        if (ok && n == 2) {
+            unsigned cp = ((u[0] & 0x0Fu) << 12) | ((u[1] & 0x3Fu) << 6) | (u[2] & 0x3Fu);
+            ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
+        } else if (ok && n == 3) {
+            unsigned cp = ((u[0] & 0x07u) << 18) | ((u[1] & 0x3Fu) << 12) | ((u[2] & 0x3Fu) << 6) | (u[3] & 0x3Fu);
+            ok = cp >= 0x10000 && cp <= 0x10FFFF;
+        }
+        if (!ok) {
+            *u++ = '?';
+            continue;
+        }
+        u += n + 1;
+    }
+}
+
 void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     cJSON *e = pd_json_error(code, msg);
     char *txt = e ? pd_json_print(e) : NULL;
     cJSON_Delete(e);

@@ -176,7 +176,7 @@ static void predict_done(pd_req *r) {
         return;
     }
     if (r->async_st) {
-        pd_req_error(r, 503, pd_status_name(r->async_st), "the server is shutting down");
+        pd_req_error(r, 503, "shutting_down", "the server is shutting down");
         return;
     }
     pd_job *job = r->job;
@@ -212,7 +212,8 @@ static void predict_done(pd_req *r) {
 static int opt_int(pd_req *r, const cJSON *o, const char *key, int lo, int hi, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble || v->valuedouble < lo || v->valuedouble > hi) {
+    /* range first: converting an out-of-range double (1e999) to an integer is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) || v->valuedouble != (double)(int)v->valuedouble) {
         pd_req_error(r, 400, "invalid_input", "%s must be an integer in [%d, %d]", key, lo, hi);
         return -1;
     }
@@ -545,6 +546,21 @@ void pd_route_adapter_upload(pd_req *r) {
     if (!r->parts[PD_PART_WEIGHTS].len) {
         pd_req_error(r, 400, "invalid_input", "missing form field \"weights\" (adapter_model.safetensors or adapter.safetensors)");
         return;
+    }
+    if (r->parts[PD_PART_LABELS].seen) {
+        /* Checked here so a bad labels field is named as such, whatever the adapter's head. */
+        cJSON *l = NULL;
+        char err[256];
+        const pd_part *pl = &r->parts[PD_PART_LABELS];
+        int ok = pd_json_parse(pl->data ? pl->data : "", pl->len, &l, err, sizeof err) == PD_OK && cJSON_IsArray(l) &&
+                 cJSON_GetArraySize(l) > 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, l) if (!cJSON_IsString(e)) ok = 0;
+        cJSON_Delete(l);
+        if (!ok) {
+            pd_req_error(r, 400, "invalid_input", "labels must be a non-empty JSON array of strings, e.g. [\"negative\",\"positive\"]");
+            return;
+        }
     }
     park_on_worker(r, publish_task, upload_done);
 }

@@ -183,6 +183,14 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     s->metrics = pd_metrics_new();
     if (!s->metrics) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto fail; }
     if (*o->api_key_file && (st = read_key(s, err, errlen))) goto fail;
+    {
+        /* Names the replica in X-Peftd-Replica (set before the daemon starts: read by its threads). */
+        char host[64] = "";
+        if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "peftd");
+        host[sizeof host - 1] = 0;
+        if (o->port) snprintf(s->replica, sizeof s->replica, "%s:%d", host, o->port);
+        else snprintf(s->replica, sizeof s->replica, "%s/%ld", host, (long)getpid());
+    }
     if ((st = pd_http_start(s, err, errlen))) goto fail;
     {
         char extra[512];

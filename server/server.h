@@ -38,6 +38,7 @@ typedef struct pd_server {
     struct MHD_Daemon *daemon;
     int port;               /* the bound port */
     int quiesced_fd;        /* listening socket handed back by MHD_quiesce_daemon, -1 none */
+    char replica[128];      /* "<hostname>:<port>", sent as X-Peftd-Replica on every response */
     double t_start;
     atomic_int ready;       /* 1 once model, registry and scheduler are up */
     atomic_int draining;    /* 1 once shutdown began: responses close their connection */

@@ -87,6 +87,21 @@ def start(name, args=(), env=None, data=None):
     return s.start()
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
+
+
+def finish(s, sig=signal.SIGTERM):
+    """Stops a server and checks it exited 0 with no sanitizer report in its log."""
+    if s.proc is None:
+        return None
+    rc = s.stop(sig)
+    check(rc == 0, "server exit status 0 (got %r):\n%s" % (rc, s.log_tail()))
+    with open(s.log_path, errors="replace") as f:
+        txt = f.read()
+    check(not any(m in txt for m in SANITIZER_MARKS), "no sanitizer report in %s" % s.log_path)
+    return rc
+
+
 def healthy(s):
     try:
         r = s.client(timeout=20).get("/health")
@@ -103,7 +118,7 @@ def cli_predict(lines, *args, model=None):
     """Runs `peftd predict` and returns its parsed output lines."""
     p = subprocess.run([BIN, "predict", "--model", model or MODEL] + list(args), input="\n".join(lines) + "\n",
                        capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
+    if p.returncode != 0 or any(m in p.stderr for m in SANITIZER_MARKS):
         raise RuntimeError("peftd predict failed: %s" % p.stderr)
     return [json.loads(x) for x in p.stdout.splitlines()]
 
@@ -123,6 +138,7 @@ def test_health_info_and_routes():
         r = c.get("/health")
         check(r.status == 200 and r.json() == {"status": "ok"}, "health ok: %r" % r)
         check(r.header("Content-Type") == "application/json", "health is JSON")
+        check((r.header("X-Peftd-Replica") or "").endswith("/%d" % s.proc.pid), "X-Peftd-Replica: %r" % r.header("X-Peftd-Replica"))
         r = c.get("/info")
         i = r.json()
         m = i["model"]
@@ -145,14 +161,14 @@ def test_health_info_and_routes():
         check(is_error(r, 405) and r.header("Allow") == "GET, HEAD", "405 on POST /health")
         r = c.request("PATCH", "/adapters/x", b"")
         check(is_error(r, 405) and "PUT" in r.header("Allow"), "405 on PATCH /adapters/x")
-        check(s.stop() == 0, "SIGTERM exits 0")
+        check(finish(s) == 0, "SIGTERM exits 0")
         lines = s.log_lines()
         reqs = [l for l in lines if "method" in l]
         check(len(reqs) >= 14, "one log line per request (%d)" % len(reqs))
         check(all(set(["ts", "method", "path", "status", "adapter", "version", "tokens", "ms"]) <= set(l) for l in reqs),
               "log lines have every field")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_predict_base_and_cli():
@@ -212,7 +228,7 @@ def test_predict_base_and_cli():
         out = cli_predict([json.dumps(QA), json.dumps("x")], "--task", "question_answering")
         check("answer" in out[0] and "error" in out[1], "CLI --task")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_request_errors():
@@ -239,6 +255,8 @@ def test_request_errors():
         check(is_error(r, 400), "text and question mixed")
         r = c.predict({"inputs": ["a", QA]})
         check(is_error(r, 400) and "mix" in r.json()["error"]["message"], "mixed tasks")
+        r = c.post(P, b'{"inputs": ["a"], "top_k": 1e999}', ctype="application/json")
+        check(is_error(r, 400) and "top_k" in r.json()["error"]["message"], "top_k = infinity")
         for field, val in [("return_logits", "yes"), ("top_k", -1), ("top_k", 1.5), ("top_k", "3"), ("max_answer_length", 10 ** 9),
                            ("adapter", 5), ("task", "translation"), ("task", 3), ("max_length", -2)]:
             r = c.predict({"inputs": ["a"], field: val})
@@ -279,12 +297,12 @@ def test_request_errors():
         for junk in [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X-A: " + b"b" * 300000 + b"\r\n\r\n",
                      b"POST /predict HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"\x00\x01\x02\r\n\r\n",
                      b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inp"]:
-            raw_http(s.port, junk, read_timeout=3)
+            raw_http(s.port, junk, read_timeout=1)
         check(healthy(s), "healthy after hostile requests")
         r = c.predict({"inputs": ["still works"]})
         check(r.status == 200, "predict after hostile requests")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_adapter_lifecycle():
@@ -339,7 +357,7 @@ def test_adapter_lifecycle():
         check(is_error(c.get("/adapters/nosuch/files/adapter_config.json"), 404), "file of unknown")
         check(is_error(c.get("/adapters/" + "x" * 65), 400), "name too long")
         # labels and an own head
-        r = c.upload("three", lora_files(4, head_labels=3), labels=["red", "green", "blue"])
+        r = c.upload("three", lora_files(4, head_labels=["r", "g", "b"]), labels=["red", "green", "blue"])
         check(r.status == 201 and r.json()["labels"] == ["red", "green", "blue"], "labels: %r" % r)
         r = c.predict({"adapter": "three", "inputs": TEXTS, "return_logits": True})
         o = r.json()["outputs"][0]
@@ -362,7 +380,7 @@ def test_adapter_lifecycle():
         check(r.status == 201 and r.json()["version"] > 3, "recreated after delete: 201, versions keep growing: %r" % r)
         check(close(logits_of(c.predict({"adapter": "sent", "inputs": TEXTS, "return_logits": True})), l1), "recreated logits")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_bad_uploads():
@@ -410,14 +428,69 @@ def test_bad_uploads():
         r = c.request("POST", "/adapters", body, ctype="multipart/form-data")
         check(is_error(r, 400), "multipart without boundary")
         # too large for --max-body-mb 1
-        r = up(upload_fields("big", (cfg, w + b"\0" * (1 << 20))))
-        check(is_error(r, 413, "too_large"), "upload over the body limit")
+        # too large for --max-body-mb 1: refused from Content-Length, before the body is sent
+        ct, body = multipart(upload_fields("big", (cfg, w + b"\0" * (1 << 20))))
+        raw = raw_http(s.port, ("POST /adapters HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+                                % (ct, len(body))).encode())
+        check(status_of(raw) == 413 and b"too_large" in raw, "upload over the body limit: %r" % raw[:200])
         check(c.get("/adapters").json() == {"adapters": []}, "nothing half-registered")
         check(healthy(s), "healthy after bad uploads")
         r = up(good)
         check(r.status == 201, "a good upload still works")
     finally:
-        s.stop()
+        finish(s)
+
+
+def test_fuzzed_bodies():
+    """Random byte mutations of valid requests: every answer is a 2xx or a well-formed 4xx."""
+    s = start("fuzz")
+    try:
+        c = s.client()
+        rng = random.Random(1234)
+
+        def mutate(b):
+            b = bytearray(b)
+            for _ in range(rng.randint(1, 8)):
+                op = rng.random()
+                i = rng.randrange(len(b)) if b else 0
+                if op < 0.4 and b:
+                    b[i] = rng.randrange(256)
+                elif op < 0.7:
+                    b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+                elif b:
+                    del b[i:i + rng.randint(1, 16)]
+            return bytes(b)
+
+        pbody = json.dumps({"inputs": TEXTS + [QA], "adapter": None, "return_logits": True, "top_k": 2}).encode()
+        qbody = json.dumps({"inputs": [QA], "max_answer_length": 4, "top_k": 3, "max_length": 24, "doc_stride": 4}).encode()
+        cfg, w = lora_files(51)
+        ct, ubody = multipart(upload_fields("fz", (cfg, w)))
+        bad = []
+        for k in range(150):
+            r = c.post("/predict", mutate(pbody if k % 2 else qbody), ctype="application/json")
+            if not (r.status == 200 or (400 <= r.status < 500 and is_error(r, r.status))):
+                bad.append(r)
+        for k in range(60):
+            # mutate only the weights part's bytes or the config, keeping the multipart framing
+            which = rng.random()
+            f = (mutate(cfg), w) if which < 0.3 else (cfg, mutate(w))
+            ct2, b2 = multipart(upload_fields("fz%d" % k, f))
+            r = c.request("POST", "/adapters", b2, ctype=ct2)
+            if r.status not in (200, 201) and not (400 <= r.status < 500 and is_error(r, r.status)):
+                bad.append(r)
+            if k % 10 == 0:
+                r = c.request("POST", "/adapters", mutate(ubody), ctype=ct)
+                if r.status not in (200, 201) and not (400 <= r.status < 500 and is_error(r, r.status)):
+                    bad.append(r)
+        check(not bad, "fuzzed requests answered 2xx/4xx with error bodies: %r" % bad[:3])
+        check(healthy(s), "healthy after fuzzing")
+        for a in c.get("/adapters").json()["adapters"]:
+            r = c.predict({"adapter": a["name"], "inputs": ["x"] if a["task"] != "question_answering" else [QA]})
+            if r.status != 200:
+                bad.append((a["name"], r))
+        check(not bad, "every adapter that was accepted answers: %r" % bad[:3])
+    finally:
+        finish(s)
 
 
 def st_offsets_broken(w):
@@ -455,7 +528,7 @@ def test_auth():
         check(is_error(anon.request("DELETE", "/adapters/a"), 401), "DELETE without key")
         check(good.request("DELETE", "/adapters/a").status == 204, "DELETE with the key")
     finally:
-        s.stop()
+        finish(s)
     # --auth-all from the environment; the key file too
     s = start("auth2", env={"PEFTD_AUTH_ALL": "true", "PEFTD_API_KEY_FILE": keyfile})
     try:
@@ -467,7 +540,7 @@ def test_auth():
         check(good.get("/info").json()["auth"]["all_routes"] is True, "info says auth-all")
         check(good.predict({"inputs": ["x"]}).status == 200 and good.get("/metrics").status == 200, "auth-all with the key")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_options_env_and_help():
@@ -491,7 +564,7 @@ def test_options_env_and_help():
         lim = s.client().get("/info").json()["limits"]
         check(lim["max_queue"] == 9 and lim["batch_wait_ms"] == 3, "flags win over env, env over defaults: %r" % lim)
     finally:
-        s.stop()
+        finish(s)
     # the embedded default model is generated next to the binary when missing
     d = new_dir("defmodel")
     os.makedirs(os.path.join(d, "bin"))
@@ -506,7 +579,7 @@ def test_options_env_and_help():
         check(s.client().predict({"inputs": ["x"]}).status == 200, "serves the default model")
     finally:
         os.chdir(old)
-        s.stop()
+        finish(s)
     # a model written by tests/e2e/peftio.py (hidden 32) serves too
     m = os.path.join(d, "tiny32")
     write_tiny_bert(m, labels=("no", "yes", "maybe"))
@@ -519,7 +592,7 @@ def test_options_env_and_help():
         check(is_error(c.upload("x", lora_files(1)), 422, "mismatch"), "adapter for hidden 64 on a hidden-32 base: 422")
         check(c.upload("y", lora_files(1, hidden=32)).status == 201, "adapter for hidden 32 fits")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_metrics_and_batching():
@@ -541,7 +614,7 @@ def test_metrics_and_batching():
             finally:
                 cl.close()
 
-        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
         for t in ts:
             t.start()
         for t in ts:
@@ -571,7 +644,7 @@ def test_metrics_and_batching():
         check(rss > 1 << 20, "resident memory is real (%d)" % rss)
         check(txt.startswith("# HELP") and r.status == 200, "Prometheus text")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_queue_full():
@@ -592,7 +665,7 @@ def test_queue_full():
             finally:
                 cl.close()
 
-        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
         for t in ts:
             t.start()
         for t in ts:
@@ -604,7 +677,7 @@ def test_queue_full():
         check('peftd_rejected_inputs_total 6' in c.get("/metrics").body.decode(), "rejections counted")
         check(c.predict({"inputs": ["after"]}).status == 200, "accepts again once drained")
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_hot_swap_under_load():
@@ -680,16 +753,18 @@ def test_hot_swap_under_load():
                 time.sleep(0.02)
             cl.close()
 
-        clients = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+        clients = [threading.Thread(target=client_loop, args=(k,), daemon=True) for k in range(4)]
         for t in clients:
             t.start()
-        sw, fl = threading.Thread(target=swapper), threading.Thread(target=flapper)
-        sw.start()
-        fl.start()
-        sw.join(120)
-        fl.join(120)
-        time.sleep(0.2)
-        stop.set()
+        sw, fl = threading.Thread(target=swapper, daemon=True), threading.Thread(target=flapper, daemon=True)
+        try:
+            sw.start()
+            fl.start()
+            sw.join(120)
+            fl.join(120)
+            time.sleep(0.2)
+        finally:
+            stop.set()
         for t in clients:
             t.join(60)
         check(not swap_errors, "every replace/delete/recreate succeeded: %r" % swap_errors[:3])
@@ -725,7 +800,7 @@ def test_hot_swap_under_load():
         sw_n = int(re.search(r"^peftd_adapter_swaps_total (\d+)$", txt, re.M).group(1))
         check(sw_n >= n_versions, "swaps counted (%d)" % sw_n)
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_restart_and_kill9():
@@ -737,11 +812,11 @@ def test_restart_and_kill9():
         c = s.client()
         c.upload("p1", lora_files(21))
         c.upload("p1", lora_files(22), method="PUT")
-        c.upload("p2", lora_files(23, head_labels=3), labels=["x", "y", "z"])
+        c.upload("p2", lora_files(23, head_labels=["a", "b", "c"]), labels=["x", "y", "z"])
         want = {n: logits_of(c.predict(dict(body, adapter=n))) for n in ("p1", "p2")}
         before = {a["name"]: a for a in c.get("/adapters").json()["adapters"]}
     finally:
-        check(s.stop() == 0, "clean stop")
+        check(finish(s) == 0, "clean stop")
     s = start("restart-b", data=data)
     try:
         c = s.client()
@@ -752,7 +827,7 @@ def test_restart_and_kill9():
         for n in ("p1", "p2"):
             check(close(logits_of(c.predict(dict(body, adapter=n))), want[n]), "same logits after restart (%s)" % n)
     finally:
-        s.stop()
+        finish(s)
     # kill -9 at random moments of an upload: afterwards p1 is the old or the new version, complete
     rng = random.Random(5)
     for k in range(6):
@@ -790,7 +865,38 @@ def test_restart_and_kill9():
             check(close(logits_of(c.predict(dict(body, adapter="p2"))), want["p2"]), "p2 untouched")
             want["p1"] = logits_of(r)
         finally:
-            s.stop()
+            finish(s)
+
+
+def test_replicas_share_data_dir():
+    data = os.path.join(new_dir("replicas"), "data")
+    a = start("replica-a", data=data)
+    b = start("replica-b", data=data)
+    try:
+        ca, cb = a.client(), b.client()
+        body = {"inputs": TEXTS, "return_logits": True}
+
+        def wait_for(cond, secs=10):
+            t = time.time()
+            while time.time() - t < secs:
+                if cond():
+                    return True
+                time.sleep(0.1)
+            return False
+
+        check(ca.upload("shared", lora_files(41)).status == 201, "upload on replica a")
+        want = logits_of(ca.predict(dict(body, adapter="shared")))
+        check(wait_for(lambda: cb.get("/adapters/shared").status == 200), "replica b sees it (sync every 500 ms)")
+        r = cb.predict(dict(body, adapter="shared"))
+        check(r.status == 200 and r.json()["version"] == 1 and close(logits_of(r), want), "replica b predicts with it")
+        r = cb.upload("shared", lora_files(42), method="PUT")
+        check(r.status == 200 and r.json()["version"] == 2, "replace on replica b")
+        check(wait_for(lambda: ca.predict(dict(body, adapter="shared")).json().get("version") == 2), "replica a picks up v2")
+        check(cb.request("DELETE", "/adapters/shared").status == 204, "delete on b")
+        check(wait_for(lambda: ca.get("/adapters/shared").status == 404), "replica a sees the delete")
+    finally:
+        finish(a)
+        finish(b)
 
 
 def test_eviction():
@@ -820,7 +926,7 @@ def test_eviction():
         res = int(re.search(r"^peftd_adapters_resident_bytes (\d+)$", txt, re.M).group(1))
         check(ev > 0 and res <= 1 << 20, "evictions %d, resident bytes %d <= 1 MiB" % (ev, res))
     finally:
-        s.stop()
+        finish(s)
 
 
 def test_sigterm_finishes_in_flight():
@@ -837,12 +943,12 @@ def test_sigterm_finishes_in_flight():
         finally:
             cl.close()
 
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
     for t in ts:
         t.start()
     time.sleep(0.5)  # all are parked waiting for the batch
     t0 = time.monotonic()
-    rc = s.stop(signal.SIGTERM)
+    rc = finish(s)
     for t in ts:
         t.join(30)
     check(rc == 0, "exit status 0 after SIGTERM (%r)" % rc)
@@ -855,7 +961,7 @@ def test_sigterm_finishes_in_flight():
     except OSError:
         check(True, "")
     s2 = start("sigint")
-    check(s2.stop(signal.SIGINT) == 0, "SIGINT exits 0 too")
+    check(finish(s2, signal.SIGINT) == 0, "SIGINT exits 0 too")
 
 
 TESTS = [
@@ -864,12 +970,14 @@ TESTS = [
     test_request_errors,
     test_adapter_lifecycle,
     test_bad_uploads,
+    test_fuzzed_bodies,
     test_auth,
     test_options_env_and_help,
     test_metrics_and_batching,
     test_queue_full,
     test_hot_swap_under_load,
     test_restart_and_kill9,
+    test_replicas_share_data_dir,
     test_eviction,
     test_sigterm_finishes_in_flight,
 ]
