@@ -87,4 +87,4 @@ image: deps
 clean:
 	rm -rf build build-asan build-ubsan build-tsan
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj -type f -name '*.d' 2>/dev/null)

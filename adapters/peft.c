@@ -300,6 +300,7 @@ typedef struct peft_state {
     const float **ln_b;       /* (layers * 2) replacement LayerNorm bias or NULL */
     const float *emb_shift;   /* (hidden) embeddings LayerNorm bias minus the base's, or NULL */
     const float *emb_b;       /* (hidden) the stored embeddings LayerNorm bias, or NULL */
+    float *shift_buf;         /* trainable: (hidden) emb_shift's storage, recomputed from emb_b */
     float **pk, **pv;         /* prefix tuning: [layer] -> (nvt, hidden) */
     float *prefix_emb;        /* prefix tuning: prompt_embeddings (nvt, layers * 2 * hidden) */
     /* trainable adapters only */
@@ -1283,5 +1284,548 @@ pd_status pd_peft_config_for_save(const pd_adapter *a, cJSON **out) {
         cJSON_AddItemToObject(c, "labels", arr);
     }
     *out = c;
+    return PD_OK;
+}
+
+/* ==== Training ==== */
+
+/* The gradient buffer of the stored tensor whose data is p, allocated on first use. */
+static float *param_grad(pd_adapter *a, const float *p, int decay) {
+    pd_atensor *t = pd_at_by_data(a, p);
+    PD_ASSERT(t);
+    if (!t->grad) {
+        size_t n = pd_at_numel(t);
+        if (!(t->grad = calloc(n ? n : 1, sizeof(float)))) return NULL;
+        t->decay = decay;
+    }
+    return t->grad;
+}
+
+/* PEFT's PrefixEncoder names (the adapter name left out, as save_pretrained does elsewhere). */
+static const char *const MLP_NAMES[5] = {"prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
+                                         "prompt_encoder.transform.0.bias", "prompt_encoder.transform.2.weight",
+                                         "prompt_encoder.transform.2.bias"};
+
+pd_status pd_peft_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen) {
+    peft_state *s = a->impl;
+    int L = a->cfg->layers, H = a->cfg->hidden;
+#define G(dst, ptr, decay)                                                             \
+    do {                                                                               \
+        if (!((dst) = param_grad(a, (ptr), (decay)))) goto oom;                        \
+    } while (0)
+    if (a->method == PD_METHOD_LORA || a->method == PD_METHOD_IA3) {
+        if (a->method == PD_METHOD_LORA) {
+            double p = 0;
+            if (pd_json_num(a->config, "lora_dropout", &p) || !(p >= 0 && p < 1))
+                return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: lora_dropout must be a number in [0, 1)");
+            s->lora_dropout = (float)p;
+        }
+        for (int i = 0; i < L * PD_LIN_COUNT; i++) {
+            lin_delta *ld = &s->lin[i];
+            if (ld->lora) {
+                G(ld->gA, ld->A, 1);
+                G(ld->gB, ld->B, 1);
+                if (ld->bB) G(ld->gbB, ld->bB, 0);
+            }
+            if (ld->ia3) G(ld->gia3, ld->ia3, 1);
+            if (ld->bias) G(ld->gbias, ld->bias, 0);
+        }
+        if (!(s->g_ln_b = calloc((size_t)L * 2, sizeof *s->g_ln_b))) goto oom;
+        int any_ln = 0;
+        for (int i = 0; i < 2 * L; i++)
+            if (s->ln_b[i]) { G(s->g_ln_b[i], s->ln_b[i], 0); any_ln = 1; }
+        if (s->emb_b) {
+            /* cadd becomes the base part W d only; LoRA sees the shifted input itself. */
+            if (!(s->shift_buf = pd_adapter_alloc(a, (size_t)H))) goto oom;
+            s->emb_shift = s->shift_buf;
+            G(s->g_emb_b, s->emb_b, 0);
+            for (int k = 0; k < 3; k++) {
+                lin_delta *ld = &s->lin[k];
+                if (!(ld->cadd = pd_adapter_alloc(a, (size_t)H))) goto oom;
+                if (ld->lora) ld->xshift = s->shift_buf;
+            }
+            any_ln = 1;
+        }
+        a->delta.linear = peft_linear;
+        a->delta.linear_bwd = peft_linear_bwd;
+        if (any_ln) {
+            a->delta.sublayer = peft_sublayer;
+            a->delta.sublayer_bwd = peft_sublayer_bwd;
+        }
+    } else if (a->method == PD_METHOD_PREFIX) {
+        int nvt = a->delta.n_prefix;
+        if (mlp) {
+            int E = mlp_hidden;
+            int64_t shp[5][2] = {{nvt, H}, {E, H}, {E, 1}, {(int64_t)L * 2 * H, E}, {(int64_t)L * 2 * H, 1}};
+            for (int i = 0; i < 5; i++) {
+                pd_atensor *at;
+                int nd = i == 2 || i == 4 ? 1 : 2;
+                pd_status st = pd_at_add(a, MLP_NAMES[i], nd, shp[i][0], shp[i][1], mlp[i], PD_FILE_NONE, &at, err, errlen);
+                if (st) return st;
+                s->mlp[i] = at->data;
+            }
+            for (int i = 0; i < 5; i++) G(s->g_mlp[i], s->mlp[i], i == 1 || i == 3);
+            s->mlp_hidden = E;
+            if (!(s->mlp_h = pd_adapter_alloc(a, (size_t)nvt * E))) goto oom;
+        } else {
+            G(s->g_prefix, s->prefix_emb, 1);
+        }
+        a->delta.prefix_bwd = peft_prefix_bwd;
+    } else {
+        G(s->g_prompt, a->delta.prompt, 1);
+        a->delta.prompt_bwd = peft_prompt_bwd;
+    }
+#undef G
+    pd_peft_params_changed(a);
+    return PD_OK;
+oom:
+    return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+}
+
+void pd_peft_params_changed(pd_adapter *a) {
+    peft_state *s = a->impl;
+    int L = a->cfg->layers, H = a->cfg->hidden;
+    if (s->mlp[0]) {
+        /* P = tanh(e W1^T + b1) W2^T + b2: the folded prefix core and the saved file use */
+        int nvt = a->delta.n_prefix, E = s->mlp_hidden;
+        pd_linear(NULL, s->mlp[0], nvt, H, s->mlp[1], s->mlp[2], E, s->mlp_h);
+        for (size_t i = 0; i < (size_t)nvt * E; i++) s->mlp_h[i] = tanhf(s->mlp_h[i]);
+        pd_linear(NULL, s->mlp_h, nvt, E, s->mlp[3], s->mlp[4], L * 2 * H, s->prefix_emb);
+    }
+    if (s->pk && s->prefix_emb) {
+        int nvt = a->delta.n_prefix;
+        for (int l = 0; l < L; l++)
+            for (int t = 0; t < nvt; t++) {
+                const float *row = s->prefix_emb + (size_t)t * L * 2 * H;
+                memcpy(s->pk[l] + (size_t)t * H, row + (size_t)(2 * l) * H, sizeof(float) * H);
+                memcpy(s->pv[l] + (size_t)t * H, row + (size_t)(2 * l + 1) * H, sizeof(float) * H);
+            }
+    }
+    if (s->shift_buf) {
+        pd_model_extras ex;
+        pd_model_get_extras(a->base, &ex);
+        for (int j = 0; j < H; j++) s->shift_buf[j] = s->emb_b[j] - ex.emb_ln_b[j];
+        const pd_layer *L0 = pd_model_layer(a->base, 0);
+        const float *W[3] = {L0->wq, L0->wk, L0->wv};
+        for (int k = 0; k < 3; k++) pd_gemm(NULL, 0, 1, 1, H, H, 1.0f, s->shift_buf, H, W[k], H, 0.0f, s->lin[k].cadd, H);
+    }
+}
+
+float *const *pd_peft_mlp(const pd_adapter *a, int *hidden) {
+    const peft_state *s = a->impl;
+    if (a->format != PD_FMT_PEFT || !s || !s->mlp[0]) return NULL;
+    *hidden = s->mlp_hidden;
+    return s->mlp;
+}
+
+/* ==== Fresh adapters ==== */
+
+static const char *const LORA_KEYS[] = {"r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "bias",
+                                        "lora_bias", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
+                                        "alpha_pattern", NULL};
+static const char *const IA3_KEYS[] = {"target_modules", "feedforward_modules", "exclude_modules", "init_ia3_weights",
+                                       "layers_to_transform", "layers_pattern", NULL};
+static const char *const PREFIX_KEYS[] = {"num_virtual_tokens", "prefix_projection", "encoder_hidden_size", NULL};
+static const char *const PROMPT_KEYS[] = {"num_virtual_tokens", "prompt_init_text", "prompt_tuning_init", "prompt_tuning_init_text",
+                                          "tokenizer_name_or_path", NULL};
+
+/* Adds v under k (v may be NULL only on OOM, which *bad records). */
+static void jput(cJSON *o, const char *k, cJSON *v, int *bad) {
+    if (!v || !cJSON_AddItemToObject(o, k, v)) { cJSON_Delete(v); *bad = 1; }
+}
+
+/* The user's value of k (copied) or the default. */
+static void jput_user(cJSON *o, const cJSON *user, const char *k, cJSON *dflt, int *bad) {
+    const cJSON *u = user ? pd_json_get(user, k) : NULL;
+    if (u) { cJSON_Delete(dflt); jput(o, k, cJSON_Duplicate(u, 1), bad); }
+    else jput(o, k, dflt, bad);
+}
+
+static float *tl_add(pd_tlist *tl, const char *name, int ndim, int64_t d0, int64_t d1, int *bad) {
+    float *p = pd_tlist_add(tl, name, ndim, d0, d1);
+    if (!p) *bad = 1;
+    return p;
+}
+
+/* A head tensor: the base's values when given (same shape), else HF's _init_weights for a new
+ * Linear: weight normal(0, 0.02), bias zero. */
+static void tl_head(pd_tlist *tl, const char *pre, const char *mod, int out, int H, const float *w, const float *b, pd_rng *rng, int *bad) {
+    char n[256];
+    snprintf(n, sizeof n, "%s%s.weight", pre, mod);
+    float *pw = tl_add(tl, n, 2, out, H, bad);
+    snprintf(n, sizeof n, "%s%s.bias", pre, mod);
+    float *pb = tl_add(tl, n, 1, out, 0, bad);
+    if (!pw || !pb) return;
+    if (w) memcpy(pw, w, sizeof(float) * (size_t)out * H);
+    else pd_fill_normal(rng, pw, (size_t)out * H, 0.0, 0.02);
+    if (b) memcpy(pb, b, sizeof(float) * (size_t)out);
+}
+
+/* The task head PEFT trains through modules_to_save: the base checkpoint's tensors where they
+ * fit (HF's from_pretrained keeps every tensor whose shape matches and re-initialises the rest),
+ * and parts the base lacks (bert's pooler, distilbert's pre_classifier) saved as trainable
+ * modules too, so the adapter never depends on weights a reload would draw anew. */
+static void peft_fresh_head(const pd_model *base, const pd_fresh_head *fh, const char *pre, pd_rng *rng, pd_tlist *tl, cJSON *mts, int *bad) {
+    const pd_config *cf = pd_model_config(base);
+    int H = cf->hidden;
+    pd_model_extras ex;
+    pd_model_get_extras(base, &ex);
+    if (fh->task == PD_TASK_QA) {
+        const pd_head *qh = pd_model_head(base, PD_TASK_QA);
+        tl_head(tl, pre, "qa_outputs", 2, H, qh ? qh->layer[0].w : NULL, qh ? qh->layer[0].b : NULL, rng, bad);
+        cJSON_AddItemToArray(mts, cJSON_CreateString("qa_outputs"));
+        return;
+    }
+    if (fh->task != PD_TASK_CLS) return;
+    const pd_head *bh = pd_model_head(base, PD_TASK_CLS);
+    int nl = fh->num_labels, match = bh && bh->layer[1].out == nl;
+    char mod[64];
+    cJSON_AddItemToArray(mts, cJSON_CreateString("classifier"));
+    cJSON_AddItemToArray(mts, cJSON_CreateString("score"));
+    if (cf->arch == PD_ARCH_ROBERTA) {
+        tl_head(tl, pre, "classifier.dense", H, H, bh ? bh->layer[0].w : NULL, bh ? bh->layer[0].b : NULL, rng, bad);
+        tl_head(tl, pre, "classifier.out_proj", nl, H, match ? bh->layer[1].w : NULL, match ? bh->layer[1].b : NULL, rng, bad);
+        return;
+    }
+    if (cf->arch == PD_ARCH_BERT && !ex.pooler_w) {
+        snprintf(mod, sizeof mod, "%spooler.dense", arch_prefix(cf->arch));
+        tl_head(tl, pre, mod, H, H, NULL, NULL, rng, bad);
+        cJSON_AddItemToArray(mts, cJSON_CreateString("pooler"));
+    }
+    if (cf->arch == PD_ARCH_DISTILBERT && !bh) {
+        tl_head(tl, pre, "pre_classifier", H, H, NULL, NULL, rng, bad);
+        cJSON_AddItemToArray(mts, cJSON_CreateString("pre_classifier"));
+    }
+    tl_head(tl, pre, "classifier", nl, H, match ? bh->layer[1].w : NULL, match ? bh->layer[1].b : NULL, rng, bad);
+}
+
+/* Checks the user's LoRA / IA3 keys with "config.<key>" messages; the selection itself is the
+ * loader's (lora_ia3_select), run on the config being built. */
+static pd_status fresh_lora_check(const cJSON *u, int ia3, char *err, size_t errlen) {
+    pd_status st;
+    const cJSON *v;
+    static const char *const lists[] = {"target_modules", "exclude_modules", "feedforward_modules", "layers_pattern", NULL};
+    for (int i = 0; lists[i]; i++) {
+        if (!(v = pd_json_get(u, lists[i]))) continue;
+        if (cJSON_IsString(v)) continue;
+        if (!cJSON_IsArray(v) || (i == 0 && cJSON_GetArraySize(v) == 0))
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be a %slist of module names or a regex string", lists[i], i == 0 ? "non-empty " : "");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must hold strings", lists[i]);
+    }
+    if ((v = pd_json_get(u, "layers_to_transform"))) {
+        int ok = cJSON_IsNumber(v) || cJSON_IsArray(v);
+        const cJSON *e;
+        if (cJSON_IsArray(v)) cJSON_ArrayForEach(e, v) ok &= cJSON_IsNumber(e);
+        if (!ok) return pd_err(err, errlen, PD_ERR_INVALID, "config.layers_to_transform must be a layer index or a list of them");
+    }
+    if (ia3) {
+        int b = 1;
+        return pd_cfg_bool(u, "init_ia3_weights", &b, err, errlen);
+    }
+    int r = 8, flag = 0;
+    double x = 8;
+    if ((st = pd_cfg_int(u, "r", 1, 1 << 20, &r, err, errlen))) return st;
+    if ((st = pd_cfg_num(u, "lora_alpha", -1e9, 1e9, &x, err, errlen))) return st;
+    if (x <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "config.lora_alpha must be > 0 (got %g)", x);
+    x = 0;
+    if ((st = pd_cfg_num(u, "lora_dropout", -1e9, 1e9, &x, err, errlen))) return st;
+    if (!(x >= 0 && x < 1)) return pd_err(err, errlen, PD_ERR_INVALID, "config.lora_dropout must be >= 0 and < 1 (got %g)", x);
+    if ((st = pd_cfg_bool(u, "use_rslora", &flag, err, errlen)) || (st = pd_cfg_bool(u, "lora_bias", &flag, err, errlen))) return st;
+    const char *bias = NULL;
+    if ((st = pd_cfg_str(u, "bias", &bias, err, errlen))) return st;
+    if (bias && strcmp(bias, "none") && strcmp(bias, "all") && strcmp(bias, "lora_only"))
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.bias must be \"none\", \"all\" or \"lora_only\" (got \"%s\")", bias);
+    if ((v = pd_json_get(u, "init_lora_weights")) && !cJSON_IsBool(v) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "gaussian")))
+        return pd_err(err, errlen, cJSON_IsString(v) ? PD_ERR_UNSUPPORTED : PD_ERR_INVALID,
+                      "config.init_lora_weights must be true, false or \"gaussian\"");
+    static const char *const pats[] = {"rank_pattern", "alpha_pattern"};
+    for (int i = 0; i < 2; i++) {
+        if (!(v = pd_json_get(u, pats[i]))) continue;
+        if (!cJSON_IsObject(v)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be an object {\"module pattern\": value}", pats[i]);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) {
+            if (!cJSON_IsNumber(e) || (i == 0 && (e->valuedouble < 1 || e->valuedouble != floor(e->valuedouble))))
+                return pd_err(err, errlen, PD_ERR_INVALID, "config.%s.%s must be a %s", pats[i], e->string, i == 0 ? "positive integer" : "number");
+        }
+    }
+    return PD_OK;
+}
+
+/* LoRA / IA3: the config, then the selected linears' tensors. */
+static pd_status fresh_lora(const pd_model *base, int ia3, const cJSON *u, const pd_fresh_head *fh, pd_rng *rng, pd_fresh *out,
+                            cJSON *c, char *err, size_t errlen) {
+    const pd_config *cf = pd_model_config(base);
+    pd_status st = fresh_lora_check(u, ia3, err, errlen);
+    if (st) return st;
+    int bad = 0, dist = cf->arch == PD_ARCH_DISTILBERT;
+    /* PEFT's TRANSFORMERS_MODELS_TO_{LORA,IA3}_TARGET_MODULES_MAPPING for bert / roberta; PEFT
+     * has no entry for distilbert, whose analogous linears peftd uses. */
+    cJSON *tm = cJSON_CreateArray(), *ff = NULL;
+    if (tm) {
+        const char *d[3] = {ia3 ? (dist ? "k_lin" : "key") : (dist ? "q_lin" : "query"), dist ? "v_lin" : "value",
+                            ia3 ? (dist ? "lin2" : "output.dense") : NULL};
+        for (int i = 0; i < 3 && d[i]; i++) cJSON_AddItemToArray(tm, cJSON_CreateString(d[i]));
+    }
+    jput_user(c, u, "target_modules", tm, &bad);
+    jput_user(c, u, "exclude_modules", cJSON_CreateNull(), &bad);
+    jput_user(c, u, "layers_to_transform", cJSON_CreateNull(), &bad);
+    jput_user(c, u, "layers_pattern", cJSON_CreateNull(), &bad);
+    jput(c, "fan_in_fan_out", cJSON_CreateFalse(), &bad);
+    if (ia3) {
+        if ((ff = cJSON_CreateArray())) cJSON_AddItemToArray(ff, cJSON_CreateString(dist ? "lin2" : "output.dense"));
+        jput_user(c, u, "feedforward_modules", ff, &bad);
+        jput_user(c, u, "init_ia3_weights", cJSON_CreateTrue(), &bad);
+    } else {
+        jput_user(c, u, "r", cJSON_CreateNumber(8), &bad);
+        jput_user(c, u, "lora_alpha", cJSON_CreateNumber(8), &bad);
+        jput_user(c, u, "lora_dropout", cJSON_CreateNumber(0.0), &bad);
+        jput_user(c, u, "use_rslora", cJSON_CreateFalse(), &bad);
+        jput_user(c, u, "bias", cJSON_CreateString("none"), &bad);
+        jput_user(c, u, "lora_bias", cJSON_CreateFalse(), &bad);
+        jput_user(c, u, "init_lora_weights", cJSON_CreateTrue(), &bad);
+        jput_user(c, u, "rank_pattern", cJSON_CreateObject(), &bad);
+        jput_user(c, u, "alpha_pattern", cJSON_CreateObject(), &bad);
+        jput(c, "use_dora", cJSON_CreateFalse(), &bad);
+    }
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    /* The loader's own target selection, run on a scratch adapter holding this config. */
+    pd_adapter *tmp = calloc(1, sizeof *tmp);
+    peft_state *ps = calloc(1, sizeof *ps);
+    int L = cf->layers, H = cf->hidden, F = cf->ffn;
+    if (ps) ps->lin = calloc((size_t)L * PD_LIN_COUNT, sizeof *ps->lin);
+    if (!tmp || !ps || !ps->lin) {
+        free(tmp);
+        peft_state_free(ps);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    tmp->base = base;
+    tmp->cfg = cf;
+    tmp->config = c;
+    tmp->method = ia3 ? PD_METHOD_IA3 : PD_METHOD_LORA;
+    const char *P = NULL;
+    int *want = NULL, lora_bias = 0;
+    st = lora_ia3_select(tmp, NULL, ps, &P, &want, &lora_bias, err, errlen);
+    if (st) goto done;
+    const char *bias = "none";
+    const cJSON *bv = pd_json_get(c, "bias");
+    if (cJSON_IsString(bv)) bias = bv->valuestring;
+    int init_gauss = 0, init_off = 0, ia3_init = 1;
+    const cJSON *iv = pd_json_get(c, "init_lora_weights");
+    init_gauss = cJSON_IsString(iv);
+    init_off = cJSON_IsFalse(iv);
+    pd_json_bool(c, "init_ia3_weights", &ia3_init);
+    char key[512], n[700];
+    for (int l = 0; l < L && !bad; l++) {
+        const pd_layer *ly = pd_model_layer(base, l);
+        const float *bb[PD_LIN_COUNT] = {ly->bq, ly->bk, ly->bv, ly->bo, ly->b1, ly->b2};
+        for (int k = 0; k < PD_LIN_COUNT && !bad; k++) {
+            int in = k == PD_LIN_FFN2 ? F : H, o = k == PD_LIN_FFN1 ? F : H;
+            const lin_delta *ld = &ps->lin[l * PD_LIN_COUNT + k];
+            int sel = want[l * PD_LIN_COUNT + k] > 0;
+            layer_module(tmp, P, l, lin_name(tmp, k), key, sizeof key);
+            if (sel && ia3) {
+                snprintf(n, sizeof n, "base_model.model.%s.ia3_l", key);
+                float *v = tl_add(&out->w, n, 2, ld->ff ? 1 : o, ld->ff ? in : 1, &bad);
+                /* reset_ia3_parameters: ones; without it the parameter keeps torch.randn */
+                if (v) for (int i = 0; i < (ld->ff ? in : o); i++) v[i] = ia3_init ? 1.0f : (float)pd_rng_normal(rng);
+            } else if (sel) {
+                int r = ld->r;
+                snprintf(n, sizeof n, "base_model.model.%s.lora_A.weight", key);
+                float *A = tl_add(&out->w, n, 2, r, in, &bad);
+                snprintf(n, sizeof n, "base_model.model.%s.lora_B.weight", key);
+                float *B = tl_add(&out->w, n, 2, o, r, &bad);
+                float *bB = NULL;
+                if (lora_bias) {
+                    snprintf(n, sizeof n, "base_model.model.%s.lora_B.bias", key);
+                    bB = tl_add(&out->w, n, 1, o, 0, &bad);
+                }
+                if (!A || !B || (lora_bias && !bB)) break;
+                /* reset_lora_parameters: A kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(in)) or
+                 * normal(0, 1/r) ("gaussian"), B and its bias zero. init_lora_weights=false keeps
+                 * nn.Linear's own init: U(+-1/sqrt(fan_in)) for every weight and bias. */
+                if (init_gauss) pd_fill_normal(rng, A, (size_t)r * in, 0.0, 1.0 / r);
+                else pd_fill_uniform(rng, A, (size_t)r * in, -1.0 / sqrt((double)in), 1.0 / sqrt((double)in));
+                if (init_off) {
+                    pd_fill_uniform(rng, B, (size_t)o * r, -1.0 / sqrt((double)r), 1.0 / sqrt((double)r));
+                    if (bB) pd_fill_uniform(rng, bB, (size_t)o, -1.0 / sqrt((double)r), 1.0 / sqrt((double)r));
+                }
+            }
+            /* bias="all" trains every bias, "lora_only" those of LoRA-wrapped linears (PEFT names a
+             * wrapped linear's bias "<module>.base_layer.bias") */
+            if (!ia3 && (!strcmp(bias, "all") || (sel && !strcmp(bias, "lora_only")))) {
+                snprintf(n, sizeof n, "base_model.model.%s.%sbias", key, sel ? "base_layer." : "");
+                float *v = tl_add(&out->w, n, 1, o, 0, &bad);
+                if (v && bb[k]) memcpy(v, bb[k], sizeof(float) * (size_t)o);
+            }
+        }
+        if (!ia3 && !strcmp(bias, "all")) {
+            const char *lnn[2] = {dist ? "sa_layer_norm" : "attention.output.LayerNorm", dist ? "output_layer_norm" : "output.LayerNorm"};
+            const float *lnb[2] = {ly->ln1_b, ly->ln2_b};
+            for (int k = 0; k < 2; k++) {
+                layer_module(tmp, P, l, lnn[k], key, sizeof key);
+                snprintf(n, sizeof n, "base_model.model.%s.bias", key);
+                float *v = tl_add(&out->w, n, 1, H, 0, &bad);
+                if (v) memcpy(v, lnb[k], sizeof(float) * (size_t)H);
+            }
+        }
+    }
+    if (!ia3 && !strcmp(bias, "all") && !bad) {
+        pd_model_extras ex;
+        pd_model_get_extras(base, &ex);
+        snprintf(n, sizeof n, "base_model.model.%sembeddings.LayerNorm.bias", P);
+        float *v = tl_add(&out->w, n, 1, H, 0, &bad);
+        if (v) memcpy(v, ex.emb_ln_b, sizeof(float) * (size_t)H);
+        /* the pooler's bias too, where the classification head uses the base's pooler */
+        if (v && ex.pooler_b && fh->task == PD_TASK_CLS && cf->arch == PD_ARCH_BERT) {
+            snprintf(n, sizeof n, "base_model.model.%spooler.dense.bias", P);
+            if ((v = tl_add(&out->w, n, 1, H, 0, &bad))) memcpy(v, ex.pooler_b, sizeof(float) * (size_t)H);
+        }
+    }
+    if (bad) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+done:
+    free(want);
+    peft_state_free(ps);
+    free(tmp);
+    return st;
+}
+
+/* Prompt tuning's TEXT init: the word embeddings of the text's tokens (special tokens included,
+ * as the tokenizer's __call__ adds them), repeated and cut to num_virtual_tokens. */
+static pd_status prompt_from_text(const pd_model *base, const char *text, int nvt, float *out, char *err, size_t errlen) {
+    const pd_tokenizer *tok = pd_model_tokenizer(base);
+    int H = pd_model_config(base)->hidden;
+    pd_tokens t;
+    memset(&t, 0, sizeof t);
+    pd_status st = pd_tokenizer_tokenize(tok, text, strlen(text), &t, err, errlen);
+    if (st) return st;
+    int cap = t.n + pd_tokenizer_num_special(tok, 0) + 1;
+    int32_t *buf = malloc(sizeof(int32_t) * 4 * (size_t)cap);
+    if (!buf) { pd_tokens_free(&t); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+    int n = pd_tokenizer_assemble(tok, t.ids, t.n, NULL, -1, buf, buf + cap, buf + 2 * cap, buf + 3 * cap);
+    pd_model_extras ex;
+    pd_model_get_extras(base, &ex);
+    if (n <= 0) st = pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_init_text gives no tokens");
+    for (int i = 0; i < nvt && !st; i++) memcpy(out + (size_t)i * H, ex.word_emb + (size_t)buf[i % n] * H, sizeof(float) * H);
+    free(buf);
+    pd_tokens_free(&t);
+    return st;
+}
+
+/* Prefix / prompt tuning: PromptLearningConfig fields, then prompt_embeddings (and the MLP). */
+static pd_status fresh_prompt(const pd_model *base, int prefix, const cJSON *u, pd_rng *rng, pd_fresh *out, cJSON *c, char *err,
+                              size_t errlen) {
+    const pd_config *cf = pd_model_config(base);
+    int L = cf->layers, H = cf->hidden, nvt = 20, proj = 0, E = H, bad = 0;
+    pd_status st;
+    if (prefix && cf->arch == PD_ARCH_DISTILBERT)
+        return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
+                      "prefix tuning is not supported on distilbert: transformers' DistilBERT takes no past_key_values, so PEFT cannot run it either");
+    if ((st = pd_cfg_int(u, "num_virtual_tokens", 1, 1 << 20, &nvt, err, errlen))) return st;
+    if (nvt + 3 > cf->max_tokens)
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.num_virtual_tokens = %d leaves no room for text in the model's %d positions (at most %d)",
+                      nvt, cf->max_tokens, cf->max_tokens - 3);
+    const char *text = NULL, *init = NULL, *tokname = NULL;
+    if (prefix) {
+        if ((st = pd_cfg_bool(u, "prefix_projection", &proj, err, errlen))) return st;
+        if ((st = pd_cfg_int(u, "encoder_hidden_size", 1, 1 << 16, &E, err, errlen))) return st;
+    } else {
+        if ((st = pd_cfg_str(u, "prompt_init_text", &text, err, errlen)) || (st = pd_cfg_str(u, "prompt_tuning_init", &init, err, errlen)) ||
+            (st = pd_cfg_str(u, "tokenizer_name_or_path", &tokname, err, errlen)))
+            return st;
+        const char *t2 = NULL;
+        if ((st = pd_cfg_str(u, "prompt_tuning_init_text", &t2, err, errlen))) return st;
+        if (text && t2 && strcmp(text, t2))
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_init_text and config.prompt_tuning_init_text differ; give one");
+        if (!text) text = t2;
+        if (init && strcmp(init, "RANDOM") && strcmp(init, "TEXT"))
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_tuning_init must be \"RANDOM\" or \"TEXT\"");
+        if (init && !strcmp(init, "TEXT") && !text)
+            return pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_tuning_init = \"TEXT\" needs config.prompt_init_text");
+        if (init && !strcmp(init, "RANDOM")) text = NULL;
+        if (text && !*text) return pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_init_text is empty");
+    }
+    jput(c, "num_virtual_tokens", cJSON_CreateNumber(nvt), &bad);
+    jput(c, "token_dim", cJSON_CreateNumber(H), &bad);
+    jput(c, "num_transformer_submodules", cJSON_CreateNumber(1), &bad);
+    jput(c, "num_attention_heads", cJSON_CreateNumber(cf->heads), &bad);
+    jput(c, "num_layers", cJSON_CreateNumber(L), &bad);
+    if (prefix) {
+        jput(c, "encoder_hidden_size", cJSON_CreateNumber(E), &bad);
+        jput(c, "prefix_projection", cJSON_CreateBool(proj), &bad);
+    } else {
+        /* PEFT refuses a TEXT config without tokenizer_name_or_path when it loads one, and the
+         * base's path is unknown here: such prompts are recorded as RANDOM plus their text
+         * (the init only matters before training; the file holds the trained values). */
+        int as_text = text && tokname;
+        jput(c, "prompt_tuning_init", cJSON_CreateString(as_text ? "TEXT" : "RANDOM"), &bad);
+        jput(c, "prompt_tuning_init_text", text ? cJSON_CreateString(text) : cJSON_CreateNull(), &bad);
+        jput(c, "tokenizer_name_or_path", tokname ? cJSON_CreateString(tokname) : cJSON_CreateNull(), &bad);
+        jput(c, "tokenizer_kwargs", cJSON_CreateNull(), &bad);
+    }
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    int64_t width = prefix ? (int64_t)L * 2 * H : H;
+    float *emb = pd_tlist_add(&out->w, "prompt_embeddings", 2, nvt, width);
+    if (!emb) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!prefix) {
+        /* PromptEmbedding: nn.Embedding's N(0, 1), or the text's word embeddings */
+        if (text) return prompt_from_text(base, text, nvt, emb, err, errlen);
+        pd_fill_normal(rng, emb, (size_t)nvt * H, 0.0, 1.0);
+        return PD_OK;
+    }
+    if (!proj) {
+        pd_fill_normal(rng, emb, (size_t)nvt * width, 0.0, 1.0);
+        return PD_OK;
+    }
+    /* PrefixEncoder with projection: Embedding(nvt, H) N(0, 1), Linear(H, E), Tanh,
+     * Linear(E, L*2*H) with nn.Linear's U(+-1/sqrt(fan_in)) weights and biases. */
+    size_t sz[5] = {(size_t)nvt * H, (size_t)E * H, (size_t)E, (size_t)width * E, (size_t)width};
+    for (int i = 0; i < 5; i++)
+        if (!(out->mlp[i] = malloc(sizeof(float) * sz[i]))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    out->mlp_hidden = E;
+    pd_fill_normal(rng, out->mlp[0], sz[0], 0.0, 1.0);
+    double b1 = 1.0 / sqrt((double)H), b2 = 1.0 / sqrt((double)E);
+    pd_fill_uniform(rng, out->mlp[1], sz[1], -b1, b1);
+    pd_fill_uniform(rng, out->mlp[2], sz[2], -b1, b1);
+    pd_fill_uniform(rng, out->mlp[3], sz[3], -b2, b2);
+    pd_fill_uniform(rng, out->mlp[4], sz[4], -b2, b2);
+    float *h = malloc(sizeof(float) * (size_t)nvt * E);
+    if (!h) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    pd_linear(NULL, out->mlp[0], nvt, H, out->mlp[1], out->mlp[2], E, h);
+    for (size_t i = 0; i < (size_t)nvt * E; i++) h[i] = tanhf(h[i]);
+    pd_linear(NULL, h, nvt, E, out->mlp[3], out->mlp[4], (int)width, emb);
+    free(h);
+    return PD_OK;
+}
+
+pd_status pd_peft_fresh(const pd_model *base, pd_method m, const cJSON *u, const pd_fresh_head *fh, pd_rng *rng, pd_fresh *out,
+                        char *err, size_t errlen) {
+    const char *const *keys = m == PD_METHOD_LORA ? LORA_KEYS : m == PD_METHOD_IA3 ? IA3_KEYS : m == PD_METHOD_PREFIX ? PREFIX_KEYS : PROMPT_KEYS;
+    pd_status st = pd_cfg_known(u, pd_method_name(m), keys, err, errlen);
+    if (st) return st;
+    cJSON *c = out->config = cJSON_CreateObject();
+    if (!c) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    int bad = 0;
+    static const char *const TYPES[] = {NULL, "LORA", "IA3", "PREFIX_TUNING", "PROMPT_TUNING"};
+    jput(c, "peft_type", cJSON_CreateString(TYPES[m]), &bad);
+    jput(c, "task_type", fh->task == PD_TASK_CLS ? cJSON_CreateString("SEQ_CLS") : fh->task == PD_TASK_QA ? cJSON_CreateString("QUESTION_ANS")
+                                                                                                          : cJSON_CreateNull(), &bad);
+    jput(c, "base_model_name_or_path", cJSON_CreateNull(), &bad);
+    jput(c, "revision", cJSON_CreateNull(), &bad);
+    jput(c, "inference_mode", cJSON_CreateTrue(), &bad);
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    int prompt = m == PD_METHOD_PREFIX || m == PD_METHOD_PROMPT;
+    st = prompt ? fresh_prompt(base, m == PD_METHOD_PREFIX, u, rng, out, c, err, errlen)
+                : fresh_lora(base, m == PD_METHOD_IA3, u, fh, rng, out, c, err, errlen);
+    if (st) return st;
+    /* modules_to_save: PeftModelForSequenceClassification's ["classifier", "score"], QA's
+     * ["qa_outputs"]; prompt learning saves heads under "base_model." */
+    cJSON *mts = cJSON_CreateArray();
+    jput(c, "modules_to_save", mts, &bad);
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    peft_fresh_head(base, fh, prompt ? "base_model." : "base_model.model.", rng, &out->w, mts, &bad);
+    if (fh->task == PD_TASK_CLS) jput(c, "labels", cJSON_CreateStringArray((const char *const *)fh->labels, fh->num_labels), &bad);
+    if (cJSON_GetArraySize(mts) == 0) cJSON_DeleteItemFromObjectCaseSensitive(c, "modules_to_save");
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     return PD_OK;
 }

@@ -492,6 +492,7 @@ void pd_model_get_extras(const pd_model *m, pd_model_extras *out) {
     out->emb_ln_b = m->emb_ln_b;
     out->pooler_w = m->pooler_w;
     out->pooler_b = m->pooler_b;
+    out->word_emb = m->word_emb;
 }
 size_t pd_model_bytes(const pd_model *m) { return m->bytes; }
 double pd_model_load_seconds(const pd_model *m) { return m->load_s; }

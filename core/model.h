@@ -153,10 +153,12 @@ const pd_layer *pd_model_layer(const pd_model *m, int l);
 const pd_head *pd_model_head(const pd_model *m, pd_task t); /* NULL if the checkpoint has none */
 /* Weights outside the encoder layers that adapters need: the embeddings LayerNorm (hidden each)
  * and the pooler of bert/roberta checkpoints (dense (hidden, hidden) + bias, tanh), NULL when the
- * checkpoint has none (distilbert, or a checkpoint saved without pooling layer). */
+ * checkpoint has none (distilbert, or a checkpoint saved without pooling layer); the word
+ * embeddings (vocab, hidden), from which prompt tuning initialises a soft prompt from text. */
 typedef struct pd_model_extras {
     const float *emb_ln_w, *emb_ln_b;
     const float *pooler_w, *pooler_b;
+    const float *word_emb;
 } pd_model_extras;
 void pd_model_get_extras(const pd_model *m, pd_model_extras *out);
 size_t pd_model_bytes(const pd_model *m);  /* bytes of weights held (mapped or converted) */

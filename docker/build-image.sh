@@ -102,8 +102,9 @@ buildah bud --help 2>/dev/null | grep -q -- '--ignorefile' && IGNORE=(--ignorefi
 log "buildah bud -f docker/Dockerfile -t $IMAGE"
 buildah "${ST[@]}" bud --isolation chroot --pull=never "${IGNORE[@]}" -f docker/Dockerfile -t "$IMAGE" . \
     >"$WORK/bud.log" 2>&1 || { tail -n 40 "$WORK/bud.log"; exit 1; }
+buildah "${ST[@]}" rmi --prune >/dev/null 2>&1 || true   # the previous build's untagged image
 rm -f build/peftd-image.tar
-buildah "${ST[@]}" push "$IMAGE" "docker-archive:build/peftd-image.tar:$IMAGE" >/dev/null
+buildah "${ST[@]}" push --quiet "$IMAGE" "docker-archive:build/peftd-image.tar:$IMAGE" >/dev/null
 log "built $IMAGE ($(du -h build/peftd-image.tar | cut -f1) as build/peftd-image.tar)"
 
 # ==== Smoke test ====

@@ -1,60 +1,62 @@
 #!/usr/bin/env bash
-# train.sh - starts a training job; prints the job id (follow it with watch-job.sh).
+# train.sh - starts a training job (docs/TRAINING.md); prints {"job": ID, "status": "queued"}.
+# Follow it with watch-job.sh ID.
 #
 #   train.sh REQUEST.json
-#       posts the request as it is
+#       posts a complete JSON request as it is.
 #   train.sh --adapter NAME --data TRAIN.jsonl [--eval EVAL.jsonl] [--method lora]
-#            [--task classification] [--epochs 3] [--labels neg,pos] [--config '{"r": 8}']
-#       builds the request from JSON-lines examples ({"text": ..., "label": ...} or
-#       {"question": ..., "context": ..., "answer": ...}); labels default to the sorted
-#       distinct labels of the training data.
+#            [--task classification] [--labels negative,positive] [--config '{"r": 8}']
+#            [--epochs N] [--batch-size N] [--learning-rate X] [--eval-fraction F]
+#            [--set KEY=JSON]...
+#       sends the spec and the JSON-lines files as a multipart body (parts spec, train, eval),
+#       so large data never has to fit in one JSON document. Without --method an existing
+#       adapter continues training from its current version.
 #
-# The request is {"adapter", "method", "task", "labels", "config", "train", "eval", "epochs"}
-# and the server answers 202 {"job": ID}. Training arrives with its own issue: until the
-# server has POST /train this script gets 404 back.
+#   scripts/train.sh --adapter sst2 --method lora --data examples/sst2-small.jsonl --epochs 3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 if [ $# -eq 1 ] && [ -f "$1" ]; then
-    body=$(cat "$1")
-else
-    adapter="" data="" evalf="" method=lora task=classification epochs=3 labels="" config="{}"
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --adapter) adapter=$2; shift 2 ;;
-            --data) data=$2; shift 2 ;;
-            --eval) evalf=$2; shift 2 ;;
-            --method) method=$2; shift 2 ;;
-            --task) task=$2; shift 2 ;;
-            --epochs) epochs=$2; shift 2 ;;
-            --labels) labels=$2; shift 2 ;;
-            --config) config=$2; shift 2 ;;
-            *) usage ;;
-        esac
-    done
-    [ -n "$adapter" ] && [ -n "$data" ] || usage
-    command -v python3 >/dev/null 2>&1 || { echo "$0: building a request needs python3" >&2; exit 1; }
-    body=$(python3 - "$adapter" "$data" "$evalf" "$method" "$task" "$epochs" "$labels" "$config" <<'PY'
-import json, sys
-adapter, data, evalf, method, task, epochs, labels, config = sys.argv[1:]
-def rows(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(l) for l in f if l.strip()]
-train = rows(data)
-req = {"adapter": adapter, "method": method, "task": task, "config": json.loads(config),
-       "train": train, "epochs": int(epochs)}
-if task == "classification":
-    req["labels"] = labels.split(",") if labels else sorted({r["label"] for r in train})
-if evalf:
-    req["eval"] = rows(evalf)
-print(json.dumps(req))
-PY
-)
-    hdr_adapter=$adapter
+    name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("adapter", ""))' "$1" 2>/dev/null || true)
+    hdr=()
+    [ -n "$name" ] && hdr=(-H "X-Adapter: $name")
+    api POST /train "${hdr[@]}" -H 'Content-Type: application/json' --data-binary "@$1" | pretty
+    exit
 fi
-name=${hdr_adapter:-$(printf '%s' "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("adapter",""))' 2>/dev/null || true)}
-hdr=()
-[ -n "$name" ] && hdr=(-H "X-Adapter: $name")
-api POST /train "${hdr[@]}" -H 'Content-Type: application/json' --data-binary "$body" | pretty
+
+adapter="" data="" evalf="" spec=""
+add() { spec+="${spec:+, }$(json_str "$1"): $2"; }   # add KEY JSON-VALUE
+while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
+    case "$1" in
+        --adapter) adapter=$2; add adapter "$(json_str "$2")" ;;
+        --data) data=$2 ;;
+        --eval) evalf=$2 ;;
+        --method) add method "$(json_str "$2")" ;;
+        --task) add task "$(json_str "$2")" ;;
+        --labels)
+            l=""
+            IFS=, read -r -a parts <<<"$2"
+            for p in "${parts[@]}"; do l+="${l:+, }$(json_str "$p")"; done
+            add labels "[$l]" ;;
+        --config) add config "$2" ;;
+        --epochs) add epochs "$2" ;;
+        --batch-size) add batch_size "$2" ;;
+        --learning-rate) add learning_rate "$2" ;;
+        --eval-fraction) add eval_fraction "$2" ;;
+        --set) add "${2%%=*}" "${2#*=}" ;;
+        *) usage ;;
+    esac
+    shift 2
+done
+[ -n "$adapter" ] && [ -n "$data" ] || usage
+[ -f "$data" ] || { echo "$0: $data: no such file" >&2; exit 2; }
+# --form-string: the spec is sent verbatim (curl -F would read ";" "@" "<" in it as directives).
+form=(--form-string "spec={$spec}" -F "train=@$data;type=application/jsonl")
+if [ -n "$evalf" ]; then
+    [ -f "$evalf" ] || { echo "$0: $evalf: no such file" >&2; exit 2; }
+    form+=(-F "eval=@$evalf;type=application/jsonl")
+fi
+api POST /train -H "X-Adapter: $adapter" "${form[@]}" | pretty

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # watch-job.sh ID [INTERVAL] - polls GET /jobs/ID every INTERVAL seconds (default 1) and prints
-# one line per change (status, step, epoch, loss, eval metrics) until the job has ended.
-# Exits 0 if it succeeded, 1 if it failed or was cancelled.
+# a line whenever it changes: status, epoch, step/total, the latest training loss and the latest
+# evaluation (docs/TRAINING.md), until the job has ended. Exits 0 if it succeeded, 1 otherwise.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 ID [INTERVAL]" >&2; exit 2; }
@@ -10,28 +10,36 @@ command -v python3 >/dev/null 2>&1 || { echo "$0: needs python3 to read the job'
 
 last=""
 while :; do
-    body=$(api GET "/jobs/$id") || exit 1
+    body=$(api GET "/jobs/$id") || { printf '%s\n' "$body" | pretty >&2; exit 1; }
     line=$(printf '%s' "$body" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
-st = j.get("status") or j.get("state") or "?"
-parts = ["status=%s" % st]
-for k in ("epoch", "step", "steps", "loss", "eval_loss", "accuracy", "f1", "adapter", "version", "error"):
-    v = j.get(k)
-    if v is None and isinstance(j.get("progress"), dict): v = j["progress"].get(k)
-    if v is None and isinstance(j.get("metrics"), dict): v = j["metrics"].get(k)
-    if v is not None:
-        parts.append("%s=%s" % (k, ("%.4f" % v) if isinstance(v, float) else v))
-done = st in ("succeeded", "done", "completed", "failed", "cancelled", "canceled", "error")
-print(("END " if done else "") + " ".join(parts))
+st = j.get("status", "?")
+out = ["%-9s" % st]
+if j.get("epoch") is not None:
+    out.append("epoch %.2f/%s" % (j["epoch"], j.get("epochs", "?")))
+if j.get("step") is not None:
+    out.append("step %s/%s" % (j["step"], j.get("total_steps", "?")))
+if j.get("loss"):
+    out.append("loss %.4f" % j["loss"][-1][1])
+if j.get("eval"):
+    step, m = j["eval"][-1]
+    out.append("eval@%s " % step + " ".join("%s %.4f" % (k, v) for k, v in sorted(m.items())))
+if j.get("published_versions"):
+    out.append("published %s" % j["published_versions"])
+if j.get("error"):
+    out.append("error: %s" % j["error"])
+end = st in ("succeeded", "failed", "cancelled")
+print(("END:" + st + " " if end else "") + "  ".join(out))
 ')
-    if [ "$line" != "$last" ]; then
-        echo "$(date +%H:%M:%S) ${line#END }"
-        last=$line
+    shown=${line#END:* }
+    if [ "$shown" != "$last" ]; then
+        echo "$(date +%H:%M:%S) $shown"
+        last=$shown
     fi
     case "$line" in
-        "END status=succeeded"*|"END status=done"*|"END status=completed"*) exit 0 ;;
-        END*) exit 1 ;;
+        END:succeeded*) exit 0 ;;
+        END:*) exit 1 ;;
     esac
     sleep "$interval"
 done
