@@ -148,6 +148,17 @@ pd_atensor *pd_at_by_data(pd_adapter *a, const float *p) {
     return NULL;
 }
 
+float *pd_at_grad(pd_adapter *a, const float *p, int decay) {
+    pd_atensor *t = pd_at_by_data(a, p);
+    PD_ASSERT(t);
+    if (!t->grad) {
+        size_t n = pd_at_numel(t);
+        if (!(t->grad = calloc(n ? n : 1, sizeof(float)))) return NULL;
+        t->decay = decay;
+    }
+    return t->grad;
+}
+
 float *pd_adapter_alloc(pd_adapter *a, size_t n) {
     if (a->n_owned == a->cap_owned) {
         int nc = a->cap_owned ? a->cap_owned * 2 : 16;

@@ -86,6 +86,9 @@ pd_status pd_at_add(pd_adapter *a, const char *name, int ndim, int64_t d0, int64
 /* The stored tensor whose data is p, or NULL. */
 pd_atensor *pd_at_by_data(pd_adapter *a, const float *p);
 static inline size_t pd_at_numel(const pd_atensor *t) { return (size_t)(t->shape[0] * t->shape[1]); }
+/* The gradient buffer of the stored tensor whose data is p (which must exist), allocated
+ * (zeroed, with the given AdamW decay flag) on first use; NULL on OOM. */
+float *pd_at_grad(pd_adapter *a, const float *p, int decay);
 
 /* ==== JSON helpers (adapter.c): 0 = ok (or absent: *out keeps the default), -1 = wrong type ==== */
 

@@ -32,6 +32,9 @@ typedef struct bn_site {
     const float *lna_w, *lna_b;      /* adapter LayerNorm after when ln_after */
     const float *scale;              /* learned (1) / channel (hidden) scaling, or NULL */
     const char *down_w, *down_b, *up_w, *up_b, *nb_w, *nb_b, *na_w, *na_b, *sc; /* names, for messages */
+    float *dup_w, *dup_b;            /* the adapter_norm_before copy of lnb_w / lnb_b saved alongside, or NULL */
+    /* gradients (trainable adapters only) */
+    float *g_lnb_w, *g_lnb_b, *g_wd, *g_bd, *g_wu, *g_bu, *g_lna_w, *g_lna_b, *g_scale;
 } bn_site;
 
 typedef struct bn_state {
@@ -43,6 +46,7 @@ typedef struct bn_state {
     int scale_kind;      /* 0 float, 1 "learned", 2 "channel" */
     float scale;
     pd_act act;
+    float dropout;       /* config "dropout" on the scaled up-projection (training mode only) */
     bn_site *site;       /* (layers * 2): [layer][PD_SITE_ATTN | PD_SITE_FFN] */
 } bn_state;
 
@@ -61,7 +65,13 @@ static int bn_sublayer(const pd_delta *d, int layer, pd_site site, const float *
     const pd_adapter *a = d->impl;
     const bn_state *s = a->impl;
     const bn_site *b = &s->site[layer * 2 + site];
+    pd_train *tr = a->train;
+    /* a trainable adapter counts its training forward passes (layer 0's attention site comes
+     * first in every pass); the count keys the dropout masks */
+    if (tr && tr->on && layer == 0 && site == PD_SITE_ATTN) tr->pass++;
     if (!b->on) return 0;
+    float p = tr && tr->on ? s->dropout : 0.0f;
+    uint64_t key = p > 0 ? pd_dropout_key(tr, layer, 100 + site) : 0;
     int ds = b->ds;
     float *buf;
     int chunk = pd_scratch_rows(rows, (size_t)3 * dim + ds, &buf);
@@ -101,6 +111,7 @@ static int bn_sublayer(const pd_delta *d, int layer, pd_site site, const float *
             if (sc != 1.0f)
                 for (size_t i = 0; i < N; i++) up[i] *= sc;
         }
+        if (p > 0) pd_dropout_mul(key, r0, n, dim, p, up);
         if (s->par) {
             if (s->lna) pd_layernorm(pool, up, NULL, b->lna_w, b->lna_b, ADAPTER_LN_EPS, n, dim, up);
             for (size_t i = 0; i < N; i++) up[i] += hh[i]; /* post_forward: + the sub-layer output */
@@ -111,6 +122,116 @@ static int bn_sublayer(const pd_delta *d, int layer, pd_site site, const float *
         }
         if (s->ola) pd_layernorm(pool, up, rr, ln_w, ln_b, eps, n, dim, oo);
         else memcpy(oo, up, N * sizeof(float));
+    }
+    return 1;
+}
+
+/* Backward of bn_sublayer for a trainable adapter: recomputes the forward pass of the group's
+ * rows keeping its intermediates, then runs it backwards (post_forward, the adapter, pre_forward),
+ * accumulating every parameter's gradient and writing dh and dresid. The dropout mask comes
+ * from the same key as the forward pass's. */
+static int bn_sublayer_bwd(const pd_delta *d, int layer, pd_site site, const float *h, const float *resid, const float *ln_w,
+                           const float *ln_b, float eps, int rows, int dim, const float *dout, float *dh, float *dresid,
+                           pd_pool *pool) {
+    const pd_adapter *a = d->impl;
+    const bn_state *s = a->impl;
+    const bn_site *b = &s->site[layer * 2 + site];
+    if (!b->on) return 0;
+    const pd_train *tr = a->train;
+    float p = tr && tr->on ? s->dropout : 0.0f;
+    uint64_t key = p > 0 ? pd_dropout_key(tr, layer, 100 + site) : 0;
+    int ds = b->ds, D = dim;
+    float *buf;
+    int chunk = pd_scratch_rows(rows, (size_t)14 * D + 3 * (size_t)ds, &buf);
+    for (int r0 = 0; r0 < rows; r0 += chunk) {
+        int n = rows - r0 < chunk ? rows - r0 : chunk;
+        size_t N = (size_t)n * D, o = (size_t)r0 * D;
+        const float *hh = h + o, *rr = resid + o, *go = dout + o;
+        float *dhh = dh + o, *drr = dresid + o;
+        float *s0 = buf, *hp = s0 + N, *xa = hp + N, *u = xa + N, *v = u + N, *q = v + N, *o2 = q + N, *t = o2 + N;
+        float *do2 = t + N, *dq = do2 + N, *dres = dq + N, *du = dres + N, *dxin = du + N, *dx = dxin + N;
+        float *z = dx + N, *ac = z + (size_t)n * ds, *dz = ac + (size_t)n * ds;
+        /* ---- forward, as bn_sublayer ---- */
+        const float *x, *res = NULL, *hpp = hh;
+        if (s->par) {
+            x = rr;
+        } else {
+            if (s->olb) {
+                for (size_t e = 0; e < N; e++) s0[e] = hh[e] + rr[e];
+                pd_ln_fwd(s0, ln_w, ln_b, eps, n, D, hp);
+                hpp = hp;
+            }
+            res = s->rbl == 1 ? hh : s->rbl == 2 ? s0 : hpp;
+            x = hpp;
+        }
+        const float *xin = x;
+        if (s->lnb) {
+            pd_ln_fwd(x, b->lnb_w, b->lnb_b, ADAPTER_LN_EPS, n, D, xa);
+            xin = xa;
+        }
+        pd_linear(pool, xin, n, D, b->wd, b->bd, ds, z);
+        memcpy(ac, z, sizeof(float) * (size_t)n * ds);
+        pd_act_apply(pool, s->act, ac, (size_t)n * ds);
+        pd_linear(pool, ac, n, ds, b->wu, b->bu, D, u);
+        float sc = s->scale_kind == 1 ? b->scale[0] : s->scale;
+        for (size_t e = 0; e < N; e++) v[e] = u[e] * (s->scale_kind == 2 ? b->scale[e % (size_t)D] : sc);
+        if (p > 0) pd_dropout_mul(key, r0, n, D, p, v);
+        for (size_t e = 0; e < N; e++) q[e] = v[e] + (!s->par && s->arbl ? res[e] : 0.0f);
+        if (s->lna) pd_ln_fwd(q, b->lna_w, b->lna_b, ADAPTER_LN_EPS, n, D, o2);
+        else memcpy(o2, q, sizeof(float) * N);
+        for (size_t e = 0; e < N; e++) o2[e] += s->par ? hh[e] : !s->arbl ? res[e] : 0.0f;
+        /* ---- backward ---- */
+        memset(dhh, 0, sizeof(float) * N);
+        memset(drr, 0, sizeof(float) * N);
+        if (s->ola) { /* out = LN_base(o2 + resid) */
+            for (size_t e = 0; e < N; e++) t[e] = o2[e] + rr[e];
+            pd_ln_bwd(t, ln_w, eps, n, D, go, do2, NULL, NULL);
+            memcpy(drr, do2, sizeof(float) * N);
+        } else {
+            memcpy(do2, go, sizeof(float) * N);
+        }
+        /* o2 = LN_after(q) (+ h for parallel, + res when the residual comes after the LayerNorm) */
+        if (s->par) for (size_t e = 0; e < N; e++) dhh[e] += do2[e];
+        memset(dres, 0, sizeof(float) * N);
+        if (!s->par && !s->arbl) memcpy(dres, do2, sizeof(float) * N);
+        if (s->lna) pd_ln_bwd(q, b->lna_w, ADAPTER_LN_EPS, n, D, do2, dq, b->g_lna_w, b->g_lna_b);
+        else memcpy(dq, do2, sizeof(float) * N);
+        if (!s->par && s->arbl) for (size_t e = 0; e < N; e++) dres[e] += dq[e];
+        /* q = v (+ res); v = dropout(u * scaling) */
+        if (p > 0) pd_dropout_mul(key, r0, n, D, p, dq);
+        for (size_t e = 0; e < N; e++) {
+            size_t j = e % (size_t)D;
+            float scj = s->scale_kind == 2 ? b->scale[j] : sc;
+            if (s->scale_kind == 2) b->g_scale[j] += dq[e] * u[e];
+            else if (s->scale_kind == 1) b->g_scale[0] += dq[e] * u[e];
+            du[e] = dq[e] * scj;
+        }
+        /* u = act(z) Wu^T + bu; z = xin Wd^T + bd */
+        pd_gemm(pool, 1, 0, D, ds, n, 1.0f, du, D, ac, ds, 1.0f, b->g_wu, ds);
+        pd_colsum_add(du, n, D, b->g_bu);
+        pd_gemm(pool, 0, 0, n, ds, D, 1.0f, du, D, b->wu, ds, 0.0f, dz, ds);
+        for (size_t e = 0; e < (size_t)n * ds; e++) dz[e] *= pd_act1_grad(s->act, z[e]);
+        pd_gemm(pool, 1, 0, ds, D, n, 1.0f, dz, ds, xin, D, 1.0f, b->g_wd, D);
+        pd_colsum_add(dz, n, ds, b->g_bd);
+        pd_gemm(pool, 0, 0, n, D, ds, 1.0f, dz, ds, b->wd, D, 0.0f, dxin, D);
+        if (s->lnb) pd_ln_bwd(x, b->lnb_w, ADAPTER_LN_EPS, n, D, dxin, dx, b->g_lnb_w, b->g_lnb_b);
+        else memcpy(dx, dxin, sizeof(float) * N);
+        if (s->par) {
+            for (size_t e = 0; e < N; e++) drr[e] += dx[e];
+            continue;
+        }
+        /* pre_forward: x = hp (= h without original_ln_before), res = h | hp | h + resid */
+        float *dhp = dx;
+        if (s->rbl == 1) for (size_t e = 0; e < N; e++) dhh[e] += dres[e];
+        else if (s->rbl == 0) for (size_t e = 0; e < N; e++) dhp[e] += dres[e];
+        if (s->olb) {
+            float *ds0 = dxin;
+            pd_ln_bwd(s0, ln_w, eps, n, D, dhp, ds0, NULL, NULL);
+            if (s->rbl == 2) for (size_t e = 0; e < N; e++) ds0[e] += dres[e];
+            for (size_t e = 0; e < N; e++) { dhh[e] += ds0[e]; drr[e] += ds0[e]; }
+        } else {
+            for (size_t e = 0; e < N; e++) dhh[e] += dhp[e];
+        }
     }
     return 1;
 }
@@ -517,6 +638,8 @@ pd_status pd_hub_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *hea
         if ((s = take_checked(a, n, t, PD_FILE_WEIGHTS, nd, d0, d1, &at, err, errlen))) break;
         at->shared = shared;
         if (slot) *slot = at->data;
+        if (shared && strstr(param, ".weight")) b->dup_w = at->data;
+        else if (shared) b->dup_b = at->data;
     }
     if (s) goto out;
     for (int l = 0; l < L && !s; l++) {
@@ -555,4 +678,340 @@ pd_status pd_hub_head_config_for_save(const pd_adapter *a, cJSON **out) {
     }
     *out = c;
     return PD_OK;
+}
+
+/* ==== Training ==== */
+
+pd_status pd_hub_train_init(pd_adapter *a, char *err, size_t errlen) {
+    bn_state *s = a->impl;
+    int L = a->cfg->layers;
+    double p = 0;
+    const cJSON *cfg = pd_json_get(a->config, "config");
+    if (cJSON_IsObject(cfg) && (pd_json_num(cfg, "dropout", &p) || !(p >= 0 && p < 1)))
+        return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: dropout must be a number in [0, 1)");
+    s->dropout = (float)p;
+#define G(dst, ptr, decay)                                                             \
+    do {                                                                               \
+        if (!((dst) = pd_at_grad(a, (ptr), (decay)))) goto oom;                        \
+    } while (0)
+    for (int i = 0; i < 2 * L; i++) {
+        bn_site *b = &s->site[i];
+        if (!b->on) continue;
+        /* HF Trainer's decay rule: no decay for biases and LayerNorm parameters */
+        G(b->g_wd, b->wd, 1);
+        G(b->g_bd, b->bd, 0);
+        G(b->g_wu, b->wu, 1);
+        G(b->g_bu, b->bu, 0);
+        if (s->lnb) { G(b->g_lnb_w, b->lnb_w, 0); G(b->g_lnb_b, b->lnb_b, 0); }
+        if (s->lna) { G(b->g_lna_w, b->lna_w, 0); G(b->g_lna_b, b->lna_b, 0); }
+        if (s->scale_kind) G(b->g_scale, b->scale, 1);
+    }
+#undef G
+    a->delta.sublayer_bwd = bn_sublayer_bwd;
+    pd_hub_params_changed(a);
+    return PD_OK;
+oom:
+    return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+}
+
+/* AdapterHub saves the ln_before LayerNorm under two names; the copy follows the trained one. */
+void pd_hub_params_changed(pd_adapter *a) {
+    bn_state *s = a->impl;
+    int H = a->cfg->hidden;
+    for (int i = 0; i < 2 * a->cfg->layers; i++) {
+        bn_site *b = &s->site[i];
+        if (b->dup_w) memcpy(b->dup_w, b->lnb_w, sizeof(float) * (size_t)H);
+        if (b->dup_b) memcpy(b->dup_b, b->lnb_b, sizeof(float) * (size_t)H);
+    }
+}
+
+/* ==== Fresh adapters ==== */
+
+/* The name fresh adapters carry inside their files ("adapters.<name>.", "heads.<name>."). */
+#define FRESH_NAME "peftd"
+#define HUB_VERSION "adapters.1.1.0"
+
+static const char *const HUB_KEYS[] = {"architecture", "reduction_factor", "non_linearity", "mh_adapter", "output_adapter",
+                                       "original_ln_before", "original_ln_after", "ln_before", "ln_after", "residual_before_ln",
+                                       "adapter_residual_before_ln", "scaling", "is_parallel", "leave_out", "init_weights", "dropout",
+                                       NULL};
+
+static void jadd(cJSON *o, const char *k, cJSON *v, int *bad) {
+    if (!v || !cJSON_AddItemToObject(o, k, v)) { cJSON_Delete(v); *bad = 1; }
+}
+
+/* Replaces o[k] with v. */
+static void jset(cJSON *o, const char *k, cJSON *v, int *bad) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+    jadd(o, k, v, bad);
+}
+
+static const char *hub_class(pd_arch a) {
+    return a == PD_ARCH_BERT ? "BertAdapterModel" : a == PD_ARCH_ROBERTA ? "RobertaAdapterModel" : "DistilBertAdapterModel";
+}
+
+/* build_full_config: the config plus the model's identity. */
+static cJSON *full_config(const pd_config *cf, cJSON *config, int *bad) {
+    cJSON *top = cJSON_CreateObject();
+    if (!top) { cJSON_Delete(config); *bad = 1; return NULL; }
+    jadd(top, "config", config, bad);
+    jadd(top, "hidden_size", cJSON_CreateNumber(cf->hidden), bad);
+    jadd(top, "model_class", cJSON_CreateString(hub_class(cf->arch)), bad);
+    jadd(top, "model_name", cJSON_CreateNull(), bad);
+    jadd(top, "model_type", cJSON_CreateString(pd_arch_name(cf->arch)), bad);
+    jadd(top, "name", cJSON_CreateString(FRESH_NAME), bad);
+    jadd(top, "version", cJSON_CreateString(HUB_VERSION), bad);
+    return top;
+}
+
+/* The BnConfig dict: BnConfig's defaults, the preset's (SeqBnConfig, DoubleSeqBnConfig,
+ * ParBnConfig), then the caller's values. */
+static pd_status hub_config_dict(const cJSON *u, cJSON **out, char *err, size_t errlen) {
+    const char *arch = "seq_bn";
+    pd_status st = pd_cfg_str(u, "architecture", &arch, err, errlen);
+    if (st) return st;
+    int preset = !strcmp(arch, "seq_bn") || !strcmp(arch, "pfeiffer") ? 1 : !strcmp(arch, "double_seq_bn") || !strcmp(arch, "houlsby") ? 2
+               : !strcmp(arch, "par_bn") || !strcmp(arch, "parallel") ? 3 : !strcmp(arch, "bottleneck") ? 0 : -1;
+    if (preset < 0)
+        return pd_err(err, errlen, PD_ERR_INVALID, "config.architecture must be seq_bn, double_seq_bn, par_bn or bottleneck (got \"%s\")", arch);
+    int bad = 0;
+    cJSON *c = cJSON_CreateObject();
+    if (!c) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    static const struct { const char *k; int v; } B[] = {
+        {"adapter_residual_before_ln", 0}, {"cross_adapter", 0}, {"factorized_phm_W", 1}, {"factorized_phm_rule", 0},
+        {"is_parallel", 0}, {"learn_phm", 1}, {"ln_after", 0}, {"ln_before", 0}, {"original_ln_after", 1},
+        {"original_ln_before", 0}, {"phm_bias", 1}, {"phm_layer", 0}, {"residual_before_ln", 1}, {"shared_W_phm", 0},
+        {"shared_phm_rule", 1}, {"use_gating", 0}};
+    for (size_t i = 0; i < sizeof B / sizeof B[0]; i++) jadd(c, B[i].k, cJSON_CreateBool(B[i].v), &bad);
+    jadd(c, "dropout", cJSON_CreateNumber(0.0), &bad);
+    jadd(c, "hypercomplex_nonlinearity", cJSON_CreateString("glorot-uniform"), &bad);
+    jadd(c, "init_weights", cJSON_CreateString("bert"), &bad);
+    jadd(c, "inv_adapter", cJSON_CreateNull(), &bad);
+    jadd(c, "inv_adapter_reduction_factor", cJSON_CreateNull(), &bad);
+    jadd(c, "leave_out", cJSON_CreateArray(), &bad);
+    jadd(c, "phm_c_init", cJSON_CreateString("normal"), &bad);
+    jadd(c, "phm_dim", cJSON_CreateNumber(4), &bad);
+    jadd(c, "phm_init_range", cJSON_CreateNumber(0.0001), &bad);
+    jadd(c, "phm_rank", cJSON_CreateNumber(1), &bad);
+    jadd(c, "scaling", cJSON_CreateNumber(1.0), &bad);
+    jadd(c, "stochastic_depth", cJSON_CreateNumber(0.0), &bad);
+    if (preset == 1) {
+        jset(c, "original_ln_before", cJSON_CreateTrue(), &bad);
+        jadd(c, "mh_adapter", cJSON_CreateFalse(), &bad);
+        jadd(c, "output_adapter", cJSON_CreateTrue(), &bad);
+        jadd(c, "non_linearity", cJSON_CreateString("relu"), &bad);
+        jadd(c, "reduction_factor", cJSON_CreateNumber(16), &bad);
+    } else if (preset == 2) {
+        jadd(c, "mh_adapter", cJSON_CreateTrue(), &bad);
+        jadd(c, "output_adapter", cJSON_CreateTrue(), &bad);
+        jadd(c, "non_linearity", cJSON_CreateString("swish"), &bad);
+        jadd(c, "reduction_factor", cJSON_CreateNumber(16), &bad);
+    } else if (preset == 3) {
+        jadd(c, "mh_adapter", cJSON_CreateFalse(), &bad);
+        jadd(c, "output_adapter", cJSON_CreateTrue(), &bad);
+        jadd(c, "non_linearity", cJSON_CreateString("relu"), &bad);
+        jadd(c, "reduction_factor", cJSON_CreateNumber(2), &bad);
+        jset(c, "init_weights", cJSON_CreateString("mam_adapter"), &bad);
+        jset(c, "is_parallel", cJSON_CreateTrue(), &bad);
+        jset(c, "scaling", cJSON_CreateNumber(4.0), &bad);
+    }
+    /* the caller's values, type-checked with their names */
+    static const char *const bools[] = {"mh_adapter", "output_adapter", "original_ln_before", "original_ln_after", "ln_before",
+                                        "ln_after", "adapter_residual_before_ln", "is_parallel", NULL};
+    for (int i = 0; bools[i] && !st; i++) {
+        int v = 0;
+        if (!pd_json_get(u, bools[i])) continue;
+        if (!(st = pd_cfg_bool(u, bools[i], &v, err, errlen))) jset(c, bools[i], cJSON_CreateBool(v), &bad);
+    }
+    const cJSON *v;
+    if (!st && (v = pd_json_get(u, "reduction_factor"))) {
+        if (!(cJSON_IsNumber(v) && v->valuedouble > 0) && !cJSON_IsObject(v))
+            st = pd_err(err, errlen, PD_ERR_INVALID, "config.reduction_factor must be a number > 0 or a per-layer map with \"default\"");
+        else jset(c, "reduction_factor", cJSON_Duplicate(v, 1), &bad);
+    }
+    const char *str = NULL;
+    if (!st && !(st = pd_cfg_str(u, "non_linearity", &str, err, errlen)) && str) {
+        char low[64];
+        snprintf(low, sizeof low, "%s", str);
+        for (char *q = low; *q; q++) *q = (char)tolower((unsigned char)*q);
+        if (pd_act_parse(low) < 0) st = pd_err(err, errlen, PD_ERR_INVALID, "config.non_linearity \"%s\" is not a supported activation", str);
+        else jset(c, "non_linearity", cJSON_CreateString(str), &bad);
+    }
+    if (!st && (v = pd_json_get(u, "residual_before_ln"))) {
+        if (!cJSON_IsBool(v) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "post_add")))
+            st = pd_err(err, errlen, PD_ERR_INVALID, "config.residual_before_ln must be true, false or \"post_add\"");
+        else jset(c, "residual_before_ln", cJSON_Duplicate(v, 1), &bad);
+    }
+    if (!st && (v = pd_json_get(u, "scaling"))) {
+        if (!cJSON_IsNumber(v) && !(cJSON_IsString(v) && (!strcmp(v->valuestring, "learned") || !strcmp(v->valuestring, "channel"))))
+            st = pd_err(err, errlen, PD_ERR_INVALID, "config.scaling must be a number, \"learned\" or \"channel\"");
+        else jset(c, "scaling", cJSON_Duplicate(v, 1), &bad);
+    }
+    if (!st && (v = pd_json_get(u, "leave_out"))) {
+        int ok = cJSON_IsArray(v);
+        const cJSON *e;
+        if (ok) cJSON_ArrayForEach(e, v) ok &= cJSON_IsNumber(e) && e->valuedouble == floor(e->valuedouble) && e->valuedouble >= 0;
+        if (!ok) st = pd_err(err, errlen, PD_ERR_INVALID, "config.leave_out must be a list of layer indices");
+        else jset(c, "leave_out", cJSON_Duplicate(v, 1), &bad);
+    }
+    str = NULL;
+    if (!st && !(st = pd_cfg_str(u, "init_weights", &str, err, errlen)) && str) {
+        if (strcmp(str, "bert") && strcmp(str, "mam_adapter") && strcmp(str, "houlsby"))
+            st = pd_err(err, errlen, PD_ERR_INVALID, "config.init_weights must be \"bert\", \"mam_adapter\" or \"houlsby\"");
+        else jset(c, "init_weights", cJSON_CreateString(str), &bad);
+    }
+    double dr = 0;
+    if (!st && !(st = pd_cfg_num(u, "dropout", -1e9, 1e9, &dr, err, errlen)) && pd_json_get(u, "dropout")) {
+        if (!(dr >= 0 && dr < 1)) st = pd_err(err, errlen, PD_ERR_INVALID, "config.dropout must be >= 0 and < 1 (got %g)", dr);
+        else jset(c, "dropout", cJSON_CreateNumber(dr), &bad);
+    }
+    if (!st && preset == 0) {
+        static const char *const req[] = {"mh_adapter", "output_adapter", "reduction_factor", "non_linearity"};
+        for (int i = 0; i < 4 && !st; i++)
+            if (!pd_json_get(c, req[i])) st = pd_err(err, errlen, PD_ERR_INVALID, "config.%s is required with architecture \"bottleneck\"", req[i]);
+    }
+    if (!st && bad) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (st) { cJSON_Delete(c); return st; }
+    *out = c;
+    return PD_OK;
+}
+
+/* An AdapterHub prediction head for the task: a copy of the base checkpoint's head when it has
+ * one with the same number of labels (bert: its classifier over the base pooler, use_pooler;
+ * distilbert: pre_classifier + relu + classifier; roberta: dense + tanh + out_proj), else
+ * add_classification_head's default (2 layers, tanh) / add_qa_head's (1 layer) initialised as
+ * the model's _init_weights does (normal(0, 0.02), zero bias). */
+static pd_status hub_fresh_head(const pd_model *base, const pd_fresh_head *fh, pd_rng *rng, pd_fresh *out, char *err, size_t errlen) {
+    const pd_config *cf = pd_model_config(base);
+    int H = cf->hidden, bad = 0;
+    pd_model_extras ex;
+    pd_model_get_extras(base, &ex);
+    cJSON *c = cJSON_CreateObject();
+    if (!c) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    const pd_head *bh = pd_model_head(base, fh->task);
+    int nl = fh->task == PD_TASK_QA ? 2 : fh->num_labels;
+    int match = bh && bh->layer[bh->n_layers - 1].out == nl;
+    int pooler = match && fh->task == PD_TASK_CLS && cf->arch == PD_ARCH_BERT && ex.pooler_w;
+    int layers = fh->task == PD_TASK_QA || pooler ? 1 : 2;
+    const char *act = match && cf->arch == PD_ARCH_DISTILBERT && fh->task == PD_TASK_CLS ? "relu" : "tanh";
+    jadd(c, "head_type", cJSON_CreateString(fh->task == PD_TASK_QA ? "question_answering" : "classification"), &bad);
+    jadd(c, "num_labels", cJSON_CreateNumber(nl), &bad);
+    jadd(c, "layers", cJSON_CreateNumber(layers), &bad);
+    jadd(c, "activation_function", cJSON_CreateString(act), &bad);
+    if (fh->task == PD_TASK_CLS) {
+        cJSON *m = cJSON_CreateObject();
+        for (int i = 0; m && i < nl; i++) jadd(m, fh->labels[i], cJSON_CreateNumber(i), &bad);
+        jadd(c, "label2id", m, &bad);
+        jadd(c, "use_pooler", cJSON_CreateBool(pooler), &bad);
+        jadd(c, "bias", cJSON_CreateTrue(), &bad);
+    } else {
+        jadd(c, "label2id", cJSON_CreateNull(), &bad);
+    }
+    jadd(c, "dropout_prob", cJSON_CreateNull(), &bad);
+    out->head_config = full_config(cf, c, &bad);
+    /* nn.Sequential indices: per layer a Dropout then the Linear (and the activation between) */
+    for (int l = 0; l < layers && !bad; l++) {
+        int last = l == layers - 1, idx = l == 0 ? 1 : 4, o = last ? nl : H;
+        const pd_head_layer *src = !match ? NULL : pooler ? &bh->layer[1] : &bh->layer[l];
+        char n[128];
+        snprintf(n, sizeof n, "heads.%s.%d.weight", FRESH_NAME, idx);
+        float *w = pd_tlist_add(&out->head, n, 2, o, H);
+        snprintf(n, sizeof n, "heads.%s.%d.bias", FRESH_NAME, idx);
+        float *bb = pd_tlist_add(&out->head, n, 1, o, 0);
+        if (!w || !bb) { bad = 1; break; }
+        if (src) {
+            memcpy(w, src->w, sizeof(float) * (size_t)o * H);
+            if (src->b) memcpy(bb, src->b, sizeof(float) * (size_t)o);
+        } else {
+            pd_fill_normal(rng, w, (size_t)o * H, 0.0, 0.02);
+        }
+    }
+    return bad ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory") : PD_OK;
+}
+
+pd_status pd_hub_fresh(const pd_model *base, const cJSON *u, const pd_fresh_head *fh, pd_rng *rng, pd_fresh *out, char *err,
+                       size_t errlen) {
+    const pd_config *cf = pd_model_config(base);
+    int L = cf->layers, H = cf->hidden, bad = 0;
+    pd_status st = pd_cfg_known(u, "bottleneck", HUB_KEYS, err, errlen);
+    if (st) return st;
+    cJSON *c = NULL;
+    if ((st = hub_config_dict(u, &c, err, errlen))) return st;
+    out->config = full_config(cf, c, &bad);
+    if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    /* the loader's own parse of what was built: widths, placement, activation */
+    bn_cfg bc;
+    cJSON *rf_holder = NULL;
+    if ((st = bn_parse(NULL, out->config, &bc, &rf_holder, err, errlen))) return st;
+    if (pd_act_parse(bc.act) < 0) st = pd_err(err, errlen, PD_ERR_INVALID, "config.non_linearity \"%s\" is not supported", bc.act);
+    const char *init = "bert";
+    const cJSON *iw = pd_json_get(c, "init_weights");
+    if (cJSON_IsString(iw)) init = iw->valuestring;
+    int dist = cf->arch == PD_ARCH_DISTILBERT;
+    for (int l = 0; l < L && !st && !bad; l++) {
+        int left = 0;
+        const cJSON *e;
+        if (bc.leave_out) cJSON_ArrayForEach(e, bc.leave_out) if (cJSON_IsNumber(e) && (int)e->valuedouble == l) left = 1;
+        if (left) continue;
+        int w = bn_width(&bc, l, H, err, errlen);
+        if (w < 0) { st = PD_ERR_INVALID; break; }
+        for (int site = 0; site < 2; site++) {
+            if (!(site == PD_SITE_ATTN ? bc.mh : bc.outp)) continue;
+            char pre[256], n[400];
+            if (dist) snprintf(pre, sizeof pre, "distilbert.transformer.layer.%d.%s.adapters.%s.", l, site == PD_SITE_ATTN ? "attention_adapters" : "output_adapters", FRESH_NAME);
+            else snprintf(pre, sizeof pre, "%s.encoder.layer.%d.%s.adapters.%s.", pd_arch_name(cf->arch), l, site == PD_SITE_ATTN ? "attention.output" : "output", FRESH_NAME);
+#define ADD(var, suffix, nd, d0, d1)                                               \
+    float *var;                                                                    \
+    snprintf(n, sizeof n, "%s%s", pre, suffix);                                    \
+    if (!(var = pd_tlist_add(&out->w, n, nd, d0, d1))) { bad = 1; break; }
+            if (bc.lnb) {
+                /* one LayerNorm registered twice: adapter_norm_before and adapter_down[0] */
+                ADD(nbw, "adapter_norm_before.weight", 1, H, 0);
+                ADD(nbb, "adapter_norm_before.bias", 1, H, 0);
+                ADD(d0w, "adapter_down.0.weight", 1, H, 0);
+                ADD(d0b, "adapter_down.0.bias", 1, H, 0);
+                for (int j = 0; j < H; j++) nbw[j] = d0w[j] = 1.0f;
+                (void)nbb;
+                (void)d0b;
+            }
+            ADD(wd, bc.lnb ? "adapter_down.1.weight" : "adapter_down.0.weight", 2, w, H);
+            ADD(bd, bc.lnb ? "adapter_down.1.bias" : "adapter_down.0.bias", 1, w, 0);
+            ADD(wu, "adapter_up.weight", 2, H, w);
+            ADD(bu, "adapter_up.bias", 1, H, 0);
+            (void)bd;
+            (void)bu;
+            if (bc.lna) {
+                ADD(naw, "adapter_norm_after.weight", 1, H, 0);
+                ADD(nab, "adapter_norm_after.bias", 1, H, 0);
+                for (int j = 0; j < H; j++) naw[j] = 1.0f;
+                (void)nab;
+            }
+            if (bc.scale_kind) {
+                ADD(scl, "scaling", 1, bc.scale_kind == 1 ? 1 : H, 0);
+                for (int j = 0; j < (bc.scale_kind == 1 ? 1 : H); j++) scl[j] = 1.0f;
+            }
+#undef ADD
+            /* Adapter.__init__'s init_weights; biases start at zero in every scheme */
+            if (!strcmp(init, "bert")) {
+                pd_fill_normal(rng, wd, (size_t)w * H, 0.0, 0.02);
+                pd_fill_normal(rng, wu, (size_t)H * w, 0.0, 0.02);
+            } else if (!strcmp(init, "mam_adapter")) {
+                double bnd = 1.0 / sqrt((double)H); /* kaiming_uniform_(a=sqrt(5)); adapter_up zero */
+                pd_fill_uniform(rng, wd, (size_t)w * H, -bnd, bnd);
+            } else { /* houlsby: trunc_normal_(std=1e-2, a=-2e-2, b=2e-2) */
+                for (int k = 0; k < 2; k++) {
+                    float *m = k ? wu : wd;
+                    for (size_t i = 0; i < (size_t)w * H; i++) {
+                        double x;
+                        do x = 0.01 * pd_rng_normal(rng); while (x < -0.02 || x > 0.02);
+                        m[i] = (float)x;
+                    }
+                }
+            }
+        }
+    }
+    cJSON_Delete(rf_holder);
+    if (!st && bad) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!st && fh->task != PD_TASK_NONE) st = hub_fresh_head(base, fh, rng, out, err, errlen);
+    return st;
 }

@@ -893,6 +893,9 @@ static pd_status lora_ia3_select(pd_adapter *a, const pd_st_file *st, peft_state
     }
     const char *P = st ? detect_prefix(a, st) : arch_prefix(a->cfg->arch);
     if (st && (ps = arch_scan(a, st, P, err, errlen))) goto out;
+    if (!st && ((ps = fresh_targets_exist(a, P, tc.target, "target_modules", 1, err, errlen)) ||
+                (ia3 && (ps = fresh_targets_exist(a, P, ffm, "feedforward_modules", 0, err, errlen)))))
+        goto out;
     char key[512];
     int n_target = 0;
     /* Which encoder linears the config selects, with their rank and scaling. */
@@ -971,8 +974,6 @@ static pd_status lora_ia3_select(pd_adapter *a, const pd_st_file *st, peft_state
         ps = pd_err(err, errlen, PD_ERR_MISMATCH, "adapter_config.json: target_modules selects no linear layer of this %s model", pd_arch_name(a->cfg->arch));
         goto out_r;
     }
-    if (!st && (ps = fresh_targets_exist(a, P, tc.target, "target_modules", 1, err, errlen))) goto out_r;
-    if (!st && ia3 && (ps = fresh_targets_exist(a, P, ffm, "feedforward_modules", 0, err, errlen))) goto out_r;
     *P_out = P;
     *want_out = want_r;
     *lora_bias_out = lora_bias;
@@ -1289,18 +1290,6 @@ pd_status pd_peft_config_for_save(const pd_adapter *a, cJSON **out) {
 
 /* ==== Training ==== */
 
-/* The gradient buffer of the stored tensor whose data is p, allocated on first use. */
-static float *param_grad(pd_adapter *a, const float *p, int decay) {
-    pd_atensor *t = pd_at_by_data(a, p);
-    PD_ASSERT(t);
-    if (!t->grad) {
-        size_t n = pd_at_numel(t);
-        if (!(t->grad = calloc(n ? n : 1, sizeof(float)))) return NULL;
-        t->decay = decay;
-    }
-    return t->grad;
-}
-
 /* PEFT's PrefixEncoder names (the adapter name left out, as save_pretrained does elsewhere). */
 static const char *const MLP_NAMES[5] = {"prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
                                          "prompt_encoder.transform.0.bias", "prompt_encoder.transform.2.weight",
@@ -1311,7 +1300,7 @@ pd_status pd_peft_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, c
     int L = a->cfg->layers, H = a->cfg->hidden;
 #define G(dst, ptr, decay)                                                             \
     do {                                                                               \
-        if (!((dst) = param_grad(a, (ptr), (decay)))) goto oom;                        \
+        if (!((dst) = pd_at_grad(a, (ptr), (decay)))) goto oom;                        \
     } while (0)
     if (a->method == PD_METHOD_LORA || a->method == PD_METHOD_IA3) {
         if (a->method == PD_METHOD_LORA) {

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,21 +120,6 @@ struct pd_train_engine {
     void *hook_arg;
 };
 
-/* The gradient buffer of the parameter tensor whose data is p, or NULL if p is not a
- * parameter (a frozen base weight). */
-static float *grad_of(pd_adapter *a, const float *p) {
-    int nt = pd_adapter_n_param_tensors(a);
-    for (int i = 0; i < nt; i++) {
-        float *d, *g;
-        size_t n;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &decay, &name);
-        if (d == p) return g;
-    }
-    return NULL;
-}
-
 void pd_train_engine_free(pd_train_engine *e) {
     if (!e) return;
     pd_ctx_free(e->ctx);
@@ -167,20 +153,25 @@ pd_status pd_train_engine_new(const pd_model *base, pd_adapter *a, pd_task task,
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
     pd_ctx_set_training(e->ctx, 1);
-    for (int k = 0; k < head->n_layers; k++) {
-        const pd_head_layer *hl = &head->layer[k];
-        pd_head_layer *gl = &e->ghead.layer[k];
-        float *gw = grad_of(a, hl->w), *gb = hl->b ? grad_of(a, hl->b) : NULL;
-        if (!gw) {
+    /* the adapter's own head trains (its layers that are base weights, such as a bert pooler,
+     * point at sinks in the adapter); the base model's head, when the adapter has none, stays
+     * frozen: its gradients go to sinks here */
+    const pd_head *gh = pd_adapter_head_grad(a);
+    if (gh && head == pd_adapter_head(a, base, task) && gh->task == task) {
+        e->ghead = *gh;
+    } else {
+        for (int k = 0; k < head->n_layers; k++) {
+            const pd_head_layer *hl = &head->layer[k];
             e->frozen_n[2 * k] = (size_t)hl->in * hl->out;
-            if (!(gw = e->frozen[2 * k] = calloc(e->frozen_n[2 * k], sizeof(float)))) goto oom;
-        }
-        if (hl->b && !gb) {
             e->frozen_n[2 * k + 1] = (size_t)hl->out;
-            if (!(gb = e->frozen[2 * k + 1] = calloc(e->frozen_n[2 * k + 1], sizeof(float)))) goto oom;
+            if (!(e->frozen[2 * k] = calloc(e->frozen_n[2 * k], sizeof(float))) ||
+                !(e->frozen[2 * k + 1] = calloc(e->frozen_n[2 * k + 1], sizeof(float)))) {
+                pd_train_engine_free(e);
+                return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+            }
+            e->ghead.layer[k].w = e->frozen[2 * k];
+            e->ghead.layer[k].b = hl->b ? e->frozen[2 * k + 1] : NULL;
         }
-        gl->w = gw;
-        gl->b = gb;
     }
     const pd_config *cf = pd_model_config(base);
     if (max_tokens <= 0) {
@@ -190,9 +181,6 @@ pd_status pd_train_engine_new(const pd_model *base, pd_adapter *a, pd_task task,
     e->max_tokens = max_tokens;
     *out = e;
     return PD_OK;
-oom:
-    pd_train_engine_free(e);
-    return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
 }
 
 pd_ctx *pd_train_engine_ctx(pd_train_engine *e) { return e->ctx; }
@@ -323,7 +311,8 @@ typedef struct job {
     char error[512];
     double created_at, started_at, finished_at;
     long resumed_from;       /* -1: not resumed */
-    cJSON *frozen;           /* a finished job read back from disk: its JSON, as is */
+    cJSON *frozen;           /* a finished job read back from disk, or another process's: its JSON */
+    int lock_fd;             /* flock'd <dir>/lock while this process owns the job, else -1 */
     atomic_int cancel;       /* 1 = DELETE /jobs/{id}, 2 = the trainer is shutting down */
     /* worker-only */
     double loss_acc;
@@ -365,8 +354,15 @@ static void job_drop_data(job *j) {
     j->a = j->source = NULL;
 }
 
+/* Gives up ownership of the job's directory: another process may take an unfinished job over. */
+static void job_unlock(job *j) {
+    if (j->lock_fd >= 0) close(j->lock_fd); /* closing releases the flock */
+    j->lock_fd = -1;
+}
+
 static void job_free(job *j) {
     if (!j) return;
+    job_unlock(j);
     job_drop_data(j);
     strv_free(j->labels, j->num_labels);
     cJSON_Delete(j->spec);
@@ -894,6 +890,7 @@ static pd_status job_parse(pd_trainer *t, const cJSON *req, const char *train_js
     if (!j) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     atomic_init(&j->cancel, 0);
     j->resumed_from = -1;
+    j->lock_fd = -1;
     pd_status st = PD_OK;
     const char *s = NULL;
     cJSON *train = NULL, *eval = NULL;
@@ -1636,15 +1633,33 @@ static void job_save_state(pd_trainer *t, job *j) {
     cJSON_Delete(o);
 }
 
+/* Opens and flocks dir/lock (created). Returns the descriptor, or -1 when another process
+ * holds it (EWOULDBLOCK) or it cannot be opened. */
+static int lock_dir(const char *dir) {
+    char p[PATH_CAP + 8];
+    snprintf(p, sizeof p, "%s/lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Creates data_dir/jobs/<id>/ for a new job: spec.json, train.jsonl, eval.jsonl, source/ (the
- * version training continues from) and job.json, written into <id>.tmp and renamed. */
+ * version training continues from), job.json and the flock'd lock file, written into
+ * <id>.tmp-<pid> and renamed. Replicas share the data dir: if <id> exists already (another
+ * process took the number), the job takes the next free number. */
 static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen) {
-    char jd[PATH_CAP], tmp[PATH_CAP + 8], src[PATH_CAP + 16];
+    char jd[PATH_CAP], tmp[PATH_CAP + 32], src[PATH_CAP + 48];
     if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
-    snprintf(tmp, sizeof tmp, "%s.tmp", jd);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", jd, (long)getpid());
     tree_remove(tmp);
     if (mkdir(tmp, 0755)) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", tmp, strerror(errno));
-    pd_status st = write_json(tmp, "spec.json", j->spec, 0, err, errlen);
+    pd_status st = PD_OK;
+    if ((j->lock_fd = lock_dir(tmp)) < 0) st = pd_err(err, errlen, PD_ERR_IO, "%s/lock: %s", tmp, strerror(errno));
+    if (!st) st = write_json(tmp, "spec.json", j->spec, 0, err, errlen);
     if (!st) st = write_jsonl(tmp, "train.jsonl", j->train_raw, err, errlen);
     if (!st && j->eval_raw) st = write_jsonl(tmp, "eval.jsonl", j->eval_raw, err, errlen);
     if (!st && j->source) {
@@ -1659,9 +1674,22 @@ static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen
         cJSON_Delete(o);
     }
     if (!st && fsync_path(tmp)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
-    if (!st && rename(tmp, jd)) st = pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", jd, strerror(errno));
+    for (int tries = 0; !st; tries++) {
+        if (rename(tmp, jd) == 0) break;
+        if ((errno != EEXIST && errno != ENOTEMPTY) || tries == 1000) {
+            st = pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", jd, strerror(errno));
+            break;
+        }
+        pthread_mutex_lock(&t->lock); /* the job is still held: nobody sees its id change */
+        snprintf(j->id, sizeof j->id, "j-%ld", t->next_id++);
+        pthread_mutex_unlock(&t->lock);
+        job_dir(t, j, jd, sizeof jd);
+    }
     if (!st && fsync_path(t->dir)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", t->dir, strerror(errno));
-    if (st) tree_remove(tmp);
+    if (st) {
+        tree_remove(tmp);
+        job_unlock(j);
+    }
     return st;
 }
 
@@ -1967,7 +1995,7 @@ static void job_unlink(pd_trainer *t, job *j) { /* caller holds t->lock */
 static void job_finish_files(pd_trainer *t, job *j) {
     char jd[PATH_CAP], p[PATH_CAP + 32];
     if (!t->dir || job_dir(t, j, jd, sizeof jd)) return;
-    static const char *const drop[] = {"train.jsonl", "eval.jsonl", "source"};
+    static const char *const drop[] = {"train.jsonl", "eval.jsonl", "source", "lock"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", jd, drop[i]);
         tree_remove(p);
@@ -2006,6 +2034,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&t->lock);
         job_save_state(t, j);
         job_finish_files(t, j);
+        job_unlock(j);
         job_drop_data(j); /* only this thread touches a running job's data */
         pthread_mutex_lock(&t->lock);
         pthread_cond_broadcast(&t->cv); /* pd_trainer_cancel may wait for this */
@@ -2041,8 +2070,21 @@ static void job_load(pd_trainer *t, const char *id, long num) {
     const cJSON *stv = cJSON_GetObjectItemCaseSensitive(state, "status");
     const char *status = cJSON_IsString(stv) ? stv->valuestring : "";
     job *j = NULL;
-    if (strcmp(status, "queued") && strcmp(status, "running")) {
+    int lock_fd = -1;
+    int unfinished = !strcmp(status, "queued") || !strcmp(status, "running");
+    if (unfinished && (lock_fd = lock_dir(jd)) < 0) {
+        /* a live process (a replica sharing the data dir) owns it: show it as its job.json says */
         if (!(j = calloc(1, sizeof *j))) { cJSON_Delete(state); return; }
+        j->lock_fd = -1;
+        j->status = !strcmp(status, "queued") ? J_QUEUED : J_RUNNING;
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc");
+        cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc_n");
+        j->frozen = state;
+        state = NULL;
+    } else if (!unfinished) {
+        if (!(j = calloc(1, sizeof *j))) { cJSON_Delete(state); return; }
+        j->lock_fd = -1;
         j->status = !strcmp(status, "succeeded") ? J_SUCCEEDED : !strcmp(status, "cancelled") ? J_CANCELLED : J_FAILED;
         cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
         cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc");
@@ -2075,7 +2117,9 @@ static void job_load(pd_trainer *t, const char *id, long num) {
             cJSON_AddStringToObject(state, "error", err);
             cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
             write_json(jd, "job.json", state, 1, err, sizeof err);
+            close(lock_fd);
             if (!(j = calloc(1, sizeof *j))) { cJSON_Delete(state); return; }
+            j->lock_fd = -1;
             j->status = J_FAILED;
             j->frozen = state;
             state = NULL;
@@ -2086,6 +2130,7 @@ static void job_load(pd_trainer *t, const char *id, long num) {
             pd_adapter_release(j->source);
             j->source = NULL;
             j->status = J_QUEUED;
+            j->lock_fd = lock_fd;
             const cJSON *x = cJSON_GetObjectItemCaseSensitive(state, "created_at");
             j->created_at = cJSON_IsNumber(x) ? x->valuedouble : wall_now();
             x = cJSON_GetObjectItemCaseSensitive(state, "checkpoint");
@@ -2123,10 +2168,12 @@ static void jobs_scan(pd_trainer *t) {
         char *end = NULL;
         long v = strtol(nm + 2, &end, 10);
         if (end == nm + 2 || v <= 0) continue;
-        if (!strcmp(end, ".tmp")) {
+        if (!strncmp(end, ".tmp", 4)) {
+            /* a job being created (here or by a replica), or left by a crash: remove when old */
             char p[PATH_CAP + 300];
+            struct stat sb;
             snprintf(p, sizeof p, "%s/%s", t->dir, nm);
-            tree_remove(p);
+            if (lstat(p, &sb) == 0 && wall_now() - (double)sb.st_mtime > 600) tree_remove(p);
             continue;
         }
         if (*end) continue;
@@ -2313,6 +2360,7 @@ pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t
         job_save_state(t, j);
         job_finish_files(t, j);
         pthread_mutex_lock(&t->lock);
+        job_unlock(j);
         job_drop_data(j); /* no worker takes a cancelled job */
         pthread_mutex_unlock(&t->lock);
         return PD_OK;

@@ -14,10 +14,11 @@
 # Then: `buildah from` the image, run `peftd serve` in it (chroot isolation shares the host
 # network) on a loopback port, check /health and /predict from the host, stop it.
 # Output: image localhost/peftd:latest in containers-storage, and build/peftd-image.tar
-# (docker-archive: `docker load -i build/peftd-image.tar`).
+# (docker-archive: `docker load -i build/peftd-image.tar`). Docker image format, so the
+# HEALTHCHECK is kept (the OCI format has no health checks).
 #
-# Environment: IMAGE (default peftd:latest), SMOKE_PORT (default 18080), KEEP_BASE=1 reuses
-# the base images if present (default), REBUILD_BASE=1 forces new ones.
+# Environment: IMAGE (default peftd:latest), SMOKE_PORT (default 18080). The base images are
+# reused when present; REBUILD_BASE=1 makes new ones.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -100,7 +101,7 @@ fi
 IGNORE=()
 buildah bud --help 2>/dev/null | grep -q -- '--ignorefile' && IGNORE=(--ignorefile docker/Dockerfile.dockerignore)
 log "buildah bud -f docker/Dockerfile -t $IMAGE"
-buildah "${ST[@]}" bud --isolation chroot --pull=never "${IGNORE[@]}" -f docker/Dockerfile -t "$IMAGE" . \
+buildah "${ST[@]}" bud --format docker --isolation chroot --pull=never "${IGNORE[@]}" -f docker/Dockerfile -t "$IMAGE" . \
     >"$WORK/bud.log" 2>&1 || { tail -n 40 "$WORK/bud.log"; exit 1; }
 buildah "${ST[@]}" rmi --prune >/dev/null 2>&1 || true   # the previous build's untagged image
 rm -f build/peftd-image.tar
@@ -121,8 +122,9 @@ trap cleanup EXIT
 
 log "smoke test: peftd serve on 127.0.0.1:$SMOKE_PORT inside $CTR"
 # setsid: the server and the buildah process that runs it form one group we can stop together.
-setsid buildah "${ST[@]}" run --isolation chroot "$CTR" -- \
-    /usr/local/bin/peftd serve --host 127.0.0.1 --port "$SMOKE_PORT" >"$WORK/smoke.log" 2>&1 &
+# The image's own entrypoint and environment, with the address moved to a loopback port.
+setsid buildah "${ST[@]}" run --isolation chroot -e PEFTD_HOST=127.0.0.1 -e "PEFTD_PORT=$SMOKE_PORT" "$CTR" -- \
+    /usr/local/bin/peftd serve >"$WORK/smoke.log" 2>&1 &
 SERVER_PID=$!
 
 URL=http://127.0.0.1:$SMOKE_PORT
@@ -138,6 +140,11 @@ if [ "$ok" != 1 ]; then
     exit 1
 fi
 health=$(curl -fsS "$URL/health")
+# The image's HEALTHCHECK command, run inside the container as Docker would.
+hc=$(buildah "${ST[@]}" inspect --format '{{index .Docker.Config.Healthcheck.Test 1}}' "$IMAGE")
+buildah "${ST[@]}" run --isolation chroot -e "PEFTD_PORT=$SMOKE_PORT" "$CTR" -- sh -c "$hc" ||
+    { echo "build-image: the HEALTHCHECK command failed inside the container: $hc" >&2; exit 1; }
+log "HEALTHCHECK ($hc) -> ok"
 pred=$(curl -sS --fail-with-body -H 'Content-Type: application/json' \
     -d '{"inputs": ["a great movie", "a boring mess"]}' "$URL/predict") ||
     { echo "build-image: /predict failed: $pred" >&2; tail -n 30 "$WORK/smoke.log" >&2; exit 1; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - sourced by the ops scripts: the server URL, the API key and one curl wrapper.
 #
 #   PEFTD_URL       server (or load balancer) address, default http://127.0.0.1:8080

@@ -14,7 +14,7 @@
 # program, default 900), KEEP_LOGS=1 keeps the per-program logs (printed path).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 export PD_SHARED=${PD_SHARED:-../shared}
 JOBS=${JOBS:-2}
@@ -63,7 +63,7 @@ build() {
     return 1
 }
 
-build normal all; OK_NORMAL=$?
+build normal all
 build asan SANITIZER=address tests; OK_ASAN=$?
 
 # The concurrency tests: the registry, the thread pool/kernels, and anything about

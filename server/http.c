@@ -2,6 +2,7 @@
  * See http.h for the order of checks and the threading model. */
 #include "http.h"
 
+#include "jobs.h"
 #include "jsonio.h"
 #include "routes.h"
 
@@ -42,6 +43,10 @@ static const route_def ROUTES[PD_ROUTE_COUNT] = {
                            {"PUT", pd_route_adapter_upload, 1, PD_BODY_MULTIPART},
                            {"DELETE", pd_route_adapter_delete, 1, PD_BODY_NONE}}},
     [PD_ROUTE_ADAPTER_FILE] = {"GET, HEAD", {{"GET", pd_route_adapter_file, 0, PD_BODY_NONE}}},
+    [PD_ROUTE_TRAIN] = {"POST", {{"POST", pd_route_train, 1, PD_BODY_EITHER}}},
+    [PD_ROUTE_JOBS] = {"GET, HEAD", {{"GET", pd_route_jobs_list, 0, PD_BODY_NONE}}},
+    [PD_ROUTE_JOB] = {"GET, HEAD, DELETE",
+                      {{"GET", pd_route_job_get, 0, PD_BODY_NONE}, {"DELETE", pd_route_job_delete, 1, PD_BODY_NONE}}},
     [PD_ROUTE_OTHER] = {"", {{NULL, NULL, 0, PD_BODY_NONE}}},
 };
 
@@ -59,6 +64,10 @@ static pd_route match_route(const char *url, pd_req *r) {
     if (!strcmp(url, "/info")) return PD_ROUTE_INFO;
     if (!strcmp(url, "/metrics")) return PD_ROUTE_METRICS;
     if (!strcmp(url, "/predict")) return PD_ROUTE_PREDICT;
+    if (!strcmp(url, "/train")) return PD_ROUTE_TRAIN;
+    if (!strcmp(url, "/jobs")) return PD_ROUTE_JOBS;
+    if (!strncmp(url, "/jobs/", 6))
+        return strchr(url + 6, '/') || copy_segment(r->name, sizeof r->name, url + 6, strlen(url + 6)) ? PD_ROUTE_OTHER : PD_ROUTE_JOB;
     if (strncmp(url, "/adapters", 9)) return PD_ROUTE_OTHER;
     const char *p = url + 9;
     if (!*p) return PD_ROUTE_ADAPTERS;
@@ -259,7 +268,8 @@ static int authorized(pd_req *r) {
 
 /* ==== Bodies ==== */
 
-static const char *const PART_NAMES[PD_PART_COUNT] = {"name", "config", "weights", "labels", "head_config", "head_weights"};
+static const char *const PART_NAMES[PD_PART_COUNT] = {"name", "config", "weights", "labels", "head_config", "head_weights",
+                                                      "spec", "train", "eval"};
 
 static int part_append(pd_part *p, const char *data, size_t n) {
     if (!n) return 0;
@@ -284,11 +294,11 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
                                size_t size) {
     pd_req *r = cls;
     if (r->part_error[0] || !key) return MHD_YES;
-    int id = -1;
-    for (int i = 0; i < PD_PART_COUNT; i++) if (!strcmp(key, PART_NAMES[i])) id = i;
+    int id = -1, train = r->route == PD_ROUTE_TRAIN;
+    for (int i = train ? PD_PART_SPEC : 0; i < (train ? PD_PART_COUNT : PD_PART_SPEC); i++) if (!strcmp(key, PART_NAMES[i])) id = i;
     if (id < 0) {
-        snprintf(r->part_error, sizeof r->part_error,
-                 "unknown form field \"%.40s\" (expected name, config, weights, labels, head_config, head_weights)", key);
+        snprintf(r->part_error, sizeof r->part_error, "unknown form field \"%.40s\" (expected %s)", key,
+                 train ? "spec, train, eval" : "name, config, weights, labels, head_config, head_weights");
         return MHD_YES;
     }
     pd_part *p = &r->parts[id];
@@ -391,8 +401,10 @@ static void begin(pd_req *r, const char *url, const char *method) {
     }
     r->body_kind = m->body;
     const char *ct = pd_req_get_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (m->body == PD_BODY_JSON && ct && !media_type_is(ct, "application/json")) {
-        pd_req_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json, got %.100s", ct);
+    if (m->body == PD_BODY_EITHER) r->body_kind = ct && media_type_is(ct, "multipart/form-data") ? PD_BODY_MULTIPART : PD_BODY_JSON;
+    if (r->body_kind == PD_BODY_JSON && ct && !media_type_is(ct, "application/json")) {
+        pd_req_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json%s, got %.100s",
+                     m->body == PD_BODY_EITHER ? " or multipart/form-data" : "", ct);
         return;
     }
     if (m->body == PD_BODY_MULTIPART && (!ct || !media_type_is(ct, "multipart/form-data"))) {
@@ -410,7 +422,7 @@ static void begin(pd_req *r, const char *url, const char *method) {
             return;
         }
     }
-    if (m->body == PD_BODY_MULTIPART) {
+    if (r->body_kind == PD_BODY_MULTIPART) {
         r->last_part = -1;
         r->pp = MHD_create_post_processor(r->conn, 64 * 1024, on_part, r);
         if (!r->pp) {

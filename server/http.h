@@ -32,9 +32,10 @@ struct MHD_Connection;
 typedef struct pd_req pd_req;
 typedef void (*pd_req_fn)(pd_req *r);
 
-/* Multipart fields accepted by adapter uploads. */
+/* Multipart fields: adapter uploads take NAME..HEAD_WEIGHTS, POST /train SPEC..EVAL. */
 typedef enum {
     PD_PART_NAME = 0, PD_PART_CONFIG, PD_PART_WEIGHTS, PD_PART_LABELS, PD_PART_HEAD_CONFIG, PD_PART_HEAD_WEIGHTS,
+    PD_PART_SPEC, PD_PART_TRAIN, PD_PART_EVAL,
     PD_PART_COUNT
 } pd_part_id;
 
@@ -44,7 +45,8 @@ typedef struct pd_part {
     int seen;
 } pd_part;
 
-typedef enum { PD_BODY_NONE = 0, PD_BODY_JSON, PD_BODY_MULTIPART } pd_body_kind;
+/* PD_BODY_EITHER (a route's choice): JSON or multipart by Content-Type; r->body_kind says which. */
+typedef enum { PD_BODY_NONE = 0, PD_BODY_JSON, PD_BODY_MULTIPART, PD_BODY_EITHER } pd_body_kind;
 
 struct pd_req {
     pd_server *srv;

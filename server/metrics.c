@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 static const char *const ROUTE_NAMES[PD_ROUTE_COUNT] = {
-    "/health", "/info", "/metrics", "/predict", "/adapters", "/adapters/{name}", "/adapters/{name}/files/{file}", "other",
+    "/health", "/info", "/metrics", "/predict", "/adapters", "/adapters/{name}", "/adapters/{name}/files/{file}",
+    "/train", "/jobs", "/jobs/{id}", "other",
 };
 
 const char *pd_route_name(pd_route r) {
@@ -223,6 +224,9 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     sb_printf(&b, "# HELP peftd_training_jobs_finished_total Training jobs that ended.\n");
     sb_printf(&b, "# TYPE peftd_training_jobs_finished_total counter\npeftd_training_jobs_finished_total %llu\n",
               (unsigned long long)g->train_finished);
+    sb_printf(&b, "# HELP peftd_training_steps_total Optimizer steps taken by training jobs.\n");
+    sb_printf(&b, "# TYPE peftd_training_steps_total counter\npeftd_training_steps_total %llu\n",
+              (unsigned long long)g->train_steps);
     sb_printf(&b, "# HELP peftd_resident_memory_bytes Resident set size of the process (/proc/self/statm).\n");
     sb_printf(&b, "# TYPE peftd_resident_memory_bytes gauge\npeftd_resident_memory_bytes %llu\n", resident_bytes());
     if (b.oom) { free(b.p); return NULL; }

@@ -20,6 +20,9 @@ typedef enum {
     PD_ROUTE_ADAPTERS,      /* /adapters */
     PD_ROUTE_ADAPTER,       /* /adapters/{name} */
     PD_ROUTE_ADAPTER_FILE,  /* /adapters/{name}/files/{file} */
+    PD_ROUTE_TRAIN,         /* /train */
+    PD_ROUTE_JOBS,          /* /jobs */
+    PD_ROUTE_JOB,           /* /jobs/{id} */
     PD_ROUTE_OTHER,         /* anything else (404s) */
     PD_ROUTE_COUNT
 } pd_route;
@@ -48,6 +51,7 @@ typedef struct pd_metrics_gauges {
     uint64_t swaps, loads, evictions;
     int train_running, train_queued; /* training jobs */
     uint64_t train_finished;
+    uint64_t train_steps;     /* optimizer steps taken by every job */
     int ready;
     double uptime;
 } pd_metrics_gauges;

@@ -22,7 +22,7 @@ const pd_opt_def pd_serve_opt_defs[] = {
     {"max-resident-mb", PD_OPT_INT, "1024", SO(max_resident_mb), 0, 1 << 20, "memory for loaded adapters in MiB; least recently used leave first; 0 = no limit"},
     {"max-queue", PD_OPT_INT, "1024", SO(max_queue), 1, 1 << 24, "inputs waiting or running; beyond it 503 with Retry-After"},
     {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "how long the first waiting input waits for others to share its batch"},
-    {"train-threads", PD_OPT_INT, "0", SO(train_threads), 0, 1024, "threads for training jobs; 0 = the compute pool"},
+    {"train-threads", PD_OPT_INT, "1", SO(train_threads), 1, 1024, "training jobs run at once (each on the compute pool)"},
     {"max-connections", PD_OPT_INT, "1024", SO(max_connections), 1, 1 << 20, "concurrent client connections"},
 };
 const int pd_serve_opt_count = (int)(sizeof pd_serve_opt_defs / sizeof pd_serve_opt_defs[0]);

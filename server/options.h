@@ -41,7 +41,7 @@ typedef struct pd_serve_opts {
     int max_resident_mb;      /* 0 = no limit */
     int max_queue;
     int batch_wait_ms;
-    int train_threads;        /* 0 = the compute pool's size */
+    int train_threads;        /* training jobs run at once */
     int max_connections;
 } pd_serve_opts;
 

@@ -2,6 +2,7 @@
 #include "routes.h"
 
 #include "jsonio.h"
+#include "trainer.h"
 #include "version.h"
 
 #include <fcntl.h>
@@ -125,7 +126,7 @@ void pd_route_info(pd_req *r) {
          cJSON_AddNumberToObject(lim, "max_connections", s->opt.max_connections) &&
          cJSON_AddNumberToObject(thr, "compute", pd_sched_threads(s->sched)) &&
          cJSON_AddNumberToObject(thr, "http", s->opt.http_threads) &&
-         cJSON_AddNumberToObject(thr, "train", s->opt.train_threads ? s->opt.train_threads : pd_sched_threads(s->sched)) &&
+         cJSON_AddNumberToObject(thr, "train", s->opt.train_threads) &&
          cJSON_AddBoolToObject(auth, "enabled", s->api_key != NULL) &&
          cJSON_AddBoolToObject(auth, "all_routes", s->api_key != NULL && s->opt.auth_all);
     if (!ok) {
@@ -154,6 +155,12 @@ void pd_route_metrics(pd_req *r) {
         g.swaps = rs.swaps;
         g.loads = rs.loads;
         g.evictions = rs.evictions;
+        pd_trainer_stats ts;
+        pd_trainer_stats_get(s->trainer, &ts);
+        g.train_queued = ts.queued;
+        g.train_running = ts.running;
+        g.train_finished = ts.succeeded + ts.failed + ts.cancelled;
+        g.train_steps = ts.steps;
     }
     char *txt = pd_metrics_render(s->metrics, &g);
     if (!txt) {

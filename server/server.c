@@ -3,6 +3,8 @@
 
 #include "genmodel.h"
 #include "http.h"
+#include "jobs.h"
+#include "trainer.h"
 
 #include <errno.h>
 #include <string.h>
@@ -218,6 +220,10 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     if ((st = pd_sched_new(s->model, o->threads, &lim, s->metrics, &s->sched, err, errlen))) goto fail;
     s->worker = pd_worker_new();
     if (!s->worker) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker thread"); goto fail; }
+    /* training shares the scheduler's pool and steps aside while predictions are queued or running */
+    s->trainer = pd_trainer_new(s->model, s->reg, pd_sched_pool(s->sched), o->data_dir, o->train_threads);
+    if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/jobs)", o->data_dir); goto fail; }
+    pd_trainer_set_yield(s->trainer, pd_jobs_inference_busy, s->sched);
     if (pthread_create(&s->sync_thread, NULL, sync_main, s)) {
         st = pd_err(err, errlen, PD_ERR_IO, "cannot start the sync thread");
         goto fail;
@@ -264,6 +270,9 @@ void pd_server_stop(pd_server *s) {
         pthread_join(s->sync_thread, NULL);
     }
     pd_worker_free(s->worker);
+    /* running jobs stop between steps and checkpoint (resumed at the next start); before the
+     * scheduler: the trainer computes on its pool */
+    pd_trainer_free(s->trainer);
     pd_sched_free(s->sched);
     if (s->reg) pd_registry_free(s->reg);
     pd_model_free(s->model);

@@ -31,6 +31,7 @@ typedef struct pd_server {
     pd_registry *reg;
     pd_sched *sched;
     pd_worker *worker;
+    struct pd_trainer *trainer; /* training jobs (adapters/trainer.h), on the scheduler's pool */
     pd_metrics *metrics;
     char *api_key;          /* NULL: no authentication */
     size_t api_key_len;

@@ -266,7 +266,12 @@ static void test_golden(const char *cs, int max_tokens) {
                jnum(st, "loss"));
         CHECKF(fabs(norm - jnum(st, "grad_norm")) <= 1e-4 * jnum(st, "grad_norm"), "%s: grad norm %.7f, torch %.7f", cs, norm,
                jnum(st, "grad_norm"));
-        /* after the step the gradients are clipped: compare with torch's times the same factor */
+        /* After the step the gradients are clipped: compare with torch's times the same factor.
+         * Some gradients are analytically zero: a QA head's bias (the softmax minus the one-hot
+         * target sums to 0 over the positions). torch (float64) gives 1e-17 there, float32 1e-9
+         * of rounding, so errors are relative to the larger of the tensor's largest gradient and
+         * 1e-4 of the whole gradient norm; and AdamW turns such noise into full steps of
+         * lr * g / (|g| + eps), so a parameter whose gradient is that noise may differ by lr. */
         double mg = jnum(h, "max_grad_norm"), gn = jnum(st, "grad_norm");
         double coef = mg / (gn + 1e-6) < 1 ? mg / (gn + 1e-6) : 1.0;
         const cJSON *grads = cJSON_GetObjectItem(st, "grads"), *params = cJSON_GetObjectItem(st, "params");
@@ -281,15 +286,17 @@ static void test_golden(const char *cs, int max_tokens) {
                 CHECKF(0, "%s: tensor %s missing or of another size in the golden", cs, name);
                 continue;
             }
-            double gmax = 0, gdiff = 0, pdiff = 0;
+            double gmax = 0, gdiff = 0, pdiff = 0, floor_g = 1e-4 * gn * coef;
             const cJSON *x = tg->child, *y = tp->child;
             for (size_t k = 0; k < sz; k++, x = x->next, y = y->next) {
                 double ref = x->valuedouble * coef;
                 if (fabs(ref) > gmax) gmax = fabs(ref);
                 if (fabs(gr[k] - ref) > gdiff) gdiff = fabs(gr[k] - ref);
-                if (fabs(d[k] - y->valuedouble) > pdiff) pdiff = fabs(d[k] - y->valuedouble);
+                double pe = fabs(d[k] - y->valuedouble);
+                if (fabs(ref) < 1e-7 * gn * coef) pe = pe <= lr * 1.001 * (s + 1) ? 0 : pe; /* noise-driven step */
+                if (pe > pdiff) pdiff = pe;
             }
-            double rel = gmax > 0 ? gdiff / gmax : gdiff;
+            double rel = gdiff / fmax(gmax, floor_g);
             CHECKF(rel <= 1e-3, "%s step %d %s: gradient relative error %.2e", cs, s, name, rel);
             CHECKF(pdiff <= 1e-5, "%s step %d %s: parameter error %.2e", cs, s, name, pdiff);
             if (rel > worst_g) worst_g = rel;
@@ -318,17 +325,26 @@ static const char *const FILL[] = {"the", "movie", "film", "story", "was", "and"
                                    "actors", "really", "this", "day", "people", "city"};
 #define NF (sizeof FILL / sizeof FILL[0])
 
-/* "text" with one sentiment word among fillers; label "pos" / "neg". */
+/* "text": two to four sentiment words of one polarity among one to three fillers; label
+ * "pos" / "neg". Dense on purpose: the base is a random 2-layer encoder, and methods that cannot
+ * change what the first token attends to (prefix, prompt, bottleneck) need the polarity to reach
+ * it through attention as it is. */
 static cJSON *cls_examples(int n, uint64_t seed) {
     rs = seed;
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
-        int pos = rnd32() & 1, len = 4 + (int)(rnd32() % 6), at = (int)(rnd32() % (uint32_t)len);
+        int pos = rnd32() & 1, ns = 2 + (int)(rnd32() % 3), nf = 1 + (int)(rnd32() % 3);
+        const char *w[8];
+        for (int k = 0; k < ns; k++) w[k] = (pos ? POS : NEG)[rnd32() % 8];
+        for (int k = 0; k < nf; k++) w[ns + k] = FILL[rnd32() % NF];
+        for (int k = ns + nf - 1; k > 0; k--) { /* shuffle the words */
+            int q = (int)(rnd32() % (uint32_t)(k + 1));
+            const char *x = w[k]; w[k] = w[q]; w[q] = x;
+        }
         char text[256] = "";
-        for (int k = 0; k < len; k++) {
-            const char *w = k == at ? (pos ? POS : NEG)[rnd32() % 8] : FILL[rnd32() % NF];
+        for (int k = 0; k < ns + nf; k++) {
             strcat(text, k ? " " : "");
-            strcat(text, w);
+            strcat(text, w[k]);
         }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "text", text);
@@ -515,7 +531,7 @@ static void test_learning(pd_trainer *t, pd_registry *reg) {
         {"lora", "{\"r\": 8, \"lora_alpha\": 16, \"lora_dropout\": 0.05, \"target_modules\": [\"query\", \"value\"]}", 1e-2, 10},
         {"prefix_tuning", "{\"num_virtual_tokens\": 8}", 3e-2, 10},
         {"prompt_tuning", "{\"num_virtual_tokens\": 8}", 3e-2, 10},
-        {"bottleneck", "{\"architecture\": \"seq_bn\", \"reduction_factor\": 4}", 1e-2, 10},
+        {"bottleneck", "{\"architecture\": \"seq_bn\", \"reduction_factor\": 4}", 3e-2, 10},
     };
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         char name[64];
@@ -527,7 +543,7 @@ static void test_learning(pd_trainer *t, pd_registry *reg) {
 }
 
 static void test_qa_learning(pd_trainer *t, pd_registry *reg) {
-    cJSON *r = request("learn-qa", "lora", "question_answering", "{\"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"query\", \"key\", \"value\", \"dense\"]}");
+    cJSON *r = request("learn-qa", "lora", "question_answering", "{\"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"query\", \"key\", \"value\", \"output.dense\"]}");
     cJSON_AddItemToObject(r, "train", qa_examples(320, 5));
     cJSON_AddItemToObject(r, "eval", qa_examples(100, 77));
     cJSON_AddNumberToObject(r, "epochs", 12);

@@ -8,7 +8,11 @@ dirs and the embedded default model (`peftd gen-model`), and checks:
     example index;
   * a LoRA job on SST-2 ($PD_SHARED/data/sst2, skipped with a message when absent) sent as
     multipart JSON Lines; its dev accuracy against the majority class; the published adapter
-    serves /predict with the same accuracy the job reported; its files download in PEFT format;
+    serves /predict with the same accuracy the job reported; its files download in PEFT format.
+    The default model is random (a stand-in, see core/genmodel.h) and most SST-2 words are not in
+    its vocabulary: it does not get past the majority class, the numbers are reported, not
+    asserted. Learning itself is asserted on a synthetic sentiment task the default model can
+    learn (test_cancel_and_resume: predictions of the trained adapter);
   * prefix tuning and bottleneck jobs on the same data (dev accuracy reported);
   * the job list, cancel, and restart-resume (SIGTERM mid-job, the job finishes after restart
     from its checkpoint);
@@ -213,7 +217,7 @@ def run_sst2(c, name, method, config, train, dev, epochs, lr, batch=32, extra=No
     job = r.json()
     check(job.get("status") == "queued" and job.get("job", "").startswith("j-"), "202 body: %r" % job)
     j = wait_job(c, job["job"], timeout=1800)
-    check(j is not None and j["status"] == "succeeded", "%s job: %r" % (method, j and (j["status"], j["error"])))
+    check(j is not None and j["status"] == "succeeded", "%s job: %r" % (method, (j and (j["status"], j["error"]))))
     if not j or j["status"] != "succeeded":
         return None
     acc = j["eval"][-1][1]["accuracy"]
@@ -235,12 +239,14 @@ def test_sst2():
         c = s.client(timeout=120)
         j = run_sst2(c, "sst2-lora", "lora", {"r": 8, "lora_alpha": 16, "target_modules": ["query", "value"]},
                      train, dev, 3 if LONG else 1, 2e-3)
-        if j:
-            # the loss goes down
+        if j and LONG:
+            # the training loss goes down (the default model is random: on SST-2 it learns the
+            # label prior and little more, so only the long run has a trend to check)
             n = max(1, len(j["loss"]) // 5)
             first = sum(v for _, v in j["loss"][:n]) / n
             last = sum(v for _, v in j["loss"][-n:]) / n
             check(last < first, "training loss %.4f -> %.4f" % (first, last))
+        if j:
             # the published version predicts what the job measured
             info = c.get("/adapters/sst2-lora")
             check(info.status == 200 and info.json()["method"] == "lora" and info.json()["version"] == j["published_versions"][-1],
@@ -253,7 +259,7 @@ def test_sst2():
                     break
                 correct += sum(o["label"] == x["label"] for o, x in zip(r.json()["outputs"], part))
             served = correct / len(dev)
-            check(abs(served - j["eval"][-1][1]["accuracy"]) < 1e-9,
+            check(abs(served - j["eval"][-1][1]["accuracy"]) < 1e-5,  # the job rounds to 6 decimals
                   "served accuracy %.4f != the job's eval %.4f" % (served, j["eval"][-1][1]["accuracy"]))
             # downloads in PEFT format
             r = c.get("/adapters/sst2-lora/files/adapter_config.json")
@@ -318,7 +324,7 @@ def test_cancel_and_resume():
         j = c.get("/jobs/" + jid)
         check(j.status == 200, "the job is known after the restart")
         j = wait_job(c, jid, 900)
-        check(j and j["status"] == "succeeded", "resumed job: %r" % (j and (j["status"], j["error"])))
+        check(j and j["status"] == "succeeded", "resumed job: %r" % ((j and (j["status"], j["error"])),))
         if j:
             check(j["resumed_from_step"] is not None and j["resumed_from_step"] >= 20,
                   "resumed_from_step %r (stopped at step %d)" % (j["resumed_from_step"], before["step"]))
@@ -326,6 +332,7 @@ def test_cancel_and_resume():
             print("  stopped at step %d of %d, resumed from %s, %d versions, eval accuracy %.3f" %
                   (before["step"], j["total_steps"], j["resumed_from_step"], len(j["published_versions"]),
                    j["eval"][-1][1]["accuracy"]), flush=True)
+            check(j["eval"][-1][1]["accuracy"] >= 0.8, "toy sentiment learned: %.3f" % j["eval"][-1][1]["accuracy"])
             info = c.get("/adapters/toy-resume").json()
             check(info["version"] == j["published_versions"][-1], "the last published version is current")
             r = c.predict({"adapter": "toy-resume", "inputs": ["a wonderful brilliant film", "a dull and stupid movie"]})
