@@ -1,11 +1,14 @@
 /* adapter_impl.h - internals shared by adapter.c (the common object), peft.c (PEFT formats:
- * LoRA, IA3, prefix tuning, prompt tuning / P-tuning) and bottleneck.c (AdapterHub bottleneck
- * adapters and heads). Not a public header: only the .c files of adapters/ include it.
+ * LoRA, IA3, prefix tuning, prompt tuning / P-tuning), bottleneck.c (AdapterHub bottleneck
+ * adapters and heads) and trainable.c (training state). Not a public header: only the .c files
+ * of adapters/ include it.
  *
  * Ownership: everything an adapter points to is owned by the adapter (its tensor store, its
- * method state, its head and labels) except the base model, which must outlive it.
+ * method state, its head and labels, its gradients) except the base model, which must outlive it.
  * Thread-safety: a loaded adapter is immutable; the delta callbacks only read it and use
- * per-thread scratch memory (pd_scratch), so any number of threads may run them at once. */
+ * per-thread scratch memory (pd_scratch), so any number of threads may run them at once. A
+ * trainable adapter (a->train != NULL) is one thread's: its callbacks advance a->train->pass and
+ * its *_bwd callbacks write its gradients. */
 #ifndef PD_ADAPTER_IMPL_H
 #define PD_ADAPTER_IMPL_H
 

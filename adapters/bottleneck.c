@@ -14,7 +14,10 @@
  * The forward pass follows BottleneckLayer.bottleneck_layer_forward with Adapter /
  * ParallelAdapter (methods/modeling.py): pre_forward (residual choice, original_ln_before),
  * the adapter (ln_before, down, non-linearity, up, scaling, residual, ln_after), post_forward
- * (original_ln_after with the base LayerNorm). */
+ * (original_ln_after with the base LayerNorm).
+ *
+ * Training: bn_sublayer_bwd runs that forward pass backwards; fresh adapters get the BnConfig
+ * dict of their preset and AdapterHub's init_weights, plus a prediction head. */
 #include "adapter_impl.h"
 
 #include <ctype.h>
@@ -1012,6 +1015,8 @@ pd_status pd_hub_fresh(const pd_model *base, const cJSON *u, const pd_fresh_head
     }
     cJSON_Delete(rf_holder);
     if (!st && bad) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!st && out->w.n == 0)
+        st = pd_err(err, errlen, PD_ERR_INVALID, "config: mh_adapter, output_adapter and leave_out place no adapter in any layer");
     if (!st && fh->task != PD_TASK_NONE) st = hub_fresh_head(base, fh, rng, out, err, errlen);
     return st;
 }

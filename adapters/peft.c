@@ -13,7 +13,12 @@
  * rank_pattern/alpha_pattern, feedforward_modules) follows PEFT's check_target_module_exists and
  * get_pattern_key. Regex strings use Python syntax; they are translated to POSIX extended
  * regular expressions (\d \w \s, (?:...), lazy quantifiers), and refused when they use
- * anything else (look-arounds, back references). */
+ * anything else (look-arounds, back references).
+ *
+ * Training (the end of the file): fresh PEFT adapters (config with PEFT's defaults, tensors
+ * initialised as PEFT does, the task head), the *_bwd callbacks of every method, and the
+ * derived buffers kept current for a trainable adapter (folded prefix projection, per-layer
+ * prefix copies, embeddings LayerNorm shift). */
 #include "adapter_impl.h"
 
 #include <ctype.h>
@@ -1578,6 +1583,18 @@ static pd_status fresh_lora(const pd_model *base, int ia3, const cJSON *u, const
         jput(c, "use_dora", cJSON_CreateFalse(), &bad);
     }
     if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (ia3) {
+        /* IA3Config: feedforward_modules must be a subset of target_modules (both lists) */
+        const cJSON *t = pd_json_get(c, "target_modules"), *f = pd_json_get(c, "feedforward_modules"), *e, *x;
+        if (cJSON_IsArray(t) && cJSON_IsArray(f))
+            cJSON_ArrayForEach(e, f) {
+                int in = 0;
+                cJSON_ArrayForEach(x, t) in |= !strcmp(x->valuestring, e->valuestring);
+                if (!in)
+                    return pd_err(err, errlen, PD_ERR_INVALID, "config.feedforward_modules must be a subset of target_modules (\"%s\" is not a target)",
+                                  e->valuestring);
+            }
+    }
     /* The loader's own target selection, run on a scratch adapter holding this config. */
     pd_adapter *tmp = calloc(1, sizeof *tmp);
     peft_state *ps = calloc(1, sizeof *ps);

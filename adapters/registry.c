@@ -161,17 +161,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* Removes a directory tree (depth first, never following symlinks). */
 static void tree_remove(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* Moves dir/sub out of the way (one atomic rename to a .trash-* name) and removes it. A crash
- * half way leaves a .trash-* directory, never a half-removed version. */
-static void trash_and_remove(const char *dir, const char *sub) {
-    char from[PATH_CAP], to[PATH_CAP];
-    if (snprintf(from, sizeof from, "%s/%s", dir, sub) >= (int)sizeof from) return;
-    if (snprintf(to, sizeof to, "%s/.trash-%s-%d-%016llx", dir, sub, (int)getpid(),
-                 (unsigned long long)rand64()) >= (int)sizeof to)
-        return;
-    if (rename(from, to) == 0) tree_remove(to);
-}
-
 typedef struct vlist {
     int *v; /* version numbers, highest first */
     int n, cap;
@@ -788,18 +777,54 @@ static pd_status version_write(pd_registry *r, const char *name, int min_version
     return st;
 }
 
+#define PRUNED_MARK ".pruned"
+
+/* Empties version directory ndir/sub but keeps it, holding only a ".pruned" marker: a
+ * directory that is not empty can never be claimed again by rename(), so a writer that chose
+ * its number before this version was pruned moves past it instead of reusing the number
+ * (rename() onto a missing or empty directory would succeed). The marker is written first, so
+ * a half-pruned directory is recognisable; it has no meta.json, so scans skip it. Returns 1 if
+ * the directory was already pruned. */
+static int version_prune_one(const char *ndir, const char *sub) {
+    char dir[PATH_CAP], p[PATH_CAP];
+    if (snprintf(dir, sizeof dir, "%s/%s", ndir, sub) >= (int)sizeof dir) return 0;
+    if (pd_path_join(p, sizeof p, dir, PRUNED_MARK)) return 0;
+    struct stat sb;
+    int done = stat(p, &sb) == 0;
+    if (!done) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return 0;
+        close(fd);
+    }
+    DIR *d = opendir(dir);
+    if (!d) return done;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, PRUNED_MARK)) continue;
+        if (pd_path_join(p, sizeof p, dir, de->d_name)) continue;
+        if (unlink(p) != 0 && errno == EISDIR) tree_remove(p);
+    }
+    closedir(d);
+    return done;
+}
+
 /* Removes versions of name nobody should need: after a publish, all but the KEEP_VERSIONS
- * highest; after a tombstone t, everything below t. */
+ * highest; after a tombstone t, everything below t. Pruned versions stay as empty marker
+ * directories (see version_prune_one), so version numbers are never handed out twice. */
 static void versions_prune(pd_registry *r, const char *name, int tombstone) {
     char ndir[PATH_CAP];
     if (name_dir(r, name, ndir, sizeof ndir)) return;
     vlist vl;
     if (versions_list(ndir, 0, &vl) != 0) return;
+    int kept = 0;
     for (int i = 0; i < vl.n; i++) {
-        if (tombstone ? vl.v[i] >= tombstone : i < KEEP_VERSIONS) continue;
-        char sub[16];
+        char sub[16], mark[PATH_CAP];
         snprintf(sub, sizeof sub, "%d", vl.v[i]);
-        trash_and_remove(ndir, sub);
+        struct stat sb;
+        if (snprintf(mark, sizeof mark, "%s/%s/" PRUNED_MARK, ndir, sub) < (int)sizeof mark && stat(mark, &sb) == 0)
+            continue; /* already pruned */
+        if (tombstone ? vl.v[i] >= tombstone : kept++ < KEEP_VERSIONS) continue;
+        version_prune_one(ndir, sub);
     }
     free(vl.v);
 }

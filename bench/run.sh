@@ -16,6 +16,7 @@
 #   BENCH_QUICK=1     fewer runs and shorter server load (a smoke run, numbers not for quoting)
 #   BENCH_ONLY="gemm engine peers adapters server"   run a subset (default: all)
 #   BENCH_ROUNDS=2    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine)
+#   BENCH_QUIET_WAIT=120  seconds a step may wait for other processes to leave the CPU alone
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,9 @@ PY=/usr/bin/python3
 QUICK=${BENCH_QUICK:-0}
 ONLY=${BENCH_ONLY:-gemm engine peers adapters server}
 ROUNDS=${BENCH_ROUNDS:-2}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
 OUT=$(mktemp -d /tmp/peftd-bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: raw files kept in $OUT"; else trap 'rm -rf "$OUT"' EXIT; fi
 mkdir -p "$CACHE" bench/results "$OUT/logs"
 
 if [ "$QUICK" = 1 ]; then RUNS=2; SRV_ARGS=(--seconds-tiny 3 --seconds-bert 5 --versions 5); else RUNS=3; SRV_ARGS=(); fi
@@ -41,10 +43,36 @@ say() { printf '\n==== %s ====\n' "$*"; }
 # Runs a measured command (OpenBLAS variables unset) and records how the step went: wall/user/sys of the step and the share of the machine's CPU that
 # other processes took meanwhile (from /proc/stat), so noisy numbers can be recognised.
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+# Other processes' share of the machine's CPU over one second.
+other_share() {
+    local b0 b1 i0 i1
+    read -r b0 i0 < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
+    sleep 1
+    read -r b1 i1 < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
+    awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" 'BEGIN { t = b + i; printf "%.2f", t > 0 ? b / t : 0 }'
+}
+# Waits (at most QUIET_WAIT seconds) until other processes use less than 10% of the CPU, so a
+# step does not start in the middle of someone else's build. Proceeds anyway after that; the
+# report then flags the step.
+wait_quiet() {
+    local waited=0 share
+    while :; do
+        share=$(other_share)
+        awk -v s="$share" 'BEGIN { exit !(s < 0.10) }' && return 0
+        if [ "$waited" -ge "$QUIET_WAIT" ]; then
+            echo "bench: machine still busy (${share} of the CPU used by others); measuring anyway" >&2
+            return 0
+        fi
+        [ "$waited" -eq 0 ] && echo "bench: waiting for a quiet machine (${share} of the CPU used by others) ..." >&2
+        sleep 4
+        waited=$((waited + 5))
+    done
+}
 step() {
     local name=$1; shift
     local b0 b1 hz ncpu rc
     hz=$(getconf CLK_TCK); ncpu=$(nproc)
+    wait_quiet
     b0=$(busy_jiffies)
     /usr/bin/time -f '%e %U %S' -o "$OUT/time-$name" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"
     rc=$?
@@ -171,5 +199,7 @@ fi
 # ==== Report ====
 
 say "report"
-"$PY" bench/report.py --dir "$OUT" --results bench/results --quick "$QUICK" \
+PARTIAL=0
+[ "$QUICK" = 1 ] || [ "$ONLY" != "gemm engine peers adapters server" ] && PARTIAL=1
+"$PY" bench/report.py --dir "$OUT" --results bench/results --quick "$QUICK" --partial "$PARTIAL" \
     --env-coretype "${OPENBLAS_CORETYPE:-}" --env-l2 "${OPENBLAS_L2_SIZE:-}"

@@ -747,6 +747,50 @@ static void test_resume(const pd_model *m, pd_pool *pool) {
     rm_tree(d1);
 }
 
+/* Continuing an existing adapter ("method" omitted): from the registry's current version, with
+ * a data dir (its source is saved with the job), labels checked against the adapter's. */
+static void test_continue(const pd_model *m, pd_pool *pool) {
+    char d[] = "/tmp/pd_trainer_cont_XXXXXX";
+    if (!mkdtemp(d)) { CHECK(0); return; }
+    pd_registry *reg = NULL;
+    CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
+    pd_trainer *t = pd_trainer_new(m, reg, pool, d, 1);
+    cJSON *r = request("cont", "prompt_tuning", "classification", "{\"num_virtual_tokens\": 4}");
+    cJSON_AddItemToObject(r, "train", cls_examples(64, 21));
+    cJSON_AddNumberToObject(r, "epochs", 2);
+    size_t l1 = 0, l2 = 0;
+    cJSON *j1 = NULL, *j2 = NULL;
+    char *a = run_to_end(t, reg, r, &l1, &j1);
+    /* a second job on the same adapter, continuing from version 1 with QA-free labels checks */
+    r = request("cont", NULL, NULL, NULL);
+    cJSON_AddItemToObject(r, "labels", cJSON_Parse("[\"pos\", \"neg\"]"));
+    cJSON_AddItemToObject(r, "train", cls_examples(8, 22));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "labels", "differ");
+    r = request("cont", NULL, NULL, "{\"num_virtual_tokens\": 8}");
+    cJSON_AddItemToObject(r, "train", cls_examples(8, 22));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "config", "existing adapter");
+    r = request("cont", NULL, "question_answering", NULL);
+    cJSON_AddItemToObject(r, "train", qa_examples(8, 22));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "task", NULL);
+    r = request("cont", NULL, NULL, NULL);
+    cJSON_AddItemToObject(r, "train", cls_examples(64, 23));
+    cJSON_AddNumberToObject(r, "eval_fraction", 0.25);
+    cJSON_AddNumberToObject(r, "epochs", 2);
+    char *b = run_to_end(t, reg, r, &l2, &j2);
+    CHECKF(j2 && !strcmp(jstr(j2, "method"), "prompt_tuning") && cJSON_GetArraySize(cJSON_GetObjectItem(j2, "eval")) == 2,
+           "continued job: %s", j2 ? jstr(j2, "status") : "none");
+    const cJSON *pv = cJSON_GetObjectItem(j2, "published_versions");
+    CHECK(cJSON_GetArraySize(pv) == 1 && cJSON_GetArrayItem(pv, 0)->valueint == 2);
+    CHECK(a && b && !(l1 == l2 && !memcmp(a, b, l1))); /* it trained further */
+    free(a);
+    free(b);
+    cJSON_Delete(j1);
+    cJSON_Delete(j2);
+    pd_trainer_free(t);
+    pd_registry_free(reg);
+    rm_tree(d);
+}
+
 /* Micro-batches accumulate the same gradient as one batch. */
 static void test_microbatch(const pd_model *m, pd_pool *pool) {
     cJSON *cfg = cJSON_Parse("{\"r\": 4, \"target_modules\": [\"query\", \"value\"]}");
@@ -856,6 +900,7 @@ int main(void) {
     pd_trainer_free(t);
     pd_registry_free(reg);
     test_resume(m, pool);
+    test_continue(m, pool);
     pd_pool_free(pool);
     pd_model_free(m);
     pd_model_free(mqa);

@@ -76,6 +76,14 @@ def start(name, extra=(), data=None):
     return s.start(timeout=120)
 
 
+def stop(s):
+    """Stops a server and checks it exited with 0 (a sanitizer report makes it non-zero)."""
+    rc = s.stop()
+    if not check(rc == 0, "peftd exited with %r:\n%s" % (rc, s.log_tail(40))):
+        pass
+    return rc
+
+
 def error_of(resp):
     try:
         return resp.json()["error"]
@@ -203,7 +211,27 @@ def test_validation():
         r = c.get("/jobs")
         check(r.status == 200 and r.json()["jobs"] == [], "no job was queued by a bad request: %r" % r)
     finally:
-        s.stop()
+        stop(s)
+
+
+def test_auth():
+    key = os.path.join(TMP, "key")
+    with open(key, "w") as f:
+        f.write("train-key\n")
+    s = start("auth", ["--api-key-file", key])
+    try:
+        anon, good = s.client(), s.client("train-key")
+        body = {"adapter": "a", "method": "lora", "task": "classification",
+                "train": [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}], "epochs": 1}
+        check(anon.post("/train", body).status == 401, "POST /train needs the key")
+        r = good.post("/train", body)
+        check(r.status == 202, "POST /train with the key: %r" % r)
+        check(anon.get("/jobs").status == 200, "GET /jobs needs no key without --auth-all")
+        check(anon.request("DELETE", "/jobs/" + r.json()["job"]).status == 401, "DELETE /jobs/{id} needs the key")
+        j = wait_job(good, r.json()["job"], 120)
+        check(j and j["status"] == "succeeded", "job with auth: %r" % ((j and j["status"]),))
+    finally:
+        stop(s)
 
 
 def run_sst2(c, name, method, config, train, dev, epochs, lr, batch=32, extra=None):
@@ -280,7 +308,7 @@ def test_sst2():
         run_sst2(c, "sst2-bn", "bottleneck", {"architecture": "seq_bn", "reduction_factor": 4}, small, dev,
                  3 if LONG else 1, 2e-3)
     finally:
-        s.stop()
+        stop(s)
 
 
 def test_cancel_and_resume():
@@ -318,7 +346,7 @@ def test_cancel_and_resume():
             time.sleep(0.05)
         before = c.get("/jobs/" + jid).json()
         check(before["status"] == "running", "still running before the restart: %s" % before["status"])
-        check(s.stop() == 0, "clean exit on SIGTERM during training")
+        check(stop(s) == 0, "clean exit on SIGTERM during training")
         s = start("resume2", data=data)
         c = s.client()
         j = c.get("/jobs/" + jid)
@@ -339,13 +367,13 @@ def test_cancel_and_resume():
             check(r.status == 200 and [o["label"] for o in r.json()["outputs"]] == ["positive", "negative"],
                   "predictions of the trained adapter: %r" % r)
         # a restart lists finished jobs
-        s.stop()
+        stop(s)
         s = start("resume3", data=data)
         c = s.client()
         jobs = {x["job"]: x["status"] for x in c.get("/jobs").json()["jobs"]}
         check(jobs.get(jid) == "succeeded", "finished job listed after restart: %r" % jobs)
     finally:
-        s.stop()
+        stop(s)
 
 
 def p99(xs):
@@ -415,10 +443,10 @@ def test_train_while_predicting():
         m = c.get("/metrics").body.decode()
         check("peftd_training_jobs_finished_total" in m and "peftd_training_steps_total" in m, "training counters in /metrics")
     finally:
-        s.stop()
+        stop(s)
 
 
-TESTS = [test_validation, test_cancel_and_resume, test_train_while_predicting, test_sst2]
+TESTS = [test_validation, test_auth, test_cancel_and_resume, test_train_while_predicting, test_sst2]
 
 
 def main():
