@@ -1358,7 +1358,7 @@ pd_status pd_peft_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, c
                 if (st) return st;
                 s->mlp[i] = at->data;
             }
-            for (int i = 0; i < 5; i++) G(s->g_mlp[i], s->mlp[i], i == 1 || i == 3);
+            for (int i = 0; i < 5; i++) G(s->g_mlp[i], s->mlp[i], i != 2 && i != 4); /* biases do not decay */
             s->mlp_hidden = E;
             if (!(s->mlp_h = pd_adapter_alloc(a, (size_t)nvt * E))) goto oom;
         } else {

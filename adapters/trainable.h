@@ -48,7 +48,8 @@
  * the base's names when the count matches, else LABEL_i.
  * Errors name the field ("config.r must be > 0"): PD_ERR_INVALID (bad values, unknown keys,
  * target modules that are not encoder linears, too many virtual tokens), PD_ERR_UNSUPPORTED
- * (prefix tuning on distilbert, ...), PD_ERR_NOMEM. */
+ * (prefix tuning on distilbert, ...), PD_ERR_NOMEM. On success *out holds one reference
+ * (pd_adapter_release); on failure *out is NULL. */
 pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const cJSON *config, pd_task task,
                                    char *const *labels, int num_labels, uint64_t seed, pd_adapter **out, char *err,
                                    size_t errlen);
@@ -56,7 +57,9 @@ pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const
 /* A trainable deep copy of an existing adapter (training continues from it): every tensor of
  * its files becomes a parameter, the head included. A published prefix_projection adapter
  * holds only the folded prefix, so its clone trains prompt_embeddings directly (PEFT cannot
- * continue such an adapter at all); a trainable one's MLP is copied. */
+ * continue such an adapter at all); a trainable one's MLP is copied. Outputs equal src's.
+ * *out as for pd_adapter_new_trainable; errors PD_ERR_NOMEM (or the loader's, which a valid
+ * adapter does not produce). */
 pd_status pd_adapter_clone_trainable(const pd_adapter *src, pd_adapter **out, char *err, size_t errlen);
 
 /* Parameters for the optimizer: n_param_tensors() of them (0 for an adapter that is not
@@ -66,6 +69,7 @@ pd_status pd_adapter_clone_trainable(const pd_adapter *src, pd_adapter **out, ch
 int pd_adapter_n_param_tensors(const pd_adapter *a);
 void pd_adapter_param(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name);
 
+/* Zeroes every gradient (the head's sinks included). No-op for an adapter that is not trainable. */
 void pd_adapter_zero_grad(pd_adapter *a);
 
 /* Training mode on: dropout (LoRA lora_dropout on the LoRA input, AdapterHub dropout on the
@@ -76,12 +80,13 @@ void pd_adapter_zero_grad(pd_adapter *a);
 void pd_adapter_set_training(pd_adapter *a, int on, uint64_t seed);
 
 /* Must be called after the optimizer changed parameters: recomputes derived buffers (prefix
- * reparameterisation through the MLP, folded prefixes, scalings). */
+ * reparameterisation through the MLP into prompt_embeddings, per-layer prefix copies, the
+ * embeddings LayerNorm shift, AdapterHub's duplicated adapter_norm_before). */
 void pd_adapter_params_changed(pd_adapter *a);
 
 /* An immutable deep copy for publishing: exactly what pd_adapter_save_dir + pd_adapter_load_dir
  * of a would give (prefix projection folded into plain prompt_embeddings, as PEFT saves it), no
- * gradients. Call after pd_adapter_params_changed. */
+ * gradients, one reference in *out. Call after pd_adapter_params_changed. PD_ERR_NOMEM. */
 pd_status pd_adapter_snapshot(const pd_adapter *a, pd_adapter **out, char *err, size_t errlen);
 
 /* The gradient head for core's pd_ctx_head_loss: the adapter's own head with w/b pointing at

@@ -336,6 +336,15 @@ static void test_gradients(env *e, int mi) {
         if (!A || !B) { pd_adapter_release(A); pd_adapter_release(B); continue; }
         jitter(A, 0.1);
         jitter(B, 0.1);
+        /* HF Trainer's decay rule: no decay for biases and LayerNorm parameters */
+        for (int t = 0; t < pd_adapter_n_param_tensors(A); t++) {
+            const char *name;
+            int decay;
+            pd_adapter_param(A, t, NULL, NULL, NULL, &decay, &name);
+            if (strstr(name, "adapter_down.0.")) continue; /* a LayerNorm only with ln_before */
+            int want = !(strstr(name, "bias") || strstr(name, "LayerNorm") || strstr(name, "adapter_norm"));
+            CHECKF(decay == want, "%s %s: %s has decay %d", e->name, CASES[k].label, name, decay);
+        }
         int checked = 0;
         double w = grad_check(e, A, B, 10, CASES[k].label, &checked);
         CHECKF(w < 1e-2, "%s %s: worst relative gradient error %.3g", e->name, CASES[k].label, w);
@@ -521,6 +530,32 @@ static void test_fresh_details(env *e) {
     CHECKF(heads >= 2, "%s: the head is not among the parameters", e->name);
     CHECK(decay_ok);
     pd_adapter_release(a);
+    /* PEFT's TEXT init: the word embeddings of tokenizer(text)["input_ids"] (special tokens
+     * included), repeated to num_virtual_tokens */
+    a = fresh(e, PD_METHOD_PROMPT, "{\"num_virtual_tokens\": 9, \"prompt_init_text\": \"the movie\"}", 1);
+    if (a) {
+        const pd_tokenizer *tk = pd_model_tokenizer(e->m);
+        pd_tokens tt;
+        memset(&tt, 0, sizeof tt);
+        char err[256];
+        PD_ASSERT(pd_tokenizer_tokenize(tk, "the movie", 9, &tt, err, sizeof err) == PD_OK);
+        int32_t ids[16], ty[16], src[16], ix[16];
+        int n = pd_tokenizer_assemble(tk, tt.ids, tt.n, NULL, -1, ids, ty, src, ix);
+        pd_model_extras ex;
+        pd_model_get_extras(e->m, &ex);
+        int H = e->cf->hidden, same = n == tt.n + pd_tokenizer_num_special(tk, 0) && n >= 3;
+        for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
+            float *d;
+            size_t nn;
+            const char *name;
+            pd_adapter_param(a, t, &d, NULL, &nn, NULL, &name);
+            if (strcmp(name, "prompt_embeddings")) continue;
+            for (int r = 0; r < 9 && same; r++) same = !memcmp(d + (size_t)r * H, ex.word_emb + (size_t)ids[r % n] * H, sizeof(float) * H);
+        }
+        CHECKF(same, "%s: prompt_init_text rows are not the text's word embeddings", e->name);
+        pd_tokens_free(&tt);
+        pd_adapter_release(a);
+    }
     /* a classifier with other labels: new head, the given names, saved where PEFT / AdapterHub keep them */
     if (e->task == PD_TASK_CLS) {
         char *labels[5] = {"a", "b", "c", "d", "e"};
@@ -761,14 +796,14 @@ int main(void) {
     test_clones(envs);
     /* the table: worst relative gradient error per method / configuration and model */
     printf("\nworst relative gradient error (|fd - g| / (|fd| + |g| + %g); '-' = not applicable)\n%-42s", FLOOR, "method / config");
-    for (int i = 0; i < NMODELS; i++) printf(" %11.11s", MODELS[i]);
+    for (int i = 0; i < NMODELS; i++) printf(" %14.*s", (int)strlen(MODELS[i]) - 4, MODELS[i]); /* without "_f32" */
     printf("  entries\n");
     for (int k = 0; k < NCASES; k++) {
         int tot = 0;
         printf("%-42s", CASES[k].label);
         for (int i = 0; i < NMODELS; i++) {
-            if (worst_tab[k][i] < 0) printf(" %11s", "-");
-            else printf(" %11.2e", worst_tab[k][i]);
+            if (worst_tab[k][i] < 0) printf(" %14s", "-");
+            else printf(" %14.2e", worst_tab[k][i]);
             tot += checked_tab[k][i];
         }
         printf("  %d\n", tot);
