@@ -26,7 +26,7 @@ if [ $# -eq 1 ] && [ -f "$1" ]; then
     exit
 fi
 
-adapter="" data="" evalf="" spec=""
+adapter="" data="" evalf="" spec="" method="" task=""
 add() { spec+="${spec:+, }$(json_str "$1"): $2"; }   # add KEY JSON-VALUE
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
@@ -34,8 +34,8 @@ while [ $# -gt 0 ]; do
         --adapter) adapter=$2; add adapter "$(json_str "$2")" ;;
         --data) data=$2 ;;
         --eval) evalf=$2 ;;
-        --method) add method "$(json_str "$2")" ;;
-        --task) add task "$(json_str "$2")" ;;
+        --method) method=$2; add method "$(json_str "$2")" ;;
+        --task) task=$2; add task "$(json_str "$2")" ;;
         --labels)
             l=""
             IFS=, read -r -a parts <<<"$2"
@@ -53,6 +53,12 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$adapter" ] && [ -n "$data" ] || usage
 [ -f "$data" ] || { echo "$0: $data: no such file" >&2; exit 2; }
+# A new adapter (--method given) needs a task: without --task, take it from the data's first
+# example ("question" -> question_answering, else classification).
+if [ -n "$method" ] && [ -z "$task" ]; then
+    if head -n 1 "$data" | grep -q '"question"'; then task=question_answering; else task=classification; fi
+    add task "$(json_str "$task")"
+fi
 # --form-string: the spec is sent verbatim (curl -F would read ";" "@" "<" in it as directives).
 form=(--form-string "spec={$spec}" -F "train=@$data;type=application/jsonl")
 if [ -n "$evalf" ]; then
