@@ -77,7 +77,9 @@ for src in tests/test_registry.c tests/test_kernels.c tests/test_*concurr*.c tes
 done
 OK_TSAN=1
 if [ "${#TSAN_TESTS[@]}" -gt 0 ]; then
-    build tsan SANITIZER=thread "${TSAN_TESTS[@]/#/build-tsan/tests/}"; OK_TSAN=$?
+    # build-tsan/peftd too: the server's own concurrency (HTTP threads, scheduler, trainer
+    # beside inference) runs under TSan in the end-to-end server and training tests below.
+    build tsan SANITIZER=thread "${TSAN_TESTS[@]/#/build-tsan/tests/}" build-tsan/peftd; OK_TSAN=$?
 fi
 
 # ==== Run ====
@@ -141,6 +143,13 @@ if [ "$OK_ASAN" = 0 ] && [ -x build-asan/peftd ]; then
     for t in tests/e2e/*.sh; do
         [ -f "$t" ] || continue
         run "e2e:$(basename "$t")" "$LOGS/e2e-$(basename "$t").log" bash "$t"
+    done
+fi
+if [ "$OK_TSAN" = 0 ] && [ -x build-tsan/peftd ]; then
+    # Hot swap under load, and training while 16 clients predict, under ThreadSanitizer.
+    for t in tests/e2e/test_server.py tests/e2e/test_train.py; do
+        [ -f "$t" ] || continue
+        PEFTD_BIN=$ROOT/build-tsan/peftd run "e2e-tsan:$(basename "$t")" "$LOGS/e2e-tsan-$(basename "$t").log" "$PYTHON" "$t"
     done
 fi
 
