@@ -47,6 +47,19 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def isa():
+    """The vector extensions the kernels may use (the VM's model name is often just "AMD EPYC")."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    fl = set(line.split(":", 1)[1].split())
+                    return " ".join(x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni") if x in fl)
+    except OSError:
+        pass
+    return None
+
+
 def mem_gib():
     try:
         with open("/proc/meminfo") as f:
@@ -69,6 +82,29 @@ def pooled(rounds, batch, key=None):
             if e:
                 s += e.get("samples_s") or [e["median_s"]]
     return (statistics.median(s), len(s)) if s else (None, 0)
+
+
+def round_median(r, batch, key=None):
+    """Median seconds of one round at one batch size, or None."""
+    for e in r.get("results", []):
+        if e.get("batch") == batch:
+            e = e.get(key) if key else e
+            return e["median_s"] if e else None
+    return None
+
+
+def paired_ratio(engines, peers, batch):
+    """Median over rounds k of peer_k / engine_k (seconds), pairing the k-th round of each: the
+    rounds of one index ran next to each other, so slow phases of the machine cancel out."""
+    by = {r["_round"].split("-")[-1]: r for r in engines}
+    v = []
+    for p in peers:
+        e = by.get(p["_round"].split("-")[-1])
+        if e:
+            a, b = round_median(e, batch, "pool"), round_median(p, batch)
+            if a and b:
+                v.append(b / a)
+    return (statistics.median(v), len(v)) if v else (None, 0)
 
 
 def fmt(x, spec=".1f", none="-"):
@@ -147,14 +183,15 @@ def main():
         blas_pkg = None
 
     kernel = (gemm or {}).get("kernel") or (engines[0]["kernel"] if engines else None)
-    meta = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "host": host, "cpu": cpu_model(), "cpus": os.cpu_count(),
+    meta = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "host": host, "cpu": cpu_model(), "isa": isa(), "cpus": os.cpu_count(),
             "mem_gib": mem_gib(), "kernel": platform.release(), "openblas_kernel": kernel,
             "openblas_package": blas_pkg, "env_openblas_coretype": a.env_coretype or None,
             "env_openblas_l2_size": a.env_l2 or None,
             "note_env": "both OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE were unset for every measured command",
             "quick": a.quick == "1"}
     R = Report()
-    title = "peftd benchmarks - %s on %s (%s, %s CPUs)" % (meta["date"], host, meta["cpu"], meta["cpus"])
+    title = "peftd benchmarks - %s on %s (%s, %s CPUs, %s GiB; %s)" % (meta["date"], host, meta["cpu"], meta["cpus"],
+                                                                   meta["mem_gib"], meta["isa"])
     print("\n" + "=" * len(title) + "\n" + title + "\n" + "=" * len(title))
     R.lines = ["# " + title, ""]
     R.p("OpenBLAS kernel: **%s** (libopenblas %s; the environment's OPENBLAS_CORETYPE=%s and OPENBLAS_L2_SIZE=%s "
@@ -214,17 +251,30 @@ def main():
             sr, nr = pooled(orts, b)
             st, nt = pooled(torches, b)
             g = fl / sp * 1e-9 if sp else None
+            po, npo = paired_ratio(engines, orts, b)
+            pt, npt = paired_ratio(engines, torches, b)
             engine_tab[b] = {"flops": fl, "peftd_s": sp, "peftd_n": np_, "openblas_design_s": so, "ort_s": sr, "ort_n": nr,
                              "torch_s": st, "torch_n": nt, "peftd_gflops": g,
                              "roofline_share": g / roof if (g and roof) else None,
-                             "vs_ort": sr / sp if (sr and sp) else None, "vs_torch": st / sp if (st and sp) else None,
+                             "vs_ort_pooled": sr / sp if (sr and sp) else None,
+                             "vs_torch_pooled": st / sp if (st and sp) else None,
+                             "vs_ort": po, "vs_ort_rounds": npo, "vs_torch": pt, "vs_torch_rounds": npt,
                              "pool_vs_openblas": so / sp if (so and sp) else None}
             rows.append([b, "%.2f" % (b / sp) if sp else "-", fmt(g), "%.0f%%" % (100 * g / roof) if (g and roof) else "-",
                          "%.2f" % (b / so) if so else "-", "%.2f" % (b / sr) if sr else "-", "%.2f" % (b / st) if st else "-",
-                         fmt(engine_tab[b]["vs_ort"], ".2f"), fmt(engine_tab[b]["vs_torch"], ".2f"),
-                         "%d/%d/%d" % (np_, nr, nt)])
+                         fmt(po, ".2f"), fmt(pt, ".2f"), "%d/%d/%d" % (np_, nr, nt)])
         R.table(["batch", "peftd seq/s", "peftd GFLOP/s", "of roofline", "peftd (OpenBLAS-pool design) seq/s",
                  "ONNX Runtime seq/s", "PyTorch seq/s", "peftd/ORT", "peftd/torch", "N peftd/ORT/torch"], rows)
+        R.p("seq/s columns: pooled medians. peftd/ORT and peftd/torch: the median over rounds of each round's speed "
+            "ratio (round k of each runtime ran next to round k of the others, so slow phases of the machine cancel); "
+            "these ratios are the ones checked against the targets.")
+        rr = []
+        for x in engines_all + orts_all + torches_all:
+            key = "pool" if x in engines_all else None
+            rr.append([x["_round"], "%.0f%%" % (100 * x["_other_cpu_share"])] +
+                      [fmt((round_median(x, r0["batch"], key) or 0) * 1e3, ".0f") for r0 in e0["results"]])
+        R.p("Per-round medians (ms per forward):")
+        R.table(["round", "other load"] + ["batch %d" % r0["batch"] for r0 in e0["results"]], rr)
         ld = e0["load"]
         R.p("Checkpoint load (pd_model_load, weights mapped): %.3f s; weights %.1f MB; VmRSS %.1f MB after load, "
             "%.1f MB after the first forward (pages touched)."

@@ -15,7 +15,8 @@
 # Environment knobs:
 #   BENCH_QUICK=1     fewer runs and shorter server load (a smoke run, numbers not for quoting)
 #   BENCH_ONLY="gemm engine peers adapters server"   run a subset (default: all)
-#   BENCH_ROUNDS=2    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine)
+#   BENCH_ROUNDS=4    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine, ...);
+#                     each round takes RUNS (2) samples per batch size, or more for short batches (~3 s)
 #   BENCH_QUIET_WAIT=120  seconds a step may wait for other processes to leave the CPU alone
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,13 +28,13 @@ ONNX=$CACHE/bert-base.onnx
 PY=/usr/bin/python3
 QUICK=${BENCH_QUICK:-0}
 ONLY=${BENCH_ONLY:-gemm engine peers adapters server}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-4}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
 OUT=$(mktemp -d /tmp/peftd-bench.XXXXXX)
 if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: raw files kept in $OUT"; else trap 'rm -rf "$OUT"' EXIT; fi
 mkdir -p "$CACHE" bench/results "$OUT/logs"
 
-if [ "$QUICK" = 1 ]; then RUNS=2; SRV_ARGS=(--seconds-tiny 3 --seconds-bert 5 --versions 5); else RUNS=3; SRV_ARGS=(); fi
+if [ "$QUICK" = 1 ]; then RUNS=1; ROUNDS=${BENCH_ROUNDS:-2}; SRV_ARGS=(--seconds-tiny 3 --seconds-bert 5 --versions 5); else RUNS=2; SRV_ARGS=(); fi
 
 # Every measured command goes through nb: OpenBLAS picks its own kernel for this CPU.
 nb() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; }
@@ -49,7 +50,7 @@ other_share() {
     read -r b0 i0 < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
     sleep 1
     read -r b1 i1 < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
-    awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" 'BEGIN { t = b + i; printf "%.2f", t > 0 ? b / t : 0 }'
+    awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" 'BEGIN { t = b + i; printf "%.2f", (t > 0 ? b / t : 0) }'
 }
 # Waits (at most QUIET_WAIT seconds) until other processes use less than 10% of the CPU, so a
 # step does not start in the middle of someone else's build. Proceeds anyway after that; the
@@ -137,19 +138,19 @@ if want gemm; then
 fi
 
 engine() { # round
-    step "engine-$1" "$B/bench/engine" --model "$MODEL" --json "$OUT/engine-$1.json" --runs "$RUNS" --warmup 2 \
+    step "engine-$1" "$B/bench/engine" --model "$MODEL" --json "$OUT/engine-$1.json" --runs "$RUNS" --warmup 1 \
         --threads 2 --batches 1,8,32 --seq 128 ${2:+--dump "$CACHE/check"}
 }
 ort() {
     [ -f bench/peers/node_modules/onnxruntime-node/package.json ] || { skip "ort-$1" "onnxruntime-node is not installed"; return; }
     [ -f "$ONNX" ] || { skip "ort-$1" "no ONNX export"; return; }
     step "ort-$1" node bench/peers/ort_bench.js --model "$ONNX" --config "$MODEL/config.json" --threads 2 --seq 128 \
-        --batches 1,8,32 --runs "$RUNS" --warmup 2 --bench --json "$OUT/ort-$1.json" ${2:+--check "$CACHE/check"}
+        --batches 1,8,32 --runs "$RUNS" --warmup 1 --bench --json "$OUT/ort-$1.json" ${2:+--check "$CACHE/check"}
 }
 torchb() {
     "$PY" -c 'import torch' 2>/dev/null || { skip "torch-$1" "python3-torch is not installed"; return; }
     step "torch-$1" "$PY" bench/peers/torch_bert.py --model "$MODEL" --threads 2 --seq 128 --batches 1,8,32 \
-        --runs "$RUNS" --warmup 2 --bench --json "$OUT/torch-$1.json" ${2:+--check "$CACHE/check"}
+        --runs "$RUNS" --warmup 1 --bench --json "$OUT/torch-$1.json" ${2:+--check "$CACHE/check"}
 }
 
 if want engine; then
@@ -180,7 +181,7 @@ if want adapters; then
     say "adapters"
     if [ "$ADAPTERS_OK" = 1 ]; then
         step adapters "$B/bench/adapters" --model "$MODEL" --json "$OUT/adapters.json" --batch 32 --seq 128 \
-            --runs $((RUNS + 2)) --threads 2 --loras 32
+            --runs $((RUNS + 3)) --threads 2 --loras 32
     else
         skip adapters "bench/adapters did not build (adapters/ incomplete?)"
     fi

@@ -95,7 +95,7 @@ async function main() {
       let t = process.hrtime.bigint();
       await sess.run(f);
       const one = Number(process.hrtime.bigint() - t) / 1e9;
-      const runs = Math.max(a.runs, Math.min(200, Math.floor(3.0 / Math.max(one, 1e-4))));
+      const runs = Math.max(a.runs, Math.min(200, Math.floor(1.5 / Math.max(one, 1e-4))));
       const s = [];
       for (let k = 0; k < runs; k++) {
         t = process.hrtime.bigint();

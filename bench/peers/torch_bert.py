@@ -264,7 +264,7 @@ def main():
                 t0 = time.perf_counter()
                 model(ids, mask, types)
                 one = time.perf_counter() - t0
-                runs = max(a.runs, min(200, int(3.0 / max(one, 1e-4))))
+                runs = max(a.runs, min(200, int(1.5 / max(one, 1e-4))))
                 s = []
                 for _ in range(runs):
                     t0 = time.perf_counter()
