@@ -197,11 +197,12 @@ void pd_linear(pd_pool *p, const float *x, int rows, int in, const float *w, con
 /* exp(x) for x in about [-87, 88]: 2^n * p(r) with r = x - n ln2, degree-6 polynomial
  * (relative error < 2e-7). Branch-free so loops over it vectorize. */
 static inline float fast_expf(float x) {
-    /* Written so NaN (it compares false) lands on the lower clamp: the int conversion below
-     * would be undefined for it. Overflowing activations (huge adapter weights) produce NaN. */
-    x = x > -87.0f ? x : -87.0f;
-    x = x < 88.0f ? x : 88.0f;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* fmaxf/fminf: branch-free (vectorizable at -O3); fmaxf(NaN, -87) is -87, so NaN lands
+     * on the lower clamp (the int conversion below would be undefined for it). */
+    x = fmaxf(x, -87.0f);
+    x = fminf(x, 88.0f);
+    /* round to nearest by the 1.5 * 2^23 trick: floorf is a libm call without SSE4.1 */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -218,7 +219,8 @@ static inline float fast_expf(float x) {
 /* erf(x) as a rational function of x^2 on [-4, 4] (the approximation Eigen and XNNPACK use;
  * max abs error about 1e-7 against erff, checked in tests). */
 static inline float fast_erff(float x) {
-    x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+    x = fmaxf(x, -4.0f);
+    x = fminf(x, 4.0f);
     float x2 = x * x;
     float p = -2.72614225801306e-10f;
     p = p * x2 + 2.77068142495902e-08f;
