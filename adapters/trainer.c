@@ -1199,12 +1199,25 @@ static void squad_score(const char *pred, const char *gold, double *em, double *
     free(gb);
 }
 
+/* Runs the evaluation examples from i on, as many as fit in EVAL_TOKENS (at least one), in
+ * one forward pass; *end gets the index after the last one. Checks for cancellation first. */
+static pd_status eval_forward(pd_train_engine *e, const job *j, int i, int *end, char *err, size_t errlen) {
+    const pd_delta *d = pd_adapter_delta(e->a);
+    int np = d ? d->n_prompt : 0, n = j->n_eval, k = i, rows = 0;
+    while (k < n && (k == i || rows + j->eval[k].len + np <= EVAL_TOKENS)) {
+        e->seqs[k - i] = (pd_seq){j->eval[k].ids, j->eval[k].type_ids, j->eval[k].len, d};
+        rows += j->eval[k].len + np;
+        k++;
+    }
+    *end = k;
+    if (e->hook && e->hook(e->hook_arg)) return pd_err(err, errlen, PD_ERR_CANCELLED, "cancelled");
+    return pd_forward(e->ctx, e->seqs, k - i, err, errlen);
+}
+
 /* Classification: accuracy, macro F1 over the labels that occur as gold or prediction
  * (scikit-learn's f1_score(average="macro") over the labels present), mean loss. */
 static pd_status eval_cls(pd_train_engine *e, const job *j, evalres *r, char *err, size_t errlen) {
     int L = j->num_labels, n = j->n_eval;
-    const pd_delta *d = pd_adapter_delta(e->a);
-    int np = d ? d->n_prompt : 0;
     long *tp = calloc((size_t)L * 3, sizeof(long));
     float *z = malloc(sizeof(float) * (size_t)L);
     if (!tp || !z || engine_seqs(e, n)) { free(tp); free(z); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
@@ -1213,14 +1226,8 @@ static pd_status eval_cls(pd_train_engine *e, const job *j, evalres *r, char *er
     long correct = 0;
     pd_status st = PD_OK;
     for (int i = 0; i < n && !st;) {
-        int k = i, rows = 0;
-        while (k < n && (k == i || rows + j->eval[k].len + np <= EVAL_TOKENS)) {
-            e->seqs[k - i] = (pd_seq){j->eval[k].ids, j->eval[k].type_ids, j->eval[k].len, d};
-            rows += j->eval[k].len + np;
-            k++;
-        }
-        if (e->hook && e->hook(e->hook_arg)) { st = pd_err(err, errlen, PD_ERR_CANCELLED, "cancelled"); break; }
-        if ((st = pd_forward(e->ctx, e->seqs, k - i, err, errlen))) break;
+        int k;
+        if ((st = eval_forward(e, j, i, &k, err, errlen))) break;
         for (int q = i; q < k; q++) {
             if (pd_ctx_head(e->ctx, q - i, e->head, z, L) != L) { st = pd_err(err, errlen, PD_ERR_MISMATCH, "the head does not fit"); break; }
             int pred = 0;
@@ -1264,14 +1271,8 @@ static pd_status eval_qa(pd_train_engine *e, const job *j, evalres *r, char *err
     double loss = 0, em = 0, f1 = 0;
     pd_status st = PD_OK;
     for (int i = 0; i < n && !st;) {
-        int k = i, rows = 0;
-        while (k < n && (k == i || rows + j->eval[k].len + np <= EVAL_TOKENS)) {
-            e->seqs[k - i] = (pd_seq){j->eval[k].ids, j->eval[k].type_ids, j->eval[k].len, d};
-            rows += j->eval[k].len + np;
-            k++;
-        }
-        if (e->hook && e->hook(e->hook_arg)) { st = pd_err(err, errlen, PD_ERR_CANCELLED, "cancelled"); break; }
-        if ((st = pd_forward(e->ctx, e->seqs, k - i, err, errlen))) break;
+        int k;
+        if ((st = eval_forward(e, j, i, &k, err, errlen))) break;
         for (int q = i; q < k && !st; q++) {
             int L = j->eval[q].len;
             if (2 * L > zcap) {
