@@ -62,10 +62,16 @@ static int known_index(const char *name) {
     return -1;
 }
 
+/* Unix time in whole milliseconds (as seconds). Timestamps go through meta.json, and cJSON
+ * prints a double with 15 significant digits whenever that reads back within DBL_EPSILON, so
+ * sub-microsecond parts would not survive a restart: created_at would differ by a ulp from the
+ * value in memory. An integer count of milliseconds divided by 1000 is the double nearest its
+ * decimal text, so it reads back exactly. */
 static double wall_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    double ms = (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+    return ms / 1000.0;
 }
 
 static uint64_t rand64(void) {
