@@ -57,4 +57,12 @@ void pd_layernorm(pd_pool *p, const float *x, const float *add, const float *w, 
 /* Row-wise numerically stable softmax in place. */
 void pd_softmax_rows(float *x, int rows, int cols);
 
+/* The elementwise and row kernels (activations, bias, layer norm, softmax) have scalar, AVX2
+ * and AVX-512 bodies; the best the CPU supports is used unless the environment variable
+ * PD_ISA names a lower one. pd_kernels_isa names the one in use; pd_kernels_set_isa switches
+ * (tests run every body through it; not to be called while kernels run). Returns -1 if the
+ * name is unknown or the CPU lacks it. */
+const char *pd_kernels_isa(void);
+int pd_kernels_set_isa(const char *name);
+
 #endif

@@ -74,32 +74,44 @@ static void test_gemm(pd_pool *p) {
             }
         }
     }
-    /* pd_linear with and without bias */
-    int rows = 70, in = 48, out = 40;
-    float *x = malloc(sizeof(float) * rows * in), *w = malloc(sizeof(float) * out * in), *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * rows * out);
-    for (int i = 0; i < rows * in; i++) x[i] = frand();
-    for (int i = 0; i < out * in; i++) w[i] = frand();
-    for (int i = 0; i < out; i++) bias[i] = frand();
-    for (int wb = 0; wb < 2; wb++) {
-        pd_linear(p, x, rows, in, w, wb ? bias : NULL, out, y);
-        double maxe = 0;
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < out; o++) {
-                double acc = wb ? bias[o] : 0;
-                for (int i = 0; i < in; i++) acc += (double)x[r * in + i] * w[o * in + i];
-                double e = fabs(acc - y[r * out + o]);
-                if (e > maxe) maxe = e;
+    /* pd_linear with and without bias; the larger shapes split across the pool by columns
+     * (few rows) or by rows, and each split is also forced (PD_GEMM_SPLIT) */
+    int lshapes[][3] = {{70, 48, 40}, {100, 200, 300}, {600, 64, 96}};
+    const char *splits[] = {NULL, "rows", "cols"};
+    for (int sh = 0; sh < 3; sh++)
+        for (int sp = 0; sp < 3; sp++) {
+            int rows = lshapes[sh][0], in = lshapes[sh][1], out = lshapes[sh][2];
+            if (splits[sp]) setenv("PD_GEMM_SPLIT", splits[sp], 1);
+            else unsetenv("PD_GEMM_SPLIT");
+            float *x = malloc(sizeof(float) * rows * in), *w = malloc(sizeof(float) * out * in),
+                  *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * rows * out);
+            for (int i = 0; i < rows * in; i++) x[i] = frand();
+            for (int i = 0; i < out * in; i++) w[i] = frand();
+            for (int i = 0; i < out; i++) bias[i] = frand();
+            for (int wb = 0; wb < 2; wb++) {
+                pd_linear(p, x, rows, in, w, wb ? bias : NULL, out, y);
+                double maxe = 0;
+                for (int r = 0; r < rows; r++)
+                    for (int o = 0; o < out; o++) {
+                        double acc = wb ? bias[o] : 0;
+                        for (int i = 0; i < in; i++) acc += (double)x[r * in + i] * w[o * in + i];
+                        double e = fabs(acc - y[r * out + o]);
+                        if (e > maxe) maxe = e;
+                    }
+                CHECKF(maxe < 1e-4, "linear %dx%dx%d split=%s bias=%d err %g", rows, in, out,
+                       splits[sp] ? splits[sp] : "auto", wb, maxe);
             }
-        CHECKF(maxe < 1e-4, "linear bias=%d err %g", wb, maxe);
-    }
-    free(x); free(w); free(bias); free(y);
+            free(x); free(w); free(bias); free(y);
+        }
+    unsetenv("PD_GEMM_SPLIT");
 }
 
-static void test_layernorm(pd_pool *p) {
-    int rows = 300, dim = 96;
+static void test_layernorm(pd_pool *p, int dim) {
+    int rows = 300;
     float *x = malloc(sizeof(float) * rows * dim), *a = malloc(sizeof(float) * rows * dim), *o = malloc(sizeof(float) * rows * dim);
-    float w[96], b[96];
-    for (int i = 0; i < rows * dim; i++) { x[i] = frand() * 3; a[i] = frand(); }
+    float w[800], b[800];
+    /* a large common offset, as in a residual stream */
+    for (int i = 0; i < rows * dim; i++) { x[i] = 20.0f + frand() * 3; a[i] = frand(); }
     for (int i = 0; i < dim; i++) { w[i] = 1 + frand() * 0.5f; b[i] = frand(); }
     pd_layernorm(p, x, a, w, b, 1e-12f, rows, dim, o);
     double maxe = 0;
@@ -115,7 +127,7 @@ static void test_layernorm(pd_pool *p) {
             if (e > maxe) maxe = e;
         }
     }
-    CHECKF(maxe < 1e-5, "layernorm err %g", maxe);
+    CHECKF(maxe < 1e-5, "layernorm dim %d err %g", dim, maxe);
     /* in place, no add */
     memcpy(o, x, sizeof(float) * rows * dim);
     pd_layernorm(p, o, NULL, w, b, 1e-5f, rows, dim, o);
@@ -166,6 +178,28 @@ static void test_softmax(void) {
     CHECK_NEAR(v[2], 1 / s, 1e-6);
     CHECK_NEAR(v[3], 0.0, 1e-12);
     CHECK_NEAR(v[4], 0.5, 1e-6);
+    /* rows of every length up to 70 (vector bodies and tails) against double */
+    float buf[70 * 70];
+    double maxe = 0, maxs = 0;
+    for (int cols = 1; cols <= 70; cols++) {
+        for (int i = 0; i < 3 * cols; i++) buf[i] = frand() * 30;
+        float ref[3 * 70];
+        memcpy(ref, buf, sizeof(float) * 3 * cols);
+        pd_softmax_rows(buf, 3, cols);
+        for (int r = 0; r < 3; r++) {
+            double mx = -1e30, sum = 0, got = 0;
+            for (int i = 0; i < cols; i++) mx = fmax(mx, ref[r * cols + i]);
+            for (int i = 0; i < cols; i++) sum += exp(ref[r * cols + i] - mx);
+            for (int i = 0; i < cols; i++) {
+                double e = fabs(exp(ref[r * cols + i] - mx) / sum - buf[r * cols + i]);
+                if (e > maxe) maxe = e;
+                got += buf[r * cols + i];
+            }
+            if (fabs(got - 1) > maxs) maxs = fabs(got - 1);
+        }
+    }
+    CHECKF(maxe < 1e-6, "softmax max abs error %g", maxe);
+    CHECKF(maxs < 1e-5, "softmax rows sum to 1 within %g", maxs);
 }
 
 int main(void) {
@@ -174,9 +208,24 @@ int main(void) {
     pd_pool *p = pd_pool_new(2);
     test_gemm(p);
     test_gemm(NULL);
-    test_layernorm(p);
-    test_acts(p);
-    test_softmax();
+    /* every kernel body the CPU can run: scalar, avx2, avx512 */
+    const char *best = pd_kernels_isa();
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    for (int k = 0; k < 3; k++) {
+        if (pd_kernels_set_isa(isas[k]) != 0) {
+            TEST_SKIP("%s: this CPU lacks it", isas[k]);
+            continue;
+        }
+        printf("kernels: %s\n", isas[k]);
+        test_layernorm(p, 96);
+        test_layernorm(p, 37);
+        test_layernorm(p, 768);
+        test_acts(p);
+        test_softmax();
+        test_gemm(p); /* pd_linear's bias goes through the kernel body */
+    }
+    CHECK(pd_kernels_set_isa(best) == 0);
+    CHECK(pd_kernels_set_isa("avx9000") == -1);
     pd_pool_free(p);
     return TEST_SUMMARY("test_kernels");
 }
