@@ -106,6 +106,17 @@ pd_status pd_at_take(pd_adapter *a, const char *name, const pd_st_tensor *t, int
     if (!x->name) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     pd_status st = pd_st_to_f32(t, &x->data, err, errlen);
     if (st) { free(x->name); return st; }
+    /* NaN or infinite weights would make every answer of this adapter NaN: refuse the file */
+    size_t count = 1;
+    for (int i = 0; i < t->ndim; i++) count *= (size_t)t->shape[i];
+    for (size_t i = 0; x->data && i < count; i++)
+        if (!isfinite(x->data[i])) {
+            pd_err(err, errlen, PD_ERR_FORMAT, "tensor %s holds a %s value at element %zu", name,
+                   isnan(x->data[i]) ? "NaN" : "infinite", i);
+            free(x->data);
+            free(x->name);
+            return PD_ERR_FORMAT;
+        }
     if (!x->data) { /* zero-element tensor: keep a valid pointer */
         x->data = malloc(sizeof(float));
         if (!x->data) { free(x->name); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }

@@ -373,7 +373,7 @@ static cJSON *tokenizer_config_json(void) {
     if (!o) return NULL;
     cJSON *a = cJSON_AddObjectToObject(o, "added_tokens_decoder");
     for (int i = 0; a && i < SPECIALS; i++) {
-        char k[8];
+        char k[16];
         snprintf(k, sizeof k, "%d", i);
         cJSON_AddItemToObject(a, k, special_token(-1, SPECIAL[i]));
     }

@@ -957,6 +957,24 @@ static void test_refusals(arch_env *eb, arch_env *ed) {
     dirname_of(d, sizeof d, "bad-shape");
     write_adapter(d, peft_lora_config(PD_ARCH_BERT, 4, 8, tq, NULL), &w, "adapter_model.safetensors");
     expect_fail(eb->m, d, PD_ERR_MISMATCH, "[4, 17]", "[4, 16]");
+    /* NaN and infinite weights */
+    tl_free(&w);
+    for (int bad = 0; bad < 2; bad++) {
+        memset(&w, 0, sizeof w);
+        lora_tensors(&w, PD_ARCH_BERT, mask, 4, 0, "");
+        T *t = tl_find(&w, "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight");
+        CHECK(t != NULL);
+        if (t) t->data[5] = bad ? INFINITY : NAN;
+        dirname_of(d, sizeof d, bad ? "bad-inf" : "bad-nan");
+        write_adapter(d, peft_lora_config(PD_ARCH_BERT, 4, 8, tq, NULL), &w, "adapter_model.safetensors");
+        expect_fail(eb->m, d, PD_ERR_FORMAT, bad ? "infinite value at element 5" : "NaN value at element 5",
+                    "layer.1.attention.self.value.lora_B");
+        tl_free(&w);
+    }
+    memset(&w, 0, sizeof w);
+    lora_tensors(&w, PD_ARCH_BERT, mask & ~1u, 4, 0, "");
+    tl_add(&w, "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight", 4, H + 1, 1, 0);
+    tl_add(&w, "base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight", H, 4, 1, 0);
     /* rank 0 */
     dirname_of(d, sizeof d, "bad-rank0");
     write_adapter(d, peft_lora_config(PD_ARCH_BERT, 0, 8, tq, NULL), &w, "adapter_model.safetensors");
