@@ -486,31 +486,7 @@ static inline double vdhsum_avx2(vd_avx2 a) {
 #define vdadd vdadd_avx2
 #define vdsqdev vdsqdev_avx2
 #define vdhsum vdhsum_avx2
-#include "kernels_simd.h"
-#undef VL
-#undef vf
-#undef SFX
-#undef vload
-#undef vstore
-#undef vloadn
-#undef vstoren
-#undef vset
-#undef vadd
-#undef vsub
-#undef vmul
-#undef vdiv
-#undef vmax
-#undef vmin
-#undef vfma
-#undef vround
-#undef vpow2i
-#undef vhsum
-#undef vhmax
-#undef vdf
-#undef vdzero
-#undef vdadd
-#undef vdsqdev
-#undef vdhsum
+#include "kernels_simd.h" /* #undefs all of the above at its end */
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -557,31 +533,7 @@ static inline double vdhsum_avx512(vd_avx512 a) { return _mm512_reduce_add_pd(_m
 #define vdadd vdadd_avx512
 #define vdsqdev vdsqdev_avx512
 #define vdhsum vdhsum_avx512
-#include "kernels_simd.h"
-#undef VL
-#undef vf
-#undef SFX
-#undef vload
-#undef vstore
-#undef vloadn
-#undef vstoren
-#undef vset
-#undef vadd
-#undef vsub
-#undef vmul
-#undef vdiv
-#undef vmax
-#undef vmin
-#undef vfma
-#undef vround
-#undef vpow2i
-#undef vhsum
-#undef vhmax
-#undef vdf
-#undef vdzero
-#undef vdadd
-#undef vdsqdev
-#undef vdhsum
+#include "kernels_simd.h" /* #undefs all of the above at its end */
 #pragma GCC pop_options
 #define PD_HAVE_X86_SIMD 1
 #endif

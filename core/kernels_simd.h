@@ -13,7 +13,7 @@
  *   vhsum(v) vhmax(v)      horizontal sum and max
  *   vdf vdzero() vdadd(acc, v) vdsqdev(acc, v, m) vdhsum(acc)
  *                          double accumulators: acc + v, acc + (v - m)^2, the total
- * The math is the same as the scalar code in kernels.c (same polynomials), so every path
+ * It #undefs all of these at its end. The math is the same as the scalar code in kernels.c (same polynomials), so every path
  * is checked by the same accuracy tests (tests/test_kernels.c runs each ISA). */
 
 static inline vf SFX(vexp)(vf x) {
@@ -159,3 +159,28 @@ static void SFX(layernorm_rows)(const float *x, const float *add, const float *w
         }
     }
 }
+
+#undef VL
+#undef vf
+#undef SFX
+#undef vload
+#undef vstore
+#undef vloadn
+#undef vstoren
+#undef vset
+#undef vadd
+#undef vsub
+#undef vmul
+#undef vdiv
+#undef vmax
+#undef vmin
+#undef vfma
+#undef vround
+#undef vpow2i
+#undef vhsum
+#undef vhmax
+#undef vdf
+#undef vdzero
+#undef vdadd
+#undef vdsqdev
+#undef vdhsum
