@@ -538,6 +538,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->active, 1);
 }
 
+/* Counts open connections for the scheduler's company hook; a closing one may end a batch wait. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    pd_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->connections, 1);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&s->connections, 1);
+        if (atomic_load(&s->ready)) pd_sched_kick(s->sched);
+    }
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -567,6 +579,7 @@ pd_status pd_http_start(pd_server *s, char *err, size_t errlen) {
                                      MHD_OPTION_SOCK_ADDR, res->ai_addr,
                                      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opt.http_threads,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),

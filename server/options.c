@@ -21,7 +21,7 @@ const pd_opt_def pd_serve_opt_defs[] = {
     {"max-batch-tokens", PD_OPT_INT, "8192", SO(max_batch_tokens), 16, 1 << 24, "tokens per forward batch; also the most one input may use"},
     {"max-resident-mb", PD_OPT_INT, "1024", SO(max_resident_mb), 0, 1 << 20, "memory for loaded adapters in MiB; least recently used leave first; 0 = no limit"},
     {"max-queue", PD_OPT_INT, "1024", SO(max_queue), 1, 1 << 24, "inputs waiting or running; beyond it 503 with Retry-After"},
-    {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "how long the first waiting input waits for others to share its batch"},
+    {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "longest wait of the first waiting input for others to share its batch (none when every open connection is already queued)"},
     {"train-threads", PD_OPT_INT, "1", SO(train_threads), 1, 1024, "training jobs run at once (each on the compute pool)"},
     {"max-connections", PD_OPT_INT, "1024", SO(max_connections), 1, 1 << 20, "concurrent client connections"},
 };

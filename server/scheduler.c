@@ -18,10 +18,13 @@ struct pd_sched {
     pthread_mutex_t lock;
     pthread_cond_t cv;
     pd_job *head, *tail;   /* guarded by lock: jobs with items not yet batched */
+    int jobs;              /* guarded by lock: jobs in that list */
     int depth;             /* guarded by lock: inputs submitted, not finished */
     int waiting;           /* guarded by lock: inputs not yet batched */
     long waiting_tokens;   /* guarded by lock */
     int stop;              /* guarded by lock */
+    pd_sched_company_fn company; /* guarded by lock; NULL: always wait batch_wait_ms */
+    void *company_arg;     /* guarded by lock */
 
     /* the current batch; used only by the scheduler thread */
     pd_item **batch;
@@ -59,6 +62,7 @@ pd_status pd_sched_submit(pd_sched *s, pd_job *job) {
     if (s->tail) s->tail->qnext = job;
     else s->head = job;
     s->tail = job;
+    s->jobs++;
     s->depth += job->n;
     s->waiting += job->n;
     s->waiting_tokens += tokens;
@@ -83,6 +87,23 @@ int pd_sched_waiting(pd_sched *s) {
 
 pd_pool *pd_sched_pool(pd_sched *s) { return s->pool; }
 int pd_sched_threads(pd_sched *s) { return pd_pool_size(s->pool); }
+
+/* Installs the hook that tells a batch wait whether company can still come, and wakes the
+ * scheduler so a wait in progress re-checks with it. */
+void pd_sched_set_company(pd_sched *s, pd_sched_company_fn fn, void *arg) {
+    pthread_mutex_lock(&s->lock);
+    s->company = fn;
+    s->company_arg = arg;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Wakes a batch wait to consult the hook again (a source went away without submitting). */
+void pd_sched_kick(pd_sched *s) {
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+}
 
 /* ==== Batching ==== */
 
@@ -135,6 +156,7 @@ static int gather(pd_sched *s, long *tokens_out, pd_opts *qa_out) {
             else s->head = nx;
             if (s->tail == job) s->tail = prev;
             job->qnext = NULL;
+            s->jobs--;
         } else {
             prev = job;
         }
@@ -193,9 +215,13 @@ static void *sched_main(void *arg) {
     for (;;) {
         while (!s->head && !s->stop) pthread_cond_wait(&s->cv, &s->lock);
         if (!s->head) break; /* stopping and drained */
-        /* Give the oldest waiting input up to batch_wait_ms to gather company. Under load it has
-         * waited that long already behind the previous batch, so this costs nothing then. */
+        /* Give the oldest waiting input up to batch_wait_ms to gather company, but only while
+         * company can still come: once every source the hook counts (open connections) has a
+         * job in the queue, more waiting only adds latency. Each submit and each kick wakes
+         * this loop to look again. Under load the oldest input has waited that long already
+         * behind the previous batch, so the wait costs nothing then. */
         while (!s->stop && s->head && s->waiting_tokens < s->lim.max_batch_tokens) {
+            if (s->company && s->company(s->company_arg) <= s->jobs) break;
             double due = s->head->t_submit + s->lim.batch_wait_ms / 1000.0, now = pd_now();
             if (now >= due) break;
             struct timespec ts;

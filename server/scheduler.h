@@ -3,19 +3,22 @@
  *
  * A job is one request's inputs, already encoded (pd_item_encode) with each item's delta and
  * head set, so one batch may mix adapters and base-model requests. The scheduler thread waits
- * until the oldest waiting input has waited batch_wait_ms or max_batch_tokens tokens wait,
- * then takes inputs in arrival order up to max_batch_tokens (always at least one; a job's
- * inputs may span several batches) and runs them. QA inputs of one batch share one pd_opts
- * (answers, answer length), so a QA input whose options differ from the batch's waits for
- * the next batch. When every input of a job is computed the scheduler calls job->done on its
- * thread, without locks held; after that call it never touches the job again.
+ * until the oldest waiting input has waited batch_wait_ms, or max_batch_tokens tokens wait, or
+ * the company hook (pd_sched_set_company) says nothing else can arrive, then takes inputs in
+ * arrival order up to max_batch_tokens (always at least one; a job's inputs may span several
+ * batches) and runs them. Inputs that arrive while a batch runs form the next one. QA inputs
+ * of one batch share one pd_opts (answers, answer length), so a QA input whose options differ
+ * from the batch's waits for the next batch. When every input of a job is computed the
+ * scheduler calls job->done on its thread, without locks held; after that call it never
+ * touches the job again.
  *
  * If a mixed batch fails, each job in it is run again on its own, so one bad job cannot fail
  * another's request.
  *
  * Sharing compute with training: the scheduler owns the pd_ctx and the pd_pool (kernels.h).
  * A trainer runs its steps on the same pool (pd_pool_run takes turns job by job) and yields
- * between steps while pd_sched_waiting() > 0, so predictions never wait behind a whole epoch.
+ * between steps while pd_sched_depth() > 0 (inputs submitted and not finished), so
+ * predictions never wait behind a whole epoch.
  *
  * Ownership: the caller keeps ownership of jobs and their items; the scheduler only fills
  * results. Thread-safety: pd_sched_submit / _depth / _waiting may be called from any thread;
@@ -69,6 +72,18 @@ pd_status pd_sched_submit(pd_sched *s, pd_job *job);
 
 /* Tokens an encoded item adds to a batch (its windows plus the delta's soft-prompt tokens). */
 int pd_sched_item_tokens(const pd_item *it);
+
+/* The company hook: returns how many sources of jobs exist (the server: open client
+ * connections, each of which has at most one request at a time). A source with a job in the
+ * queue adds nothing more; when every source has one (the hook's count <= queued jobs) the
+ * scheduler does not wait batch_wait_ms for company. Called on the scheduler thread with its
+ * lock held, so it must be cheap and must not call into the scheduler. Without a hook (the
+ * default) every batch waits the full batch_wait_ms. Any thread, any time. */
+typedef int (*pd_sched_company_fn)(void *arg);
+void pd_sched_set_company(pd_sched *s, pd_sched_company_fn fn, void *arg);
+
+/* Wakes the scheduler to consult the company hook again (e.g. a connection closed). Any thread. */
+void pd_sched_kick(pd_sched *s);
 
 int pd_sched_depth(pd_sched *s);   /* inputs submitted and not finished */
 int pd_sched_waiting(pd_sched *s); /* inputs not yet handed to a batch */

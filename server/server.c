@@ -162,6 +162,13 @@ static void *sync_main(void *arg) {
     return NULL;
 }
 
+/* The scheduler's company hook: every open connection may send a prediction (one at a time);
+ * the scheduler stops waiting for company once each has one queued. */
+static int open_connections(void *arg) {
+    pd_server *s = arg;
+    return atomic_load(&s->connections);
+}
+
 pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, size_t errlen) {
     *out = NULL;
     pd_server *s = calloc(1, sizeof *s);
@@ -218,6 +225,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     if ((st = pd_registry_open(s->model, o->data_dir, (size_t)o->max_resident_mb << 20, &s->reg, err, errlen))) goto fail;
     pd_sched_limits lim = {o->max_batch_tokens, o->max_queue, o->batch_wait_ms};
     if ((st = pd_sched_new(s->model, o->threads, &lim, s->metrics, &s->sched, err, errlen))) goto fail;
+    pd_sched_set_company(s->sched, open_connections, s);
     s->worker = pd_worker_new();
     if (!s->worker) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker thread"); goto fail; }
     /* training shares the scheduler's pool and steps aside while predictions are queued or running */

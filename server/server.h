@@ -45,6 +45,7 @@ typedef struct pd_server {
     atomic_int draining;    /* 1 once shutdown began: responses close their connection */
     atomic_int active;      /* requests between their first callback and completion */
     atomic_int parked;      /* suspended connections */
+    atomic_int connections; /* open client connections (the scheduler's company hook) */
     /* registry sync thread */
     pthread_t sync_thread;
     int sync_started;

@@ -653,6 +653,7 @@ def test_queue_full():
         c = s.client()
         r = c.predict({"inputs": ["a"] * 5})
         check(is_error(r, 413), "more inputs than --max-queue in one request: 413")
+        # c stays open and idle, so the first queued input waits the full 1500 ms for company
         n = 10
         results = [None] * n
 
@@ -676,6 +677,31 @@ def test_queue_full():
         check(all(is_error(r, 503, "busy") and r.header("Retry-After") == "1" for r in busy), "503 + Retry-After: 1")
         check('peftd_rejected_inputs_total 6' in c.get("/metrics").body.decode(), "rejections counted")
         check(c.predict({"inputs": ["after"]}).status == 200, "accepts again once drained")
+    finally:
+        finish(s)
+
+
+def test_batch_wait_only_while_company_can_come():
+    """--batch-wait-ms is paid only while another open connection could still join the batch."""
+    s = start("batchwait", ["--batch-wait-ms", "1000"])
+    try:
+        c = s.client()
+
+        def timed(body):
+            t0 = time.monotonic()
+            r = c.predict(body)
+            return r, time.monotonic() - t0
+
+        r, dt = timed({"inputs": ["alone"]})
+        check(r.status == 200 and dt < 0.5, "a lone client does not wait for company (%.0f ms)" % (dt * 1e3))
+        idle = socket.create_connection(("127.0.0.1", s.port))
+        r, dt = timed({"inputs": ["one idle connection open"]})
+        check(r.status == 200 and dt >= 0.9, "an idle open connection may still send: the batch waits (%.0f ms)" % (dt * 1e3))
+        threading.Timer(0.2, idle.close).start()
+        r, dt = timed({"inputs": ["the idle connection closes meanwhile"]})
+        check(r.status == 200 and dt < 0.7, "its closing ends the wait (%.0f ms)" % (dt * 1e3))
+        r, dt = timed({"inputs": ["alone again"]})
+        check(r.status == 200 and dt < 0.5, "alone again: no wait (%.0f ms)" % (dt * 1e3))
     finally:
         finish(s)
 
@@ -931,6 +957,9 @@ def test_eviction():
 
 def test_sigterm_finishes_in_flight():
     s = start("sigterm", ["--batch-wait-ms", "1500"])
+    # An idle open connection may still send a prediction, so the batch waits its full 1500 ms
+    # (with every open connection queued it would start at once and nothing would be in flight).
+    idle = socket.create_connection(("127.0.0.1", s.port))
     n = 6
     results = [None] * n
 
@@ -947,8 +976,10 @@ def test_sigterm_finishes_in_flight():
     for t in ts:
         t.start()
     time.sleep(0.5)  # all are parked waiting for the batch
+    check(all(r is None for r in results), "still in flight at SIGTERM: %r" % results)
     t0 = time.monotonic()
     rc = finish(s)
+    idle.close()
     for t in ts:
         t.join(30)
     check(rc == 0, "exit status 0 after SIGTERM (%r)" % rc)
@@ -975,6 +1006,7 @@ TESTS = [
     test_options_env_and_help,
     test_metrics_and_batching,
     test_queue_full,
+    test_batch_wait_only_while_company_can_come,
     test_hot_swap_under_load,
     test_restart_and_kill9,
     test_replicas_share_data_dir,
