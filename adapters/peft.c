@@ -424,12 +424,24 @@ static void peft_linear_bwd(const pd_delta *d, int layer, pd_lin which, const fl
     if (ld->lora) {
         uint64_t key = p > 0 ? pd_dropout_key(tr, layer, which) : 0;
         int want_dxin = dx || (ld->xshift && s->g_emb_b);
+        /* without dropout or shift the LoRA input is x itself, and dt A adds straight into dx */
+        int plain = p <= 0 && !ld->xshift;
         float *buf;
-        int chunk = pd_scratch_rows(rows, (size_t)2 * in + 2 * (size_t)ld->r, &buf);
+        int chunk = pd_scratch_rows(rows, plain ? 2 * (size_t)ld->r : (size_t)2 * in + 2 * (size_t)ld->r, &buf);
         for (int r0 = 0; r0 < rows; r0 += chunk) {
             int n = rows - r0 < chunk ? rows - r0 : chunk;
-            float *xin = buf, *dxin = xin + (size_t)n * in, *t = dxin + (size_t)n * in, *dt = t + (size_t)n * ld->r;
             const float *dyc = dy + (size_t)r0 * out;
+            if (plain) {
+                float *t = buf, *dt = t + (size_t)n * ld->r;
+                const float *xc = x + (size_t)r0 * in;
+                pd_gemm(pool, 0, 1, n, ld->r, in, 1.0f, xc, in, ld->A, in, 0.0f, t, ld->r);
+                pd_gemm(pool, 1, 0, out, ld->r, n, ld->s, dyc, out, t, ld->r, 1.0f, ld->gB, ld->r);
+                pd_gemm(pool, 0, 0, n, ld->r, out, ld->s, dyc, out, ld->B, ld->r, 0.0f, dt, ld->r);
+                pd_gemm(pool, 1, 0, ld->r, in, n, 1.0f, dt, ld->r, xc, in, 1.0f, ld->gA, in);
+                if (dx) pd_gemm(pool, 0, 0, n, in, ld->r, 1.0f, dt, ld->r, ld->A, in, 1.0f, dx + (size_t)r0 * in, in);
+                continue;
+            }
+            float *xin = buf, *dxin = xin + (size_t)n * in, *t = dxin + (size_t)n * in, *dt = t + (size_t)n * ld->r;
             lora_input(ld, key, p, x, r0, n, in, xin);
             pd_gemm(pool, 0, 1, n, ld->r, in, 1.0f, xin, in, ld->A, in, 0.0f, t, ld->r);
             /* y = s t B^T: gB += s dy^T t; dt = s dy B; gA += dt^T xin; dxin = dt A */

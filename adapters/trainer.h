@@ -72,7 +72,7 @@ typedef struct pd_train_engine pd_train_engine;
 /* A forward/backward engine for one trainable adapter on base, with its own pd_ctx on pool.
  * The adapter's own head trains with it (pd_adapter_head_grad; a base pooler inside it stays
  * frozen); an adapter without a head of its own uses the base model's, frozen.
- * max_tokens: rows per micro-batch (prompt tokens included); 0 = from a 256 MiB activation
+ * max_tokens: rows per micro-batch (prompt tokens included); 0 = from a 1 GiB activation
  * budget. PD_ERR_MISMATCH if the adapter has no head for task, PD_ERR_NOMEM. */
 pd_status pd_train_engine_new(const pd_model *base, pd_adapter *a, pd_task task, pd_pool *pool, int max_tokens,
                               pd_train_engine **out, char *err, size_t errlen);

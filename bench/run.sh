@@ -3,7 +3,8 @@
 #
 # Builds the bench programs, installs the peers on first use, then measures, on this machine
 # and in this one run: the sgemm roofline, the encoder's throughput against ONNX Runtime and
-# PyTorch on the same weights, the cost of adapters, and the HTTP server under load. Prints
+# PyTorch on the same weights, the cost of adapters, the HTTP server under load, LoRA training
+# against PyTorch and the SST-2 accuracy parity of the two (needs ../shared/data/sst2). Prints
 # tables and a PASS/MISS line per target, and writes bench/results/<date>-<host>.json (raw)
 # and bench/results/latest.md.
 #
@@ -14,20 +15,22 @@
 #
 # Environment knobs:
 #   BENCH_QUICK=1     fewer runs and shorter server load (a smoke run, numbers not for quoting)
-#   BENCH_ONLY="gemm engine peers adapters server"   run a subset (default: all)
+#   BENCH_ONLY="gemm engine peers adapters server train parity"   run a subset (default: all)
 #   BENCH_ROUNDS=4    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine, ...);
 #                     each round takes RUNS (2) samples per batch size, or more for short batches (~3 s)
 #   BENCH_QUIET_WAIT=120  seconds a step may wait for other processes to leave the CPU alone
+#   BENCH_BUILD=build     build directory (e.g. a private build-<name> while others use build/)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-B=build
+B=${BENCH_BUILD:-build}
 CACHE=bench/.cache
 MODEL=$CACHE/bert-base
 ONNX=$CACHE/bert-base.onnx
 PY=/usr/bin/python3
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-gemm engine peers adapters server}
+ONLY=${BENCH_ONLY:-gemm engine peers adapters server train parity}
+SST2=${BENCH_SST2:-${PD_SHARED:-../shared}/data/sst2}   # SST-2 for the parity run (train.tsv, dev.tsv)
 ROUNDS=${BENCH_ROUNDS:-4}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
 OUT=$(mktemp -d /tmp/peftd-bench.XXXXXX)
@@ -97,7 +100,7 @@ apt_install() {
         { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
 }
 want server && ! command -v wrk >/dev/null && { echo "bench: installing wrk"; apt_install wrk; }
-if want peers; then
+if want peers || want train || want parity; then
     "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "bench: installing python3-torch"; apt_install python3-torch python3-numpy; }
     command -v node >/dev/null && command -v npm >/dev/null || { echo "bench: installing nodejs npm"; apt_install nodejs npm; }
     if [ ! -d bench/peers/node_modules/onnxruntime-node ] && command -v npm >/dev/null; then
@@ -127,6 +130,10 @@ build_bench engine core/*.c || exit 1
 ADAPTERS_OK=1
 build_bench adapters core/*.c adapters/*.c 2>/dev/null ||
     build_bench adapters core/*.c adapters/adapter.c adapters/peft.c adapters/bottleneck.c || ADAPTERS_OK=0
+TRAIN_OK=1
+if want train || want parity; then
+    { build_bench train core/*.c adapters/*.c && build_bench parity_data core/*.c adapters/*.c; } || TRAIN_OK=0
+fi
 PEFTD_OK=1
 make -s "$B/peftd" >"$OUT/logs/make-peftd.log" 2>&1 || { PEFTD_OK=0; tail -3 "$OUT/logs/make-peftd.log" >&2; }
 
@@ -197,10 +204,49 @@ if want server; then
     fi
 fi
 
+# Training: peftd's LoRA training step (bench/train.c, the trainer's pd_train_engine_step) against the same step
+# in PyTorch (peers/torch_lora_train.py), BERT-base shape, batch 16 x 128, r=8 on query+value, AdamW, 2 threads;
+# alternated rounds (peftd, torch, torch, peftd, ...), the ratio taken per round as for the engine.
+if want train; then
+    say "training throughput"
+    if [ "$TRAIN_OK" = 0 ]; then skip train "bench/train did not build"
+    else
+        TSTEPS=5; TROUNDS=2
+        [ "$QUICK" = 1 ] && { TSTEPS=2; TROUNDS=1; }
+        trainp() { step "train-peftd-$1" "$B/bench/train" --model "$MODEL" --json "$OUT/train-peftd-$1.json" --steps "$TSTEPS" \
+            --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16; }
+        traint() {
+            "$PY" -c 'import torch' 2>/dev/null || { skip "train-torch-$1" "python3-torch is not installed"; return; }
+            step "train-torch-$1" "$PY" bench/peers/torch_lora_train.py --model "$MODEL" --json "$OUT/train-torch-$1.json" \
+                --steps "$TSTEPS" --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16
+        }
+        for ((r = 1; r <= TROUNDS; r++)); do
+            if ((r % 2)); then trainp "$r"; traint "$r"; else traint "$r"; trainp "$r"; fi
+        done
+    fi
+fi
+
+# Accuracy parity: the same SST-2 LoRA run (default model, same ids, same initial adapter, same order) through
+# peftd's trainer (peftd serve, POST /train) and in PyTorch; dev accuracy of both (bench/parity.py).
+if want parity; then
+    say "training accuracy parity (SST-2, default model)"
+    if [ "$TRAIN_OK" = 0 ] || [ "$PEFTD_OK" = 0 ]; then skip parity "peftd or bench/parity_data did not build"
+    elif ! "$PY" -c 'import torch' 2>/dev/null; then skip parity "python3-torch is not installed"
+    elif [ ! -f "$SST2/train.tsv" ] || [ ! -f "$SST2/dev.tsv" ]; then skip parity "no SST-2 at $SST2 (set BENCH_SST2 or PD_SHARED)"
+    else
+        [ -f "$CACHE/default/model.safetensors" ] || "$B/peftd" gen-model --out "$CACHE/default" >/dev/null ||
+            echo "bench: peftd gen-model failed" >&2
+        PN=20000; PE=2
+        [ "$QUICK" = 1 ] && { PN=2000; PE=1; }
+        step parity "$PY" bench/parity.py --peftd "$B/peftd" --prep "$B/bench/parity_data" --model "$CACHE/default" \
+            --data "$SST2" --n-train "$PN" --epochs "$PE" --threads 2 --json "$OUT/parity.json"
+    fi
+fi
+
 # ==== Report ====
 
 say "report"
 PARTIAL=0
-[ "$QUICK" = 1 ] || [ "$ONLY" != "gemm engine peers adapters server" ] && PARTIAL=1
+[ "$QUICK" = 1 ] || [ "$ONLY" != "gemm engine peers adapters server train parity" ] && PARTIAL=1
 "$PY" bench/report.py --dir "$OUT" --results bench/results --quick "$QUICK" --partial "$PARTIAL" \
     --env-coretype "${OPENBLAS_CORETYPE:-}" --env-l2 "${OPENBLAS_L2_SIZE:-}"

@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include "safetensors.h"
+#include "train_kernels.h"
 
 #include <cJSON.h>
 #include <cblas.h>
@@ -968,33 +969,11 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
     return loss;
 }
 
-/* LayerNorm backward for rows: s = h + resid (recomputed), y = LN(s) * w + b; writes ds. */
+/* LayerNorm backward for rows: s = h + resid (recomputed), y = LN(s) * w + b; writes ds
+ * (train_kernels.c: float sums in 8 lanes; ds must not alias the inputs). */
 static void layernorm_bwd(const float *h, const float *resid, const float *w, float eps, int rows, int dim,
                           const float *dy, float *ds) {
-    for (int r = 0; r < rows; r++) {
-        const float *a = h + (size_t)r * dim, *b = resid ? resid + (size_t)r * dim : NULL;
-        const float *g = dy + (size_t)r * dim;
-        float *o = ds + (size_t)r * dim;
-        double mean = 0, var = 0;
-        for (int i = 0; i < dim; i++) mean += a[i] + (b ? b[i] : 0);
-        mean /= dim;
-        for (int i = 0; i < dim; i++) { double v = a[i] + (b ? b[i] : 0) - mean; var += v * v; }
-        var /= dim;
-        double rstd = 1.0 / sqrt(var + eps);
-        double m1 = 0, m2 = 0;
-        for (int i = 0; i < dim; i++) {
-            double xh = (a[i] + (b ? b[i] : 0) - mean) * rstd;
-            double gw = (double)g[i] * w[i];
-            m1 += gw;
-            m2 += gw * xh;
-        }
-        m1 /= dim;
-        m2 /= dim;
-        for (int i = 0; i < dim; i++) {
-            double xh = (a[i] + (b ? b[i] : 0) - mean) * rstd;
-            o[i] = (float)(rstd * ((double)g[i] * w[i] - m1 - xh * m2));
-        }
-    }
+    pd_layernorm_bwd_rows(h, resid, w, eps, rows, dim, dy, ds);
 }
 
 typedef struct {
@@ -1032,10 +1011,33 @@ static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, con
     }
 }
 
-/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. */
+/* Rows of the top layer whose output gradient is not zero. A classification loss reads only each
+ * sequence's first row, so the top layer's row-local backward (LayerNorms, feed-forward, attention
+ * output) has gradient in n of its rows; the base GEMMs there then run on those rows alone. */
+typedef struct {
+    const int *row; /* (n) row indices, increasing */
+    int n;
+    float *a, *b;   /* scratch, (n, max(hidden, ffn)) each */
+} live_rows;
+
+/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. With
+ * live != NULL every other row of dy is zero: the base GEMM runs on the live rows only (dx's other
+ * rows are zeroed, or left as they are when accumulating); the deltas still see every row. */
 static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w, const float *b, int out,
-                       const float *dy, float *dx, int accumulate, int rows) {
-    if (dx) pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
+                       const float *dy, float *dx, int accumulate, int rows, const live_rows *live) {
+    if (dx && live) {
+        for (int i = 0; i < live->n; i++)
+            memcpy(live->a + (size_t)i * out, dy + (size_t)live->row[i] * out, sizeof(float) * (size_t)out);
+        pd_gemm(c->pool, 0, 0, live->n, in, out, 1.0f, live->a, out, w, in, 0.0f, live->b, in);
+        if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)rows * in);
+        for (int i = 0; i < live->n; i++) {
+            float *d = dx + (size_t)live->row[i] * in;
+            const float *s = live->b + (size_t)i * in;
+            for (int e = 0; e < in; e++) d[e] += s[e];
+        }
+    } else if (dx) {
+        pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
+    }
     for (int g = 0; g < c->n_grp; g++) {
         const pd_delta *d = c->grp_delta[g];
         if (!d || !d->linear_bwd) continue;
@@ -1064,8 +1066,13 @@ static void attn_bwd_task(void *arg, int t) {
         const pd_delta *d = c->delta[s];
         int P = d ? d->n_prefix : 0, ld = P + L;
         float *dp = sc + (size_t)L * ld;
-        attn_probs(j, s, hh, sc);
         size_t base = (size_t)o * H + hh * dh;
+        /* the probabilities again (attn_probs' products; pd_softmax_rows_ld is the vectorized
+         * softmax of train_kernels.c, same fast exp) */
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, j->q + base, H,
+                           d->prefix_k[j->layer] + hh * dh, H, 0.0f, sc, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, j->q + base, H, j->k + base, H, 0.0f, sc + P, ld);
+        pd_softmax_rows_ld(sc, L, ld, ld);
         const float *dO = j->dout + base;
         /* dP = dO [Vp; V]^T */
         if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, 1.0f, dO, H, d->prefix_v[j->layer] + hh * dh, H, 0.0f,
@@ -1080,12 +1087,7 @@ static void attn_bwd_task(void *arg, int t) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, L, 1.0f, sc, ld, dO, H, 0.0f, pv, H);
         }
         /* dS = P * (dP - sum(dP * P)) * scale, in place in dp */
-        for (int r = 0; r < L; r++) {
-            float *pr = sc + (size_t)r * ld, *gr = dp + (size_t)r * ld;
-            float dot = 0;
-            for (int q = 0; q < ld; q++) dot += pr[q] * gr[q];
-            for (int q = 0; q < ld; q++) gr[q] = pr[q] * (gr[q] - dot) * scale;
-        }
+        pd_softmax_bwd_rows(sc, dp, L, ld, ld, scale);
         /* dQ = dS [Kp; K] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, dp + P, ld, j->k + base, H, 0.0f, j->dq + base, H);
         if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, dp, ld, d->prefix_k[j->layer] + hh * dh, H, 1.0f,
@@ -1108,21 +1110,35 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
     for (int g = 0; g < c->n_grp; g++)
         if (c->grp_delta[g] && c->grp_delta[g]->n_prompt && c->grp_delta[g]->prompt_bwd) need_prompt = 1;
     memcpy(dx, c->dhidden, sizeof(float) * RH); /* dx: gradient of the current layer output */
+    /* live rows of the top layer (see live_rows); used when they are at most a quarter of all */
+    int *lrow = malloc(sizeof(int) * (size_t)R);
+    live_rows live = {lrow, 0, NULL, NULL};
+    if (lrow) {
+        for (int r = 0; r < R; r++) {
+            const float *g = dx + (size_t)r * H;
+            int nz = 0;
+            for (int e = 0; e < H && !nz; e++) nz = g[e] != 0.0f;
+            if (nz) lrow[live.n++] = r;
+        }
+        size_t wmax = (size_t)(F > H ? F : H);
+        if (live.n > 0 && live.n * 4 <= R && (live.a = malloc(sizeof(float) * 2 * wmax * (size_t)live.n))) live.b = live.a + wmax * live.n;
+    }
     for (int l = cf->layers - 1; l >= 0; l--) {
         const pd_layer *L = &m->layer[l];
         const saved_layer *S = &c->S[l];
         const float *x = c->X[l];
-        /* out = LN2(h2 + x1) */
+        const live_rows *lv = l == cf->layers - 1 && live.a ? &live : NULL;
+        /* out = LN2(h2 + x1) (zero rows stay zero through the row-local steps up to the attention) */
         sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dx, dh, dx1, R);
         /* h2 = a W2^T: da = dh W2 */
-        linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, R);
-        for (size_t e = 0; e < (size_t)R * F; e++) da[e] *= pd_act1_grad(cf->act, S->f[e]);
+        linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, R, lv);
+        pd_act_grad_mul(c->pool, cf->act, S->f, da, (size_t)R * F);
         /* f = x1 W1^T: dx1 += df W1 */
-        linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, R);
+        linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, R, lv);
         /* x1 = LN1(h1 + x) */
         sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, x, L->ln1_w, L->ln1_b, dx1, dh, dx, R);
         /* h1 = att Wo^T */
-        linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, R);
+        linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, R, lv);
         attn_job aj = {c, l, c->n * cf->heads, 0, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
         pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
         int maxp = c->cap_prefix / (c->n ? c->n : 1);
@@ -1133,10 +1149,13 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
         }
         /* the input gradient of layer 0 is only needed for a soft prompt */
         int want_dx = l > 0 || need_prompt;
-        linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dx : NULL, 1, R);
-        linear_bwd(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R);
-        linear_bwd(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R);
+        /* dQ = dS K has the live rows of dO only (dP = dO V^T is zero elsewhere); dK and dV all rows */
+        linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dx : NULL, 1, R, lv);
+        linear_bwd(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R, NULL);
+        linear_bwd(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R, NULL);
     }
+    free(live.a);
+    free(lrow);
     if (need_prompt) {
         /* X[0] = LN(emb): the prompt rows' gradient goes back through the embedding LayerNorm */
         for (int i = 0; i < c->n; i++) {

@@ -1,0 +1,264 @@
+/* train_kernels.c - backward-pass kernels. See train_kernels.h. */
+#include "train_kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Forced, so the helpers are inlined into the AVX2 clone below (gcc does not inline a
+ * default-target function into a target_clones one on its own). */
+#define TK_INLINE __attribute__((always_inline))
+
+/* ==== Fast elementwise math (the formulas of kernels.c's forward GELU) ==== */
+
+/* exp(x) for x in about [-87, 88]: 2^n * p(r), r = x - n ln2, degree-6 polynomial (relative
+ * error < 2e-7); NaN lands on the lower clamp (x > -87 is false for it). Branch-free so loops over it vectorize. */
+TK_INLINE static inline float tk_expf(float x) {
+    x = x > -87.0f ? x : -87.0f; /* comparisons, not fmaxf/fminf: those are libm calls without */
+    x = x < 88.0f ? x : 88.0f;   /* -ffinite-math-only, and the loop would not vectorize */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return p * u.f;
+}
+
+/* erf(x) as a rational function of x^2 on [-4, 4] (Eigen's and XNNPACK's; max abs error about
+ * 1e-7 against erff). */
+TK_INLINE static inline float tk_erff(float x) {
+    x = x > -4.0f ? x : -4.0f;
+    x = x < 4.0f ? x : 4.0f;
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return p / q;
+}
+
+/* ==== Activation backward ==== */
+
+typedef struct {
+    pd_act a;
+    const float *pre;
+    float *dy;
+    size_t n, chunk;
+} actg_job;
+
+/* GELU'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi). */
+TK_INLINE static inline float gelu_grad(float x) {
+    float cdf = 0.5f + 0.5f * tk_erff(x * 0.70710678118654752f);
+    float pdf = tk_expf(-0.5f * x * x) * 0.3989422804014327f;
+    return cdf + x * pdf;
+}
+
+/* The same formula on 8 floats at a time with GCC/clang vector extensions (no intrinsics):
+ * gcc -O2 does not vectorize the scalar loop (the clamps are control flow to it). On x86-64
+ * the function is also compiled for AVX2 and picked at load time by CPU feature (target_clones;
+ * "arch=haswell" would test the CPU model and never match an AMD one). Vectors only pass
+ * through pointers and macros: a function taking or returning a 32-byte vector by value draws
+ * gcc's and clang's -Wpsabi ABI warning on non-AVX builds. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+#define V8_SPLAT(c) ((v8f){(c), (c), (c), (c), (c), (c), (c), (c)})
+/* x clamped to [lo, hi] by compare-and-select (NaN fails both compares and becomes lo). */
+#define V8_CLAMP(x, lo, hi)                                                                       \
+    do {                                                                                          \
+        v8f lo_ = V8_SPLAT(lo), hi_ = V8_SPLAT(hi);                                               \
+        v8i m_ = (x) > lo_;                                                                       \
+        (x) = (v8f)((m_ & (v8i)(x)) | (~m_ & (v8i)lo_));                                         \
+        m_ = (x) < hi_;                                                                           \
+        (x) = (v8f)((m_ & (v8i)(x)) | (~m_ & (v8i)hi_));                                         \
+    } while (0)
+
+TK_INLINE static inline void v8_expf(v8f *px) {
+    v8f x = *px;
+    V8_CLAMP(x, -87.0f, 88.0f);
+    v8f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v8f r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    v8f p = V8_SPLAT(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
+    *px = p * (v8f)e;
+}
+
+TK_INLINE static inline void v8_erff(v8f *px) {
+    v8f x = *px;
+    V8_CLAMP(x, -4.0f, 4.0f);
+    v8f x2 = x * x;
+    v8f p = V8_SPLAT(-2.72614225801306e-10f);
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    v8f q = V8_SPLAT(-1.45660718464996e-05f);
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    *px = p / q;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define TK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TK_CLONES
+#endif
+
+TK_CLONES static void gelu_grad_mul(const float *pre, float *dy, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f x, g;
+        memcpy(&x, pre + i, sizeof x);
+        memcpy(&g, dy + i, sizeof g);
+        v8f cdf = x * 0.70710678118654752f, pdf = -0.5f * x * x;
+        v8_erff(&cdf);
+        v8_expf(&pdf);
+        g *= (0.5f + 0.5f * cdf) + x * (pdf * 0.3989422804014327f);
+        memcpy(dy + i, &g, sizeof g);
+    }
+    for (; i < n; i++) dy[i] *= gelu_grad(pre[i]);
+}
+
+static void actg_range(pd_act a, const float *pre, float *dy, size_t n) {
+    if (a == PD_ACT_GELU) {
+        gelu_grad_mul(pre, dy, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dy[i] *= pd_act1_grad(a, pre[i]);
+}
+
+static void actg_task(void *arg, int t) {
+    actg_job *j = arg;
+    size_t s = (size_t)t * j->chunk, e = s + j->chunk;
+    if (e > j->n) e = j->n;
+    if (s < e) actg_range(j->a, j->pre + s, j->dy + s, e - s);
+}
+
+void pd_act_grad_mul(pd_pool *p, pd_act a, const float *pre, float *dy, size_t n) {
+    if (a == PD_ACT_NONE || n == 0) return;
+    int nt = pd_pool_size(p);
+    if (n < 16384) nt = 1;
+    actg_job j = {a, pre, dy, n, (n + (size_t)nt - 1) / (size_t)nt};
+    j.chunk = (j.chunk + 15) & ~(size_t)15;
+    pd_pool_run(p, actg_task, &j, (int)((n + j.chunk - 1) / j.chunk));
+}
+
+/* ==== LayerNorm backward ==== */
+
+#define V8_HSUM(v) ((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
+
+/* One row of y = LN(a + b) * w + beta: ds = rstd * (g w - mean(g w) - xh mean(g w xh)), with
+ * ds used as scratch for a + b and then xh. Sums in 8 float lanes. */
+TK_CLONES static void ln_bwd_row(const float *a, const float *b, const float *w, float eps, int n, const float *g, float *ds) {
+    v8f acc = V8_SPLAT(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f x, y;
+        memcpy(&x, a + i, sizeof x);
+        if (b) {
+            memcpy(&y, b + i, sizeof y);
+            x += y;
+        }
+        acc += x;
+        memcpy(ds + i, &x, sizeof x);
+    }
+    float sum = V8_HSUM(acc);
+    for (; i < n; i++) {
+        ds[i] = a[i] + (b ? b[i] : 0.0f);
+        sum += ds[i];
+    }
+    float mean = sum / (float)n;
+    acc = V8_SPLAT(0.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        v8f x;
+        memcpy(&x, ds + i, sizeof x);
+        x -= mean;
+        acc += x * x;
+    }
+    float var = V8_HSUM(acc);
+    for (; i < n; i++) var += (ds[i] - mean) * (ds[i] - mean);
+    float rstd = 1.0f / sqrtf(var / (float)n + eps);
+    v8f a1 = V8_SPLAT(0.0f), a2 = V8_SPLAT(0.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        v8f x, gv, wv;
+        memcpy(&x, ds + i, sizeof x);
+        memcpy(&gv, g + i, sizeof gv);
+        memcpy(&wv, w + i, sizeof wv);
+        x = (x - mean) * rstd;
+        gv *= wv;
+        a1 += gv;
+        a2 += gv * x;
+        memcpy(ds + i, &x, sizeof x);
+    }
+    float m1 = V8_HSUM(a1), m2 = V8_HSUM(a2);
+    for (; i < n; i++) {
+        float xh = (ds[i] - mean) * rstd, gw = g[i] * w[i];
+        m1 += gw;
+        m2 += gw * xh;
+        ds[i] = xh;
+    }
+    m1 /= (float)n;
+    m2 /= (float)n;
+    for (i = 0; i < n; i++) ds[i] = rstd * (g[i] * w[i] - m1 - ds[i] * m2);
+}
+
+void pd_layernorm_bwd_rows(const float *h, const float *resid, const float *w, float eps, int rows, int dim, const float *dy,
+                           float *ds) {
+    for (int r = 0; r < rows; r++) {
+        size_t o = (size_t)r * dim;
+        ln_bwd_row(h + o, resid ? resid + o : NULL, w, eps, dim, dy + o, ds + o);
+    }
+}
+
+/* ==== Softmax (the backward pass's recomputation of attention probabilities) ==== */
+
+void pd_softmax_rows_ld(float *x, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++) pd_softmax_rows(x + (size_t)r * ld, 1, cols); /* kernels.c's vector bodies */
+}
+
+/* ==== Softmax backward ==== */
+
+/* One row: g = scale * p * (g - <p, g>), the dot product in 8 lanes. */
+TK_CLONES static void softmax_bwd_row(const float *p, float *g, int n, float scale) {
+    v8f acc = V8_SPLAT(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f a, b;
+        memcpy(&a, p + i, sizeof a);
+        memcpy(&b, g + i, sizeof b);
+        acc += a * b;
+    }
+    float dot = V8_HSUM(acc);
+    for (; i < n; i++) dot += p[i] * g[i];
+    for (i = 0; i < n; i++) g[i] = p[i] * (g[i] - dot) * scale;
+}
+
+void pd_softmax_bwd_rows(const float *p, float *dp, int rows, int cols, int ld, float scale) {
+    for (int r = 0; r < rows; r++) softmax_bwd_row(p + (size_t)r * ld, dp + (size_t)r * ld, cols, scale);
+}
