@@ -1067,8 +1067,7 @@ static void attn_bwd_task(void *arg, int t) {
         int P = d ? d->n_prefix : 0, ld = P + L;
         float *dp = sc + (size_t)L * ld;
         size_t base = (size_t)o * H + hh * dh;
-        /* the probabilities again (attn_probs' products; pd_softmax_rows_ld is the vectorized
-         * softmax of train_kernels.c, same fast exp) */
+        /* the probabilities again: attn_probs' products and the forward's softmax kernel */
         if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, j->q + base, H,
                            d->prefix_k[j->layer] + hh * dh, H, 0.0f, sc, ld);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, j->q + base, H, j->k + base, H, 0.0f, sc + P, ld);
