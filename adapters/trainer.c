@@ -215,7 +215,7 @@ pd_status pd_train_engine_grad(pd_train_engine *e, const pd_train_example *ex, c
         int j = i, rows = 0;
         while (j < n && (j == i || (rows < target && rows + ex[idx[j]].len + np <= e->max_tokens))) {
             const pd_train_example *x = &ex[idx[j]];
-            e->seqs[j - i] = (pd_seq){x->ids, x->type_ids, x->len, d};
+            e->seqs[j - i] = (pd_seq){x->ids, x->type_ids, x->len, d, e->task == PD_TASK_CLS};
             rows += x->len + np;
             j++;
         }
@@ -1211,7 +1211,7 @@ static pd_status eval_forward(pd_train_engine *e, const job *j, int i, int *end,
     const pd_delta *d = pd_adapter_delta(e->a);
     int np = d ? d->n_prompt : 0, n = j->n_eval, k = i, rows = 0;
     while (k < n && (k == i || rows + j->eval[k].len + np <= EVAL_TOKENS)) {
-        e->seqs[k - i] = (pd_seq){j->eval[k].ids, j->eval[k].type_ids, j->eval[k].len, d};
+        e->seqs[k - i] = (pd_seq){j->eval[k].ids, j->eval[k].type_ids, j->eval[k].len, d, e->task == PD_TASK_CLS};
         rows += j->eval[k].len + np;
         k++;
     }

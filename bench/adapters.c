@@ -225,11 +225,11 @@ int main(int argc, char **argv) {
     int on[C_COUNT] = {1, 1, 1, have_prefix, have_bn};
     for (int i = 0; i < batch; i++) {
         const int32_t *r = ids + (size_t)i * L;
-        seqs[C_BARE][i] = (pd_seq){r, NULL, L, NULL};
-        seqs[C_LORA1][i] = (pd_seq){r, NULL, L, pd_adapter_delta(lora[0])};
-        seqs[C_LORAN][i] = (pd_seq){r, NULL, L, pd_adapter_delta(lora[i % nlora])};
-        seqs[C_PREFIX][i] = (pd_seq){r, NULL, L, have_prefix ? pd_adapter_delta(prefix) : NULL};
-        seqs[C_BN][i] = (pd_seq){r, NULL, L, have_bn ? pd_adapter_delta(bn) : NULL};
+        seqs[C_BARE][i] = (pd_seq){r, NULL, L, NULL, 0};
+        seqs[C_LORA1][i] = (pd_seq){r, NULL, L, pd_adapter_delta(lora[0]), 0};
+        seqs[C_LORAN][i] = (pd_seq){r, NULL, L, pd_adapter_delta(lora[i % nlora]), 0};
+        seqs[C_PREFIX][i] = (pd_seq){r, NULL, L, have_prefix ? pd_adapter_delta(prefix) : NULL, 0};
+        seqs[C_BN][i] = (pd_seq){r, NULL, L, have_bn ? pd_adapter_delta(bn) : NULL, 0};
     }
     double *s[C_COUNT], *cpu[C_COUNT];
     for (int k = 0; k < C_COUNT; k++) {

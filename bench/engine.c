@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
     pd_ctx *ctx[2] = {pd_ctx_new(m, pool), pd_ctx_new(m, NULL)};
     if (!ids || !seqs || !pool || !ctx[0] || !ctx[1]) { fprintf(stderr, "out of memory\n"); return 1; }
     bench_fill_ids(ids, maxb, L, c->vocab, 12345);
-    for (int i = 0; i < maxb; i++) seqs[i] = (pd_seq){ids + (size_t)i * L, NULL, L, NULL};
+    for (int i = 0; i < maxb; i++) seqs[i] = (pd_seq){ids + (size_t)i * L, NULL, L, NULL, 0};
 
     /* The first forward touches every weight page: RSS after it is the model's real footprint. */
     double tf = pd_now();

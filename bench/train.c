@@ -30,11 +30,15 @@
 /* Matrix-product FLOPs of one training step on n sequences of L tokens (see the top comment):
  * per layer the forward's linears twice (forward, then dX = dY W) and its attention products
  * three times (forward; dP, dV, dQ, dK in the backward), minus layer 0's Q/K/V input gradients.
- * peftd's recomputation of the attention scores in the backward is not counted. */
+ * The top layer runs on each sequence's first row (pd_seq.first_only: the classifier reads no
+ * other), except its keys and values, which every query needs: K and V over all T rows, Q, O and
+ * the feed-forward over n rows, attention for n queries. peftd's recomputation of the attention
+ * scores in the backward is not counted. */
 static double train_flops(const pd_config *c, int n, int L) {
     double T = (double)n * L, H = c->hidden, F = c->ffn;
     double lin = 2.0 * T * (4.0 * H * H + 2.0 * H * F), attn = n * 4.0 * (double)L * L * H;
-    return c->layers * (2.0 * lin + 3.0 * attn) - 2.0 * T * 3.0 * H * H;
+    double top = 2.0 * (2.0 * T * 2.0 * H * H + 2.0 * n * (2.0 * H * H + 2.0 * H * F)) + 3.0 * n * 4.0 * L * H;
+    return (c->layers - 1) * (2.0 * lin + 3.0 * attn) + top - 2.0 * T * 3.0 * H * H;
 }
 
 /* User + system CPU seconds of the process so far (all threads). */

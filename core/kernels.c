@@ -378,10 +378,9 @@ static void scalar_act(pd_act a, float *x, size_t n) {
 /* ---- The same kernels, vectorized: scalar, AVX2+FMA and AVX-512 bodies, one chosen at
  * first use from what the CPU supports (PD_ISA=scalar|avx2|avx512 picks a lower one). ---- */
 
-static void scalar_bias_act(pd_act a, float *x, const float *b, size_t n) {
-    if (b)
-        for (size_t i = 0; i < n; i++) x[i] += b[i];
-    scalar_act(a, x, n);
+static void scalar_act_to(pd_act a, const float *x, float *y, size_t n) {
+    if (y != x) memcpy(y, x, sizeof(float) * n);
+    scalar_act(a, y, n);
 }
 
 static void scalar_softmax_rows(float *x, int rows, int cols) {
@@ -540,17 +539,17 @@ static inline double vdhsum_avx512(vd_avx512 a) { return _mm512_reduce_add_pd(_m
 
 typedef struct {
     const char *name;
-    void (*bias_act)(pd_act a, float *x, const float *b, size_t n);
+    void (*act_to)(pd_act a, const float *x, float *y, size_t n);
     void (*softmax_rows)(float *x, int rows, int cols);
     void (*layernorm_rows)(const float *x, const float *add, const float *w, const float *b, float eps, int r0, int r1,
                            int d, float *out);
 } isa_ops;
 
 static const isa_ops isa_table[] = {
-    {"scalar", scalar_bias_act, scalar_softmax_rows, scalar_layernorm_rows},
+    {"scalar", scalar_act_to, scalar_softmax_rows, scalar_layernorm_rows},
 #ifdef PD_HAVE_X86_SIMD
-    {"avx2", bias_act_avx2, softmax_rows_avx2, layernorm_rows_avx2},
-    {"avx512", bias_act_avx512, softmax_rows_avx512, layernorm_rows_avx512},
+    {"avx2", act_to_avx2, softmax_rows_avx2, layernorm_rows_avx2},
+    {"avx512", act_to_avx512, softmax_rows_avx512, layernorm_rows_avx512},
 #endif
 };
 enum { ISA_COUNT = sizeof isa_table / sizeof isa_table[0] };
@@ -633,7 +632,8 @@ float pd_act1_grad(pd_act a, float x) {
 
 typedef struct {
     pd_act a;
-    float *x;
+    const float *x;
+    float *y;
     size_t n, chunk;
 } act_job;
 
@@ -641,14 +641,20 @@ static void act_task(void *arg, int i) {
     act_job *j = arg;
     size_t s = (size_t)i * j->chunk, e = s + j->chunk;
     if (e > j->n) e = j->n;
-    if (s < e) isa()->bias_act(j->a, j->x + s, NULL, e - s);
+    if (s < e) isa()->act_to(j->a, j->x + s, j->y + s, e - s);
 }
 
-void pd_act_apply(pd_pool *p, pd_act a, float *x, size_t n) {
-    if (a == PD_ACT_NONE || n == 0) return;
+void pd_act_apply(pd_pool *p, pd_act a, float *x, size_t n) { pd_act_apply_to(p, a, x, x, n); }
+
+void pd_act_apply_to(pd_pool *p, pd_act a, const float *x, float *y, size_t n) {
+    if (n == 0) return;
+    if (a == PD_ACT_NONE) {
+        if (y != x) memcpy(y, x, sizeof(float) * n);
+        return;
+    }
     int nt = pd_pool_size(p);
     if (n < 16384) nt = 1;
-    act_job j = {a, x, n, (n + (size_t)nt - 1) / (size_t)nt};
+    act_job j = {a, x, y, n, (n + (size_t)nt - 1) / (size_t)nt};
     j.chunk = (j.chunk + 15) & ~(size_t)15;
     pd_pool_run(p, act_task, &j, (int)((n + j.chunk - 1) / j.chunk));
 }

@@ -45,8 +45,9 @@ typedef enum { PD_ACT_NONE = 0, PD_ACT_GELU, PD_ACT_GELU_TANH, PD_ACT_RELU, PD_A
 int pd_act_parse(const char *name);
 const char *pd_act_name(pd_act a);
 
-/* In place, n elements, across the pool. */
+/* In place, n elements, across the pool; _to writes y = act(x) (y may be x, or a separate buffer). */
 void pd_act_apply(pd_pool *p, pd_act a, float *x, size_t n);
+void pd_act_apply_to(pd_pool *p, pd_act a, const float *x, float *y, size_t n);
 float pd_act1(pd_act a, float x);     /* one element, reference-quality */
 float pd_act1_grad(pd_act a, float x); /* derivative at x (pre-activation) */
 

@@ -75,18 +75,12 @@ static inline vf SFX(vact)(pd_act a, vf x) {
 }
 
 /* x[i] = act(x[i] + (b ? b[i] : 0)) for i < n. */
-static void SFX(bias_act)(pd_act a, float *x, const float *b, size_t n) {
+static void SFX(act_to)(pd_act a, const float *x, float *y, size_t n) {
     size_t i = 0;
-    for (; i + VL <= n; i += VL) {
-        vf v = vload(x + i);
-        if (b) v = vadd(v, vload(b + i));
-        vstore(x + i, SFX(vact)(a, v));
-    }
+    for (; i + VL <= n; i += VL) vstore(y + i, SFX(vact)(a, vload(x + i)));
     if (i < n) {
         int k = (int)(n - i);
-        vf v = vloadn(x + i, k, 0.0f);
-        if (b) v = vadd(v, vloadn(b + i, k, 0.0f));
-        vstoren(x + i, SFX(vact)(a, v), k);
+        vstoren(y + i, SFX(vact)(a, vloadn(x + i, k, 0.0f)), k);
     }
 }
 

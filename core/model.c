@@ -520,6 +520,12 @@ struct pd_ctx {
     int *grp_row, *grp_rows; /* (n) contiguous row blocks per delta */
     const pd_delta **grp_delta;
     int n_grp;
+    /* The top layer's query rows (see pd_seq.first_only): sequence i's qlen[i] rows start at
+     * row qoff[i] of a packed "view"; vgrp_row/vgrp_rows are the delta groups in that view. */
+    int view, view_rows;  /* view: some sequence is first_only; then view_rows < rows */
+    int *qoff, *qlen, *vgrp_row, *vgrp_rows;
+    float *vx, *vout;     /* (view rows, hidden): the top layer's input rows; its output (or gradient) */
+    int cap_view;
     float *scratch;     /* attention scores, one slice per pool thread */
     size_t cap_scratch, slice;
     /* training */
@@ -552,7 +558,9 @@ static void ctx_free_rows(pd_ctx *c) {
 static void ctx_free_seqs(pd_ctx *c) {
     free(c->order); free(c->off); free(c->tot); free(c->delta);
     free(c->grp_row); free(c->grp_rows); free(c->grp_delta);
+    free(c->qoff); free(c->qlen); free(c->vgrp_row); free(c->vgrp_rows);
     c->order = c->off = c->tot = c->grp_row = c->grp_rows = NULL;
+    c->qoff = c->qlen = c->vgrp_row = c->vgrp_rows = NULL;
     c->delta = c->grp_delta = NULL;
     c->cap_seqs = 0;
 }
@@ -572,6 +580,8 @@ void pd_ctx_free(pd_ctx *c) {
     ctx_free_seqs(c);
     ctx_free_train(c);
     free(c->scratch);
+    free(c->vx);
+    free(c->vout);
     free(c);
 }
 
@@ -625,7 +635,10 @@ static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch, int max_pr
         c->order = malloc(n * sizeof(int)); c->off = malloc(n * sizeof(int)); c->tot = malloc(n * sizeof(int));
         c->delta = malloc(n * sizeof(*c->delta)); c->grp_row = malloc(n * sizeof(int));
         c->grp_rows = malloc(n * sizeof(int)); c->grp_delta = malloc(n * sizeof(*c->grp_delta));
-        if (!c->order || !c->off || !c->tot || !c->delta || !c->grp_row || !c->grp_rows || !c->grp_delta) { ctx_free_seqs(c); return -1; }
+        c->qoff = malloc(n * sizeof(int)); c->qlen = malloc(n * sizeof(int));
+        c->vgrp_row = malloc(n * sizeof(int)); c->vgrp_rows = malloc(n * sizeof(int));
+        if (!c->order || !c->off || !c->tot || !c->delta || !c->grp_row || !c->grp_rows || !c->grp_delta || !c->qoff ||
+            !c->qlen || !c->vgrp_row || !c->vgrp_rows) { ctx_free_seqs(c); return -1; }
         c->cap_seqs = nseq;
     }
     if (scratch > c->cap_scratch) {
@@ -637,12 +650,15 @@ static int ctx_reserve(pd_ctx *c, int rows, int nseq, size_t scratch, int max_pr
     return 0;
 }
 
-/* Attention over (sequence, head) pairs taken from a shared counter; task t uses slice t. */
+/* Attention over (sequence, head) pairs taken from a shared counter; task t uses slice t.
+ * Keys and values are every row of a sequence; its queries (q, out, dout, dq) are the same rows,
+ * or with qoff != NULL the sequence's qlen rows at qoff in the top layer's view. */
 typedef struct {
     pd_ctx *c;
     int layer;
     int npairs;
     int next;           /* taken with __atomic */
+    const int *qoff;    /* NULL: queries are the sequence's own rows */
     const float *q, *k, *v;
     float *out;
     /* backward only */
@@ -650,21 +666,30 @@ typedef struct {
     float *dq, *dk, *dv;
 } attn_job;
 
-/* Scores and probabilities of one (sequence, head): sc (L, P + L), prefix columns first. */
+/* Query rows of sequence s in the job; *qrow gets the first one. */
+static int attn_queries(const attn_job *j, int s, size_t *qrow) {
+    const pd_ctx *c = j->c;
+    *qrow = (size_t)(j->qoff ? j->qoff[s] : c->off[s]);
+    return j->qoff ? c->qlen[s] : c->tot[s];
+}
+
+/* Scores and probabilities of one (sequence, head): sc (Lq, P + L), prefix columns first. */
 static void attn_probs(const attn_job *j, int s, int hh, float *sc) {
     const pd_ctx *c = j->c;
     const pd_config *cf = &c->m->cfg;
     int H = cf->hidden, dh = H / cf->heads;
     float scale = 1.0f / sqrtf((float)dh);
     int o = c->off[s], L = c->tot[s];
+    size_t qr;
+    int Lq = attn_queries(j, s, &qr);
     const pd_delta *d = c->delta[s];
     int P = d ? d->n_prefix : 0, ld = P + L;
-    const float *Q = j->q + (size_t)o * H + hh * dh;
+    const float *Q = j->q + qr * H + hh * dh;
     const float *K = j->k + (size_t)o * H + hh * dh;
-    if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, Q, H, d->prefix_k[j->layer] + hh * dh, H,
+    if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, P, dh, scale, Q, H, d->prefix_k[j->layer] + hh * dh, H,
                        0.0f, sc, ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, H, K, H, 0.0f, sc + P, ld);
-    pd_softmax_rows(sc, L, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, dh, scale, Q, H, K, H, 0.0f, sc + P, ld);
+    pd_softmax_rows(sc, Lq, ld);
 }
 
 static void attn_task(void *arg, int t) {
@@ -678,15 +703,41 @@ static void attn_task(void *arg, int t) {
         if (p >= j->npairs) break;
         int s = p / nh, hh = p % nh;
         int o = c->off[s], L = c->tot[s];
+        size_t qr;
+        int Lq = attn_queries(j, s, &qr);
         const pd_delta *d = c->delta[s];
         int P = d ? d->n_prefix : 0, ld = P + L;
         attn_probs(j, s, hh, sc);
         const float *V = j->v + (size_t)o * H + hh * dh;
-        float *out = j->out + (size_t)o * H + hh * dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc + P, ld, V, H, 0.0f, out, H);
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, sc, ld, d->prefix_v[j->layer] + hh * dh, H,
+        float *out = j->out + qr * H + hh * dh;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dh, L, 1.0f, sc + P, ld, V, H, 0.0f, out, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dh, P, 1.0f, sc, ld, d->prefix_v[j->layer] + hh * dh, H,
                            1.0f, out, H);
     }
+}
+
+/* The top layer's view: dst (view rows) gets each sequence's query rows of src (all rows);
+ * view_scatter copies them back. */
+static void view_gather(const pd_ctx *c, const float *src, float *dst) {
+    size_t H = (size_t)c->m->cfg.hidden;
+    for (int i = 0; i < c->n; i++)
+        memcpy(dst + (size_t)c->qoff[i] * H, src + (size_t)c->off[i] * H, sizeof(float) * H * (size_t)c->qlen[i]);
+}
+
+static void view_scatter(const pd_ctx *c, const float *src, float *dst) {
+    size_t H = (size_t)c->m->cfg.hidden;
+    for (int i = 0; i < c->n; i++)
+        memcpy(dst + (size_t)c->off[i] * H, src + (size_t)c->qoff[i] * H, sizeof(float) * H * (size_t)c->qlen[i]);
+}
+
+/* Switches the delta groups' row ranges between all rows and the view (called in pairs). */
+static void swap_groups(pd_ctx *c) {
+    int *t = c->grp_row;
+    c->grp_row = c->vgrp_row;
+    c->vgrp_row = t;
+    t = c->grp_rows;
+    c->grp_rows = c->vgrp_rows;
+    c->vgrp_rows = t;
 }
 
 /* y = x W^T + b over all rows, then each delta's linear callback on its own rows. */
@@ -773,6 +824,34 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
         c->grp_rows[c->n_grp - 1] += c->tot[i];
         r += c->tot[i];
     }
+    /* The top layer's view: the query rows of every sequence, packed in the same order, and the
+     * delta groups over them. */
+    int vr = 0;
+    for (int k = 0, g = -1; k < n; k++) {
+        int i = c->order[k];
+        if (g < 0 || c->grp_delta[g] != c->delta[i]) {
+            g++;
+            c->vgrp_row[g] = vr;
+            c->vgrp_rows[g] = 0;
+        }
+        c->qoff[i] = vr;
+        c->qlen[i] = seqs[i].first_only ? 1 : c->tot[i];
+        c->vgrp_rows[g] += c->qlen[i];
+        vr += c->qlen[i];
+    }
+    c->view_rows = vr;
+    c->view = vr < r;
+    if (c->view && vr > c->cap_view) {
+        free(c->vx);
+        free(c->vout);
+        c->vx = malloc(sizeof(float) * (size_t)vr * H);
+        c->vout = malloc(sizeof(float) * (size_t)vr * H);
+        c->cap_view = c->vx && c->vout ? vr : 0;
+        if (!c->cap_view) {
+            c->n = 0;
+            return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for a batch of %ld tokens", rows);
+        }
+    }
     /* Embeddings: word (or soft prompt) + position + token type, then LayerNorm. Real tokens
      * sit after the prompt and the prefix: position = offset + n_prompt + n_prefix + t, as
      * transformers does with inputs_embeds and past_key_values_length. */
@@ -804,18 +883,33 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
         saved_layer b = {c->q, c->k, c->v, c->att, c->h, c->x1, c->f, c->f, c->h};
         if (c->train) b = c->S[l];
         float *xo = c->train ? c->X[l + 1] : c->x; /* inference writes the output over the input */
-        linear_with_deltas(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, b.q, R);
+        /* The top layer with a view: keys and values from every row, everything else on the view
+         * rows only (q, att, h1, x1, f, a, h2 hold view rows; the output is scattered back). */
+        int top = c->view && l == cf->layers - 1, Rq = top ? c->view_rows : R;
+        const float *xq = x;
+        if (top) {
+            view_gather(c, x, c->vx);
+            xq = c->vx;
+            swap_groups(c);
+        }
+        /* Q first: a delta's callbacks may count passes from layer 0's query (peft.c's dropout keys) */
+        linear_with_deltas(c, l, PD_LIN_Q, xq, H, L->wq, L->bq, H, b.q, Rq);
+        if (top) swap_groups(c);
         linear_with_deltas(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, b.k, R);
         linear_with_deltas(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, b.v, R);
-        attn_job aj = {c, l, n * cf->heads, 0, b.q, b.k, b.v, b.att, NULL, NULL, NULL, NULL};
+        if (top) swap_groups(c);
+        attn_job aj = {c, l, n * cf->heads, 0, top ? c->qoff : NULL, b.q, b.k, b.v, b.att, NULL, NULL, NULL, NULL};
         pd_pool_run(c->pool, attn_task, &aj, nt);
-        linear_with_deltas(c, l, PD_LIN_O, b.att, H, L->wo, L->bo, H, b.h1, R);
-        sublayer_with_deltas(c, l, PD_SITE_ATTN, b.h1, x, L->ln1_w, L->ln1_b, b.x1, R);
-        linear_with_deltas(c, l, PD_LIN_FFN1, b.x1, H, L->w1, L->b1, cf->ffn, b.f, R);
-        if (c->train) memcpy(b.a, b.f, sizeof(float) * (size_t)R * cf->ffn);
-        pd_act_apply(c->pool, cf->act, b.a, (size_t)R * cf->ffn);
-        linear_with_deltas(c, l, PD_LIN_FFN2, b.a, cf->ffn, L->w2, L->b2, H, b.h2, R);
-        sublayer_with_deltas(c, l, PD_SITE_FFN, b.h2, b.x1, L->ln2_w, L->ln2_b, xo, R);
+        linear_with_deltas(c, l, PD_LIN_O, b.att, H, L->wo, L->bo, H, b.h1, Rq);
+        sublayer_with_deltas(c, l, PD_SITE_ATTN, b.h1, xq, L->ln1_w, L->ln1_b, b.x1, Rq);
+        linear_with_deltas(c, l, PD_LIN_FFN1, b.x1, H, L->w1, L->b1, cf->ffn, b.f, Rq);
+        pd_act_apply_to(c->pool, cf->act, b.f, b.a, (size_t)Rq * cf->ffn); /* training keeps f; inference: a == f */
+        linear_with_deltas(c, l, PD_LIN_FFN2, b.a, cf->ffn, L->w2, L->b2, H, b.h2, Rq);
+        sublayer_with_deltas(c, l, PD_SITE_FFN, b.h2, b.x1, L->ln2_w, L->ln2_b, top ? c->vout : xo, Rq);
+        if (top) {
+            swap_groups(c);
+            view_scatter(c, c->vout, xo);
+        }
         x = xo;
     }
     return PD_OK;
@@ -860,6 +954,7 @@ int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap) {
     int H = cf->hidden;
     if (!head || head->n_layers < 1 || head->n_layers > PD_HEAD_MAX_LAYERS || head->layer[0].in != H) return -1;
     int np = c->delta[i] ? c->delta[i]->n_prompt : 0;
+    if (head->task == PD_TASK_QA && c->qlen[i] < c->tot[i]) return -1; /* first_only: one row was computed */
     int rows = head->task == PD_TASK_QA ? c->tot[i] - np : 1;
     const float *x = final_hidden(c) + (size_t)(c->off[i] + (head->task == PD_TASK_QA ? np : 0)) * H;
     float *y = head_run(head, x, rows, H, NULL);
@@ -903,6 +998,7 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
     int H = cf->hidden;
     int np = c->delta[i] ? c->delta[i]->n_prompt : 0;
     int qa = head->task == PD_TASK_QA;
+    if (qa && c->qlen[i] < c->tot[i]) return NAN; /* first_only: one row was computed */
     int rows = qa ? c->tot[i] - np : 1;
     size_t row0 = (size_t)(c->off[i] + (qa ? np : 0));
     const float *x = c->X[cf->layers] + row0 * H;
@@ -1063,38 +1159,83 @@ static void attn_bwd_task(void *arg, int t) {
         if (p >= j->npairs) break;
         int s = p / nh, hh = p % nh;
         int o = c->off[s], L = c->tot[s];
+        size_t qr;
+        int Lq = attn_queries(j, s, &qr);
         const pd_delta *d = c->delta[s];
         int P = d ? d->n_prefix : 0, ld = P + L;
-        float *dp = sc + (size_t)L * ld;
-        size_t base = (size_t)o * H + hh * dh;
+        float *dp = sc + (size_t)Lq * ld;
+        size_t base = (size_t)o * H + hh * dh, qbase = qr * H + hh * dh;
         /* the probabilities again: attn_probs' products and the forward's softmax kernel */
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, scale, j->q + base, H,
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, P, dh, scale, j->q + qbase, H,
                            d->prefix_k[j->layer] + hh * dh, H, 0.0f, sc, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, j->q + base, H, j->k + base, H, 0.0f, sc + P, ld);
-        pd_softmax_rows_ld(sc, L, ld, ld);
-        const float *dO = j->dout + base;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, dh, scale, j->q + qbase, H, j->k + base, H, 0.0f, sc + P, ld);
+        pd_softmax_rows_ld(sc, Lq, ld, ld);
+        const float *dO = j->dout + qbase;
         /* dP = dO [Vp; V]^T */
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, dh, 1.0f, dO, H, d->prefix_v[j->layer] + hh * dh, H, 0.0f,
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, P, dh, 1.0f, dO, H, d->prefix_v[j->layer] + hh * dh, H, 0.0f,
                            dp, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, 1.0f, dO, H, j->v + base, H, 0.0f, dp + P, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, dh, 1.0f, dO, H, j->v + base, H, 0.0f, dp + P, ld);
         /* dV = P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, 1.0f, sc + P, ld, dO, H, 0.0f, j->dv + base, H);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, Lq, 1.0f, sc + P, ld, dO, H, 0.0f, j->dv + base, H);
         float *pk = NULL, *pv = NULL;
         if (P) {
             pk = c->pk + (size_t)s * maxp * H + hh * dh;
             pv = c->pv + (size_t)s * maxp * H + hh * dh;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, L, 1.0f, sc, ld, dO, H, 0.0f, pv, H);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, Lq, 1.0f, sc, ld, dO, H, 0.0f, pv, H);
         }
         /* dS = P * (dP - sum(dP * P)) * scale, in place in dp */
-        pd_softmax_bwd_rows(sc, dp, L, ld, ld, scale);
+        pd_softmax_bwd_rows(sc, dp, Lq, ld, ld, scale);
         /* dQ = dS [Kp; K] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, dp + P, ld, j->k + base, H, 0.0f, j->dq + base, H);
-        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, P, 1.0f, dp, ld, d->prefix_k[j->layer] + hh * dh, H, 1.0f,
-                           j->dq + base, H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dh, L, 1.0f, dp + P, ld, j->k + base, H, 0.0f, j->dq + qbase, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dh, P, 1.0f, dp, ld, d->prefix_k[j->layer] + hh * dh, H, 1.0f,
+                           j->dq + qbase, H);
         /* dK = dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, 1.0f, dp + P, ld, j->q + base, H, 0.0f, j->dk + base, H);
-        if (P) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, L, 1.0f, dp, ld, j->q + base, H, 0.0f, pk, H);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, Lq, 1.0f, dp + P, ld, j->q + qbase, H, 0.0f, j->dk + base, H);
+        if (P) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, dh, Lq, 1.0f, dp, ld, j->q + qbase, H, 0.0f, pk, H);
     }
+}
+
+/* Hands each prefix delta the gradient of its layer-l keys and values (attn_bwd_task's pk/pv). */
+static void prefix_bwd(pd_ctx *c, int l) {
+    int H = c->m->cfg.hidden, maxp = c->cap_prefix / (c->n ? c->n : 1);
+    for (int i = 0; i < c->n; i++) {
+        const pd_delta *d = c->delta[i];
+        if (d && d->n_prefix && d->prefix_bwd) d->prefix_bwd(d, l, c->pk + (size_t)i * maxp * H, c->pv + (size_t)i * maxp * H);
+    }
+}
+
+/* Backward of a top layer the forward ran on a view (pd_seq.first_only): the output gradient
+ * (c->gbuf's dx, all rows) is zero outside the view rows, so everything but the keys and values
+ * runs on the view rows; dx becomes the gradient of the layer input (all rows) if want_dx. */
+static void top_view_bwd(pd_ctx *c, int l, int want_dx) {
+    const pd_config *cf = &c->m->cfg;
+    const pd_layer *L = &c->m->layer[l];
+    const saved_layer *S = &c->S[l];
+    int H = cf->hidden, F = cf->ffn, R = c->rows, Rq = c->view_rows, nt = pd_pool_size(c->pool);
+    size_t RH = (size_t)R * H;
+    float *dx = c->gbuf, *dx1 = dx + RH, *dh = dx1 + RH, *datt = dh + RH, *dq = datt + RH, *dk = dq + RH, *dv = dk + RH;
+    float *da = dv + RH;
+    float *dxv = c->vout, *xv = c->vx; /* view rows: output gradient, then input gradient; layer input */
+    view_gather(c, dx, dxv);
+    view_gather(c, c->X[l], xv);
+    swap_groups(c);
+    sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dxv, dh, dx1, Rq);
+    linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, Rq, NULL);
+    pd_act_grad_mul(c->pool, cf->act, S->f, da, (size_t)Rq * F);
+    linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, Rq, NULL);
+    sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, xv, L->ln1_w, L->ln1_b, dx1, dh, dxv, Rq);
+    linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, Rq, NULL);
+    attn_job aj = {c, l, c->n * cf->heads, 0, c->qoff, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
+    pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
+    prefix_bwd(c, l);
+    linear_bwd(c, l, PD_LIN_Q, xv, H, L->wq, L->bq, H, dq, want_dx ? dxv : NULL, 1, Rq, NULL);
+    swap_groups(c);
+    if (want_dx) {
+        memset(dx, 0, sizeof(float) * RH);
+        view_scatter(c, dxv, dx);
+    }
+    linear_bwd(c, l, PD_LIN_K, c->X[l], H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R, NULL);
+    linear_bwd(c, l, PD_LIN_V, c->X[l], H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R, NULL);
 }
 
 pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
@@ -1109,8 +1250,9 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
     for (int g = 0; g < c->n_grp; g++)
         if (c->grp_delta[g] && c->grp_delta[g]->n_prompt && c->grp_delta[g]->prompt_bwd) need_prompt = 1;
     memcpy(dx, c->dhidden, sizeof(float) * RH); /* dx: gradient of the current layer output */
-    /* live rows of the top layer (see live_rows); used when they are at most a quarter of all */
-    int *lrow = malloc(sizeof(int) * (size_t)R);
+    /* live rows of the top layer (see live_rows); used when they are at most a quarter of all
+     * (and the forward did not already restrict the top layer to a view) */
+    int *lrow = c->view ? NULL : malloc(sizeof(int) * (size_t)R);
     live_rows live = {lrow, 0, NULL, NULL};
     if (lrow) {
         for (int r = 0; r < R; r++) {
@@ -1126,6 +1268,12 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
         const pd_layer *L = &m->layer[l];
         const saved_layer *S = &c->S[l];
         const float *x = c->X[l];
+        /* the input gradient of layer 0 is only needed for a soft prompt */
+        int want_dx = l > 0 || need_prompt;
+        if (c->view && l == cf->layers - 1) {
+            top_view_bwd(c, l, want_dx);
+            continue;
+        }
         const live_rows *lv = l == cf->layers - 1 && live.a ? &live : NULL;
         /* out = LN2(h2 + x1) (zero rows stay zero through the row-local steps up to the attention) */
         sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dx, dh, dx1, R);
@@ -1138,16 +1286,9 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
         sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, x, L->ln1_w, L->ln1_b, dx1, dh, dx, R);
         /* h1 = att Wo^T */
         linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, R, lv);
-        attn_job aj = {c, l, c->n * cf->heads, 0, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
+        attn_job aj = {c, l, c->n * cf->heads, 0, NULL, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
         pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
-        int maxp = c->cap_prefix / (c->n ? c->n : 1);
-        for (int i = 0; i < c->n; i++) {
-            const pd_delta *d = c->delta[i];
-            if (d && d->n_prefix && d->prefix_bwd)
-                d->prefix_bwd(d, l, c->pk + (size_t)i * maxp * H, c->pv + (size_t)i * maxp * H);
-        }
-        /* the input gradient of layer 0 is only needed for a soft prompt */
-        int want_dx = l > 0 || need_prompt;
+        prefix_bwd(c, l);
         /* dQ = dS K has the live rows of dO only (dP = dO V^T is zero elsewhere); dK and dV all rows */
         linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dx : NULL, 1, R, lv);
         linear_bwd(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R, NULL);

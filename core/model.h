@@ -170,6 +170,9 @@ typedef struct pd_seq {
     const int32_t *type_ids;
     int len;
     const pd_delta *delta; /* NULL = the bare base */
+    int first_only;        /* only row 0 of the final hidden states will be read (classification):
+                            * the top layer computes queries, attention output and feed-forward for
+                            * that row alone; the sequence's other final rows are left undefined */
 } pd_seq;
 
 typedef struct pd_ctx pd_ctx;
@@ -187,13 +190,14 @@ pd_pool *pd_ctx_pool(pd_ctx *c);
 pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t errlen);
 
 /* Final hidden states of sequence i of the last forward: (*len, hidden) where *len counts the
- * prompt tokens first, then the real tokens. */
+ * prompt tokens first, then the real tokens (with first_only, row 0 alone is defined). */
 const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len);
 
 /* Runs the head for sequence i of the last forward.
  * Classification: out gets num_labels logits (from token 0 of the sequence, prompt included,
  *   as PEFT does). QA: out gets start logits then end logits for the real tokens
- *   (2 x seq len; prompt tokens excluded). Returns the number of floats written, or -1. */
+ *   (2 x seq len; prompt tokens excluded; -1 for a first_only sequence). Returns the number of
+ *   floats written, or -1. */
 int pd_ctx_head(pd_ctx *c, int i, const pd_head *head, float *out, int cap);
 
 /* ==== Training ====

@@ -249,7 +249,8 @@ pd_status pd_predict(pd_ctx *c, pd_item *const *items, int n, const pd_opts *o, 
     int k = 0;
     for (int i = 0; i < n; i++)
         for (int w = 0; w < items[i]->n_win; w++)
-            seqs[k++] = (pd_seq){items[i]->win[w].ids, items[i]->win[w].type_ids, items[i]->win[w].len, items[i]->delta};
+            seqs[k++] = (pd_seq){items[i]->win[w].ids, items[i]->win[w].type_ids, items[i]->win[w].len, items[i]->delta,
+                                 items[i]->task == PD_TASK_CLS};
     pd_status st = pd_forward(c, seqs, nseq, err, errlen);
     free(seqs);
     if (st) return st;

@@ -238,7 +238,7 @@ static const int LENS[3] = {6, 9, 4};
 
 /* Hidden states of one sequence run alone: (*len, H) malloc'd. */
 static float *run1(pd_ctx *c, const pd_delta *d, int s, int *len) {
-    pd_seq q = {IDS[s], NULL, LENS[s], d};
+    pd_seq q = {IDS[s], NULL, LENS[s], d, 0};
     pd_status st = pd_forward(c, &q, 1, err, sizeof err);
     if (st) fprintf(stderr, "pd_forward: %s\n", err);
     PD_ASSERT(st == PD_OK);
@@ -618,7 +618,7 @@ static void test_heads(arch_env *e) {
         pd_model *mm = load_model(md);
         pd_ctx *mc = pd_ctx_new(mm, NULL);
         for (int s = 0; s < 3; s++) {
-            pd_seq q1 = {IDS[s], NULL, LENS[s], pd_adapter_delta(ad)}, q2 = {IDS[s], NULL, LENS[s], NULL};
+            pd_seq q1 = {IDS[s], NULL, LENS[s], pd_adapter_delta(ad), 0}, q2 = {IDS[s], NULL, LENS[s], NULL, 0};
             float o1[8], o2[8];
             PD_ASSERT(pd_forward(e->c, &q1, 1, err, sizeof err) == PD_OK);
             int n1 = pd_ctx_head(e->c, 0, h, o1, 8);
@@ -676,7 +676,7 @@ static void test_heads(arch_env *e) {
     if (ad) {
         CHECK(pd_adapter_num_labels(ad) == 3 && !strcmp(pd_adapter_label(ad, 2), "z"));
         const pd_head *h = pd_adapter_head(ad, e->m, PD_TASK_CLS);
-        pd_seq q = {IDS[1], NULL, LENS[1], pd_adapter_delta(ad)};
+        pd_seq q = {IDS[1], NULL, LENS[1], pd_adapter_delta(ad), 0};
         PD_ASSERT(pd_forward(e->c, &q, 1, err, sizeof err) == PD_OK);
         int len;
         const float *x = pd_ctx_hidden(e->c, 0, &len);
@@ -869,7 +869,7 @@ static void test_zoo(arch_env *e) {
     pd_seq seqs[NSEQ];
     for (int i = 0; i < NSEQ; i++) {
         int k = i % (ZOO + 1), s = (i / (ZOO + 1) + k) % 3;
-        seqs[i] = (pd_seq){IDS[s], NULL, LENS[s], k < ZOO ? pd_adapter_delta(z[k]) : NULL};
+        seqs[i] = (pd_seq){IDS[s], NULL, LENS[s], k < ZOO ? pd_adapter_delta(z[k]) : NULL, 0};
     }
     pd_pool *pool = pd_pool_new(2);
     pd_ctx *pc = pd_ctx_new(e->m, pool);

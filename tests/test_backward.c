@@ -148,7 +148,7 @@ static void tdelta_free(void) {
 static int32_t ids0[] = {2, 30, 31, 32, 33, 3}, ids1[] = {2, 40, 41, 3}, ids2[] = {2, 50, 51, 52, 3};
 
 static double batch_loss(pd_ctx *c, const pd_head *head, const pd_head *ghead, int backward) {
-    pd_seq s[3] = {{ids0, NULL, 6, &D}, {ids1, NULL, 4, NULL}, {ids2, NULL, 5, &D}};
+    pd_seq s[3] = {{ids0, NULL, 6, &D, 0}, {ids1, NULL, 4, NULL, 0}, {ids2, NULL, 5, &D, 0}};
     char err[256];
     PD_ASSERT(pd_forward(c, s, 3, err, sizeof err) == PD_OK);
     pd_ctx_grad_hidden(c);
@@ -208,7 +208,7 @@ static void run(const char *name, pd_task task) {
     /* inference and training forwards agree */
     {
         pd_ctx *ci = pd_ctx_new(m, pool);
-        pd_seq s = {ids0, NULL, 6, &D};
+        pd_seq s = {ids0, NULL, 6, &D, 0};
         PD_ASSERT(pd_forward(ci, &s, 1, err, sizeof err) == PD_OK);
         int n1, n2;
         const float *a = pd_ctx_hidden(ci, 0, &n1), *b = pd_ctx_hidden(c, 0, &n2);

@@ -272,7 +272,7 @@ static void test_load_and_forward(const char *dir) {
     pd_ctx *ctx = pd_ctx_new(m, NULL);
     CHECK(ctx != NULL);
     if (ctx) {
-        pd_seq seqs[2] = {{GOLD_CLS_IDS, NULL, 7, NULL}, {GOLD_QA_IDS, GOLD_QA_TYPES, 15, NULL}};
+        pd_seq seqs[2] = {{GOLD_CLS_IDS, NULL, 7, NULL, 0}, {GOLD_QA_IDS, GOLD_QA_TYPES, 15, NULL, 0}};
         st = pd_forward(ctx, seqs, 2, err, sizeof err);
         CHECKF(st == PD_OK, "%s", err);
         float out[64];

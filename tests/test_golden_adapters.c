@@ -215,7 +215,7 @@ static void check_all_windows(const char *what, int ln, const base_slot *b, cons
     pd_seq *seqs = calloc((size_t)it->n_win, sizeof *seqs);
     int maxlen = 0;
     for (int w = 0; w < it->n_win; w++) {
-        seqs[w] = (pd_seq){it->win[w].ids, it->win[w].type_ids, it->win[w].len, it->delta};
+        seqs[w] = (pd_seq){it->win[w].ids, it->win[w].type_ids, it->win[w].len, it->delta, 0};
         if (it->win[w].len > maxlen) maxlen = it->win[w].len;
     }
     float *buf = malloc(sizeof(float) * 2 * (size_t)maxlen);

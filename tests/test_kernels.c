@@ -151,6 +151,16 @@ static void test_acts(pd_pool *p) {
             if (e > maxe) maxe = e;
         }
         CHECKF(maxe < 2e-6, "%s max abs error %g", pd_act_name(acts[a]), maxe);
+        /* out of place: y2 = act(x) equals the in-place result bit for bit, and x is untouched */
+        float *y2 = malloc(sizeof(float) * n);
+        pd_act_apply_to(p, acts[a], x, y2, (size_t)n);
+        int same = 1, kept = 1;
+        for (int i = 0; i < n; i++) {
+            same &= y2[i] == y[i];
+            kept &= x[i] == -20.0f + 40.0f * (float)i / (float)(n - 1);
+        }
+        CHECKF(same && kept, "%s pd_act_apply_to: same %d, input kept %d", pd_act_name(acts[a]), same, kept);
+        free(y2);
         /* derivative against central differences */
         double maxg = 0;
         for (float v = -4.0f; v <= 4.0f; v += 0.37f) {

@@ -332,14 +332,14 @@ static void test_model_api(pd_pool *pool) {
     CHECK(pd_model_head(m, PD_TASK_QA) == NULL);
     pd_ctx *ctx = pd_ctx_new(m, pool);
     int32_t ids[8] = {2, 10, 11, 12, 3, 0, 0, 0};
-    pd_seq s = {ids, NULL, 0, NULL};
+    pd_seq s = {ids, NULL, 0, NULL, 0};
     CHECK(pd_forward(ctx, &s, 1, err, sizeof err) == PD_ERR_INVALID);
     s.len = 5;
     ids[2] = c->vocab;
     CHECK(pd_forward(ctx, &s, 1, err, sizeof err) == PD_ERR_INVALID && strstr(err, "vocabulary"));
     ids[2] = 11;
     int32_t *big = calloc((size_t)c->max_tokens + 1, sizeof *big);
-    pd_seq sb = {big, NULL, c->max_tokens + 1, NULL};
+    pd_seq sb = {big, NULL, c->max_tokens + 1, NULL, 0};
     CHECK(pd_forward(ctx, &sb, 1, err, sizeof err) == PD_ERR_INVALID);
     sb.len = c->max_tokens;
     CHECK(pd_forward(ctx, &sb, 1, err, sizeof err) == PD_OK);

@@ -57,13 +57,22 @@ static const int lens[3] = {6, 4, 7};
 
 static const pd_delta *dl(pd_adapter *a) { return a ? pd_adapter_delta(a) : NULL; }
 
+/* pd_seq.first_only in batch_loss: -1 as the trainer sets it (classification), 0 none, 1 every
+ * sequence, 2 sequences 0 and 2 only (a batch mixing the top layer's view and full rows). */
+static int g_first_only = -1;
+static int first_only(const env *e, int i) {
+    if (g_first_only < 0) return e->task == PD_TASK_CLS;
+    return g_first_only == 1 || (g_first_only == 2 && i != 1);
+}
+
 /* Loss of the batch [A, base, B] (A or B may be NULL: the base). Training forward with the
  * adapters' dropout keyed by seed; backward (into the adapters' gradients) when asked. */
 static double batch_loss(env *e, pd_adapter *A, pd_adapter *B, int backward, uint64_t seed) {
     pd_adapter *ad[3] = {A, NULL, B};
     for (int i = 0; i < 3; i += 2)
         if (ad[i]) pd_adapter_set_training(ad[i], 1, seed + (uint64_t)i);
-    pd_seq s[3] = {{ids0, NULL, lens[0], dl(A)}, {ids1, NULL, lens[1], NULL}, {ids2, NULL, lens[2], dl(B)}};
+    pd_seq s[3] = {{ids0, NULL, lens[0], dl(A), first_only(e, 0)}, {ids1, NULL, lens[1], NULL, first_only(e, 1)},
+                   {ids2, NULL, lens[2], dl(B), first_only(e, 2)}};
     char err[256];
     PD_ASSERT(pd_forward(e->c, s, 3, err, sizeof err) == PD_OK);
     PD_ASSERT(pd_ctx_grad_hidden(e->c));
@@ -186,7 +195,7 @@ static double grad_check(env *e, pd_adapter *A, pd_adapter *B, int samples, cons
 
 /* Head outputs of one sequence through the adapter (or the base), inference mode. */
 static int infer(env *e, pd_adapter *a, const int32_t *ids, int len, float *out, int cap) {
-    pd_seq s = {ids, NULL, len, dl(a)};
+    pd_seq s = {ids, NULL, len, dl(a), 0};
     char err[256];
     if (pd_forward(e->ci, &s, 1, err, sizeof err)) return -1;
     const pd_head *h = a ? pd_adapter_head(a, e->m, e->task) : pd_model_head(e->m, e->task);
@@ -202,7 +211,7 @@ static double out_diff(env *e, pd_adapter *a, pd_adapter *b, double *hid_diff) {
         float oa[64], ob[64];
         int na = infer(e, a, seqs[k], lens[k], oa, 64);
         int H = e->cf->hidden, la = 0, lb = 0;
-        pd_seq s = {seqs[k], NULL, lens[k], dl(a)};
+        pd_seq s = {seqs[k], NULL, lens[k], dl(a), 0};
         char err[256];
         PD_ASSERT(pd_forward(e->ci, &s, 1, err, sizeof err) == PD_OK);
         const float *h = pd_ctx_hidden(e->ci, 0, &la);
@@ -355,6 +364,86 @@ static void test_gradients(env *e, int mi) {
     }
 }
 
+/* The top layer's view (pd_seq.first_only) changes no number a classifier reads: for every case
+ * without dropout (the view keys LoRA dropout masks by its own rows), the loss, the head logits
+ * and every gradient equal those of the full top layer, with the view on every sequence and on
+ * two of three. QA: a first_only sequence has no QA output. */
+static void test_view(env *e) {
+    if (e->task == PD_TASK_QA) {
+        pd_seq s = {ids0, NULL, lens[0], NULL, 1};
+        char err[256];
+        float out[64];
+        PD_ASSERT(pd_forward(e->ci, &s, 1, err, sizeof err) == PD_OK);
+        CHECKF(pd_ctx_head(e->ci, 0, pd_model_head(e->m, PD_TASK_QA), out, 64) == -1, "%s: QA output of a first_only sequence",
+               e->name);
+        return;
+    }
+    int cases = 0;
+    for (int k = 0; k < NCASES; k++) {
+        if (!applies(e, k) || (CASES[k].config && strstr(CASES[k].config, "dropout"))) continue;
+        int kb = (k + 1) % NCASES;
+        while (!applies(e, kb)) kb = (kb + 1) % NCASES;
+        pd_adapter *A = fresh(e, CASES[k].m, CASES[k].config, 1);
+        pd_adapter *B = fresh(e, CASES[kb].m, CASES[kb].config, 2);
+        if (!A || !B) { pd_adapter_release(A); pd_adapter_release(B); continue; }
+        jitter(A, 0.1);
+        jitter(B, 0.1);
+        int nt = pd_adapter_n_param_tensors(A);
+        float *ref[256] = {0};
+        PD_ASSERT(nt <= 256);
+        double loss[3];
+        for (int mode = 0; mode < 3; mode++) {
+            g_first_only = mode;
+            pd_adapter_zero_grad(A);
+            pd_adapter_zero_grad(B);
+            loss[mode] = batch_loss(e, A, B, 1, 5);
+            double worst = 0, scale = 0;
+            for (int t = 0; t < nt; t++) {
+                float *g;
+                size_t n;
+                pd_adapter_param(A, t, NULL, &g, &n, NULL, NULL);
+                if (!mode) {
+                    ref[t] = malloc(sizeof(float) * n);
+                    memcpy(ref[t], g, sizeof(float) * n);
+                    continue;
+                }
+                for (size_t i = 0; i < n; i++) {
+                    worst = fmax(worst, fabs((double)g[i] - ref[t][i]));
+                    scale = fmax(scale, fabs((double)ref[t][i]));
+                }
+            }
+            if (mode) {
+                CHECKF(fabs(loss[mode] - loss[0]) <= 1e-5 * fabs(loss[0]), "%s %s view %d: loss %.9g, full %.9g", e->name,
+                       CASES[k].label, mode, loss[mode], loss[0]);
+                CHECKF(worst <= 1e-4 * scale, "%s %s view %d: gradients differ by %.3g (largest %.3g)", e->name, CASES[k].label, mode,
+                       worst, scale);
+            }
+        }
+        /* inference: the logits of a first_only sequence in a mixed batch */
+        pd_adapter_set_training(A, 0, 0);
+        pd_adapter_set_training(B, 0, 0);
+        const pd_head *h = pd_adapter_head(A, e->m, e->task);
+        float full[64], view[64];
+        pd_seq s[2] = {{ids2, NULL, lens[2], dl(A), 0}, {ids0, NULL, lens[0], dl(B), 1}};
+        char err[256];
+        PD_ASSERT(pd_forward(e->ci, s, 2, err, sizeof err) == PD_OK);
+        int nf = pd_ctx_head(e->ci, 0, h, full, 64);
+        s[0].first_only = 1;
+        s[1].first_only = 0;
+        PD_ASSERT(pd_forward(e->ci, s, 2, err, sizeof err) == PD_OK);
+        int nv = pd_ctx_head(e->ci, 0, h, view, 64);
+        double d = nf == nv && nf > 0 ? 0 : INFINITY;
+        for (int i = 0; i < nf && nf == nv; i++) d = fmax(d, fabs(full[i] - view[i]));
+        CHECKF(d <= 1e-5, "%s %s: first_only logits differ by %.3g", e->name, CASES[k].label, d);
+        for (int t = 0; t < nt; t++) free(ref[t]);
+        pd_adapter_release(A);
+        pd_adapter_release(B);
+        cases++;
+    }
+    g_first_only = -1;
+    CHECKF(cases >= 10, "%s: %d cases compared", e->name, cases);
+}
+
 /* Fresh adapters give the base's outputs where their init promises it: LoRA (B = 0), IA3
  * (ones), par_bn / mam_adapter (adapter_up = 0), with the head copied from the base. AdapterHub's
  * default "bert" init draws adapter_up too, so seq_bn starts off the base. */
@@ -487,7 +576,7 @@ static void test_dropout(env *e) {
     jitter(a, 0.3);
     double l1 = batch_loss(e, a, NULL, 0, 10), l2 = batch_loss(e, a, NULL, 0, 10), l3 = batch_loss(e, a, NULL, 0, 11);
     pd_adapter_set_training(a, 0, 0);
-    pd_seq s[3] = {{ids0, NULL, lens[0], dl(a)}, {ids1, NULL, lens[1], NULL}, {ids2, NULL, lens[2], dl(a)}};
+    pd_seq s[3] = {{ids0, NULL, lens[0], dl(a), 0}, {ids1, NULL, lens[1], NULL, 0}, {ids2, NULL, lens[2], dl(a), 0}};
     char err[256];
     PD_ASSERT(pd_forward(e->c, s, 3, err, sizeof err) == PD_OK);
     double l4 = 0;
@@ -785,6 +874,7 @@ int main(void) {
         if (env_open(&envs[i], MODELS[i])) continue;
         printf("%s\n", MODELS[i]);
         test_gradients(&envs[i], i);
+        test_view(&envs[i]);
         test_step0(&envs[i]);
         test_snapshots(&envs[i]);
         test_projection_fold(&envs[i]);
