@@ -4,6 +4,7 @@
  * approximations of exp and erf (no libm calls inside the loops), so gcc vectorizes them.
  * Their accuracy is tested against libm in tests/test_kernels.c. */
 #include "kernels.h"
+#include "fastmath.h"
 
 #include <cblas.h>
 #if defined(__x86_64__)
@@ -272,53 +273,11 @@ void pd_linear(pd_pool *p, const float *x, int rows, int in, const float *w, con
 
 /* ==== Elementwise math ==== */
 
-/* exp(x) for x in about [-87, 88]: 2^n * p(r) with r = x - n ln2, degree-6 polynomial
- * (relative error < 2e-7). Branch-free so loops over it vectorize. */
-static inline float fast_expf(float x) {
-    /* fmaxf/fminf: branch-free (vectorizable at -O3); fmaxf(NaN, -87) is -87, so NaN lands
-     * on the lower clamp (the int conversion below would be undefined for it). */
-    x = fmaxf(x, -87.0f);
-    x = fminf(x, 88.0f);
-    /* round to nearest by the 1.5 * 2^23 trick: floorf is a libm call without SSE4.1 */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
-    return p * u.f;
-}
-
-/* erf(x) as a rational function of x^2 on [-4, 4] (the approximation Eigen and XNNPACK use;
- * max abs error about 1e-7 against erff, checked in tests). */
-static inline float fast_erff(float x) {
-    x = fmaxf(x, -4.0f);
-    x = fminf(x, 4.0f);
-    float x2 = x * x;
-    float p = -2.72614225801306e-10f;
-    p = p * x2 + 2.77068142495902e-08f;
-    p = p * x2 + -2.10102402082508e-06f;
-    p = p * x2 + -5.69250639462346e-05f;
-    p = p * x2 + -7.34990630326855e-04f;
-    p = p * x2 + -2.95459980854025e-03f;
-    p = p * x2 + -1.60960333262415e-02f;
-    p = p * x;
-    float q = -1.45660718464996e-05f;
-    q = q * x2 + -2.13374055278905e-04f;
-    q = q * x2 + -1.68282697438203e-03f;
-    q = q * x2 + -7.37332916720468e-03f;
-    q = q * x2 + -1.42647390514189e-02f;
-    return p / q;
-}
+/* pd_fast_expf, pd_fast_erff: fastmath.h */
 
 static inline float fast_tanhf(float x) {
     /* tanh(x) = 1 - 2 / (exp(2x) + 1); saturates correctly at both ends. */
-    return 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f);
+    return 1.0f - 2.0f / (pd_fast_expf(2.0f * x) + 1.0f);
 }
 
 int pd_act_parse(const char *s) {
@@ -352,7 +311,7 @@ static void scalar_act(pd_act a, float *x, size_t n) {
     switch (a) {
     case PD_ACT_NONE: break;
     case PD_ACT_GELU:
-        for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + fast_erff(x[i] * 0.70710678118654752f));
+        for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + pd_fast_erff(x[i] * 0.70710678118654752f));
         break;
     case PD_ACT_GELU_TANH:
         for (size_t i = 0; i < n; i++) {
@@ -367,10 +326,10 @@ static void scalar_act(pd_act a, float *x, size_t n) {
         for (size_t i = 0; i < n; i++) x[i] = fast_tanhf(x[i]);
         break;
     case PD_ACT_SWISH:
-        for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + fast_expf(-x[i]));
+        for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + pd_fast_expf(-x[i]));
         break;
     case PD_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + fast_expf(-x[i]));
+        for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + pd_fast_expf(-x[i]));
         break;
     }
 }
@@ -390,7 +349,7 @@ static void scalar_softmax_rows(float *x, int rows, int cols) {
         for (int i = 1; i < cols; i++) mx = v[i] > mx ? v[i] : mx;
         float s = 0;
         for (int i = 0; i < cols; i++) {
-            v[i] = fast_expf(v[i] - mx);
+            v[i] = pd_fast_expf(v[i] - mx);
             s += v[i];
         }
         float inv = 1.0f / s;

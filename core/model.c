@@ -1107,33 +1107,10 @@ static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, con
     }
 }
 
-/* Rows of the top layer whose output gradient is not zero. A classification loss reads only each
- * sequence's first row, so the top layer's row-local backward (LayerNorms, feed-forward, attention
- * output) has gradient in n of its rows; the base GEMMs there then run on those rows alone. */
-typedef struct {
-    const int *row; /* (n) row indices, increasing */
-    int n;
-    float *a, *b;   /* scratch, (n, max(hidden, ffn)) each */
-} live_rows;
-
-/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. With
- * live != NULL every other row of dy is zero: the base GEMM runs on the live rows only (dx's other
- * rows are zeroed, or left as they are when accumulating); the deltas still see every row. */
+/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. */
 static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w, const float *b, int out,
-                       const float *dy, float *dx, int accumulate, int rows, const live_rows *live) {
-    if (dx && live) {
-        for (int i = 0; i < live->n; i++)
-            memcpy(live->a + (size_t)i * out, dy + (size_t)live->row[i] * out, sizeof(float) * (size_t)out);
-        pd_gemm(c->pool, 0, 0, live->n, in, out, 1.0f, live->a, out, w, in, 0.0f, live->b, in);
-        if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)rows * in);
-        for (int i = 0; i < live->n; i++) {
-            float *d = dx + (size_t)live->row[i] * in;
-            const float *s = live->b + (size_t)i * in;
-            for (int e = 0; e < in; e++) d[e] += s[e];
-        }
-    } else if (dx) {
-        pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
-    }
+                       const float *dy, float *dx, int accumulate, int rows) {
+    if (dx) pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
     for (int g = 0; g < c->n_grp; g++) {
         const pd_delta *d = c->grp_delta[g];
         if (!d || !d->linear_bwd) continue;
@@ -1204,98 +1181,67 @@ static void prefix_bwd(pd_ctx *c, int l) {
     }
 }
 
-/* Backward of a top layer the forward ran on a view (pd_seq.first_only): the output gradient
- * (c->gbuf's dx, all rows) is zero outside the view rows, so everything but the keys and values
- * runs on the view rows; dx becomes the gradient of the layer input (all rows) if want_dx. */
-static void top_view_bwd(pd_ctx *c, int l, int want_dx) {
+/* Backward of layer l: dx (c->gbuf, all rows) holds the gradient of its output and becomes that
+ * of its input (if want_dx). A top layer the forward ran on a view (pd_seq.first_only) has
+ * output gradient in the view rows only: everything but the keys and values runs on those. */
+static void layer_bwd(pd_ctx *c, int l, int want_dx) {
     const pd_config *cf = &c->m->cfg;
     const pd_layer *L = &c->m->layer[l];
     const saved_layer *S = &c->S[l];
-    int H = cf->hidden, F = cf->ffn, R = c->rows, Rq = c->view_rows, nt = pd_pool_size(c->pool);
+    int H = cf->hidden, F = cf->ffn, R = c->rows, nt = pd_pool_size(c->pool);
     size_t RH = (size_t)R * H;
     float *dx = c->gbuf, *dx1 = dx + RH, *dh = dx1 + RH, *datt = dh + RH, *dq = datt + RH, *dk = dq + RH, *dv = dk + RH;
-    float *da = dv + RH;
-    float *dxv = c->vout, *xv = c->vx; /* view rows: output gradient, then input gradient; layer input */
-    view_gather(c, dx, dxv);
-    view_gather(c, c->X[l], xv);
-    swap_groups(c);
-    sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dxv, dh, dx1, Rq);
-    linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, Rq, NULL);
-    pd_act_grad_mul(c->pool, cf->act, S->f, da, (size_t)Rq * F);
-    linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, Rq, NULL);
-    sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, xv, L->ln1_w, L->ln1_b, dx1, dh, dxv, Rq);
-    linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, Rq, NULL);
-    attn_job aj = {c, l, c->n * cf->heads, 0, c->qoff, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
+    float *da = dv + RH; /* (R, F) */
+    int view = c->view && l == cf->layers - 1, rows = view ? c->view_rows : R;
+    const float *x = c->X[l];
+    float *dxo = dx; /* the rows below: output gradient, then input gradient */
+    if (view) {
+        view_gather(c, dx, c->vout);
+        view_gather(c, c->X[l], c->vx);
+        x = c->vx;
+        dxo = c->vout;
+        swap_groups(c);
+    }
+    /* out = LN2(h2 + x1) */
+    sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dxo, dh, dx1, rows);
+    /* h2 = a W2^T: da = dh W2 */
+    linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, rows);
+    pd_act_grad_mul(c->pool, cf->act, S->f, da, (size_t)rows * F);
+    /* f = x1 W1^T: dx1 += df W1 */
+    linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, rows);
+    /* x1 = LN1(h1 + x) */
+    sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, x, L->ln1_w, L->ln1_b, dx1, dh, dxo, rows);
+    /* h1 = att Wo^T */
+    linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, rows);
+    attn_job aj = {c, l, c->n * cf->heads, 0, view ? c->qoff : NULL, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
     pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
     prefix_bwd(c, l);
-    linear_bwd(c, l, PD_LIN_Q, xv, H, L->wq, L->bq, H, dq, want_dx ? dxv : NULL, 1, Rq, NULL);
-    swap_groups(c);
-    if (want_dx) {
-        memset(dx, 0, sizeof(float) * RH);
-        view_scatter(c, dxv, dx);
+    linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dxo : NULL, 1, rows);
+    if (view) {
+        swap_groups(c);
+        if (want_dx) {
+            memset(dx, 0, sizeof(float) * RH);
+            view_scatter(c, dxo, dx);
+        }
     }
-    linear_bwd(c, l, PD_LIN_K, c->X[l], H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R, NULL);
-    linear_bwd(c, l, PD_LIN_V, c->X[l], H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R, NULL);
+    /* dK and dV have every row */
+    linear_bwd(c, l, PD_LIN_K, c->X[l], H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R);
+    linear_bwd(c, l, PD_LIN_V, c->X[l], H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R);
 }
 
 pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
     if (!c->train || !c->n) return pd_err(err, errlen, PD_ERR_INVALID, "pd_backward needs a training forward pass first");
     const pd_model *m = c->m;
     const pd_config *cf = &m->cfg;
-    int H = cf->hidden, F = cf->ffn, R = c->rows, nt = pd_pool_size(c->pool);
+    int H = cf->hidden, R = c->rows;
     size_t RH = (size_t)R * H;
-    float *dx = c->gbuf, *dx1 = dx + RH, *dh = dx1 + RH, *datt = dh + RH, *dq = datt + RH, *dk = dq + RH, *dv = dk + RH;
-    float *da = dv + RH; /* (R, F) */
+    float *dx = c->gbuf, *dh = dx + 2 * RH; /* layer_bwd's layout */
     int need_prompt = 0;
     for (int g = 0; g < c->n_grp; g++)
         if (c->grp_delta[g] && c->grp_delta[g]->n_prompt && c->grp_delta[g]->prompt_bwd) need_prompt = 1;
     memcpy(dx, c->dhidden, sizeof(float) * RH); /* dx: gradient of the current layer output */
-    /* live rows of the top layer (see live_rows); used when they are at most a quarter of all
-     * (and the forward did not already restrict the top layer to a view) */
-    int *lrow = c->view ? NULL : malloc(sizeof(int) * (size_t)R);
-    live_rows live = {lrow, 0, NULL, NULL};
-    if (lrow) {
-        for (int r = 0; r < R; r++) {
-            const float *g = dx + (size_t)r * H;
-            int nz = 0;
-            for (int e = 0; e < H && !nz; e++) nz = g[e] != 0.0f;
-            if (nz) lrow[live.n++] = r;
-        }
-        size_t wmax = (size_t)(F > H ? F : H);
-        if (live.n > 0 && live.n * 4 <= R && (live.a = malloc(sizeof(float) * 2 * wmax * (size_t)live.n))) live.b = live.a + wmax * live.n;
-    }
-    for (int l = cf->layers - 1; l >= 0; l--) {
-        const pd_layer *L = &m->layer[l];
-        const saved_layer *S = &c->S[l];
-        const float *x = c->X[l];
-        /* the input gradient of layer 0 is only needed for a soft prompt */
-        int want_dx = l > 0 || need_prompt;
-        if (c->view && l == cf->layers - 1) {
-            top_view_bwd(c, l, want_dx);
-            continue;
-        }
-        const live_rows *lv = l == cf->layers - 1 && live.a ? &live : NULL;
-        /* out = LN2(h2 + x1) (zero rows stay zero through the row-local steps up to the attention) */
-        sublayer_bwd(c, l, PD_SITE_FFN, S->h2, S->x1, L->ln2_w, L->ln2_b, dx, dh, dx1, R);
-        /* h2 = a W2^T: da = dh W2 */
-        linear_bwd(c, l, PD_LIN_FFN2, S->a, F, L->w2, L->b2, H, dh, da, 0, R, lv);
-        pd_act_grad_mul(c->pool, cf->act, S->f, da, (size_t)R * F);
-        /* f = x1 W1^T: dx1 += df W1 */
-        linear_bwd(c, l, PD_LIN_FFN1, S->x1, H, L->w1, L->b1, F, da, dx1, 1, R, lv);
-        /* x1 = LN1(h1 + x) */
-        sublayer_bwd(c, l, PD_SITE_ATTN, S->h1, x, L->ln1_w, L->ln1_b, dx1, dh, dx, R);
-        /* h1 = att Wo^T */
-        linear_bwd(c, l, PD_LIN_O, S->att, H, L->wo, L->bo, H, dh, datt, 0, R, lv);
-        attn_job aj = {c, l, c->n * cf->heads, 0, NULL, S->q, S->k, S->v, NULL, datt, dq, dk, dv};
-        pd_pool_run(c->pool, attn_bwd_task, &aj, nt);
-        prefix_bwd(c, l);
-        /* dQ = dS K has the live rows of dO only (dP = dO V^T is zero elsewhere); dK and dV all rows */
-        linear_bwd(c, l, PD_LIN_Q, x, H, L->wq, L->bq, H, dq, want_dx ? dx : NULL, 1, R, lv);
-        linear_bwd(c, l, PD_LIN_K, x, H, L->wk, L->bk, H, dk, want_dx ? dx : NULL, 1, R, NULL);
-        linear_bwd(c, l, PD_LIN_V, x, H, L->wv, L->bv, H, dv, want_dx ? dx : NULL, 1, R, NULL);
-    }
-    free(live.a);
-    free(lrow);
+    /* the input gradient of layer 0 is only needed for a soft prompt */
+    for (int l = cf->layers - 1; l >= 0; l--) layer_bwd(c, l, l > 0 || need_prompt);
     if (need_prompt) {
         /* X[0] = LN(emb): the prompt rows' gradient goes back through the embedding LayerNorm */
         for (int i = 0; i < c->n; i++) {

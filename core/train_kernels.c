@@ -1,5 +1,6 @@
 /* train_kernels.c - backward-pass kernels. See train_kernels.h. */
 #include "train_kernels.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -9,48 +10,7 @@
  * default-target function into a target_clones one on its own). */
 #define TK_INLINE __attribute__((always_inline))
 
-/* ==== Fast elementwise math (the formulas of kernels.c's forward GELU) ==== */
-
-/* exp(x) for x in about [-87, 88]: 2^n * p(r), r = x - n ln2, degree-6 polynomial (relative
- * error < 2e-7); NaN lands on the lower clamp (x > -87 is false for it). Branch-free so loops over it vectorize. */
-TK_INLINE static inline float tk_expf(float x) {
-    x = x > -87.0f ? x : -87.0f; /* comparisons, not fmaxf/fminf: those are libm calls without */
-    x = x < 88.0f ? x : 88.0f;   /* -ffinite-math-only, and the loop would not vectorize */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
-    return p * u.f;
-}
-
-/* erf(x) as a rational function of x^2 on [-4, 4] (Eigen's and XNNPACK's; max abs error about
- * 1e-7 against erff). */
-TK_INLINE static inline float tk_erff(float x) {
-    x = x > -4.0f ? x : -4.0f;
-    x = x < 4.0f ? x : 4.0f;
-    float x2 = x * x;
-    float p = -2.72614225801306e-10f;
-    p = p * x2 + 2.77068142495902e-08f;
-    p = p * x2 + -2.10102402082508e-06f;
-    p = p * x2 + -5.69250639462346e-05f;
-    p = p * x2 + -7.34990630326855e-04f;
-    p = p * x2 + -2.95459980854025e-03f;
-    p = p * x2 + -1.60960333262415e-02f;
-    p = p * x;
-    float q = -1.45660718464996e-05f;
-    q = q * x2 + -2.13374055278905e-04f;
-    q = q * x2 + -1.68282697438203e-03f;
-    q = q * x2 + -7.37332916720468e-03f;
-    q = q * x2 + -1.42647390514189e-02f;
-    return p / q;
-}
+/* ==== Fast elementwise math: the forward GELU's formulas (fastmath.h) ==== */
 
 /* ==== Activation backward ==== */
 
@@ -63,8 +23,8 @@ typedef struct {
 
 /* GELU'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi). */
 TK_INLINE static inline float gelu_grad(float x) {
-    float cdf = 0.5f + 0.5f * tk_erff(x * 0.70710678118654752f);
-    float pdf = tk_expf(-0.5f * x * x) * 0.3989422804014327f;
+    float cdf = 0.5f + 0.5f * pd_fast_erff(x * 0.70710678118654752f);
+    float pdf = pd_fast_expf(-0.5f * x * x) * 0.3989422804014327f;
     return cdf + x * pdf;
 }
 
