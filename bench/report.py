@@ -156,7 +156,10 @@ def training_section(R, rounds, parity):
             "backward through the frozen encoder into the LoRA and head gradients, clipping, AdamW. peftd: `bench/train.c` "
             "timing `pd_train_engine_step` (the trainer's step, its own micro-batches); PyTorch %s eager: "
             "`bench/peers/torch_lora_train.py` (LoRA as PEFT's lora.Linear in torch.nn, frozen base, torch.optim.AdamW). "
-            "Median seconds per step after 1 warm-up step; rounds alternate (peftd, torch, torch, peftd)."
+            "Median seconds per step after 1 warm-up step; rounds alternate (peftd, torch, torch, peftd, ...). The two "
+            "compute the same loss and gradients; peftd does less work for them: its top layer computes queries, "
+            "attention output and feed-forward for each sequence's first row only, the one row the classifier reads "
+            "(docs/ENGINE.md), while PyTorch computes every row."
             % (x.get("r", 8), x.get("lora_alpha", 16), x.get("batch", 16), x.get("seq", 128),
                (tt[0].get("torch", "") if tt else "")))
         rows, ratios = [], []
@@ -181,8 +184,8 @@ def training_section(R, rounds, parity):
         ratio = statistics.median(ratios) if ratios else None
         out.update({"peftd_examples_per_s": pe, "torch_examples_per_s": te, "ratio": ratio, "ratio_rounds": len(ratios)})
         R.p("Pooled medians over every timed step: peftd **%s** examples/s, PyTorch **%s** examples/s; peftd/torch "
-            "(median of the per-round ratios) **%s**. GFLOP/s counts the base model's matrix products of forward and "
-            "backward (bench/train.c train_flops). peftd ran each batch as %s micro-batch(es) under the trainer's "
+            "(median of the per-round ratios) **%s**. GFLOP/s counts the base model's matrix products peftd's forward and "
+            "backward compute (bench/train.c train_flops). peftd ran each batch as %s micro-batch(es) under the trainer's "
             "limit of %s rows (its 1 GiB activation budget). Peak resident memory: peftd %s MB, PyTorch %s MB."
             % (fmt(pe, ".2f"), fmt(te, ".2f"), fmt(ratio, ".2f") + "x" if ratio else "-",
                (tp or [{}])[0].get("micro_batches", "?"), (tp or [{}])[0].get("micro_batch_limit_rows", "?"),

@@ -211,7 +211,7 @@ if want train; then
     say "training throughput"
     if [ "$TRAIN_OK" = 0 ]; then skip train "bench/train did not build"
     else
-        TSTEPS=5; TROUNDS=2
+        TSTEPS=5; TROUNDS=4 # the ratio is the median of the rounds: single rounds vary by +-15% here
         [ "$QUICK" = 1 ] && { TSTEPS=2; TROUNDS=1; }
         trainp() { step "train-peftd-$1" "$B/bench/train" --model "$MODEL" --json "$OUT/train-peftd-$1.json" --steps "$TSTEPS" \
             --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16; }
