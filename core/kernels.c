@@ -41,6 +41,7 @@ struct pd_pool {
     atomic_int busy;        /* workers still inside the current job */
     atomic_ulong gen;       /* job generation: a worker runs each generation once */
     atomic_int stop;
+    atomic_int rest;        /* pd_pool_rest: idle workers sleep at once instead of spinning */
     int sleepers;           /* workers waiting on start_cv (under mu) */
     int caller_waiting;     /* the caller waits on done_cv (under mu) */
 };
@@ -57,11 +58,13 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Spins until *v differs from old (or stop), for at most POOL_SPIN_NS; returns 1 if it did. */
-static int spin_until_changed(const atomic_ulong *v, unsigned long old, const atomic_int *stop) {
+/* Spins until the generation differs from old (or stop), for at most POOL_SPIN_NS and only
+ * while the pool is not resting; returns 1 if it changed. */
+static int spin_until_changed(pd_pool *p, unsigned long old) {
     long t0 = 0;
     for (int i = 0;; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old || atomic_load(stop)) return 1;
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) != old || atomic_load(&p->stop)) return 1;
+        if (atomic_load_explicit(&p->rest, memory_order_relaxed)) return 0;
         cpu_relax();
         if ((i & 63) == 63) {
             long t = now_ns();
@@ -84,7 +87,7 @@ static void *pool_worker(void *vp) {
     pd_pool *p = vp;
     unsigned long seen = 0;
     for (;;) {
-        if (!spin_until_changed(&p->gen, seen, &p->stop)) {
+        if (!spin_until_changed(p, seen)) {
             pthread_mutex_lock(&p->mu);
             p->sleepers++;
             while (!atomic_load(&p->stop) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->start_cv, &p->mu);
@@ -143,6 +146,10 @@ void pd_pool_free(pd_pool *p) {
 
 int pd_pool_size(const pd_pool *p) { return p ? p->n : 1; }
 
+void pd_pool_rest(pd_pool *p) {
+    if (p) atomic_store_explicit(&p->rest, 1, memory_order_relaxed);
+}
+
 void pd_pool_run(pd_pool *p, void (*fn)(void *arg, int i), void *arg, int n) {
     if (n <= 0) return;
     if (!p || p->n == 1 || n == 1) {
@@ -155,6 +162,7 @@ void pd_pool_run(pd_pool *p, void (*fn)(void *arg, int i), void *arg, int n) {
     p->ntasks = n;
     atomic_store(&p->next, 0);
     atomic_store(&p->busy, p->n - 1);
+    atomic_store_explicit(&p->rest, 0, memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
     unsigned long g = atomic_load(&p->gen) + 1;
     atomic_store_explicit(&p->gen, g, memory_order_release);

@@ -25,6 +25,11 @@ int pd_pool_size(const pd_pool *p);
  * p == NULL runs everything on the calling thread. */
 void pd_pool_run(pd_pool *p, void (*fn)(void *arg, int i), void *arg, int n);
 
+/* Tells the pool that no job follows soon (a server's queue ran empty): idle workers go to
+ * sleep now instead of spinning for the next job, leaving the cores to other threads. The
+ * next pd_pool_run wakes them (and ends the rest). */
+void pd_pool_rest(pd_pool *p);
+
 /* Calls OpenBLAS configuration once per process (one OpenBLAS thread); returns the name of
  * the kernel OpenBLAS picked (openblas_get_corename). Thread-safe. */
 const char *pd_blas_init(void);

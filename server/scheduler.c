@@ -213,6 +213,9 @@ static void *sched_main(void *arg) {
     pd_sched *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
+        /* Nothing queued: the pool's workers sleep rather than spin, so the HTTP threads
+         * (and, on a shared machine, everything else) get the cores until the next batch. */
+        if (!s->head && !s->stop) pd_pool_rest(s->pool);
         while (!s->head && !s->stop) pthread_cond_wait(&s->cv, &s->lock);
         if (!s->head) break; /* stopping and drained */
         /* Give the oldest waiting input up to batch_wait_ms to gather company, but only while

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void) {
@@ -15,7 +16,7 @@ static float frand(void) {
 
 static void count_task(void *arg, int i) { __atomic_fetch_add((int *)arg + i, 1, __ATOMIC_RELAXED); }
 
-typedef struct { pd_pool *p; int ok; } caller_arg;
+typedef struct { pd_pool *p; int ok, rest; } caller_arg;
 static void *caller(void *v) {
     caller_arg *c = v;
     int hits[257];
@@ -23,6 +24,10 @@ static void *caller(void *v) {
         memset(hits, 0, sizeof hits);
         pd_pool_run(c->p, count_task, hits, 257);
         for (int i = 0; i < 257; i++) if (hits[i] != 1) c->ok = 0;
+        if (c->rest) { /* the server's idle path: workers go to sleep, the next run wakes them */
+            pd_pool_rest(c->p);
+            if (rep % 3 == 0) usleep(200 + 100 * (rep % 7));
+        }
     }
     return NULL;
 }
@@ -31,13 +36,23 @@ static void test_pool(void) {
     pd_pool *p = pd_pool_new(3);
     CHECK(p && pd_pool_size(p) == 3);
     /* every task runs exactly once, also with two callers at once */
-    caller_arg a = {p, 1}, b = {p, 1};
+    caller_arg a = {p, 1, 0}, b = {p, 1, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, caller, &a);
     pthread_create(&tb, NULL, caller, &b);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
     CHECK(a.ok && b.ok);
+    /* resting between runs loses no wake-up: alone, and while another caller keeps running */
+    caller_arg r = {p, 1, 1};
+    caller(&r);
+    CHECK(r.ok);
+    a.ok = 1;
+    pthread_create(&ta, NULL, caller, &a);
+    pthread_create(&tb, NULL, caller, &r);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.ok && r.ok);
     pd_pool_free(p);
     pd_pool_free(NULL);
 }
