@@ -314,6 +314,12 @@ def main():
         R.table(["T x out x in", "pd_pool(2) + OpenBLAS 1 thread", "OpenBLAS 2 threads", "pool / openblas"],
                 [["%dx%dx%d" % (r["m"], r["n"], r["k"]), fmt(r["pool_gflops"]), fmt(r["openblas_gflops"]),
                   fmt(r["pool_gflops"] / r["openblas_gflops"], ".2f")] for r in gemm["designs"]])
+        h = gemm.get("handoff_us")
+        if h:
+            R.p("Pool hand-off (an empty 2-task pd_pool_run, median): back to back %.1f us; after the caller slept 1 ms, "
+                "as a server does between requests: %.1f us for the first job, %.1f us for each of the next three "
+                "(spin loops yield the core, so a worker woken onto the caller's core runs at once; docs/ENGINE.md)."
+                % (h["back_to_back"], h["after_idle_first"], h["after_idle_next"]))
 
     # ==== engine vs peers ====
     engine_tab = {}

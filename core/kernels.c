@@ -12,6 +12,7 @@
 #endif
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,10 @@ static inline void cpu_relax(void) {
 }
 
 /* Spins until the generation differs from old (or stop), for at most POOL_SPIN_NS and only
- * while the pool is not resting; returns 1 if it changed. */
+ * while the pool is not resting; returns 1 if it changed. Both spin loops yield the core every
+ * 64 pauses (about a microsecond): after the threads have slept, the kernel may wake them
+ * onto one core while the other idles, and a pure spin then holds the core the other thread
+ * needs until the spin runs out (200 us per pool job, measured: bench/gemm.c "hand-off"). */
 static int spin_until_changed(pd_pool *p, unsigned long old) {
     long t0 = 0;
     for (int i = 0;; i++) {
@@ -67,6 +71,7 @@ static int spin_until_changed(pd_pool *p, unsigned long old) {
         if (atomic_load_explicit(&p->rest, memory_order_relaxed)) return 0;
         cpu_relax();
         if ((i & 63) == 63) {
+            sched_yield();
             long t = now_ns();
             if (!t0) t0 = t;
             else if (t - t0 > POOL_SPIN_NS) return 0;
@@ -171,7 +176,10 @@ void pd_pool_run(pd_pool *p, void (*fn)(void *arg, int i), void *arg, int n) {
     pool_drain(p, fn, arg, n);
     /* The workers finish their last task soon after ours: spin briefly, then sleep. */
     long t0 = now_ns();
-    while (atomic_load(&p->busy) > 0 && now_ns() - t0 < POOL_SPIN_NS) cpu_relax();
+    for (int i = 0; atomic_load(&p->busy) > 0 && now_ns() - t0 < POOL_SPIN_NS; i++) {
+        cpu_relax();
+        if ((i & 63) == 63) sched_yield();
+    }
     if (atomic_load(&p->busy) > 0) {
         pthread_mutex_lock(&p->mu);
         p->caller_waiting = 1;
