@@ -6,23 +6,34 @@
  *   pool:     peftd's design (kernels.h) - OpenBLAS at 1 thread, a pd_pool of T threads;
  *   openblas: OpenBLAS's own T-thread pool on every GEMM, no pd_pool (everything that is
  *             not a GEMM - layer norms, GELU, softmax - then runs on one thread).
- * The two are timed in alternation (pool, openblas, pool, ...) so drift hits both alike.
+ * The two are timed in alternation (pool, openblas, pool, ...) so drift hits both alike, each
+ * after the other's idle threads went to sleep (settle()).
  *
  * FLOPs are counted exactly for the matrix products and nothing else:
  *   per layer: 2*T*(4*H*H + 2*H*F)   (Q, K, V, O projections and the two FFN matrices)
  *            + n * 2*2*L*L*H         (Q K^T and P V per sequence, all heads)
  * with T = n*L tokens; embeddings, layer norms, softmax and GELU are not counted.
  *
+ * Paired roofline: before each of the first --roof-samples (3) forward samples of a batch size, the
+ * 2048^3 OpenBLAS sgemm on T threads (the roofline case of bench/gemm.c) is timed (median of
+ * 3 calls after a warm-up call, with the pool's workers asleep), so each
+ * batch size carries the machine's GEMM speed of that very minute. On a shared machine whose
+ * speed drifts by 10-20% over a run, the share of the roofline is then a ratio of two numbers
+ * measured together, as the peers' ratios are (bench/report.py).
+ *
  * It also dumps the final hidden states of a small batch (ids + floats) for the peers
  * (bench/peers) to check that they compute the same function.
  *
  * Usage: engine --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32]
- *               [--runs N] [--warmup W] [--threads T] [--only pool|openblas] */
+ *               [--runs N] [--warmup W] [--threads T] [--only pool|openblas]
+ *               [--roof-samples R (0..8; 0: none, e.g. under a profiler)] */
 #include "bench_util.h"
 #include "kernels.h"
 #include "model.h"
 
 #include <cblas.h>
+
+enum { ROOF_N = 2048, ROOF_MAX = 8 }; /* roofline size; most paired samples per batch size */
 
 typedef struct {
     int batch;
@@ -30,7 +41,26 @@ typedef struct {
     double mn[2], mx[2];  /* spread */
     double *samples[2];   /* (runs) seconds, sorted */
     int runs;
+    double roof[ROOF_MAX]; /* paired roofline samples, GFLOP/s */
+    int nroof;
 } result;
+
+
+/* One sample of the roofline: C = A B, 2048^3, OpenBLAS on `threads` threads, after the pool's
+ * workers went to sleep and one untimed call woke OpenBLAS's threads; the median of 3 calls,
+ * GFLOP/s. */
+static double roof_sample(pd_pool *pool, const float *a, const float *b, float *cc, int threads) {
+    pd_pool_rest(pool);
+    openblas_set_num_threads(threads);
+    double t[4];
+    for (int i = 0; i < 4; i++) {
+        double t0 = pd_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ROOF_N, ROOF_N, ROOF_N, 1.0f, a, ROOF_N, b, ROOF_N, 0.0f, cc, ROOF_N);
+        t[i] = pd_now() - t0;
+    }
+    double med = bench_median(t + 1, 3);
+    return 2.0 * ROOF_N * ROOF_N * (double)ROOF_N / med * 1e-9;
+}
 
 static double flops_per_forward(const pd_config *c, int n, int L) {
     double T = (double)n * L, H = c->hidden, F = c->ffn;
@@ -41,6 +71,25 @@ static int forward(pd_ctx *ctx, const pd_seq *seqs, int n) {
     char err[256];
     pd_status st = pd_forward(ctx, seqs, n, err, sizeof err);
     if (st != PD_OK) { fprintf(stderr, "pd_forward: %s\n", err); return -1; }
+    return 0;
+}
+
+/* Before timing a design, lets the other one's idle threads go to sleep. OpenBLAS's workers
+ * keep spinning (with sched_yield) for ~130 ms after its last threaded call (measured here:
+ * 10% of a core until then), so a pd_pool forward timed right after an OpenBLAS-threaded one
+ * or a roofline sample would share the cores with them. Sleeping that out instead would time
+ * the forward on a core just back from idle (10% slower at batch 1 here), so untimed pd_pool
+ * forwards fill the 150 ms. pd_pool's own workers spin 200 us; pd_pool_rest stops them. */
+static int settle(pd_ctx *const ctx[2], const pd_seq *seqs, int n, pd_pool *pool, int design, int threads) {
+    if (design == 1) {
+        pd_pool_rest(pool);
+        openblas_set_num_threads(threads);
+        return 0;
+    }
+    openblas_set_num_threads(1);
+    double t0 = pd_now();
+    while (pd_now() - t0 < 0.15)
+        if (forward(ctx[0], seqs, n)) return -1;
     return 0;
 }
 
@@ -70,7 +119,7 @@ static int dump(const char *dir, pd_ctx *ctx, const pd_config *c, const int32_t 
 
 int main(int argc, char **argv) {
     const char *model = NULL, *json = NULL, *dumpdir = NULL, *only = NULL;
-    int L = 128, runs = 5, warmup = 2, threads = 2;
+    int L = 128, runs = 5, warmup = 2, threads = 2, roof_samples = 3;
     int batches[16] = {1, 8, 32}, nb = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -79,6 +128,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) L = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--roof-samples") && i + 1 < argc) roof_samples = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
@@ -90,11 +140,11 @@ int main(int argc, char **argv) {
             }
         } else {
             fprintf(stderr, "usage: %s --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32] [--runs N] "
-                            "[--warmup W] [--threads T] [--only pool|openblas]\n", argv[0]);
+                            "[--warmup W] [--threads T] [--only pool|openblas] [--roof-samples 0..8]\n", argv[0]);
             return 2;
         }
     }
-    if (!model || L < 2 || runs < 1 || runs > 1000 || threads < 1 || nb < 1) {
+    if (!model || roof_samples < 0 || roof_samples > ROOF_MAX || L < 2 || runs < 1 || runs > 1000 || threads < 1 || nb < 1) {
         fprintf(stderr, "engine: need --model DIR and sane numbers\n");
         return 2;
     }
@@ -128,7 +178,12 @@ int main(int argc, char **argv) {
     pd_seq *seqs = calloc((size_t)maxb, sizeof *seqs);
     pd_pool *pool = pd_pool_new(threads);
     pd_ctx *ctx[2] = {pd_ctx_new(m, pool), pd_ctx_new(m, NULL)};
-    if (!ids || !seqs || !pool || !ctx[0] || !ctx[1]) { fprintf(stderr, "out of memory\n"); return 1; }
+    size_t rn = (size_t)ROOF_N * ROOF_N;
+    float *ra = malloc(rn * sizeof(float)), *rb = malloc(rn * sizeof(float)), *rc = malloc(rn * sizeof(float));
+    if (!ids || !seqs || !pool || !ctx[0] || !ctx[1] || !ra || !rb || !rc) { fprintf(stderr, "out of memory\n"); return 1; }
+    bench_fill(ra, rn, 1.0f, "roof.a", 1);
+    bench_fill(rb, rn, 1.0f, "roof.b", 1);
+    roof_sample(pool, ra, rb, rc, threads); /* warm-up: OpenBLAS's buffers and threads */
     bench_fill_ids(ids, maxb, L, c->vocab, 12345);
     for (int i = 0; i < maxb; i++) seqs[i] = (pd_seq){ids + (size_t)i * L, NULL, L, NULL, 0};
 
@@ -154,8 +209,8 @@ int main(int argc, char **argv) {
     result res[16];
     memset(res, 0, sizeof res);
     printf("\npd_forward, sequence length %d, median of N runs after %d warm-up\n", L, warmup);
-    printf("%6s %5s %12s %12s %12s %14s %14s\n", "batch", "N", "pool ms", "pool seq/s", "pool GFLOP/s",
-           "openblas ms", "openblas GF/s");
+    printf("%6s %5s %12s %12s %12s %14s %14s %12s\n", "batch", "N", "pool ms", "pool seq/s", "pool GFLOP/s",
+           "openblas ms", "openblas GF/s", "roofline GF/s");
     for (int b = 0; b < nb; b++) {
         int n = batches[b];
         for (int d = 0; d < 2; d++) {
@@ -174,10 +229,12 @@ int main(int argc, char **argv) {
         if (r > 200) r = 200;
         double *s[2] = {calloc((size_t)r, sizeof(double)), calloc((size_t)r, sizeof(double))};
         if (!s[0] || !s[1]) { fprintf(stderr, "out of memory\n"); return 1; }
+        res[b].nroof = 0;
         for (int k = 0; k < r; k++) {
+            if (k < roof_samples) res[b].roof[res[b].nroof++] = roof_sample(pool, ra, rb, rc, threads);
             for (int d = 0; d < 2; d++) {
                 if (!do_design[d]) continue;
-                openblas_set_num_threads(d ? threads : 1);
+                if (settle(ctx, seqs, n, pool, d, threads)) return 1;
                 double ts = pd_now();
                 if (forward(ctx[d], seqs, n)) return 1;
                 s[d][k] = pd_now() - ts;
@@ -194,8 +251,10 @@ int main(int argc, char **argv) {
         res[b].samples[1] = s[1];
         double fl = flops_per_forward(c, n, L);
         double sp = res[b].sec[0], so = res[b].sec[1];
-        printf("%6d %5d %12.2f %12.2f %12.1f %14.2f %14.1f\n", n, r, sp * 1e3, sp > 0 ? n / sp : 0, sp > 0 ? fl / sp * 1e-9 : 0,
-               so * 1e3, so > 0 ? fl / so * 1e-9 : 0);
+        double roof[ROOF_MAX];
+        memcpy(roof, res[b].roof, sizeof roof);
+        printf("%6d %5d %12.2f %12.2f %12.1f %14.2f %14.1f %12.1f\n", n, r, sp * 1e3, sp > 0 ? n / sp : 0, sp > 0 ? fl / sp * 1e-9 : 0,
+               so * 1e3, so > 0 ? fl / so * 1e-9 : 0, bench_median(roof, res[b].nroof));
         fflush(stdout);
     }
     openblas_set_num_threads(1);
@@ -223,7 +282,9 @@ int main(int argc, char **argv) {
                 for (int k = 0; k < res[b].runs; k++) fprintf(f, "%s%.6f", k ? ", " : "", res[b].samples[d][k]);
                 fprintf(f, "]}");
             }
-            fprintf(f, "}");
+            fprintf(f, ", \"roofline_gflops_samples\": [");
+            for (int k = 0; k < res[b].nroof; k++) fprintf(f, "%s%.2f", k ? ", " : "", res[b].roof[k]);
+            fprintf(f, "]}");
         }
         fprintf(f, "\n ]}\n");
         fclose(f);
@@ -233,6 +294,9 @@ int main(int argc, char **argv) {
     pd_ctx_free(ctx[1]);
     pd_pool_free(pool);
     pd_model_free(m);
+    free(ra);
+    free(rb);
+    free(rc);
     free(ids);
     free(seqs);
     return 0;
