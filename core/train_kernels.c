@@ -28,47 +28,49 @@ TK_INLINE static inline float gelu_grad(float x) {
     return cdf + x * pdf;
 }
 
-/* The same formula on 8 floats at a time with GCC/clang vector extensions (no intrinsics):
+/* The same formula on 16 floats at a time with GCC/clang vector extensions (no intrinsics):
  * gcc -O2 does not vectorize the scalar loop (the clamps are control flow to it). On x86-64
- * the function is also compiled for AVX2 and picked at load time by CPU feature (target_clones;
- * "arch=haswell" would test the CPU model and never match an AMD one). Vectors only pass
- * through pointers and macros: a function taking or returning a 32-byte vector by value draws
- * gcc's and clang's -Wpsabi ABI warning on non-AVX builds. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+ * the function is also compiled for AVX-512 (one zmm register per vector) and AVX2 (two ymm)
+ * and picked at load time by CPU feature (target_clones; "arch=haswell" would test the CPU
+ * model and never match an AMD one); the default build splits a vector into SSE registers.
+ * Vectors only pass through pointers and macros: a function taking or returning a 64-byte
+ * vector by value draws gcc's and clang's -Wpsabi ABI warning on non-AVX-512 builds. */
+#define VW 16
+typedef float vwf __attribute__((vector_size(4 * VW)));
+typedef int32_t vwi __attribute__((vector_size(4 * VW)));
 
-#define V8_SPLAT(c) ((v8f){(c), (c), (c), (c), (c), (c), (c), (c)})
+#define VW_SPLAT(c) ((vwf){(c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c)})
 /* x clamped to [lo, hi] by compare-and-select (NaN fails both compares and becomes lo). */
-#define V8_CLAMP(x, lo, hi)                                                                       \
+#define VW_CLAMP(x, lo, hi)                                                                       \
     do {                                                                                          \
-        v8f lo_ = V8_SPLAT(lo), hi_ = V8_SPLAT(hi);                                               \
-        v8i m_ = (x) > lo_;                                                                       \
-        (x) = (v8f)((m_ & (v8i)(x)) | (~m_ & (v8i)lo_));                                         \
+        vwf lo_ = VW_SPLAT(lo), hi_ = VW_SPLAT(hi);                                               \
+        vwi m_ = (x) > lo_;                                                                       \
+        (x) = (vwf)((m_ & (vwi)(x)) | (~m_ & (vwi)lo_));                                         \
         m_ = (x) < hi_;                                                                           \
-        (x) = (v8f)((m_ & (v8i)(x)) | (~m_ & (v8i)hi_));                                         \
+        (x) = (vwf)((m_ & (vwi)(x)) | (~m_ & (vwi)hi_));                                         \
     } while (0)
 
-TK_INLINE static inline void v8_expf(v8f *px) {
-    v8f x = *px;
-    V8_CLAMP(x, -87.0f, 88.0f);
-    v8f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    v8f r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    v8f p = V8_SPLAT(1.9875691500e-4f);
+TK_INLINE static inline void vw_expf(vwf *px) {
+    vwf x = *px;
+    VW_CLAMP(x, -87.0f, 88.0f);
+    vwf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    vwf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    vwf p = VW_SPLAT(1.9875691500e-4f);
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
-    *px = p * (v8f)e;
+    vwi e = (__builtin_convertvector(n, vwi) + 127) << 23;
+    *px = p * (vwf)e;
 }
 
-TK_INLINE static inline void v8_erff(v8f *px) {
-    v8f x = *px;
-    V8_CLAMP(x, -4.0f, 4.0f);
-    v8f x2 = x * x;
-    v8f p = V8_SPLAT(-2.72614225801306e-10f);
+TK_INLINE static inline void vw_erff(vwf *px) {
+    vwf x = *px;
+    VW_CLAMP(x, -4.0f, 4.0f);
+    vwf x2 = x * x;
+    vwf p = VW_SPLAT(-2.72614225801306e-10f);
     p = p * x2 + 2.77068142495902e-08f;
     p = p * x2 + -2.10102402082508e-06f;
     p = p * x2 + -5.69250639462346e-05f;
@@ -76,7 +78,7 @@ TK_INLINE static inline void v8_erff(v8f *px) {
     p = p * x2 + -2.95459980854025e-03f;
     p = p * x2 + -1.60960333262415e-02f;
     p = p * x;
-    v8f q = V8_SPLAT(-1.45660718464996e-05f);
+    vwf q = VW_SPLAT(-1.45660718464996e-05f);
     q = q * x2 + -2.13374055278905e-04f;
     q = q * x2 + -1.68282697438203e-03f;
     q = q * x2 + -7.37332916720468e-03f;
@@ -85,20 +87,20 @@ TK_INLINE static inline void v8_erff(v8f *px) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define TK_CLONES __attribute__((target_clones("avx2", "default")))
+#define TK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TK_CLONES
 #endif
 
 TK_CLONES static void gelu_grad_mul(const float *pre, float *dy, size_t n) {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f x, g;
+    for (; i + VW <= n; i += VW) {
+        vwf x, g;
         memcpy(&x, pre + i, sizeof x);
         memcpy(&g, dy + i, sizeof g);
-        v8f cdf = x * 0.70710678118654752f, pdf = -0.5f * x * x;
-        v8_erff(&cdf);
-        v8_expf(&pdf);
+        vwf cdf = x * 0.70710678118654752f, pdf = -0.5f * x * x;
+        vw_erff(&cdf);
+        vw_expf(&pdf);
         g *= (0.5f + 0.5f * cdf) + x * (pdf * 0.3989422804014327f);
         memcpy(dy + i, &g, sizeof g);
     }
@@ -131,15 +133,17 @@ void pd_act_grad_mul(pd_pool *p, pd_act a, const float *pre, float *dy, size_t n
 
 /* ==== LayerNorm backward ==== */
 
-#define V8_HSUM(v) ((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
+#define VW_HSUM(v)                                                                                   \
+    (((((v)[0] + (v)[8]) + ((v)[4] + (v)[12])) + (((v)[1] + (v)[9]) + ((v)[5] + (v)[13]))) +            \
+     ((((v)[2] + (v)[10]) + ((v)[6] + (v)[14])) + (((v)[3] + (v)[11]) + ((v)[7] + (v)[15]))))
 
 /* One row of y = LN(a + b) * w + beta: ds = rstd * (g w - mean(g w) - xh mean(g w xh)), with
- * ds used as scratch for a + b and then xh. Sums in 8 float lanes. */
+ * ds used as scratch for a + b and then xh. Sums in VW float lanes. */
 TK_CLONES static void ln_bwd_row(const float *a, const float *b, const float *w, float eps, int n, const float *g, float *ds) {
-    v8f acc = V8_SPLAT(0.0f);
+    vwf acc = VW_SPLAT(0.0f);
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f x, y;
+    for (; i + VW <= n; i += VW) {
+        vwf x, y;
         memcpy(&x, a + i, sizeof x);
         if (b) {
             memcpy(&y, b + i, sizeof y);
@@ -148,25 +152,25 @@ TK_CLONES static void ln_bwd_row(const float *a, const float *b, const float *w,
         acc += x;
         memcpy(ds + i, &x, sizeof x);
     }
-    float sum = V8_HSUM(acc);
+    float sum = VW_HSUM(acc);
     for (; i < n; i++) {
         ds[i] = a[i] + (b ? b[i] : 0.0f);
         sum += ds[i];
     }
     float mean = sum / (float)n;
-    acc = V8_SPLAT(0.0f);
-    for (i = 0; i + 8 <= n; i += 8) {
-        v8f x;
+    acc = VW_SPLAT(0.0f);
+    for (i = 0; i + VW <= n; i += VW) {
+        vwf x;
         memcpy(&x, ds + i, sizeof x);
         x -= mean;
         acc += x * x;
     }
-    float var = V8_HSUM(acc);
+    float var = VW_HSUM(acc);
     for (; i < n; i++) var += (ds[i] - mean) * (ds[i] - mean);
     float rstd = 1.0f / sqrtf(var / (float)n + eps);
-    v8f a1 = V8_SPLAT(0.0f), a2 = V8_SPLAT(0.0f);
-    for (i = 0; i + 8 <= n; i += 8) {
-        v8f x, gv, wv;
+    vwf a1 = VW_SPLAT(0.0f), a2 = VW_SPLAT(0.0f);
+    for (i = 0; i + VW <= n; i += VW) {
+        vwf x, gv, wv;
         memcpy(&x, ds + i, sizeof x);
         memcpy(&gv, g + i, sizeof gv);
         memcpy(&wv, w + i, sizeof wv);
@@ -176,7 +180,7 @@ TK_CLONES static void ln_bwd_row(const float *a, const float *b, const float *w,
         a2 += gv * x;
         memcpy(ds + i, &x, sizeof x);
     }
-    float m1 = V8_HSUM(a1), m2 = V8_HSUM(a2);
+    float m1 = VW_HSUM(a1), m2 = VW_HSUM(a2);
     for (; i < n; i++) {
         float xh = (ds[i] - mean) * rstd, gw = g[i] * w[i];
         m1 += gw;
@@ -204,17 +208,17 @@ void pd_softmax_rows_ld(float *x, int rows, int cols, int ld) {
 
 /* ==== Softmax backward ==== */
 
-/* One row: g = scale * p * (g - <p, g>), the dot product in 8 lanes. */
+/* One row: g = scale * p * (g - <p, g>), the dot product in VW lanes. */
 TK_CLONES static void softmax_bwd_row(const float *p, float *g, int n, float scale) {
-    v8f acc = V8_SPLAT(0.0f);
+    vwf acc = VW_SPLAT(0.0f);
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f a, b;
+    for (; i + VW <= n; i += VW) {
+        vwf a, b;
         memcpy(&a, p + i, sizeof a);
         memcpy(&b, g + i, sizeof b);
         acc += a * b;
     }
-    float dot = V8_HSUM(acc);
+    float dot = VW_HSUM(acc);
     for (; i < n; i++) dot += p[i] * g[i];
     for (i = 0; i < n; i++) g[i] = p[i] * (g[i] - dot) * scale;
 }
