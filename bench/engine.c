@@ -41,7 +41,7 @@ typedef struct {
     double mn[2], mx[2];  /* spread */
     double *samples[2];   /* (runs) seconds, sorted */
     int runs;
-    double roof[ROOF_MAX]; /* paired roofline samples, GFLOP/s */
+    double roof[ROOF_MAX]; /* paired roofline samples, GFLOP/s, sorted */
     int nroof;
 } result;
 
@@ -183,7 +183,6 @@ int main(int argc, char **argv) {
     if (!ids || !seqs || !pool || !ctx[0] || !ctx[1] || !ra || !rb || !rc) { fprintf(stderr, "out of memory\n"); return 1; }
     bench_fill(ra, rn, 1.0f, "roof.a", 1);
     bench_fill(rb, rn, 1.0f, "roof.b", 1);
-    roof_sample(pool, ra, rb, rc, threads); /* warm-up: OpenBLAS's buffers and threads */
     bench_fill_ids(ids, maxb, L, c->vocab, 12345);
     for (int i = 0; i < maxb; i++) seqs[i] = (pd_seq){ids + (size_t)i * L, NULL, L, NULL, 0};
 
@@ -251,10 +250,8 @@ int main(int argc, char **argv) {
         res[b].samples[1] = s[1];
         double fl = flops_per_forward(c, n, L);
         double sp = res[b].sec[0], so = res[b].sec[1];
-        double roof[ROOF_MAX];
-        memcpy(roof, res[b].roof, sizeof roof);
         printf("%6d %5d %12.2f %12.2f %12.1f %14.2f %14.1f %12.1f\n", n, r, sp * 1e3, sp > 0 ? n / sp : 0, sp > 0 ? fl / sp * 1e-9 : 0,
-               so * 1e3, so > 0 ? fl / so * 1e-9 : 0, bench_median(roof, res[b].nroof));
+               so * 1e3, so > 0 ? fl / so * 1e-9 : 0, bench_median(res[b].roof, res[b].nroof));
         fflush(stdout);
     }
     openblas_set_num_threads(1);

@@ -15,7 +15,6 @@
 #include "kernels.h"
 
 #include <cblas.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -75,12 +74,6 @@ static float *rand_matrix(size_t n, const char *name) {
 
 static void nop_task(void *arg, int i) { (void)arg; (void)i; }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* What a pool job costs beyond its work: the median time of an empty 2-task pd_pool_run, back
  * to back, and after the caller slept 1 ms (a server between requests; the pool rests first,
  * as the scheduler does): the first job then, and the three after it. Once both threads have
@@ -90,19 +83,19 @@ static void handoff(pd_pool *p, int iters, double us[3]) {
     double *v[3];
     for (int k = 0; k < 3; k++) v[k] = malloc(sizeof(double) * (size_t)iters);
     for (int i = 0; i < iters; i++) {
-        double t = now_s();
+        double t = pd_now();
         pd_pool_run(p, nop_task, NULL, 2);
-        v[0][i] = now_s() - t;
+        v[0][i] = pd_now() - t;
     }
     for (int i = 0; i < iters; i++) {
         pd_pool_rest(p);
         usleep(1000);
-        double t0 = now_s();
+        double t0 = pd_now();
         pd_pool_run(p, nop_task, NULL, 2);
-        double t1 = now_s();
+        double t1 = pd_now();
         for (int k = 0; k < 3; k++) pd_pool_run(p, nop_task, NULL, 2);
         v[1][i] = t1 - t0;
-        v[2][i] = (now_s() - t1) / 3;
+        v[2][i] = (pd_now() - t1) / 3;
     }
     for (int k = 0; k < 3; k++) {
         us[k] = bench_median(v[k], iters) * 1e6;
