@@ -295,10 +295,11 @@ def main():
                                                                    meta["mem_gib"], meta["isa"])
     print("\n" + "=" * len(title) + "\n" + title + "\n" + "=" * len(title))
     R.lines = ["# " + title, ""]
-    R.p("OpenBLAS kernel: **%s** (libopenblas %s; the environment's OPENBLAS_CORETYPE=%s and OPENBLAS_L2_SIZE=%s "
-        "were unset for every measured command). Threads: 2 for every runtime.%s"
-        % (kernel, blas_pkg or "?", a.env_coretype or "unset", a.env_l2 or "unset",
-           " QUICK RUN: fewer samples, not for quoting." if a.quick == "1" else ""))
+    pins = ["%s=%s" % (k, v) for k, v in (("OPENBLAS_CORETYPE", a.env_coretype), ("OPENBLAS_L2_SIZE", a.env_l2)) if v]
+    env_note = ("the environment's %s %s unset for every measured command" % (" and ".join(pins), "were" if len(pins) > 1 else "was")
+                if pins else "the environment set neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE")
+    R.p("OpenBLAS kernel: **%s** (libopenblas %s; %s). Threads: 2 for every runtime.%s"
+        % (kernel, blas_pkg or "?", env_note, " QUICK RUN: fewer samples, not for quoting." if a.quick == "1" else ""))
 
     # ==== machine load ====
     R.h("Machine load during each step")
