@@ -704,8 +704,11 @@ def catalogue(base):
     out = []
     if base.task == "cls":
         out.append(("lora_qv", dict(kind="lora", r=4, alpha=8, target=qv)))
+        # stdB 0.05: with the default 0.2 the rsLoRA scales (4, and 8 on layer 0's FFN) made
+        # DistilBERT's outputs so sensitive that PyTorch's own float32 run left the float64
+        # reference by 1.3e-4 (f32_deviation below now refuses such a case).
         out.append(("lora_all", dict(
-            kind="lora", r=4, alpha=8, target=LORA_ALL_REGEX[a], use_rslora=True, bias="lora_only",
+            kind="lora", r=4, alpha=8, target=LORA_ALL_REGEX[a], use_rslora=True, bias="lora_only", stdB=0.05,
             legacy_bias_names=(a == "roberta"),
             rank_pattern={"layer.1.%s" % lin["v"]: 8},
             alpha_pattern={"layer.0.%s" % lin["f1"]: 16})))
@@ -818,6 +821,21 @@ def qa_line(base, runner, case, cls_id):
     rec["answer"] = {"answer": case["context"][cs:ce], "start": cs, "end": ce, "score": rnd(score)}
     rec["answer_tokens"] = {"window": w, "start": s, "end": e}
     return rec, torch.tensor([float(x) for x in flat], dtype=torch.float64)
+
+
+def f32_deviation(base, runner, outs):
+    """The largest gap between the float64 outputs and the same runner in float32: how far an
+    exact float32 implementation can land from the golden. Module-based adapters (LoRA, IA3) and
+    the bare base only; prompts, prefixes, bottleneck hooks and hub heads hold float64 tensors
+    outside the model."""
+    model = copy.deepcopy(runner.model).float()
+    for m in model.modules():
+        for k, v in list(vars(m).items()):
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                setattr(m, k, v.float())
+    r32 = Runner(base, model, labels=runner.labels)
+    _, outs32 = golden_lines(base, r32)
+    return max(float((a - b).abs().max()) for a, b in zip(outs32, outs))
 
 
 def golden_lines(base, runner):
@@ -965,6 +983,11 @@ def main():
             big = max(float(o.abs().max()) for o in outs)
             assert delta > 0.05, (aid, delta)
             assert big < 40, (aid, big)
+            if spec["kind"] in ("lora", "ia3"):
+                # The C tests hold float32 to 1e-4 absolute; a case where float32 itself strays
+                # past a quarter of that measures the input's conditioning, not the code.
+                dev = f32_deviation(base, runner, outs)
+                assert dev < 2.5e-5, (aid, "float32 PyTorch leaves the float64 golden by", dev)
             write_jsonl(os.path.join(GOLDEN_DIR, aid + ".jsonl"), lines)
             per_case[(bname, aname)] = lines
             summary.append((aid, spec["kind"], runner.n_virtual, delta, big))
