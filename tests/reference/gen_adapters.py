@@ -828,12 +828,7 @@ def f32_deviation(base, runner, outs):
     exact float32 implementation can land from the golden. Module-based adapters (LoRA, IA3) and
     the bare base only; prompts, prefixes, bottleneck hooks and hub heads hold float64 tensors
     outside the model."""
-    model = copy.deepcopy(runner.model).float()
-    for m in model.modules():
-        for k, v in list(vars(m).items()):
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                setattr(m, k, v.float())
-    r32 = Runner(base, model, labels=runner.labels)
+    r32 = Runner(base, G.float32_copy(runner.model), labels=runner.labels)
     _, outs32 = golden_lines(base, r32)
     return max(float((a - b).abs().max()) for a, b in zip(outs32, outs))
 

@@ -348,15 +348,21 @@ def qa_record(model, tok, case, cls_id):
     return rec
 
 
-def check_f32(name, model, tok, kind, lines):
-    """The C tests hold float32 to 1e-4 absolute on logits. That is only fair where float32
-    arithmetic itself can get that close: rerun every case with the model in float32 and
-    require PyTorch's own result within a quarter of the tolerance of the float64 golden."""
+def float32_copy(model):
+    """A float32 copy of a float64 model, tensors kept as plain attributes included."""
     m32 = copy.deepcopy(model).float()
     for mod in m32.modules():
         for k, v in list(vars(mod).items()):
             if isinstance(v, torch.Tensor) and v.is_floating_point():
                 setattr(mod, k, v.float())
+    return m32
+
+
+def check_f32(name, model, tok, kind, lines):
+    """The C tests hold float32 to 1e-4 absolute on logits. That is only fair where float32
+    arithmetic itself can get that close: rerun every case with the model in float32 and
+    require PyTorch's own result within a quarter of the tolerance of the float64 golden."""
+    m32 = float32_copy(model)
     if kind == "cls":
         again = [cls_record(m32, tok, case) for case in CLS_CASES]
         keys = ("logits",)
