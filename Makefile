@@ -1,4 +1,4 @@
-# peftd - see README.md. Targets: all, test, bench, run, image, clean.
+# peftd - see README.md. Targets: all, test, bench, run, image, fuzz, clean.
 # SANITIZER=address|undefined|thread builds into build-$(SANITIZER)/.
 CC      ?= cc
 SANITIZER ?=
@@ -43,7 +43,7 @@ LIB_OBJ     := $(OBJ_SERVER) $(OBJ_ADAPTER) $(OBJ_CORE)
 TESTS       := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all tests benches test test-fast bench run image clean deps model
+.PHONY: all tests benches test test-fast bench run image clean deps model fuzz
 all: $(B)/peftd
 
 $(B)/obj/%.o: %.c
@@ -78,6 +78,10 @@ test: deps
 bench: deps
 	@bench/run.sh
 
+# libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each; not part of `make test`.
+fuzz:
+	@scripts/fuzz.sh
+
 run: deps all model
 	exec $(B)/peftd serve
 
@@ -85,6 +89,6 @@ image: deps
 	@docker/build-image.sh
 
 clean:
-	rm -rf build build-asan build-ubsan build-tsan
+	rm -rf build build-asan build-ubsan build-tsan build-fuzz
 
 -include $(shell find $(B)/obj -type f -name '*.d' 2>/dev/null)

@@ -1,0 +1,67 @@
+#!/bin/bash
+# fuzz.sh - builds the libFuzzer targets of tests/fuzz/ with clang (ASan + UBSan) and runs each
+# for FUZZ_SECONDS (default 60) on a seed corpus made from tests/reference. `make fuzz` calls it;
+# not part of `make test` (a fuzzing run is open-ended; the tests replay known bad inputs).
+#
+#   FUZZ_SECONDS=600 make fuzz        longer
+#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter
+#
+# Needs clang (Debian's clang package; libFuzzer ships with it). Builds into build-fuzz/ with
+# -march=native: clang does not read core/kernels.c's `#pragma GCC target` regions, so the
+# SIMD bodies need the ISA on the command line; the binaries are for this machine only.
+# Findings (crash-*, leak-*, timeout-*) land in build-fuzz/findings/<target>/; the script
+# exits 1 if any target found one.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+SECS=${FUZZ_SECONDS:-60}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter}
+OUT=build-fuzz
+command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
+PKGS="libcjson openblas"
+CFLAGS="-std=c11 -O1 -g -march=native -D_GNU_SOURCE -w -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+        $(pkg-config --cflags $PKGS) -Icore -Iadapters"
+LIBS="$(pkg-config --libs $PKGS) -lpthread -lm"
+mkdir -p "$OUT"
+
+sources() { # the project sources a target links
+    case $1 in
+    safetensors) echo core/safetensors.c core/common.c ;;
+    tokenizer_json | tokenize) echo core/tokenizer.c core/common.c ;;
+    adapter) echo core/*.c adapters/*.c ;;
+    esac
+}
+
+seed() { # target corpus-dir
+    mkdir -p "$2"
+    case $1 in
+    safetensors) for f in tests/reference/adapters/*/*.safetensors; do cp "$f" "$2/$(echo "$f" | md5sum | cut -c1-12)"; done ;;
+    tokenizer_json) for d in tests/reference/models/*_cls_f32; do cp "$d/tokenizer.json" "$2/$(basename "$d").json"; done ;;
+    tokenize) printf 'Hello, world!\n' >"$2/hello"; printf 'caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xff\xfe broken' >"$2/utf8"
+        [ -f ../shared/data/sst2/train.tsv ] && head -100 ../shared/data/sst2/train.tsv | split -l 1 - "$2/sst2-" ;;
+    adapter) for d in tests/reference/adapters/bert_cls_f32__*; do
+            w=$(ls "$d"/adapter_model.safetensors "$d"/adapter.safetensors "$d"/pytorch_adapter.safetensors 2>/dev/null | head -1)
+            [ -f "$d/adapter_config.json" ] && [ -n "$w" ] || continue
+            python3 -c 'import struct,sys; c=open(sys.argv[1],"rb").read(); w=open(sys.argv[2],"rb").read()
+sys.stdout.buffer.write(struct.pack("<I", len(c)) + c + w)' "$d/adapter_config.json" "$w" >"$2/$(basename "$d")"
+        done ;;
+    esac
+}
+
+found=0
+for t in $TARGETS; do
+    echo "== fuzz_$t: building"
+    # shellcheck disable=SC2046,SC2086
+    clang $CFLAGS "tests/fuzz/fuzz_$t.c" $(sources "$t") -o "$OUT/fuzz_$t" $LIBS || { found=1; continue; }
+    corpus=$OUT/corpus/$t
+    [ -d "$corpus" ] || seed "$t" "$corpus"
+    mkdir -p "$OUT/findings/$t"
+    echo "== fuzz_$t: ${SECS} s"
+    "$OUT/fuzz_$t" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+        -artifact_prefix="$OUT/findings/$t/" "$corpus" >"$OUT/fuzz_$t.log" 2>&1
+    grep -E '^(Done|#[0-9]+ +DONE)' "$OUT/fuzz_$t.log" | tail -1
+    if ls "$OUT/findings/$t"/* >/dev/null 2>&1; then
+        echo "fuzz_$t: FOUND $(ls "$OUT/findings/$t" | wc -l) input(s) in $OUT/findings/$t (log: $OUT/fuzz_$t.log)"
+        found=1
+    fi
+done
+exit $found
