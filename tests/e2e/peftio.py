@@ -65,6 +65,21 @@ WORDS = ("the a an is was good bad great terrible movie film story plot actor ac
          "it this that not very really love hate best worst ever seen").split()
 
 
+def bert_encoder(layers, H, F, lin, ln):
+    """Calls lin(name, out, in) and ln(name) for every tensor of a BERT encoder's layers, in
+    Hugging Face names and a fixed order (callers draw random values in call order)."""
+    for l in range(layers):
+        p = "bert.encoder.layer.%d." % l
+        lin(p + "attention.self.query", H, H)
+        lin(p + "attention.self.key", H, H)
+        lin(p + "attention.self.value", H, H)
+        lin(p + "attention.output.dense", H, H)
+        ln(p + "attention.output.LayerNorm")
+        lin(p + "intermediate.dense", F, H)
+        lin(p + "output.dense", H, F)
+        ln(p + "output.LayerNorm")
+
+
 def write_tiny_bert(d, hidden=32, layers=2, heads=2, ffn=64, max_pos=64, labels=("neg", "pos"), qa=True, seed=1):
     """Writes a random BertForSequenceClassification(+ qa_outputs) checkpoint into d."""
     os.makedirs(d, exist_ok=True)
@@ -102,16 +117,7 @@ def write_tiny_bert(d, hidden=32, layers=2, heads=2, ffn=64, max_pos=64, labels=
     t["bert.embeddings.position_embeddings.weight"] = ((max_pos, H), randn(rng, max_pos * H, 0.02))
     t["bert.embeddings.token_type_embeddings.weight"] = ((2, H), randn(rng, 2 * H, 0.02))
     ln("bert.embeddings.LayerNorm")
-    for l in range(layers):
-        p = "bert.encoder.layer.%d." % l
-        lin(p + "attention.self.query", H, H)
-        lin(p + "attention.self.key", H, H)
-        lin(p + "attention.self.value", H, H)
-        lin(p + "attention.output.dense", H, H)
-        ln(p + "attention.output.LayerNorm")
-        lin(p + "intermediate.dense", F, H)
-        lin(p + "output.dense", H, F)
-        ln(p + "output.LayerNorm")
+    bert_encoder(layers, H, F, lin, ln)
     lin("bert.pooler.dense", H, H)
     t["classifier.weight"] = ((len(labels), H), randn(rng, len(labels) * H, 0.5))
     t["classifier.bias"] = ((len(labels),), randn(rng, len(labels), 0.1))

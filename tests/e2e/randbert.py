@@ -13,13 +13,12 @@ is lost under the [CLS] row's own embedding (measured: every method stays at the
 
 Pure Python (Debian's python3 has no numpy in CI): about 2 s for hidden 128."""
 
-import array
 import json
 import os
 import random
 import shutil
-import struct
-import sys
+
+from peftio import bert_encoder, randn, st_bytes
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
 
@@ -33,53 +32,28 @@ def write(out, tok_dir, hidden=128, layers=2, heads=4, ffn=512, max_pos=128, lab
 
     def normal(name, *shape):
         n = 1
-        for s in shape:
-            n *= s
-        tensors[name] = (shape, array.array("f", (rnd.gauss(0.0, std) for _ in range(n))))
-
-    def const(name, v, n):
-        tensors[name] = ((n,), array.array("f", [v]) * n)
+        for x in shape:
+            n *= x
+        tensors[name] = (shape, randn(rnd, n, std))
 
     def linear(p, o, i):
         normal(p + ".weight", o, i)
-        const(p + ".bias", 0.0, o)
+        tensors[p + ".bias"] = ((o,), [0.0] * o)
 
     def layernorm(p):
-        const(p + ".weight", 1.0, hidden)
-        const(p + ".bias", 0.0, hidden)
+        tensors[p + ".weight"] = ((hidden,), [1.0] * hidden)
+        tensors[p + ".bias"] = ((hidden,), [0.0] * hidden)
 
     e = "bert.embeddings."
     normal(e + "word_embeddings.weight", vocab, hidden)
     normal(e + "position_embeddings.weight", max_pos, hidden)
     normal(e + "token_type_embeddings.weight", 2, hidden)
     layernorm(e + "LayerNorm")
-    for li in range(layers):
-        p = "bert.encoder.layer.%d." % li
-        for k in ("query", "key", "value"):
-            linear(p + "attention.self." + k, hidden, hidden)
-        linear(p + "attention.output.dense", hidden, hidden)
-        layernorm(p + "attention.output.LayerNorm")
-        linear(p + "intermediate.dense", ffn, hidden)
-        linear(p + "output.dense", hidden, ffn)
-        layernorm(p + "output.LayerNorm")
+    bert_encoder(layers, hidden, ffn, linear, layernorm)
     linear("bert.pooler.dense", hidden, hidden)
     linear("classifier", len(labels), hidden)
-
-    header, off = {}, 0
-    for name in sorted(tensors):
-        shape, a = tensors[name]
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + 4 * len(a)]}
-        off += 4 * len(a)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)  # data starts 8-byte aligned, as the safetensors crate writes it
     with open(os.path.join(out, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for name in sorted(tensors):
-            a = tensors[name][1]
-            if sys.byteorder != "little":
-                a.byteswap()
-            f.write(a.tobytes())
+        f.write(st_bytes(tensors))
     cfg = {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": vocab,
            "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
            "intermediate_size": ffn, "hidden_act": "gelu", "max_position_embeddings": max_pos,

@@ -370,14 +370,11 @@ def check_f32(name, model, tok, kind, lines):
         cls_id = tok.vocab["[CLS]"] if "[CLS]" in tok.vocab else tok.vocab["<s>"]
         again = [qa_record(m32, tok, case, cls_id) for case in QA_CASES]
         keys = ("start_logits", "end_logits")
-    dev = 0.0
-    for a, b in zip(lines, again):
-        for k in keys:
-            x = torch.tensor(a[k], dtype=torch.float64).flatten() if k == "logits" else \
-                torch.tensor([v for w in a[k] for v in w], dtype=torch.float64)
-            y = torch.tensor(b[k], dtype=torch.float64).flatten() if k == "logits" else \
-                torch.tensor([v for w in b[k] for v in w], dtype=torch.float64)
-            dev = max(dev, float((x - y).abs().max()))
+    def flat(rec, k):  # "logits" is a list; QA logits are one list per window
+        v = rec[k] if k == "logits" else [x for w in rec[k] for x in w]
+        return torch.tensor(v, dtype=torch.float64)
+
+    dev = max(float((flat(a, k) - flat(b, k)).abs().max()) for a, b in zip(lines, again) for k in keys)
     assert dev < 2.5e-5, (name, "float32 PyTorch leaves the float64 golden by", dev)
     return dev
 
