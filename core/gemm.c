@@ -1,0 +1,885 @@
+/* gemm.c - packed weight matrices (fp32, bf16, int8) and their products; see gemm.h.
+ *
+ * Layout: W (out, in) is cut into panels of NR = 48 outputs. A panel is g rows of 192 bytes
+ * (48 lanes x 4 bytes), one row per "k group": 1 fp32, 2 bf16 or 4 int8 consecutive inputs of
+ * each output. The activations A are rows of the same 4-byte groups (fp32 as is, bf16 pairs,
+ * u8 quads), so one micro-kernel shape serves every type: for each group, broadcast 4 bytes of
+ * each of MR <= 8 rows of A, load the panel row as 3 vectors, and multiply-accumulate into
+ * 8 x 3 accumulators (fp32 FMA, vdpbf16ps or vpdpbusd). */
+#include "gemm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define NR PD_WMAT_NR
+#define MR_MAX 8
+#define GROUP_BYTES (NR * 4) /* one panel row */
+
+struct pd_wmat {
+    pd_wtype t;
+    int out, in;
+    int g;          /* k groups: in (fp32), ceil(in / 2) (bf16), ceil(in / 4) (int8) */
+    int npan;       /* ceil(out / NR) */
+    size_t pstride; /* bytes per panel: g * GROUP_BYTES */
+    char *pan;      /* (npan, g, NR, 4 bytes), 64-byte aligned, zero past out and in */
+    float *sw;      /* int8: (npan * NR) per-output scales, 0 past out */
+    int32_t *wsum;  /* int8: (npan * NR) sum_k q[n][k] */
+    size_t bytes;
+};
+
+/* ==== Element conversions (the reference semantics of every body) ==== */
+
+uint16_t pd_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u); /* zero, subnormal: signed zero */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN: quiet */
+    u += 0x7fffu + ((u >> 16) & 1u); /* nearest even (infinity stays infinity) */
+    return (uint16_t)(u >> 16);
+}
+
+float pd_bf16_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* rint(v) clamped to [-256, 256] before conversion (NaN -> -256), so no conversion is undefined. */
+static inline int clamp_rint(float v) {
+    float r = nearbyintf(v);
+    if (!(r >= -256.0f)) r = -256.0f;
+    if (r > 256.0f) r = 256.0f;
+    return (int)r;
+}
+
+/* The u8 quantization of one row (gemm.h): scale and zero point. */
+static void quant_params(float lo, float hi, float *scale, float *inv, int32_t *zp) {
+    float s = (hi - lo) / 255.0f;
+    if (!(s > 0.0f) || isinf(s)) { /* all zero (or non-finite input): everything maps to z = 0 */
+        *scale = s > 0.0f ? s : 0.0f;
+        *inv = 0.0f;
+        *zp = 0;
+        return;
+    }
+    *scale = s;
+    *inv = 1.0f / s;
+    int z = clamp_rint(-lo * *inv);
+    *zp = z < 0 ? 0 : z > 255 ? 255 : z;
+}
+
+static void quant_row_scalar(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp) {
+    float lo = 0.0f, hi = 0.0f, inv;
+    for (int k = 0; k < n; k++) {
+        lo = x[k] < lo ? x[k] : lo;
+        hi = x[k] > hi ? x[k] : hi;
+    }
+    quant_params(lo, hi, scale, &inv, zp);
+    for (int k = 0; k < n; k++) {
+        int v = clamp_rint(x[k] * inv) + *zp;
+        u[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    memset(u + n, 0, (size_t)(kp - n));
+}
+
+static void bf16_row_scalar(const float *x, int n, int kp, float mul_unused, uint16_t *o) {
+    (void)mul_unused;
+    for (int k = 0; k < n; k++) o[k] = pd_bf16_round(x[k]);
+    for (int k = n; k < kp; k++) o[k] = 0;
+}
+
+/* int8 backward: o[k] = bf16(x[k] * s[k]) */
+static void bf16_scaled_row_scalar(const float *x, const float *s, int n, int kp, uint16_t *o) {
+    for (int k = 0; k < n; k++) o[k] = pd_bf16_round(x[k] * s[k]);
+    for (int k = n; k < kp; k++) o[k] = 0;
+}
+
+/* ==== Per-thread scratch ==== */
+
+/* Two slots per thread: 0 holds the converted activations of the call this thread makes,
+ * 1 the transposed panel of a backward task this thread runs. Grown to the largest need,
+ * freed when the thread exits (pthread key destructor). */
+typedef struct {
+    void *p[2];
+    size_t cap[2];
+} scratch;
+
+static _Thread_local scratch tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *v) {
+    scratch *s = v;
+    for (int i = 0; i < 2; i++) {
+        free(s->p[i]);
+        s->p[i] = NULL;
+        s->cap[i] = 0;
+    }
+}
+
+static void scratch_key_init(void) { PD_ASSERT(pthread_key_create(&scratch_key, scratch_release) == 0); }
+
+/* A 64-byte aligned buffer of at least n bytes in this thread's slot; aborts if memory runs
+ * out (a product has no error return, as sgemm has none). */
+static void *scratch_get(int slot, size_t n) {
+    scratch *s = &tls_scratch;
+    if (s->cap[slot] >= n) return s->p[slot];
+    pthread_once(&scratch_once, scratch_key_init);
+    pthread_setspecific(scratch_key, s);
+    free(s->p[slot]);
+    s->p[slot] = NULL;
+    s->cap[slot] = 0;
+    size_t cap = (n + 4095) & ~(size_t)4095;
+    void *p = NULL;
+    PD_ASSERT(posix_memalign(&p, 64, cap) == 0 && p);
+    s->p[slot] = p;
+    s->cap[slot] = cap;
+    return p;
+}
+
+/* ==== Tiles ==== */
+
+/* One micro-kernel call: mr rows of A against one panel. */
+typedef struct {
+    int g;                 /* k groups */
+    const char *a;         /* first row of A */
+    size_t lda;            /* bytes between rows of A */
+    const char *b;         /* the panel: g rows of GROUP_BYTES */
+    float *c;              /* first output row, at the panel's first column */
+    size_t ldc;            /* floats between output rows */
+    int nc;                /* valid columns (1..NR) */
+    const float *bias;     /* (nc) or NULL */
+    int acc;               /* add to c instead of overwriting */
+    const float *sx;       /* int8: (mr) row scales */
+    const int32_t *zp;     /* int8: (mr) row zero points */
+    const float *sw;       /* int8: (NR) column scales */
+    const int32_t *wsum;   /* int8: (NR) column sums of q */
+} tile;
+
+typedef void (*tile_fn)(const tile *t);
+
+static inline int32_t ld32(const char *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Scalar bodies: the same sums, one row at a time, the panel row as a 48-wide vector. */
+static void store_scalar(const tile *t, int i, const float *s) {
+    float *c = t->c + (size_t)i * t->ldc;
+    for (int j = 0; j < t->nc; j++) {
+        float v = s[j] + (t->bias ? t->bias[j] : 0.0f);
+        c[j] = t->acc ? c[j] + v : v;
+    }
+}
+
+static void tile_f32_scalar(int mr, const tile *t) {
+    for (int i = 0; i < mr; i++) {
+        float s[NR] = {0};
+        const char *a = t->a + (size_t)i * t->lda;
+        const float *b = (const float *)t->b;
+        for (int g = 0; g < t->g; g++, b += NR) {
+            float x;
+            memcpy(&x, a + 4 * (size_t)g, 4);
+            for (int j = 0; j < NR; j++) s[j] += x * b[j];
+        }
+        store_scalar(t, i, s);
+    }
+}
+
+static void tile_bf16_scalar(int mr, const tile *t) {
+    for (int i = 0; i < mr; i++) {
+        float s[NR] = {0};
+        const uint16_t *a = (const uint16_t *)(const void *)(t->a + (size_t)i * t->lda);
+        const uint16_t *b = (const uint16_t *)(const void *)t->b;
+        for (int g = 0; g < t->g; g++, b += 2 * NR) {
+            float x0 = pd_bf16_float(a[2 * g]), x1 = pd_bf16_float(a[2 * g + 1]);
+            for (int j = 0; j < NR; j++) s[j] += x0 * pd_bf16_float(b[2 * j]) + x1 * pd_bf16_float(b[2 * j + 1]);
+        }
+        store_scalar(t, i, s);
+    }
+}
+
+static void tile_i8_scalar(int mr, const tile *t) {
+    for (int i = 0; i < mr; i++) {
+        int32_t s[NR] = {0};
+        const uint8_t *a = (const uint8_t *)t->a + (size_t)i * t->lda;
+        const int8_t *b = (const int8_t *)t->b;
+        for (int g = 0; g < t->g; g++, b += 4 * NR)
+            for (int j = 0; j < NR; j++)
+                s[j] += a[4 * g] * b[4 * j] + a[4 * g + 1] * b[4 * j + 1] + a[4 * g + 2] * b[4 * j + 2] +
+                        a[4 * g + 3] * b[4 * j + 3];
+        float f[NR];
+        for (int j = 0; j < t->nc; j++) f[j] = t->sx[i] * t->sw[j] * (float)(s[j] - t->zp[i] * t->wsum[j]);
+        store_scalar(t, i, f);
+    }
+}
+
+#define SCALAR_WRAP(name)                                                    \
+    static void name##_s1(const tile *t) { name(1, t); }                     \
+    static void name##_s2(const tile *t) { name(2, t); }                     \
+    static void name##_s3(const tile *t) { name(3, t); }                     \
+    static void name##_s4(const tile *t) { name(4, t); }                     \
+    static void name##_s5(const tile *t) { name(5, t); }                     \
+    static void name##_s6(const tile *t) { name(6, t); }                     \
+    static void name##_s7(const tile *t) { name(7, t); }                     \
+    static void name##_s8(const tile *t) { name(8, t); }
+#define MR_TABLE(name, s) {NULL, name##s##1, name##s##2, name##s##3, name##s##4, name##s##5, name##s##6, name##s##7, name##s##8}
+SCALAR_WRAP(tile_f32_scalar)
+SCALAR_WRAP(tile_bf16_scalar)
+SCALAR_WRAP(tile_i8_scalar)
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PD_GEMM_X86 1
+#define AI static inline __attribute__((always_inline))
+
+/* ---- AVX-512F/BW: fp32, and bf16 / int8 by widening (CPUs without the dot products) ---- */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+
+AI __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
+
+/* c = acc + bias (+ c): the fp32 epilogue of the fp32 and bf16 tiles. */
+AI void store_f32x(const int MR, const tile *t, __m512 c[MR_MAX][3]) {
+    __mmask16 m[3];
+    __m512 bias[3];
+    for (int v = 0; v < 3; v++) {
+        m[v] = lane_mask(t->nc - 16 * v);
+        bias[v] = t->bias ? _mm512_maskz_loadu_ps(m[v], t->bias + 16 * v) : _mm512_setzero_ps();
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        float *cr = t->c + (size_t)i * t->ldc;
+        for (int v = 0; v < 3; v++) {
+            __m512 r = _mm512_add_ps(c[i][v], bias[v]);
+            if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
+            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
+        }
+    }
+}
+
+/* c = sx sw (acc - zp wsum) + bias (+ c): the int8 epilogue. */
+AI void store_i32x(const int MR, const tile *t, __m512i c[MR_MAX][3]) {
+    __mmask16 m[3];
+    __m512 bias[3], sw[3];
+    __m512i ws[3];
+    for (int v = 0; v < 3; v++) {
+        m[v] = lane_mask(t->nc - 16 * v);
+        bias[v] = t->bias ? _mm512_maskz_loadu_ps(m[v], t->bias + 16 * v) : _mm512_setzero_ps();
+        sw[v] = _mm512_loadu_ps(t->sw + 16 * v);
+        ws[v] = _mm512_loadu_si512(t->wsum + 16 * v);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        float *cr = t->c + (size_t)i * t->ldc;
+        __m512i z = _mm512_set1_epi32(t->zp[i]);
+        __m512 sx = _mm512_set1_ps(t->sx[i]);
+        for (int v = 0; v < 3; v++) {
+            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(c[i][v], _mm512_mullo_epi32(z, ws[v])));
+            __m512 r = _mm512_fmadd_ps(f, _mm512_mul_ps(sx, sw[v]), bias[v]);
+            if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
+            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
+        }
+    }
+}
+
+AI void tile_f32_avx512(const int MR, const tile *t) {
+    __m512 c[MR_MAX][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    const char *a = t->a;
+    const float *b = (const float *)t->b;
+    size_t lda = t->lda;
+    for (int g = 0; g < t->g; g++, b += NR, a += 4) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            float xs;
+            memcpy(&xs, a + i * lda, 4);
+            __m512 x = _mm512_set1_ps(xs);
+            c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
+            c[i][2] = _mm512_fmadd_ps(x, b2, c[i][2]);
+        }
+    }
+    store_f32x(MR, t, c);
+}
+
+/* bf16 pairs widened: the low half of each 32-bit lane shifted up, the high half masked. */
+AI void tile_bf16_avx512(const int MR, const tile *t) {
+    __m512 c[MR_MAX][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    const char *a = t->a, *b = t->b;
+    size_t lda = t->lda;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m512 be[3], bo[3];
+        for (int v = 0; v < 3; v++) {
+            __m512i w = _mm512_load_si512(b + 64 * v);
+            be[v] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+            bo[v] = _mm512_castsi512_ps(_mm512_and_si512(w, hi));
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
+            __m512 xe = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+            __m512 xo = _mm512_castsi512_ps(_mm512_and_si512(x, hi));
+            for (int v = 0; v < 3; v++) c[i][v] = _mm512_fmadd_ps(xo, bo[v], _mm512_fmadd_ps(xe, be[v], c[i][v]));
+        }
+    }
+    store_f32x(MR, t, c);
+}
+
+/* u8 x s8 quads through int16 pairs (vpmaddwd: exact, no saturation): bytes 0 and 2 of each
+ * lane, then bytes 1 and 3. */
+AI void tile_i8_avx512(const int MR, const tile *t) {
+    __m512i c[MR_MAX][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_si512();
+    const char *a = t->a, *b = t->b;
+    size_t lda = t->lda;
+    const __m512i lo8 = _mm512_set1_epi32(0x00ff00ff);
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m512i be[3], bo[3];
+        for (int v = 0; v < 3; v++) {
+            __m512i w = _mm512_load_si512(b + 64 * v);
+            be[v] = _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8);
+            bo[v] = _mm512_srai_epi16(w, 8);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
+            __m512i xe = _mm512_and_si512(x, lo8), xo = _mm512_srli_epi16(x, 8);
+            for (int v = 0; v < 3; v++)
+                c[i][v] = _mm512_add_epi32(c[i][v], _mm512_add_epi32(_mm512_madd_epi16(xe, be[v]), _mm512_madd_epi16(xo, bo[v])));
+        }
+    }
+    store_i32x(MR, t, c);
+}
+
+#define X86_WRAP(name, sfx)                                              \
+    static void name##sfx##1(const tile *t) { name(1, t); }              \
+    static void name##sfx##2(const tile *t) { name(2, t); }              \
+    static void name##sfx##3(const tile *t) { name(3, t); }              \
+    static void name##sfx##4(const tile *t) { name(4, t); }              \
+    static void name##sfx##5(const tile *t) { name(5, t); }              \
+    static void name##sfx##6(const tile *t) { name(6, t); }              \
+    static void name##sfx##7(const tile *t) { name(7, t); }              \
+    static void name##sfx##8(const tile *t) { name(8, t); }
+X86_WRAP(tile_f32_avx512, _m)
+X86_WRAP(tile_bf16_avx512, _m)
+X86_WRAP(tile_i8_avx512, _m)
+
+/* Activation rows, 16 at a time. */
+static void bf16_row_avx512(const float *x, int n, int kp, float unused, uint16_t *o) {
+    (void)unused;
+    const __m512i expm = _mm512_set1_epi32(0x7f800000), absm = _mm512_set1_epi32(0x7fffffff);
+    int k = 0;
+    for (; k < n; k += 16) {
+        __mmask16 m = lane_mask(n - k);
+        __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + k));
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                         _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), expm);
+        __mmask16 tiny = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, expm), _mm512_setzero_si512());
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+        r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+        _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    }
+    for (k = n; k < kp; k++) o[k] = 0;
+}
+
+static void quant_row_avx512(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp) {
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    for (int k = 0; k < n; k += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(lane_mask(n - k), x + k);
+        lo = _mm512_min_ps(v, lo); /* NaN lanes keep the running value, as the scalar loop does */
+        hi = _mm512_max_ps(v, hi);
+    }
+    float inv;
+    quant_params(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), scale, &inv, zp);
+    __m512 vi = _mm512_set1_ps(inv);
+    __m512i z = _mm512_set1_epi32(*zp), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
+    for (int k = 0; k < n; k += 16) {
+        __mmask16 m = lane_mask(n - k);
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), vi)); /* NaN: INT_MIN */
+        q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(256)), _mm512_set1_epi32(-256));
+        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), zero), top);
+        _mm_mask_storeu_epi8(u + k, m, _mm512_cvtepi32_epi8(q));
+    }
+    memset(u + n, 0, (size_t)(kp - n));
+}
+
+#pragma GCC pop_options
+
+/* ---- AVX512_BF16 and AVX512_VNNI dot products ---- */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16,avx512vnni")
+
+AI void tile_bf16_dot(const int MR, const tile *t) {
+    __m512 c[MR_MAX][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    const char *a = t->a, *b = t->b;
+    size_t lda = t->lda;
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 64),
+                 b2 = (__m512bh)_mm512_load_si512(b + 128);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32(ld32(a + i * lda));
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], x, b0);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], x, b1);
+            c[i][2] = _mm512_dpbf16_ps(c[i][2], x, b2);
+        }
+    }
+    store_f32x(MR, t, c);
+}
+
+AI void tile_i8_dot(const int MR, const tile *t) {
+    __m512i c[MR_MAX][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_si512();
+    const char *a = t->a, *b = t->b;
+    size_t lda = t->lda;
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64), b2 = _mm512_load_si512(b + 128);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
+            c[i][0] = _mm512_dpbusd_epi32(c[i][0], x, b0);
+            c[i][1] = _mm512_dpbusd_epi32(c[i][1], x, b1);
+            c[i][2] = _mm512_dpbusd_epi32(c[i][2], x, b2);
+        }
+    }
+    store_i32x(MR, t, c);
+}
+
+X86_WRAP(tile_bf16_dot, _d)
+X86_WRAP(tile_i8_dot, _d)
+
+static void bf16_row_dot(const float *x, int n, int kp, float unused, uint16_t *o) {
+    (void)unused;
+    for (int k = 0; k < n; k += 16) {
+        __mmask16 m = lane_mask(n - k);
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + k));
+        _mm256_mask_storeu_epi16(o + k, m, (__m256i)h);
+    }
+    for (int k = n; k < kp; k++) o[k] = 0;
+}
+
+#pragma GCC pop_options
+#endif
+
+/* ==== Dispatch ==== */
+
+/* Levels: 0 scalar, 1 AVX-512F/BW (bf16 and int8 widened), 2 plus the dot products the CPU
+ * has. Kept in this one place until core/kernels.h's PD_ISA scheme covers it. */
+enum { LVL_SCALAR = 0, LVL_AVX512 = 1, LVL_DOT = 2 };
+static const char *const lvl_names[] = {"scalar", "avx512", "avx512_dot"};
+
+typedef struct {
+    tile_fn tf[3][MR_MAX + 1]; /* by type, by rows */
+    const char *kname[3];
+    void (*bf16_row)(const float *x, int n, int kp, float unused, uint16_t *o);
+    void (*quant_row)(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp);
+} kern_set;
+
+static int cpu_avx512, cpu_bf16, cpu_vnni;
+static kern_set ksets[3];
+static _Atomic int cur_lvl = -1;
+static pthread_once_t disp_once = PTHREAD_ONCE_INIT;
+
+static void disp_init(void) {
+    kern_set s = {
+        {MR_TABLE(tile_f32_scalar, _s), MR_TABLE(tile_bf16_scalar, _s), MR_TABLE(tile_i8_scalar, _s)},
+        {"scalar", "scalar", "scalar"},
+        bf16_row_scalar,
+        quant_row_scalar,
+    };
+    ksets[0] = ksets[1] = ksets[2] = s;
+#ifdef PD_GEMM_X86
+    __builtin_cpu_init();
+    cpu_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    cpu_bf16 = cpu_avx512 && __builtin_cpu_supports("avx512bf16");
+    cpu_vnni = cpu_avx512 && __builtin_cpu_supports("avx512vnni");
+    kern_set m = {
+        {MR_TABLE(tile_f32_avx512, _m), MR_TABLE(tile_bf16_avx512, _m), MR_TABLE(tile_i8_avx512, _m)},
+        {"avx512", "avx512 (bf16 emulated)", "avx512 (int8 emulated)"},
+        bf16_row_avx512,
+        quant_row_avx512,
+    };
+    ksets[1] = ksets[2] = m;
+    if (cpu_bf16) {
+        tile_fn d[] = MR_TABLE(tile_bf16_dot, _d);
+        memcpy(ksets[2].tf[PD_WTYPE_BF16], d, sizeof d);
+        ksets[2].kname[PD_WTYPE_BF16] = "avx512_bf16";
+        ksets[2].bf16_row = bf16_row_dot;
+    }
+    if (cpu_vnni) {
+        tile_fn d[] = MR_TABLE(tile_i8_dot, _d);
+        memcpy(ksets[2].tf[PD_WTYPE_INT8], d, sizeof d);
+        ksets[2].kname[PD_WTYPE_INT8] = "avx512_vnni";
+    }
+#endif
+    int best = cpu_avx512 ? (cpu_bf16 || cpu_vnni ? LVL_DOT : LVL_AVX512) : LVL_SCALAR;
+    const char *e = getenv("PD_ISA");
+    if (e && (!strcmp(e, "scalar") || !strcmp(e, "avx2"))) best = LVL_SCALAR;
+    else if (e && !strcmp(e, "avx512") && best > LVL_AVX512) best = LVL_AVX512;
+    atomic_store(&cur_lvl, best);
+}
+
+static const kern_set *kset(void) {
+    pthread_once(&disp_once, disp_init);
+    return &ksets[atomic_load_explicit(&cur_lvl, memory_order_relaxed)];
+}
+
+int pd_gemm_set_isa(const char *name) {
+    kset();
+    int l = -1;
+    if (!strcmp(name, "scalar") || !strcmp(name, "avx2")) l = LVL_SCALAR;
+    else if (!strcmp(name, "avx512")) l = cpu_avx512 ? LVL_AVX512 : -1;
+    else if (!strcmp(name, "avx512_dot")) l = cpu_bf16 || cpu_vnni ? LVL_DOT : -1;
+    if (l < 0) return -1;
+    atomic_store(&cur_lvl, l);
+    return 0;
+}
+
+const char *pd_gemm_isa(void) {
+    kset();
+    return lvl_names[atomic_load(&cur_lvl)];
+}
+
+const char *pd_wmat_kernel(pd_wtype t) { return kset()->kname[t]; }
+
+/* ==== Packing ==== */
+
+int pd_wtype_parse(const char *s) {
+    if (!s) return -1;
+    if (!strcmp(s, "fp32") || !strcmp(s, "f32")) return PD_WTYPE_F32;
+    if (!strcmp(s, "bf16")) return PD_WTYPE_BF16;
+    if (!strcmp(s, "int8")) return PD_WTYPE_INT8;
+    return -1;
+}
+
+const char *pd_wtype_name(pd_wtype t) {
+    return t == PD_WTYPE_BF16 ? "bf16" : t == PD_WTYPE_INT8 ? "int8" : "fp32";
+}
+
+static int groups_of(pd_wtype t, int k) { return t == PD_WTYPE_F32 ? k : t == PD_WTYPE_BF16 ? (k + 1) / 2 : (k + 3) / 4; }
+static int per_group(pd_wtype t) { return t == PD_WTYPE_F32 ? 1 : t == PD_WTYPE_BF16 ? 2 : 4; }
+
+pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
+    if (out <= 0 || in <= 0 || ldw < (size_t)in || !w || (unsigned)t > PD_WTYPE_INT8) return NULL;
+    pd_wmat *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->t = t;
+    m->out = out;
+    m->in = in;
+    m->g = groups_of(t, in);
+    m->npan = (out + NR - 1) / NR;
+    m->pstride = (size_t)m->g * GROUP_BYTES;
+    size_t pbytes = m->pstride * (size_t)m->npan, cols = (size_t)m->npan * NR;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, pbytes)) p = NULL;
+    m->pan = p;
+    if (t == PD_WTYPE_INT8) {
+        m->sw = calloc(cols, sizeof *m->sw);
+        m->wsum = calloc(cols, sizeof *m->wsum);
+    }
+    if (!m->pan || (t == PD_WTYPE_INT8 && (!m->sw || !m->wsum))) {
+        pd_wmat_free(m);
+        return NULL;
+    }
+    memset(m->pan, 0, pbytes);
+    m->bytes = pbytes + (t == PD_WTYPE_INT8 ? cols * (sizeof *m->sw + sizeof *m->wsum) : 0);
+    int pg = per_group(t);
+    for (int n = 0; n < out; n++) {
+        const float *row = w + (size_t)n * ldw;
+        char *base = m->pan + (size_t)(n / NR) * m->pstride + (size_t)(n % NR) * 4;
+        float inv = 0.0f;
+        if (t == PD_WTYPE_INT8) {
+            float mx = 0.0f;
+            for (int k = 0; k < in; k++) mx = fabsf(row[k]) > mx ? fabsf(row[k]) : mx;
+            float s = mx / 127.0f;
+            if (s > 0.0f && !isinf(s)) {
+                m->sw[n] = s;
+                inv = 1.0f / s;
+            }
+        }
+        int32_t sum = 0;
+        for (int k = 0; k < in; k++) {
+            char *e = base + (size_t)(k / pg) * GROUP_BYTES;
+            if (t == PD_WTYPE_F32) {
+                memcpy(e, &row[k], 4);
+            } else if (t == PD_WTYPE_BF16) {
+                uint16_t h = pd_bf16_round(row[k]);
+                memcpy(e + 2 * (k % 2), &h, 2);
+            } else {
+                int q = clamp_rint(row[k] * inv);
+                q = q < -127 ? -127 : q > 127 ? 127 : q;
+                ((int8_t *)e)[k % 4] = (int8_t)q;
+                sum += q;
+            }
+        }
+        if (t == PD_WTYPE_INT8) m->wsum[n] = sum;
+    }
+    return m;
+}
+
+void pd_wmat_free(pd_wmat *w) {
+    if (!w) return;
+    free(w->pan);
+    free(w->sw);
+    free(w->wsum);
+    free(w);
+}
+
+pd_wtype pd_wmat_type(const pd_wmat *w) { return w->t; }
+int pd_wmat_out(const pd_wmat *w) { return w->out; }
+int pd_wmat_in(const pd_wmat *w) { return w->in; }
+size_t pd_wmat_bytes(const pd_wmat *w) { return w->bytes; }
+
+/* Element (n, k) of W as the kernels see it. */
+static inline float wmat_at(const pd_wmat *w, int n, int k) {
+    int pg = per_group(w->t);
+    const char *e = w->pan + (size_t)(n / NR) * w->pstride + (size_t)(k / pg) * GROUP_BYTES + (size_t)(n % NR) * 4;
+    if (w->t == PD_WTYPE_F32) {
+        float f;
+        memcpy(&f, e, 4);
+        return f;
+    }
+    if (w->t == PD_WTYPE_BF16) {
+        uint16_t h;
+        memcpy(&h, e + 2 * (k % 2), 2);
+        return pd_bf16_float(h);
+    }
+    return w->sw[n] * (float)((const int8_t *)e)[k % 4];
+}
+
+void pd_wmat_row(const pd_wmat *w, int n, float *out) {
+    PD_ASSERT(n >= 0 && n < w->out);
+    for (int k = 0; k < w->in; k++) out[k] = wmat_at(w, n, k);
+}
+
+/* ==== Products across the pool ==== */
+
+/* Rows of A per block: the block (rows x g groups x 4 bytes) stays within ~384 KB of L2 while
+ * every panel of its task passes over it. */
+#define A_BLOCK_BYTES (384 * 1024)
+
+typedef struct {
+    const kern_set *ks;
+    pd_wtype kt;            /* which tiles run: the weight's type, or bf16 for a backward of int8 */
+    int rows, g;
+    const char *a;          /* A: (rows, g groups), lda bytes apart */
+    size_t lda;
+    const float *sx;        /* int8: per row */
+    const int32_t *zp;
+    float *y;
+    size_t ldy;
+    const float *bias;
+    int acc;
+    const pd_wmat *w;
+    int npan, ncols;        /* panels and valid output columns */
+    int mc, cb, pchunk;     /* rows per block, column chunks, panels per chunk */
+    int backward;           /* panels are built per task by transposing w */
+} prod_job;
+
+/* Backward panel q: the forward layout of V = W^T (in, out) for outputs k in [48q, 48q + 48),
+ * in bf16 pairs along W's outputs n (fp32 for fp32 weights). For int8, V holds q[n][k] exactly
+ * (s_w went into dy). */
+static void transpose_panel(const pd_wmat *w, int q, char *dst) {
+    int k0 = q * NR, kn = w->in - k0 < NR ? w->in - k0 : NR;
+    int gv = w->t == PD_WTYPE_F32 ? w->out : (w->out + 1) / 2;
+    memset(dst, 0, (size_t)gv * GROUP_BYTES);
+    for (int n = 0; n < w->out; n++) {
+        const char *src = w->pan + (size_t)(n / NR) * w->pstride + (size_t)(n % NR) * 4;
+        if (w->t == PD_WTYPE_F32) {
+            float *d = (float *)(void *)(dst + (size_t)n * GROUP_BYTES);
+            for (int j = 0; j < kn; j++) memcpy(d + j, src + (size_t)(k0 + j) * GROUP_BYTES, 4);
+        } else if (w->t == PD_WTYPE_BF16) {
+            uint16_t *d = (uint16_t *)(void *)(dst + (size_t)(n / 2) * GROUP_BYTES) + (n % 2);
+            for (int j = 0; j < kn; j++) {
+                int k = k0 + j;
+                memcpy(d + 2 * j, src + (size_t)(k / 2) * GROUP_BYTES + 2 * (k % 2), 2);
+            }
+        } else {
+            uint16_t *d = (uint16_t *)(void *)(dst + (size_t)(n / 2) * GROUP_BYTES) + (n % 2);
+            for (int j = 0; j < kn; j++) {
+                int k = k0 + j;
+                d[2 * j] = pd_bf16_round((float)((const int8_t *)src)[(size_t)(k / 4) * GROUP_BYTES + (k % 4)]);
+            }
+        }
+    }
+}
+
+static void prod_task(void *arg, int task) {
+    const prod_job *j = arg;
+    int rb = task / j->cb, ci = task % j->cb;
+    int r0 = rb * j->mc, r1 = r0 + j->mc < j->rows ? r0 + j->mc : j->rows;
+    int p0 = ci * j->pchunk, p1 = p0 + j->pchunk < j->npan ? p0 + j->pchunk : j->npan;
+    const tile_fn *tf = j->ks->tf[j->kt];
+    int i8 = j->kt == PD_WTYPE_INT8;
+    for (int p = p0; p < p1; p++) {
+        const char *b;
+        if (j->backward) {
+            char *buf = scratch_get(1, (size_t)j->g * GROUP_BYTES);
+            transpose_panel(j->w, p, buf);
+            b = buf;
+        } else {
+            b = j->w->pan + (size_t)p * j->w->pstride;
+        }
+        int col = p * NR, nc = j->ncols - col < NR ? j->ncols - col : NR;
+        for (int r = r0; r < r1; r += MR_MAX) {
+            int mr = r1 - r < MR_MAX ? r1 - r : MR_MAX;
+            tile t = {
+                .g = j->g, .a = j->a + (size_t)r * j->lda, .lda = j->lda, .b = b,
+                .c = j->y + (size_t)r * j->ldy + col, .ldc = j->ldy, .nc = nc,
+                .bias = j->bias ? j->bias + col : NULL, .acc = j->acc,
+                .sx = i8 ? j->sx + r : NULL, .zp = i8 ? j->zp + r : NULL,
+                .sw = i8 ? j->w->sw + col : NULL, .wsum = i8 ? j->w->wsum + col : NULL,
+            };
+            tf[mr](&t);
+        }
+    }
+}
+
+/* Splits the product into tasks: row blocks of mc rows (A's block stays in L2), and for few
+ * row blocks, chunks of panels, so that every thread gets at least two tasks to balance a
+ * shared machine. Small products run on the calling thread. */
+static void prod_run(pd_pool *p, prod_job *j, size_t wbytes) {
+    int nt = pd_pool_size(p);
+    double ops = 2.0 * j->rows * (double)j->ncols * j->g * per_group(j->kt);
+    if (j->backward) {
+        j->mc = j->rows; /* each task transposes its panel once and runs every row over it */
+    } else {
+        int mc = (int)(A_BLOCK_BYTES / ((size_t)j->g * 4)) & ~(MR_MAX - 1);
+        j->mc = mc < MR_MAX ? MR_MAX : mc;
+        if (j->mc > j->rows) j->mc = j->rows;
+    }
+    int rb = (j->rows + j->mc - 1) / j->mc;
+    if (nt > 1 && (ops >= 2e6 || wbytes >= 256 * 1024)) {
+        j->cb = rb >= 2 * nt ? 1 : (2 * nt + rb - 1) / rb;
+        if (j->backward) j->cb = j->npan;
+        if (j->cb > j->npan) j->cb = j->npan;
+    } else {
+        j->cb = 1;
+        j->mc = j->rows;
+        rb = 1;
+    }
+    j->pchunk = (j->npan + j->cb - 1) / j->cb;
+    j->cb = (j->npan + j->pchunk - 1) / j->pchunk;
+    int tasks = rb * j->cb;
+    if (tasks == 1) prod_task(j, 0);
+    else pd_pool_run(p, prod_task, j, tasks);
+}
+
+/* ---- Activation conversion (bf16 rounding, u8 quantization), rows split across the pool ---- */
+
+typedef struct {
+    const kern_set *ks;
+    pd_wtype t;             /* PD_WTYPE_BF16 or PD_WTYPE_INT8 */
+    const float *x;
+    size_t ldx;
+    int n, kp, rows, chunk;
+    const float *colscale;  /* bf16 only: multiply column k by colscale[k] first (int8 backward) */
+    char *a;                /* (rows, kp) elements of 2 or 1 bytes */
+    float *sx;
+    int32_t *zp;
+} conv_job;
+
+static void conv_task(void *arg, int i) {
+    const conv_job *j = arg;
+    int r0 = i * j->chunk, r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
+    for (int r = r0; r < r1; r++) {
+        const float *x = j->x + (size_t)r * j->ldx;
+        if (j->t == PD_WTYPE_INT8) j->ks->quant_row(x, j->n, j->kp, (uint8_t *)j->a + (size_t)r * j->kp, j->sx + r, j->zp + r);
+        else if (j->colscale) bf16_scaled_row_scalar(x, j->colscale, j->n, j->kp, (uint16_t *)(void *)j->a + (size_t)r * j->kp);
+        else j->ks->bf16_row(x, j->n, j->kp, 0.0f, (uint16_t *)(void *)j->a + (size_t)r * j->kp);
+    }
+}
+
+static void conv_run(pd_pool *p, conv_job *j) {
+    int nt = (size_t)j->rows * (size_t)j->n >= 65536 ? pd_pool_size(p) : 1;
+    j->chunk = (j->rows + 2 * nt - 1) / (2 * nt);
+    if (j->chunk < 1) j->chunk = 1;
+    int tasks = (j->rows + j->chunk - 1) / j->chunk;
+    if (tasks == 1) conv_task(j, 0);
+    else pd_pool_run(p, conv_task, j, tasks);
+}
+
+/* The converted activations of a call, in this thread's scratch slot 0: (rows, kp) elements,
+ * then per-row scales and zero points for int8. */
+static char *conv_buffer(pd_wtype t, int rows, int kp, float **sx, int32_t **zp) {
+    size_t esz = t == PD_WTYPE_INT8 ? 1 : 2;
+    size_t abytes = ((size_t)rows * (size_t)kp * esz + 63) & ~(size_t)63;
+    size_t extra = t == PD_WTYPE_INT8 ? (size_t)rows * (sizeof(float) + sizeof(int32_t)) : 0;
+    char *buf = scratch_get(0, abytes + extra);
+    if (t == PD_WTYPE_INT8) {
+        *sx = (float *)(void *)(buf + abytes);
+        *zp = (int32_t *)(void *)(buf + abytes + (size_t)rows * sizeof(float));
+    }
+    return buf;
+}
+
+void pd_wmat_gemm(pd_pool *p, const pd_wmat *w, const float *x, size_t ldx, int rows, const float *bias, float *y,
+                  size_t ldy, int accumulate) {
+    if (rows <= 0) return;
+    PD_ASSERT(ldx >= (size_t)w->in && ldy >= (size_t)w->out);
+    const kern_set *ks = kset();
+    prod_job j = {.ks = ks, .kt = w->t, .rows = rows, .g = w->g, .y = y, .ldy = ldy, .bias = bias,
+                  .acc = accumulate, .w = w, .npan = w->npan, .ncols = w->out};
+    if (w->t == PD_WTYPE_F32) {
+        j.a = (const char *)x;
+        j.lda = ldx * sizeof(float);
+    } else {
+        int kp = w->g * per_group(w->t);
+        float *sx = NULL;
+        int32_t *zp = NULL;
+        char *a = conv_buffer(w->t, rows, kp, &sx, &zp);
+        conv_job c = {.ks = ks, .t = w->t, .x = x, .ldx = ldx, .n = w->in, .kp = kp, .rows = rows, .a = a, .sx = sx, .zp = zp};
+        conv_run(p, &c);
+        j.a = a;
+        j.lda = (size_t)kp * (w->t == PD_WTYPE_INT8 ? 1 : 2);
+        j.sx = sx;
+        j.zp = zp;
+    }
+    prod_run(p, &j, w->bytes);
+}
+
+void pd_wmat_linear(pd_pool *p, const pd_wmat *w, const float *x, int rows, const float *bias, float *y,
+                    int accumulate) {
+    pd_wmat_gemm(p, w, x, (size_t)w->in, rows, bias, y, (size_t)w->out, accumulate);
+}
+
+void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *dx, int accumulate) {
+    if (rows <= 0) return;
+    const kern_set *ks = kset();
+    prod_job j = {.ks = ks, .rows = rows, .y = dx, .ldy = (size_t)w->in, .acc = accumulate, .w = w,
+                  .npan = (w->in + NR - 1) / NR, .ncols = w->in, .backward = 1};
+    if (w->t == PD_WTYPE_F32) {
+        j.kt = PD_WTYPE_F32;
+        j.g = w->out;
+        j.a = (const char *)dy;
+        j.lda = (size_t)w->out * sizeof(float);
+    } else {
+        j.kt = PD_WTYPE_BF16;
+        j.g = (w->out + 1) / 2;
+        int kp = 2 * j.g;
+        char *a = conv_buffer(PD_WTYPE_BF16, rows, kp, NULL, NULL);
+        conv_job c = {.ks = ks, .t = PD_WTYPE_BF16, .x = dy, .ldx = (size_t)w->out, .n = w->out, .kp = kp, .rows = rows,
+                      .colscale = w->t == PD_WTYPE_INT8 ? w->sw : NULL, .a = a};
+        conv_run(p, &c);
+        j.a = a;
+        j.lda = (size_t)kp * 2;
+    }
+    prod_run(p, &j, 0);
+}
