@@ -244,123 +244,137 @@ SCALAR_WRAP(tile_i8_scalar)
 
 AI __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
 
-/* c = acc + bias (+ c): the fp32 epilogue of the fp32 and bf16 tiles. */
-AI void store_f32x(const int MR, const tile *t, __m512 c[MR_MAX][3]) {
-    __mmask16 m[3];
-    __m512 bias[3];
-    for (int v = 0; v < 3; v++) {
-        m[v] = lane_mask(t->nc - 16 * v);
-        bias[v] = t->bias ? _mm512_maskz_loadu_ps(m[v], t->bias + 16 * v) : _mm512_setzero_ps();
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        float *cr = t->c + (size_t)i * t->ldc;
-        for (int v = 0; v < 3; v++) {
-            __m512 r = _mm512_add_ps(c[i][v], bias[v]);
-            if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
-            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
-        }
-    }
-}
-
-/* c = sx sw (acc - zp wsum) + bias (+ c): the int8 epilogue. */
-AI void store_i32x(const int MR, const tile *t, __m512i c[MR_MAX][3]) {
+/* The epilogue of a tile, loaded once: column masks, bias, and for int8 the column scales
+ * and sums. */
+typedef struct {
     __mmask16 m[3];
     __m512 bias[3], sw[3];
     __m512i ws[3];
+} epi;
+
+AI void epi_init(const tile *t, epi *e, int i8) {
     for (int v = 0; v < 3; v++) {
-        m[v] = lane_mask(t->nc - 16 * v);
-        bias[v] = t->bias ? _mm512_maskz_loadu_ps(m[v], t->bias + 16 * v) : _mm512_setzero_ps();
-        sw[v] = _mm512_loadu_ps(t->sw + 16 * v);
-        ws[v] = _mm512_loadu_si512(t->wsum + 16 * v);
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        float *cr = t->c + (size_t)i * t->ldc;
-        __m512i z = _mm512_set1_epi32(t->zp[i]);
-        __m512 sx = _mm512_set1_ps(t->sx[i]);
-        for (int v = 0; v < 3; v++) {
-            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(c[i][v], _mm512_mullo_epi32(z, ws[v])));
-            __m512 r = _mm512_fmadd_ps(f, _mm512_mul_ps(sx, sw[v]), bias[v]);
-            if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
-            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
+        e->m[v] = lane_mask(t->nc - 16 * v);
+        e->bias[v] = t->bias ? _mm512_maskz_loadu_ps(e->m[v], t->bias + 16 * v) : _mm512_setzero_ps();
+        if (i8) {
+            e->sw[v] = _mm512_loadu_ps(t->sw + 16 * v);
+            e->ws[v] = _mm512_loadu_si512(t->wsum + 16 * v);
         }
     }
 }
 
+/* Row i: c = acc + bias (+ c), the fp32 and bf16 epilogue. */
+AI void put_f32(const tile *t, const epi *e, int i, __m512 c0, __m512 c1, __m512 c2) {
+    float *cr = t->c + (size_t)i * t->ldc;
+    __m512 c[3] = {c0, c1, c2};
+    for (int v = 0; v < 3; v++) {
+        __m512 r = _mm512_add_ps(c[v], e->bias[v]);
+        if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(e->m[v], cr + 16 * v));
+        _mm512_mask_storeu_ps(cr + 16 * v, e->m[v], r);
+    }
+}
+
+/* Row i: c = sx sw (acc - zp wsum) + bias (+ c), the int8 epilogue. */
+AI void put_i32(const tile *t, const epi *e, int i, __m512i c0, __m512i c1, __m512i c2) {
+    float *cr = t->c + (size_t)i * t->ldc;
+    __m512i c[3] = {c0, c1, c2};
+    __m512i z = _mm512_set1_epi32(t->zp[i]);
+    __m512 sx = _mm512_set1_ps(t->sx[i]);
+    for (int v = 0; v < 3; v++) {
+        __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(c[v], _mm512_mullo_epi32(z, e->ws[v])));
+        __m512 r = _mm512_fmadd_ps(f, _mm512_mul_ps(sx, e->sw[v]), e->bias[v]);
+        if (t->acc) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(e->m[v], cr + 16 * v));
+        _mm512_mask_storeu_ps(cr + 16 * v, e->m[v], r);
+    }
+}
+
+AI float ldf(const char *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+/* The accumulators are named variables (c00 .. c72), not an array: gcc keeps arrays of
+ * vectors on the stack. ROWS expands a row macro for rows 0..7; rows >= MR fold away. */
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define DECL_PS(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define DECL_EPI(i) __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define PUT_F32(i) if (MR > i) put_f32(t, &e, i, c##i##0, c##i##1, c##i##2);
+#define PUT_I32(i) if (MR > i) put_i32(t, &e, i, c##i##0, c##i##1, c##i##2);
+
+#define STEP_F32(i)                                                  \
+    if (MR > i) {                                                    \
+        __m512 x = _mm512_set1_ps(ldf(a + i * lda));                 \
+        c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0);                   \
+        c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1);                   \
+        c##i##2 = _mm512_fmadd_ps(x, b2, c##i##2);                   \
+    }
 AI void tile_f32_avx512(const int MR, const tile *t) {
-    __m512 c[MR_MAX][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    ROWS(DECL_PS)
     const char *a = t->a;
     const float *b = (const float *)t->b;
     size_t lda = t->lda;
     for (int g = 0; g < t->g; g++, b += NR, a += 4) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            float xs;
-            memcpy(&xs, a + i * lda, 4);
-            __m512 x = _mm512_set1_ps(xs);
-            c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
-            c[i][2] = _mm512_fmadd_ps(x, b2, c[i][2]);
-        }
+        ROWS(STEP_F32)
     }
-    store_f32x(MR, t, c);
+    epi e;
+    epi_init(t, &e, 0);
+    ROWS(PUT_F32)
 }
 
 /* bf16 pairs widened: the low half of each 32-bit lane shifted up, the high half masked. */
+#define STEP_BF16W(i)                                                                   \
+    if (MR > i) {                                                                       \
+        __m512i x = _mm512_set1_epi32(ld32(a + i * lda));                               \
+        __m512 xe = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));                      \
+        __m512 xo = _mm512_castsi512_ps(_mm512_and_si512(x, hi));                       \
+        c##i##0 = _mm512_fmadd_ps(xo, bo0, _mm512_fmadd_ps(xe, be0, c##i##0));          \
+        c##i##1 = _mm512_fmadd_ps(xo, bo1, _mm512_fmadd_ps(xe, be1, c##i##1));          \
+        c##i##2 = _mm512_fmadd_ps(xo, bo2, _mm512_fmadd_ps(xe, be2, c##i##2));          \
+    }
 AI void tile_bf16_avx512(const int MR, const tile *t) {
-    __m512 c[MR_MAX][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    ROWS(DECL_PS)
     const char *a = t->a, *b = t->b;
     size_t lda = t->lda;
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
-        __m512 be[3], bo[3];
-        for (int v = 0; v < 3; v++) {
-            __m512i w = _mm512_load_si512(b + 64 * v);
-            be[v] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-            bo[v] = _mm512_castsi512_ps(_mm512_and_si512(w, hi));
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
-            __m512 xe = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
-            __m512 xo = _mm512_castsi512_ps(_mm512_and_si512(x, hi));
-            for (int v = 0; v < 3; v++) c[i][v] = _mm512_fmadd_ps(xo, bo[v], _mm512_fmadd_ps(xe, be[v], c[i][v]));
-        }
+        __m512i w0 = _mm512_load_si512(b), w1 = _mm512_load_si512(b + 64), w2 = _mm512_load_si512(b + 128);
+        __m512 be0 = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), bo0 = _mm512_castsi512_ps(_mm512_and_si512(w0, hi));
+        __m512 be1 = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), bo1 = _mm512_castsi512_ps(_mm512_and_si512(w1, hi));
+        __m512 be2 = _mm512_castsi512_ps(_mm512_slli_epi32(w2, 16)), bo2 = _mm512_castsi512_ps(_mm512_and_si512(w2, hi));
+        ROWS(STEP_BF16W)
     }
-    store_f32x(MR, t, c);
+    epi e;
+    epi_init(t, &e, 0);
+    ROWS(PUT_F32)
 }
 
 /* u8 x s8 quads through int16 pairs (vpmaddwd: exact, no saturation): bytes 0 and 2 of each
  * lane, then bytes 1 and 3. */
+#define STEP_I8W(i)                                                                                          \
+    if (MR > i) {                                                                                            \
+        __m512i x = _mm512_set1_epi32(ld32(a + i * lda));                                                    \
+        __m512i xe = _mm512_and_si512(x, lo8), xo = _mm512_srli_epi16(x, 8);                                 \
+        c##i##0 = _mm512_add_epi32(c##i##0, _mm512_add_epi32(_mm512_madd_epi16(xe, be0), _mm512_madd_epi16(xo, bo0))); \
+        c##i##1 = _mm512_add_epi32(c##i##1, _mm512_add_epi32(_mm512_madd_epi16(xe, be1), _mm512_madd_epi16(xo, bo1))); \
+        c##i##2 = _mm512_add_epi32(c##i##2, _mm512_add_epi32(_mm512_madd_epi16(xe, be2), _mm512_madd_epi16(xo, bo2))); \
+    }
 AI void tile_i8_avx512(const int MR, const tile *t) {
-    __m512i c[MR_MAX][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_si512();
+    ROWS(DECL_EPI)
     const char *a = t->a, *b = t->b;
     size_t lda = t->lda;
     const __m512i lo8 = _mm512_set1_epi32(0x00ff00ff);
     for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
-        __m512i be[3], bo[3];
-        for (int v = 0; v < 3; v++) {
-            __m512i w = _mm512_load_si512(b + 64 * v);
-            be[v] = _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8);
-            bo[v] = _mm512_srai_epi16(w, 8);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
-            __m512i xe = _mm512_and_si512(x, lo8), xo = _mm512_srli_epi16(x, 8);
-            for (int v = 0; v < 3; v++)
-                c[i][v] = _mm512_add_epi32(c[i][v], _mm512_add_epi32(_mm512_madd_epi16(xe, be[v]), _mm512_madd_epi16(xo, bo[v])));
-        }
+        __m512i w0 = _mm512_load_si512(b), w1 = _mm512_load_si512(b + 64), w2 = _mm512_load_si512(b + 128);
+        __m512i be0 = _mm512_srai_epi16(_mm512_slli_epi16(w0, 8), 8), bo0 = _mm512_srai_epi16(w0, 8);
+        __m512i be1 = _mm512_srai_epi16(_mm512_slli_epi16(w1, 8), 8), bo1 = _mm512_srai_epi16(w1, 8);
+        __m512i be2 = _mm512_srai_epi16(_mm512_slli_epi16(w2, 8), 8), bo2 = _mm512_srai_epi16(w2, 8);
+        ROWS(STEP_I8W)
     }
-    store_i32x(MR, t, c);
+    epi e;
+    epi_init(t, &e, 1);
+    ROWS(PUT_I32)
 }
 
 #define X86_WRAP(name, sfx)                                              \
@@ -422,43 +436,45 @@ static void quant_row_avx512(const float *x, int n, int kp, uint8_t *u, float *s
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16,avx512vnni")
 
+#define STEP_BF16(i)                                                    \
+    if (MR > i) {                                                       \
+        __m512bh x = (__m512bh)_mm512_set1_epi32(ld32(a + i * lda));    \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, x, b0);                     \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, x, b1);                     \
+        c##i##2 = _mm512_dpbf16_ps(c##i##2, x, b2);                     \
+    }
 AI void tile_bf16_dot(const int MR, const tile *t) {
-    __m512 c[MR_MAX][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    ROWS(DECL_PS)
     const char *a = t->a, *b = t->b;
     size_t lda = t->lda;
     for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 64),
                  b2 = (__m512bh)_mm512_load_si512(b + 128);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            __m512bh x = (__m512bh)_mm512_set1_epi32(ld32(a + i * lda));
-            c[i][0] = _mm512_dpbf16_ps(c[i][0], x, b0);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], x, b1);
-            c[i][2] = _mm512_dpbf16_ps(c[i][2], x, b2);
-        }
+        ROWS(STEP_BF16)
     }
-    store_f32x(MR, t, c);
+    epi e;
+    epi_init(t, &e, 0);
+    ROWS(PUT_F32)
 }
 
+#define STEP_I8(i)                                                      \
+    if (MR > i) {                                                       \
+        __m512i x = _mm512_set1_epi32(ld32(a + i * lda));               \
+        c##i##0 = _mm512_dpbusd_epi32(c##i##0, x, b0);                  \
+        c##i##1 = _mm512_dpbusd_epi32(c##i##1, x, b1);                  \
+        c##i##2 = _mm512_dpbusd_epi32(c##i##2, x, b2);                  \
+    }
 AI void tile_i8_dot(const int MR, const tile *t) {
-    __m512i c[MR_MAX][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_si512();
+    ROWS(DECL_EPI)
     const char *a = t->a, *b = t->b;
     size_t lda = t->lda;
     for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
         __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64), b2 = _mm512_load_si512(b + 128);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            __m512i x = _mm512_set1_epi32(ld32(a + i * lda));
-            c[i][0] = _mm512_dpbusd_epi32(c[i][0], x, b0);
-            c[i][1] = _mm512_dpbusd_epi32(c[i][1], x, b1);
-            c[i][2] = _mm512_dpbusd_epi32(c[i][2], x, b2);
-        }
+        ROWS(STEP_I8)
     }
-    store_i32x(MR, t, c);
+    epi e;
+    epi_init(t, &e, 1);
+    ROWS(PUT_I32)
 }
 
 X86_WRAP(tile_bf16_dot, _d)
