@@ -13,7 +13,6 @@
 #endif
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #define NR PD_WMAT_NR
@@ -390,42 +389,60 @@ X86_WRAP(tile_f32_avx512, _m)
 X86_WRAP(tile_bf16_avx512, _m)
 X86_WRAP(tile_i8_avx512, _m)
 
-/* Activation rows, 16 at a time. */
+/* Activation rows, 16 at a time: whole vectors, then one masked tail. */
+AI __m512i bf16_rne16(__m512 f) {
+    const __m512i expm = _mm512_set1_epi32(0x7f800000), absm = _mm512_set1_epi32(0x7fffffff);
+    __m512i u = _mm512_castps_si512(f);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), expm);
+    __mmask16 tiny = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, expm), _mm512_setzero_si512());
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+    r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+    return _mm512_srli_epi32(r, 16);
+}
+
 static void bf16_row_avx512(const float *x, int n, int kp, float unused, uint16_t *o) {
     (void)unused;
-    const __m512i expm = _mm512_set1_epi32(0x7f800000), absm = _mm512_set1_epi32(0x7fffffff);
     int k = 0;
-    for (; k < n; k += 16) {
+    for (; k + 16 <= n; k += 16) _mm256_storeu_si256((__m256i *)(void *)(o + k), _mm512_cvtepi32_epi16(bf16_rne16(_mm512_loadu_ps(x + k))));
+    if (k < n) {
         __mmask16 m = lane_mask(n - k);
-        __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + k));
-        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                         _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), expm);
-        __mmask16 tiny = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, expm), _mm512_setzero_si512());
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
-        r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
-        _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+        _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(bf16_rne16(_mm512_maskz_loadu_ps(m, x + k))));
     }
     for (k = n; k < kp; k++) o[k] = 0;
 }
 
+AI __m128i quant16(__m512 v, __m512 vi, __m512i z) {
+    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, vi)); /* NaN: INT_MIN */
+    q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(256)), _mm512_set1_epi32(-256));
+    q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), _mm512_setzero_si512()), _mm512_set1_epi32(255));
+    return _mm512_cvtepi32_epi8(q);
+}
+
 static void quant_row_avx512(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp) {
-    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-    for (int k = 0; k < n; k += 16) {
-        __m512 v = _mm512_maskz_loadu_ps(lane_mask(n - k), x + k);
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps(), lo2 = lo, hi2 = hi;
+    int k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m512 v = _mm512_loadu_ps(x + k), w = _mm512_loadu_ps(x + k + 16);
         lo = _mm512_min_ps(v, lo); /* NaN lanes keep the running value, as the scalar loop does */
+        hi = _mm512_max_ps(v, hi);
+        lo2 = _mm512_min_ps(w, lo2);
+        hi2 = _mm512_max_ps(w, hi2);
+    }
+    for (; k < n; k += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(lane_mask(n - k), x + k);
+        lo = _mm512_min_ps(v, lo);
         hi = _mm512_max_ps(v, hi);
     }
     float inv;
-    quant_params(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), scale, &inv, zp);
+    quant_params(_mm512_reduce_min_ps(_mm512_min_ps(lo, lo2)), _mm512_reduce_max_ps(_mm512_max_ps(hi, hi2)), scale, &inv, zp);
     __m512 vi = _mm512_set1_ps(inv);
-    __m512i z = _mm512_set1_epi32(*zp), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
-    for (int k = 0; k < n; k += 16) {
+    __m512i z = _mm512_set1_epi32(*zp);
+    for (k = 0; k + 16 <= n; k += 16) _mm_storeu_si128((__m128i *)(void *)(u + k), quant16(_mm512_loadu_ps(x + k), vi, z));
+    if (k < n) {
         __mmask16 m = lane_mask(n - k);
-        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), vi)); /* NaN: INT_MIN */
-        q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(256)), _mm512_set1_epi32(-256));
-        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), zero), top);
-        _mm_mask_storeu_epi8(u + k, m, _mm512_cvtepi32_epi8(q));
+        _mm_mask_storeu_epi8(u + k, m, quant16(_mm512_maskz_loadu_ps(m, x + k), vi, z));
     }
     memset(u + n, 0, (size_t)(kp - n));
 }
@@ -495,10 +512,11 @@ static void bf16_row_dot(const float *x, int n, int kp, float unused, uint16_t *
 
 /* ==== Dispatch ==== */
 
-/* Levels: 0 scalar, 1 AVX-512F/BW (bf16 and int8 widened), 2 plus the dot products the CPU
- * has. Kept in this one place until core/kernels.h's PD_ISA scheme covers it. */
-enum { LVL_SCALAR = 0, LVL_AVX512 = 1, LVL_DOT = 2 };
-static const char *const lvl_names[] = {"scalar", "avx512", "avx512_dot"};
+/* Features a product may use: AVX-512 (F, BW, DQ, VL), and on top of it AVX512_BF16 for bf16
+ * and AVX512_VNNI for int8. PD_ISA / pd_gemm_set_isa name them as core/kernels.h's scheme on
+ * the kernels branch does ('+'-joined: scalar, avx2, avx512, avx512_vnni, avx512_bf16, each
+ * implying what it builds on); switching to its pd_cpu_features() is this one place. */
+enum { F_AVX512 = 1, F_BF16 = 2, F_VNNI = 4 };
 
 typedef struct {
     tile_fn tf[3][MR_MAX + 1]; /* by type, by rows */
@@ -507,70 +525,95 @@ typedef struct {
     void (*quant_row)(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp);
 } kern_set;
 
-static int cpu_avx512, cpu_bf16, cpu_vnni;
-static kern_set ksets[3];
-static _Atomic int cur_lvl = -1;
+static int cpu_feat;            /* what the CPU has */
+static kern_set kcur;           /* the bodies in use */
+static int kcur_feat;
 static pthread_once_t disp_once = PTHREAD_ONCE_INIT;
 
-static void disp_init(void) {
+static void kset_build(int f) {
     kern_set s = {
         {MR_TABLE(tile_f32_scalar, _s), MR_TABLE(tile_bf16_scalar, _s), MR_TABLE(tile_i8_scalar, _s)},
         {"scalar", "scalar", "scalar"},
         bf16_row_scalar,
         quant_row_scalar,
     };
-    ksets[0] = ksets[1] = ksets[2] = s;
 #ifdef PD_GEMM_X86
-    __builtin_cpu_init();
-    cpu_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-    cpu_bf16 = cpu_avx512 && __builtin_cpu_supports("avx512bf16");
-    cpu_vnni = cpu_avx512 && __builtin_cpu_supports("avx512vnni");
-    kern_set m = {
-        {MR_TABLE(tile_f32_avx512, _m), MR_TABLE(tile_bf16_avx512, _m), MR_TABLE(tile_i8_avx512, _m)},
-        {"avx512", "avx512 (bf16 emulated)", "avx512 (int8 emulated)"},
-        bf16_row_avx512,
-        quant_row_avx512,
-    };
-    ksets[1] = ksets[2] = m;
-    if (cpu_bf16) {
-        tile_fn d[] = MR_TABLE(tile_bf16_dot, _d);
-        memcpy(ksets[2].tf[PD_WTYPE_BF16], d, sizeof d);
-        ksets[2].kname[PD_WTYPE_BF16] = "avx512_bf16";
-        ksets[2].bf16_row = bf16_row_dot;
+    if (f & F_AVX512) {
+        kern_set m = {
+            {MR_TABLE(tile_f32_avx512, _m), MR_TABLE(tile_bf16_avx512, _m), MR_TABLE(tile_i8_avx512, _m)},
+            {"avx512", "avx512 (bf16 emulated)", "avx512 (int8 emulated)"},
+            bf16_row_avx512,
+            quant_row_avx512,
+        };
+        s = m;
     }
-    if (cpu_vnni) {
+    if (f & F_BF16) {
+        tile_fn d[] = MR_TABLE(tile_bf16_dot, _d);
+        memcpy(s.tf[PD_WTYPE_BF16], d, sizeof d);
+        s.kname[PD_WTYPE_BF16] = "avx512_bf16";
+        s.bf16_row = bf16_row_dot;
+    }
+    if (f & F_VNNI) {
         tile_fn d[] = MR_TABLE(tile_i8_dot, _d);
-        memcpy(ksets[2].tf[PD_WTYPE_INT8], d, sizeof d);
-        ksets[2].kname[PD_WTYPE_INT8] = "avx512_vnni";
+        memcpy(s.tf[PD_WTYPE_INT8], d, sizeof d);
+        s.kname[PD_WTYPE_INT8] = "avx512_vnni";
     }
 #endif
-    int best = cpu_avx512 ? (cpu_bf16 || cpu_vnni ? LVL_DOT : LVL_AVX512) : LVL_SCALAR;
+    kcur = s;
+    kcur_feat = f;
+}
+
+/* Features named by a PD_ISA spec, or -1 if a name is unknown. */
+static int spec_features(const char *spec) {
+    int f = 0;
+    const char *p = spec;
+    while (*p) {
+        size_t n = strcspn(p, "+");
+        if (n == 6 && !strncmp(p, "scalar", 6)) f |= 0;
+        else if (n == 4 && !strncmp(p, "avx2", 4)) f |= 0; /* no AVX2 bodies here: scalar */
+        else if (n == 6 && !strncmp(p, "avx512", 6)) f |= F_AVX512;
+        else if (n == 11 && !strncmp(p, "avx512_vnni", 11)) f |= F_AVX512 | F_VNNI;
+        else if (n == 11 && !strncmp(p, "avx512_bf16", 11)) f |= F_AVX512 | F_BF16;
+        else return -1;
+        p += n;
+        if (*p == '+') p++;
+    }
+    return f;
+}
+
+static void disp_init(void) {
+#ifdef PD_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma")) {
+        cpu_feat = F_AVX512;
+        if (__builtin_cpu_supports("avx512bf16")) cpu_feat |= F_BF16;
+        if (__builtin_cpu_supports("avx512vnni")) cpu_feat |= F_VNNI;
+    }
+#endif
     const char *e = getenv("PD_ISA");
-    if (e && (!strcmp(e, "scalar") || !strcmp(e, "avx2"))) best = LVL_SCALAR;
-    else if (e && !strcmp(e, "avx512") && best > LVL_AVX512) best = LVL_AVX512;
-    atomic_store(&cur_lvl, best);
+    int f = e ? spec_features(e) : -1;
+    kset_build(f < 0 ? cpu_feat : f & cpu_feat); /* an unknown PD_ISA leaves the best */
 }
 
 static const kern_set *kset(void) {
     pthread_once(&disp_once, disp_init);
-    return &ksets[atomic_load_explicit(&cur_lvl, memory_order_relaxed)];
+    return &kcur;
 }
 
-int pd_gemm_set_isa(const char *name) {
+int pd_gemm_set_isa(const char *spec) {
     kset();
-    int l = -1;
-    if (!strcmp(name, "scalar") || !strcmp(name, "avx2")) l = LVL_SCALAR;
-    else if (!strcmp(name, "avx512")) l = cpu_avx512 ? LVL_AVX512 : -1;
-    else if (!strcmp(name, "avx512_dot")) l = cpu_bf16 || cpu_vnni ? LVL_DOT : -1;
-    if (l < 0) return -1;
-    atomic_store(&cur_lvl, l);
+    int f = spec ? spec_features(spec) : cpu_feat;
+    if (f < 0 || (f & ~cpu_feat)) return -1;
+    kset_build(f);
     return 0;
 }
 
 const char *pd_gemm_isa(void) {
     kset();
-    return lvl_names[atomic_load(&cur_lvl)];
+    static const char *names[8] = {"scalar", "avx512", "scalar", "avx512+avx512_bf16", "scalar", "avx512+avx512_vnni", "scalar",
+                                   "avx512+avx512_bf16+avx512_vnni"};
+    return names[kcur_feat & 7];
 }
 
 const char *pd_wmat_kernel(pd_wtype t) { return kset()->kname[t]; }

@@ -23,8 +23,9 @@
  * Kernels: AVX-512 (fp32 FMA; vdpbf16ps and vpdpbusd where the CPU has AVX512_BF16 and
  * AVX512_VNNI, otherwise the same sums through widening to fp32 / int16), and a portable scalar
  * body that gives the same results (equal up to the order of fp32 additions; int8 sums are
- * exact in every body). PD_ISA caps the level as for core/kernels.h: scalar, avx2 (= scalar
- * here), avx512 (no dot-product instructions), avx512_dot; pd_gemm_set_isa switches (tests).
+ * exact in every body). PD_ISA limits the instructions with the names of core/kernels.h's
+ * scheme, '+'-joined: scalar, avx2 (= scalar here), avx512 (bf16 and int8 widened),
+ * avx512_bf16, avx512_vnni; pd_gemm_set_isa switches (tests run every body).
  *
  * Threads: products split over the pd_pool by row blocks and column panels (tasks taken
  * dynamically); the activation conversion of bf16/int8 uses a per-thread scratch buffer that
@@ -76,9 +77,10 @@ void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *
  * emulated)", "avx512 (int8 emulated)" or "scalar". */
 const char *pd_wmat_kernel(pd_wtype t);
 
-/* Caps the kernel level: "scalar", "avx2" (scalar here), "avx512" or "avx512_dot". Returns -1
- * if the name is unknown or the CPU lacks it. Not to be called while products run. */
-int pd_gemm_set_isa(const char *name);
+/* Uses the instructions a spec names ("avx512+avx512_bf16", "scalar", ...; NULL: all the CPU
+ * has). Returns -1 if a name is unknown or the CPU lacks it. Not to be called while products
+ * run. pd_gemm_isa names the features in use ("avx512+avx512_bf16+avx512_vnni"). */
+int pd_gemm_set_isa(const char *spec);
 const char *pd_gemm_isa(void);
 
 /* bf16 of f, rounded to nearest even, as the bf16 kernels round (subnormals flush to zero,

@@ -235,6 +235,10 @@ static void test_api(void) {
     CHECK(pd_wtype_parse("bf16") == PD_WTYPE_BF16 && pd_wtype_parse("int8") == PD_WTYPE_INT8);
     CHECK(pd_wtype_parse("fp32") == PD_WTYPE_F32 && pd_wtype_parse("fp16") == -1 && pd_wtype_parse(NULL) == -1);
     CHECK(pd_gemm_set_isa("sse9") == -1);
+    CHECK(pd_gemm_set_isa("avx512+sse9") == -1);
+    CHECK(pd_gemm_set_isa("scalar") == 0 && !strcmp(pd_gemm_isa(), "scalar"));
+    CHECK(!strcmp(pd_wmat_kernel(PD_WTYPE_INT8), "scalar"));
+    CHECK(pd_gemm_set_isa(NULL) == 0);
     /* memory: bf16 halves and int8 quarters the panels of a BERT-base matrix */
     float *big = calloc(768 * 768, sizeof(float));
     fill(big, 768 * 768, 1.0f);
@@ -273,7 +277,7 @@ int main(void) {
     test_api();
     pd_pool *pool = pd_pool_new(2);
     CHECK(pool != NULL);
-    static const char *levels[] = {"scalar", "avx512", "avx512_dot"};
+    static const char *levels[] = {"scalar", "avx512", "avx512_bf16+avx512_vnni"};
     /* rows, out, in */
     static const int shapes[][3] = {{1, 1, 1},   {1, 5, 3},    {2, 47, 17},  {3, 48, 64},   {8, 49, 130},
                                     {9, 96, 7},  {17, 100, 33}, {1, 200, 768}, {33, 97, 255}, {100, 150, 3001},
