@@ -7,8 +7,9 @@
  * bf16 and int8 times include the conversion of x (bf16 rounding, u8 quantization); int8
  * counts 2 ops per multiply-add like the others (GOP/s). The fp32 roofline is OpenBLAS sgemm on
  * 2048^3 at 1 and 2 threads, measured in the same run.
- * Backward dx = dy W (rows 1024 and 4096, one thread): OpenBLAS sgemm (NN on fp32 W), pd_wmat_dx reading
- * the forward packing, and a second packing (W^T packed as its own forward matrix).
+ * Backward dx = dy W (rows 1024 and 4096, one thread): OpenBLAS sgemm (NN on fp32 W), pd_wmat_dx
+ * (W^T's panels transposed from the forward packing per call), and a resident second packing
+ * (W^T packed once as its own forward matrix; bf16 for int8 weights, whose dx runs in bf16).
  * Attention products per (sequence, head) at L = 128, d = 64: fp32 sgemm against bf16
  * (operand packing included).
  *
@@ -16,7 +17,7 @@
  * the median of --runs samples (each >= 20 ms of calls) is printed with the spread. One-thread
  * cases (roofline at 1 thread, linears at 1 thread, attention) count this thread's CPU time,
  * so time taken by other processes on that core drops out; 2-thread cases are wall clock.
- * Usage: gemm_lowp [--runs N] [--quick] [--json FILE] */
+ * Usage: gemm_lowp [--runs N] [--quick] [--json FILE] [--only linear|dx|attention] */
 #include "bench_util.h"
 #include "gemm.h"
 #include "kernels.h"
@@ -142,12 +143,13 @@ static void run_attn(const void *arg) {
 
 int main(int argc, char **argv) {
     int runs = 7, quick = 0;
-    const char *json = NULL;
+    const char *json = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
-        else { fprintf(stderr, "usage: %s [--runs N] [--quick] [--json FILE]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else { fprintf(stderr, "usage: %s [--runs N] [--quick] [--json FILE] [--only linear|dx|attention]\n", argv[0]); return 2; }
     }
     if (runs < 1) runs = 1;
     if (quick) runs = runs > 3 ? 3 : runs;
@@ -203,7 +205,7 @@ int main(int argc, char **argv) {
     printf("%3s %-16s %20s %20s %20s %20s %6s %6s %6s\n", "thr", "rows x out x in", "sgemm (pd_linear)", "fp32 packed",
            "bf16", "int8", "fp32x", "bf16x", "int8x");
     int first = 1;
-    for (int th = 1; th <= 2; th++) {
+    for (int th = 1; th <= 2 && (!only || !strcmp(only, "linear")); th++) {
         pd_pool *pool = th == 1 ? NULL : pool2;
         use_cpu_clock = th == 1;
         for (size_t r = 0; r < sizeof rowsv / sizeof rowsv[0]; r++) {
@@ -244,7 +246,7 @@ int main(int argc, char **argv) {
     first = 1;
     use_cpu_clock = 1;
     static const int dxrows[] = {1024, 4096};
-    for (size_t r = 0; r < 2; r++) {
+    for (size_t r = 0; r < 2 && (!only || !strcmp(only, "dx")); r++) {
         if (quick && dxrows[r] == 4096) continue;
         for (int s = 0; s < 3; s++)
             for (int k = K_F32; k < K_COUNT; k++) {
@@ -253,7 +255,8 @@ int main(int argc, char **argv) {
                 float *wt = malloc(sizeof(float) * (size_t)out * in);
                 for (int n = 0; n < out; n++)
                     for (int i = 0; i < in; i++) wt[(size_t)i * out + n] = wbuf[(size_t)n * in + i];
-                pd_wmat *wtm = pd_wmat_new((pd_wtype)(k - K_F32), wt, in, out, (size_t)out);
+                /* int8's dx runs in bf16 (s_w folds into dy): its second packing is bf16 too */
+                pd_wmat *wtm = pd_wmat_new(k == K_F32 ? PD_WTYPE_F32 : PD_WTYPE_BF16, wt, in, out, (size_t)out);
                 dx_case c[3];
                 const void *args[3];
                 for (int v = 0; v < 3; v++) {
@@ -279,7 +282,7 @@ int main(int argc, char **argv) {
     }
 
     /* attention, one thread (the engine runs (sequence, head) pairs as pool tasks) */
-    {
+    if (!only || !strcmp(only, "attention")) {
         int L = 128, d = 64, H = 768;
         float *s = malloc(sizeof(float) * L * L), *p = rand_matrix((size_t)L * L, "p", 0.01f), *vt = malloc(sizeof(float) * L * d);
         attn_case c[2] = {{0, L, d, H, x, x + 64, x + 128, p, s, y, vt}, {1, L, d, H, x, x + 64, x + 128, p, s, y, vt}};
@@ -291,10 +294,13 @@ int main(int argc, char **argv) {
         printf("\nAttention per (sequence, head), L=%d d=%d, one thread: fp32 sgemm %.1f us (%.0f GFLOP/s), bf16 %.1f us "
                "(%.0f GFLOP/s, packing included)\n",
                L, d, sec[0] * 1e6, ops / sec[0] * 1e-9, sec[1] * 1e6, ops / sec[1] * 1e-9);
-        if (jf) fprintf(jf, "], \"attention_us\": {\"fp32\": %.2f, \"bf16\": %.2f}}\n", sec[0] * 1e6, sec[1] * 1e6);
+        if (jf) fprintf(jf, "], \"attention_us\": {\"fp32\": %.2f, \"bf16\": %.2f", sec[0] * 1e6, sec[1] * 1e6);
         free(s); free(p); free(vt);
     }
-    if (jf) fclose(jf);
+    if (jf) {
+        fprintf(jf, "%s}\n", !only || !strcmp(only, "attention") ? "}" : "]");
+        fclose(jf);
+    }
     for (int s = 0; s < 3; s++)
         for (int k = K_F32; k < K_COUNT; k++) pd_wmat_free(wm[s][k]);
     free(x); free(y); free(wbuf); free(bias);

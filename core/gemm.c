@@ -86,22 +86,15 @@ static void quant_row_scalar(const float *x, int n, int kp, uint8_t *u, float *s
     memset(u + n, 0, (size_t)(kp - n));
 }
 
-static void bf16_row_scalar(const float *x, int n, int kp, float mul_unused, uint16_t *o) {
-    (void)mul_unused;
-    for (int k = 0; k < n; k++) o[k] = pd_bf16_round(x[k]);
-    for (int k = n; k < kp; k++) o[k] = 0;
-}
-
-/* int8 backward: o[k] = bf16(x[k] * s[k]) */
-static void bf16_scaled_row_scalar(const float *x, const float *s, int n, int kp, uint16_t *o) {
-    for (int k = 0; k < n; k++) o[k] = pd_bf16_round(x[k] * s[k]);
+static void bf16_row_scalar(const float *x, int n, int kp, const float *cs, uint16_t *o) {
+    for (int k = 0; k < n; k++) o[k] = pd_bf16_round(cs ? x[k] * cs[k] : x[k]);
     for (int k = n; k < kp; k++) o[k] = 0;
 }
 
 /* ==== Per-thread scratch ==== */
 
 /* Two slots per thread: 0 holds the converted activations of the call this thread makes,
- * 1 the transposed panel of a backward task this thread runs. Grown to the largest need,
+ * 1 the transposed panels of a backward call this thread makes. Grown to the largest need,
  * freed when the thread exits (pthread key destructor). */
 typedef struct {
     void *p[2];
@@ -402,13 +395,19 @@ AI __m512i bf16_rne16(__m512 f) {
     return _mm512_srli_epi32(r, 16);
 }
 
-static void bf16_row_avx512(const float *x, int n, int kp, float unused, uint16_t *o) {
-    (void)unused;
+/* x (times cs, the column scales, if not NULL) in lanes m. */
+AI __m512 ld_scaled(const float *x, const float *cs, __mmask16 m) {
+    __m512 v = _mm512_maskz_loadu_ps(m, x);
+    return cs ? _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, cs)) : v;
+}
+
+static void bf16_row_avx512(const float *x, int n, int kp, const float *cs, uint16_t *o) {
     int k = 0;
-    for (; k + 16 <= n; k += 16) _mm256_storeu_si256((__m256i *)(void *)(o + k), _mm512_cvtepi32_epi16(bf16_rne16(_mm512_loadu_ps(x + k))));
+    for (; k + 16 <= n; k += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(o + k), _mm512_cvtepi32_epi16(bf16_rne16(ld_scaled(x + k, cs ? cs + k : NULL, 0xffff))));
     if (k < n) {
         __mmask16 m = lane_mask(n - k);
-        _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(bf16_rne16(_mm512_maskz_loadu_ps(m, x + k))));
+        _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(bf16_rne16(ld_scaled(x + k, cs ? cs + k : NULL, m))));
     }
     for (k = n; k < kp; k++) o[k] = 0;
 }
@@ -497,11 +496,10 @@ AI void tile_i8_dot(const int MR, const tile *t) {
 X86_WRAP(tile_bf16_dot, _d)
 X86_WRAP(tile_i8_dot, _d)
 
-static void bf16_row_dot(const float *x, int n, int kp, float unused, uint16_t *o) {
-    (void)unused;
+static void bf16_row_dot(const float *x, int n, int kp, const float *cs, uint16_t *o) {
     for (int k = 0; k < n; k += 16) {
         __mmask16 m = lane_mask(n - k);
-        __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + k));
+        __m256bh h = _mm512_cvtneps_pbh(ld_scaled(x + k, cs ? cs + k : NULL, m));
         _mm256_mask_storeu_epi16(o + k, m, (__m256i)h);
     }
     for (int k = n; k < kp; k++) o[k] = 0;
@@ -521,7 +519,7 @@ enum { F_AVX512 = 1, F_BF16 = 2, F_VNNI = 4 };
 typedef struct {
     tile_fn tf[3][MR_MAX + 1]; /* by type, by rows */
     const char *kname[3];
-    void (*bf16_row)(const float *x, int n, int kp, float unused, uint16_t *o);
+    void (*bf16_row)(const float *x, int n, int kp, const float *colscale, uint16_t *o);
     void (*quant_row)(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp);
 } kern_set;
 
@@ -746,40 +744,15 @@ typedef struct {
     size_t ldy;
     const float *bias;
     int acc;
-    const pd_wmat *w;
+    const char *pan;        /* npan panels, pstride bytes apart */
+    size_t pstride;
+    const float *sw;        /* int8: per column */
+    const int32_t *wsum;
     int npan, ncols;        /* panels and valid output columns */
-    int mc, cb, pchunk;     /* rows per block, column chunks, panels per chunk */
-    int backward;           /* panels are built per task by transposing w */
+    int mc, rb, cb, pchunk; /* rows per block, row blocks, column chunks, panels per chunk */
 } prod_job;
 
-/* Backward panel q: the forward layout of V = W^T (in, out) for outputs k in [48q, 48q + 48),
- * in bf16 pairs along W's outputs n (fp32 for fp32 weights). For int8, V holds q[n][k] exactly
- * (s_w went into dy). */
-static void transpose_panel(const pd_wmat *w, int q, char *dst) {
-    int k0 = q * NR, kn = w->in - k0 < NR ? w->in - k0 : NR;
-    int gv = w->t == PD_WTYPE_F32 ? w->out : (w->out + 1) / 2;
-    memset(dst, 0, (size_t)gv * GROUP_BYTES);
-    for (int n = 0; n < w->out; n++) {
-        const char *src = w->pan + (size_t)(n / NR) * w->pstride + (size_t)(n % NR) * 4;
-        if (w->t == PD_WTYPE_F32) {
-            float *d = (float *)(void *)(dst + (size_t)n * GROUP_BYTES);
-            for (int j = 0; j < kn; j++) memcpy(d + j, src + (size_t)(k0 + j) * GROUP_BYTES, 4);
-        } else if (w->t == PD_WTYPE_BF16) {
-            uint16_t *d = (uint16_t *)(void *)(dst + (size_t)(n / 2) * GROUP_BYTES) + (n % 2);
-            for (int j = 0; j < kn; j++) {
-                int k = k0 + j;
-                memcpy(d + 2 * j, src + (size_t)(k / 2) * GROUP_BYTES + 2 * (k % 2), 2);
-            }
-        } else {
-            uint16_t *d = (uint16_t *)(void *)(dst + (size_t)(n / 2) * GROUP_BYTES) + (n % 2);
-            for (int j = 0; j < kn; j++) {
-                int k = k0 + j;
-                d[2 * j] = pd_bf16_round((float)((const int8_t *)src)[(size_t)(k / 4) * GROUP_BYTES + (k % 4)]);
-            }
-        }
-    }
-}
-
+/* Task (row block, panel chunk): every panel of the chunk over every tile of the rows. */
 static void prod_task(void *arg, int task) {
     const prod_job *j = arg;
     int rb = task / j->cb, ci = task % j->cb;
@@ -788,14 +761,7 @@ static void prod_task(void *arg, int task) {
     const tile_fn *tf = j->ks->tf[j->kt];
     int i8 = j->kt == PD_WTYPE_INT8;
     for (int p = p0; p < p1; p++) {
-        const char *b;
-        if (j->backward) {
-            char *buf = scratch_get(1, (size_t)j->g * GROUP_BYTES);
-            transpose_panel(j->w, p, buf);
-            b = buf;
-        } else {
-            b = j->w->pan + (size_t)p * j->w->pstride;
-        }
+        const char *b = j->pan + (size_t)p * j->pstride;
         int col = p * NR, nc = j->ncols - col < NR ? j->ncols - col : NR;
         for (int r = r0; r < r1; r += MR_MAX) {
             int mr = r1 - r < MR_MAX ? r1 - r : MR_MAX;
@@ -804,41 +770,97 @@ static void prod_task(void *arg, int task) {
                 .c = j->y + (size_t)r * j->ldy + col, .ldc = j->ldy, .nc = nc,
                 .bias = j->bias ? j->bias + col : NULL, .acc = j->acc,
                 .sx = i8 ? j->sx + r : NULL, .zp = i8 ? j->zp + r : NULL,
-                .sw = i8 ? j->w->sw + col : NULL, .wsum = i8 ? j->w->wsum + col : NULL,
+                .sw = i8 ? j->sw + col : NULL, .wsum = i8 ? j->wsum + col : NULL,
             };
             tf[mr](&t);
         }
     }
 }
 
-/* Splits the product into tasks: row blocks of mc rows (A's block stays in L2), and for few
- * row blocks, chunks of panels, so that every thread gets at least two tasks to balance a
- * shared machine. Small products run on the calling thread. */
+/* Splits the product into tasks: row blocks of mc rows (a block of A stays in L2 while the
+ * panels pass over it), and for fewer row blocks than 2 per thread, chunks of panels, so every
+ * thread gets at least two tasks to balance a shared machine. Small products, and products
+ * without a pool, run the tasks in order on the calling thread. */
 static void prod_run(pd_pool *p, prod_job *j, size_t wbytes) {
     int nt = pd_pool_size(p);
     double ops = 2.0 * j->rows * (double)j->ncols * j->g * per_group(j->kt);
-    if (j->backward) {
-        j->mc = j->rows; /* each task transposes its panel once and runs every row over it */
-    } else {
-        int mc = (int)(A_BLOCK_BYTES / ((size_t)j->g * 4)) & ~(MR_MAX - 1);
-        j->mc = mc < MR_MAX ? MR_MAX : mc;
-        if (j->mc > j->rows) j->mc = j->rows;
-    }
-    int rb = (j->rows + j->mc - 1) / j->mc;
-    if (nt > 1 && (ops >= 2e6 || wbytes >= 256 * 1024)) {
-        j->cb = rb >= 2 * nt ? 1 : (2 * nt + rb - 1) / rb;
-        if (j->backward) j->cb = j->npan;
-        if (j->cb > j->npan) j->cb = j->npan;
-    } else {
-        j->cb = 1;
-        j->mc = j->rows;
-        rb = 1;
-    }
+    int mc = (int)(A_BLOCK_BYTES / ((size_t)j->g * 4)) & ~(MR_MAX - 1);
+    j->mc = mc < MR_MAX ? MR_MAX : mc > j->rows ? j->rows : mc;
+    j->rb = (j->rows + j->mc - 1) / j->mc;
+    int par = nt > 1 && (ops >= 2e6 || wbytes >= 256 * 1024);
+    j->cb = !par || j->rb >= 2 * nt ? 1 : (2 * nt + j->rb - 1) / j->rb;
+    if (j->cb > j->npan) j->cb = j->npan;
     j->pchunk = (j->npan + j->cb - 1) / j->cb;
     j->cb = (j->npan + j->pchunk - 1) / j->pchunk;
-    int tasks = rb * j->cb;
-    if (tasks == 1) prod_task(j, 0);
-    else pd_pool_run(p, prod_task, j, tasks);
+    int tasks = j->rb * j->cb;
+    if (!par) {
+        for (int t = 0; t < tasks; t++) prod_task(j, t);
+    } else {
+        pd_pool_run(p, prod_task, j, tasks);
+    }
+}
+
+/* ---- The backward's panels: V = W^T in the forward layout, built per call ---- */
+
+/* bf16 of each int8 value (integers up to 127 are exact in bf16). */
+static uint16_t i8_bf16[256];
+static pthread_once_t i8_once = PTHREAD_ONCE_INIT;
+static void i8_bf16_init(void) {
+    for (int i = 0; i < 256; i++) i8_bf16[i] = pd_bf16_round((float)(int8_t)i);
+}
+
+typedef struct {
+    const pd_wmat *w;
+    char *dst;      /* npan panels of gv groups */
+    int gv;         /* V's groups: out (fp32) or ceil(out / 2) */
+} tr_job;
+
+/* Panel q of V: outputs k in [48q, 48q + 48) of dx, the reduction over W's outputs n in groups:
+ * fp32 V[n][j] = W[n][k]; bf16 and int8 V[n/2][j] = (W[n][k], W[n+1][k]) as bf16 pairs (int8:
+ * q exactly; s_w goes into dy). Each source panel (48 n) gives 24 n pairs; the loop reads the
+ * 4-byte groups of two neighbouring outputs and writes whole 4-byte V groups. */
+static void tr_task(void *arg, int q) {
+    const tr_job *tj = arg;
+    const pd_wmat *w = tj->w;
+    char *dst = tj->dst + (size_t)q * tj->gv * GROUP_BYTES;
+    int k0 = q * NR, kn = w->in - k0 < NR ? w->in - k0 : NR;
+    memset(dst, 0, (size_t)tj->gv * GROUP_BYTES);
+    for (int p = 0; p < w->npan; p++) {
+        const uint32_t *src = (const uint32_t *)(const void *)(w->pan + (size_t)p * w->pstride);
+        int nn = w->out - p * NR < NR ? w->out - p * NR : NR; /* outputs in this source panel */
+        if (w->t == PD_WTYPE_F32) {
+            for (int l = 0; l < nn; l++) {
+                uint32_t *d = (uint32_t *)(void *)(dst + (size_t)(p * NR + l) * GROUP_BYTES);
+                for (int j = 0; j < kn; j++) d[j] = src[(size_t)(k0 + j) * NR + l];
+            }
+        } else if (w->t == PD_WTYPE_BF16) {
+            /* As 8-byte blocks: source block (kk, nn) = (W[2nn][2kk], W[2nn][2kk+1], W[2nn+1][2kk],
+             * W[2nn+1][2kk+1]) is V block (nn, kk) with its middle two values swapped. Padding
+             * (lanes past out, k past in) is zero in the source, so whole blocks copy. */
+            const uint64_t *s64 = (const uint64_t *)(const void *)(w->pan + (size_t)p * w->pstride) + (size_t)(k0 / 2) * (NR / 2);
+            int kks = w->g - k0 / 2 < NR / 2 ? w->g - k0 / 2 : NR / 2;
+            for (int pr = 0; pr < NR / 2 && p * (NR / 2) + pr < tj->gv; pr++) {
+                uint64_t *d = (uint64_t *)(void *)(dst + (size_t)(p * (NR / 2) + pr) * GROUP_BYTES);
+                for (int kk = 0; kk < kks; kk++) {
+                    uint64_t v = s64[(size_t)kk * (NR / 2) + pr];
+                    d[kk] = (v & 0xffff00000000ffffull) | ((v >> 16) & 0xffff0000ull) | ((v << 16) & 0xffff00000000ull);
+                }
+            }
+        } else {
+            /* source group kq holds q[n][4kq .. 4kq+3] in lane n (k0 is a multiple of 4): one
+             * 8-byte load gives both outputs of a pair, four V groups of bf16 pairs */
+            const uint64_t *s64 = (const uint64_t *)(const void *)(w->pan + (size_t)p * w->pstride) + (size_t)(k0 / 4) * (NR / 2);
+            int kqs = w->g - k0 / 4 < NR / 4 ? w->g - k0 / 4 : NR / 4;
+            for (int pr = 0; pr < NR / 2 && p * (NR / 2) + pr < tj->gv; pr++) {
+                uint32_t *d = (uint32_t *)(void *)(dst + (size_t)(p * (NR / 2) + pr) * GROUP_BYTES);
+                for (int kq = 0; kq < kqs; kq++) {
+                    uint64_t v = s64[(size_t)kq * (NR / 2) + pr];
+                    for (int t = 0; t < 4; t++)
+                        d[4 * kq + t] = i8_bf16[(v >> (8 * t)) & 0xff] | (uint32_t)i8_bf16[(v >> (8 * t + 32)) & 0xff] << 16;
+                }
+            }
+        }
+    }
 }
 
 /* ---- Activation conversion (bf16 rounding, u8 quantization), rows split across the pool ---- */
@@ -861,8 +883,7 @@ static void conv_task(void *arg, int i) {
     for (int r = r0; r < r1; r++) {
         const float *x = j->x + (size_t)r * j->ldx;
         if (j->t == PD_WTYPE_INT8) j->ks->quant_row(x, j->n, j->kp, (uint8_t *)j->a + (size_t)r * j->kp, j->sx + r, j->zp + r);
-        else if (j->colscale) bf16_scaled_row_scalar(x, j->colscale, j->n, j->kp, (uint16_t *)(void *)j->a + (size_t)r * j->kp);
-        else j->ks->bf16_row(x, j->n, j->kp, 0.0f, (uint16_t *)(void *)j->a + (size_t)r * j->kp);
+        else j->ks->bf16_row(x, j->n, j->kp, j->colscale, (uint16_t *)(void *)j->a + (size_t)r * j->kp);
     }
 }
 
@@ -894,8 +915,8 @@ void pd_wmat_gemm(pd_pool *p, const pd_wmat *w, const float *x, size_t ldx, int 
     if (rows <= 0) return;
     PD_ASSERT(ldx >= (size_t)w->in && ldy >= (size_t)w->out);
     const kern_set *ks = kset();
-    prod_job j = {.ks = ks, .kt = w->t, .rows = rows, .g = w->g, .y = y, .ldy = ldy, .bias = bias,
-                  .acc = accumulate, .w = w, .npan = w->npan, .ncols = w->out};
+    prod_job j = {.ks = ks, .kt = w->t, .rows = rows, .g = w->g, .y = y, .ldy = ldy, .bias = bias, .acc = accumulate,
+                  .pan = w->pan, .pstride = w->pstride, .sw = w->sw, .wsum = w->wsum, .npan = w->npan, .ncols = w->out};
     if (w->t == PD_WTYPE_F32) {
         j.a = (const char *)x;
         j.lda = ldx * sizeof(float);
@@ -919,20 +940,27 @@ void pd_wmat_linear(pd_pool *p, const pd_wmat *w, const float *x, int rows, cons
     pd_wmat_gemm(p, w, x, (size_t)w->in, rows, bias, y, (size_t)w->out, accumulate);
 }
 
+/* dx = dy W as the forward product dy V^T with V = W^T, V's panels transposed from W's into
+ * this thread's scratch for the call (W's size in bf16 / fp32; no resident second copy). */
 void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *dx, int accumulate) {
     if (rows <= 0) return;
     const kern_set *ks = kset();
-    prod_job j = {.ks = ks, .rows = rows, .y = dx, .ldy = (size_t)w->in, .acc = accumulate, .w = w,
-                  .npan = (w->in + NR - 1) / NR, .ncols = w->in, .backward = 1};
-    if (w->t == PD_WTYPE_F32) {
-        j.kt = PD_WTYPE_F32;
-        j.g = w->out;
+    int f32 = w->t == PD_WTYPE_F32;
+    if (w->t == PD_WTYPE_INT8) pthread_once(&i8_once, i8_bf16_init);
+    tr_job tj = {w, NULL, f32 ? w->out : (w->out + 1) / 2};
+    int npan = (w->in + NR - 1) / NR;
+    size_t pstride = (size_t)tj.gv * GROUP_BYTES;
+    tj.dst = scratch_get(1, pstride * npan);
+    if (pd_pool_size(p) > 1 && (size_t)w->out * w->in >= 65536) pd_pool_run(p, tr_task, &tj, npan);
+    else
+        for (int q = 0; q < npan; q++) tr_task(&tj, q);
+    prod_job j = {.ks = ks, .kt = f32 ? PD_WTYPE_F32 : PD_WTYPE_BF16, .rows = rows, .g = tj.gv, .y = dx,
+                  .ldy = (size_t)w->in, .acc = accumulate, .pan = tj.dst, .pstride = pstride, .npan = npan, .ncols = w->in};
+    if (f32) {
         j.a = (const char *)dy;
         j.lda = (size_t)w->out * sizeof(float);
     } else {
-        j.kt = PD_WTYPE_BF16;
-        j.g = (w->out + 1) / 2;
-        int kp = 2 * j.g;
+        int kp = 2 * tj.gv;
         char *a = conv_buffer(PD_WTYPE_BF16, rows, kp, NULL, NULL);
         conv_job c = {.ks = ks, .t = PD_WTYPE_BF16, .x = dy, .ldx = (size_t)w->out, .n = w->out, .kp = kp, .rows = rows,
                       .colscale = w->t == PD_WTYPE_INT8 ? w->sw : NULL, .a = a};
@@ -940,5 +968,5 @@ void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *
         j.a = a;
         j.lda = (size_t)kp * 2;
     }
-    prod_run(p, &j, 0);
+    prod_run(p, &j, pstride * npan);
 }

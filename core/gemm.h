@@ -15,10 +15,11 @@
  *         in int32 (AVX512_VNNI vpdpbusd, u8 x s8) with the dequantization and bias fused into
  *         the store: the zero point is compensated exactly.
  * The backward pass's product dx = dy W (training adapters through a frozen low-precision
- * base) reads the same packing: each task transposes one panel's worth into a scratch panel
- * (bf16 for bf16 and int8 weights, whose integers bf16 holds exactly; dy is scaled by s_w for
- * int8 and rounded to bf16), so no second copy of the weights is kept. docs/ENGINE.md
- * ("Low-precision GEMM") has the measurements behind these choices.
+ * base) is built from the same packing: each call transposes the panels into the forward
+ * layout of W^T in a per-thread scratch (bf16 for bf16 and int8 weights, whose integers bf16
+ * holds exactly; dy is scaled by s_w for int8 and rounded to bf16) and runs the forward
+ * kernels, so no second resident copy of the weights is kept. docs/ENGINE.md ("Low-precision
+ * GEMM") has the measurements behind these choices.
  *
  * Kernels: AVX-512 (fp32 FMA; vdpbf16ps and vpdpbusd where the CPU has AVX512_BF16 and
  * AVX512_VNNI, otherwise the same sums through widening to fp32 / int16), and a portable scalar
