@@ -14,6 +14,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define NR PD_WMAT_NR
 #define MR_MAX 8
@@ -26,6 +27,7 @@ struct pd_wmat {
     int npan;       /* ceil(out / NR) */
     size_t pstride; /* bytes per panel: g * GROUP_BYTES */
     char *pan;      /* (npan, g, NR, 4 bytes), 64-byte aligned, zero past out and in */
+    size_t maplen;  /* pan is an mmap of this length, or 0: malloc'd */
     float *sw;      /* int8: (npan * NR) per-output scales, 0 past out */
     int32_t *wsum;  /* int8: (npan * NR) sum_k q[n][k] */
     size_t bytes;
@@ -633,6 +635,34 @@ const char *pd_wtype_name(pd_wtype t) {
 static int groups_of(pd_wtype t, int k) { return t == PD_WTYPE_F32 ? k : t == PD_WTYPE_BF16 ? (k + 1) / 2 : (k + 3) / 4; }
 static int per_group(pd_wtype t) { return t == PD_WTYPE_F32 ? 1 : t == PD_WTYPE_BF16 ? 2 : 4; }
 
+/* Panel memory. From 2 MB on it is mapped on its own, 2 MB aligned and exactly as long as
+ * needed (rounded to 4 KB), and advised into transparent huge pages: first touching 4 KB pages
+ * dominated packing on a VM (fp32 3072x768: 32 ms, three quarters page faults and the zeroing
+ * memset; 3 ms with huge pages). Only whole 2 MB stretches become huge pages, so the tail
+ * costs no more than its bytes. *maplen gets the mapping's length, 0 for malloc'd memory. */
+#define HUGE_PAGE ((size_t)2 << 20)
+static char *panels_alloc(size_t bytes, size_t *maplen) {
+    *maplen = 0;
+    if (bytes >= HUGE_PAGE) {
+        size_t len = (bytes + 4095) & ~(size_t)4095;
+        char *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED) {
+            size_t head = (HUGE_PAGE - (uintptr_t)m % HUGE_PAGE) % HUGE_PAGE;
+            if (head) munmap(m, head);
+            munmap(m + head + len, HUGE_PAGE - head);
+#ifdef MADV_HUGEPAGE
+            madvise(m + head, len, MADV_HUGEPAGE); /* advice only: failure leaves 4 KB pages */
+#endif
+            *maplen = len;
+            return m + head; /* anonymous pages are zero */
+        }
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes)) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
 pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
     if (out <= 0 || in <= 0 || ldw < (size_t)in || !w || (unsigned)t > PD_WTYPE_INT8) return NULL;
     pd_wmat *m = calloc(1, sizeof *m);
@@ -644,9 +674,7 @@ pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
     m->npan = (out + NR - 1) / NR;
     m->pstride = (size_t)m->g * GROUP_BYTES;
     size_t pbytes = m->pstride * (size_t)m->npan, cols = (size_t)m->npan * NR;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, pbytes)) p = NULL;
-    m->pan = p;
+    m->pan = panels_alloc(pbytes, &m->maplen);
     if (t == PD_WTYPE_INT8) {
         m->sw = calloc(cols, sizeof *m->sw);
         m->wsum = calloc(cols, sizeof *m->wsum);
@@ -655,45 +683,51 @@ pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
         pd_wmat_free(m);
         return NULL;
     }
-    memset(m->pan, 0, pbytes);
     m->bytes = pbytes + (t == PD_WTYPE_INT8 ? cols * (sizeof *m->sw + sizeof *m->wsum) : 0);
     int pg = per_group(t);
-    for (int n = 0; n < out; n++) {
-        const float *row = w + (size_t)n * ldw;
-        char *base = m->pan + (size_t)(n / NR) * m->pstride + (size_t)(n % NR) * 4;
-        float inv = 0.0f;
-        if (t == PD_WTYPE_INT8) {
+    if (t == PD_WTYPE_INT8)
+        for (int n = 0; n < out; n++) {
+            const float *row = w + (size_t)n * ldw;
             float mx = 0.0f;
             for (int k = 0; k < in; k++) mx = fabsf(row[k]) > mx ? fabsf(row[k]) : mx;
             float s = mx / 127.0f;
-            if (s > 0.0f && !isinf(s)) {
-                m->sw[n] = s;
-                inv = 1.0f / s;
-            }
+            if (s > 0.0f && !isinf(s)) m->sw[n] = s;
         }
-        int32_t sum = 0;
+    /* Panel by panel, k by k: the 48 source rows are read side by side (48 short streams) and
+     * the panel is written in order (writing row by row strided 192 bytes: 18 ns a value). */
+    for (int pi = 0; pi < m->npan; pi++) {
+        int nn = out - pi * NR < NR ? out - pi * NR : NR;
+        char *pan = m->pan + (size_t)pi * m->pstride;
+        const float *src = w + (size_t)pi * NR * ldw;
+        float *swp = t == PD_WTYPE_INT8 ? m->sw + pi * NR : NULL;
+        int32_t *wsp = t == PD_WTYPE_INT8 ? m->wsum + pi * NR : NULL;
+        float inv[NR];
+        for (int j = 0; j < nn; j++) inv[j] = swp && swp[j] > 0.0f ? 1.0f / swp[j] : 0.0f;
         for (int k = 0; k < in; k++) {
-            char *e = base + (size_t)(k / pg) * GROUP_BYTES;
-            if (t == PD_WTYPE_F32) {
-                memcpy(e, &row[k], 4);
-            } else if (t == PD_WTYPE_BF16) {
-                uint16_t h = pd_bf16_round(row[k]);
-                memcpy(e + 2 * (k % 2), &h, 2);
-            } else {
-                int q = clamp_rint(row[k] * inv);
-                q = q < -127 ? -127 : q > 127 ? 127 : q;
-                ((int8_t *)e)[k % 4] = (int8_t)q;
-                sum += q;
+            char *e = pan + (size_t)(k / pg) * GROUP_BYTES;
+            for (int j = 0; j < nn; j++) {
+                float v = src[(size_t)j * ldw + k];
+                if (t == PD_WTYPE_F32) {
+                    memcpy(e + 4 * j, &v, 4);
+                } else if (t == PD_WTYPE_BF16) {
+                    uint16_t h = pd_bf16_round(v);
+                    memcpy(e + 4 * j + 2 * (k % 2), &h, 2);
+                } else {
+                    int q = clamp_rint(v * inv[j]);
+                    q = q < -127 ? -127 : q > 127 ? 127 : q;
+                    e[4 * j + k % 4] = (char)(int8_t)q;
+                    wsp[j] += q;
+                }
             }
         }
-        if (t == PD_WTYPE_INT8) m->wsum[n] = sum;
     }
     return m;
 }
 
 void pd_wmat_free(pd_wmat *w) {
     if (!w) return;
-    free(w->pan);
+    if (w->maplen) munmap(w->pan, w->maplen);
+    else free(w->pan);
     free(w->sw);
     free(w->wsum);
     free(w);
