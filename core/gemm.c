@@ -157,6 +157,12 @@ typedef struct {
 
 typedef void (*tile_fn)(const tile *t);
 
+static inline float ldf(const char *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
 static inline int32_t ld32(const char *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -232,6 +238,149 @@ SCALAR_WRAP(tile_i8_scalar)
 #define PD_GEMM_X86 1
 #define AI static inline __attribute__((always_inline))
 
+/* ---- AVX2+FMA: the same packing in 16-column thirds of a panel and 4-row groups (16 ymm
+ * registers: 8 accumulators, the panel row widened, the broadcast row) ---- */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* Columns [v0, v0 + 16) of rows r0 .. r0 + MR: the epilogue data of one part. */
+typedef struct {
+    __m256i m[2];
+    __m256 bias[2], sw[2];
+    __m256i ws[2];
+} epi2;
+
+AI __m256i lane_mask8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AI void epi2_init(const tile *t, int v0, epi2 *e, int i8) {
+    for (int v = 0; v < 2; v++) {
+        int c = v0 + 8 * v;
+        e->m[v] = lane_mask8(t->nc - c);
+        e->bias[v] = t->bias ? _mm256_maskload_ps(t->bias + c, e->m[v]) : _mm256_setzero_ps();
+        if (i8) {
+            e->sw[v] = _mm256_loadu_ps(t->sw + c);
+            e->ws[v] = _mm256_loadu_si256((const __m256i *)(const void *)(t->wsum + c));
+        }
+    }
+}
+
+AI void put2_f32(const tile *t, const epi2 *e, int i, int v0, __m256 c0, __m256 c1) {
+    float *cr = t->c + (size_t)i * t->ldc + v0;
+    __m256 c[2] = {c0, c1};
+    for (int v = 0; v < 2; v++) {
+        __m256 r = _mm256_add_ps(c[v], e->bias[v]);
+        if (t->acc) r = _mm256_add_ps(r, _mm256_maskload_ps(cr + 8 * v, e->m[v]));
+        _mm256_maskstore_ps(cr + 8 * v, e->m[v], r);
+    }
+}
+
+AI void put2_i32(const tile *t, const epi2 *e, int i, int v0, __m256i c0, __m256i c1) {
+    float *cr = t->c + (size_t)i * t->ldc + v0;
+    __m256i c[2] = {c0, c1};
+    __m256i z = _mm256_set1_epi32(t->zp[i]);
+    __m256 sx = _mm256_set1_ps(t->sx[i]);
+    for (int v = 0; v < 2; v++) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(c[v], _mm256_mullo_epi32(z, e->ws[v])));
+        __m256 r = _mm256_fmadd_ps(f, _mm256_mul_ps(sx, e->sw[v]), e->bias[v]);
+        if (t->acc) r = _mm256_add_ps(r, _mm256_maskload_ps(cr + 8 * v, e->m[v]));
+        _mm256_maskstore_ps(cr + 8 * v, e->m[v], r);
+    }
+}
+
+#define ROWS4(X) X(0) X(1) X(2) X(3)
+#define DECL2_PS(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = c##i##0;
+#define DECL2_EPI(i) __m256i c##i##0 = _mm256_setzero_si256(), c##i##1 = c##i##0;
+#define PUT2_F32(i) if (MR > i) put2_f32(t, &e, r0 + i, v0, c##i##0, c##i##1);
+#define PUT2_I32(i) if (MR > i) put2_i32(t, &e, r0 + i, v0, c##i##0, c##i##1);
+
+#define STEP2_F32(i)                                                 \
+    if (MR > i) {                                                    \
+        __m256 x = _mm256_set1_ps(ldf(a + i * lda));                 \
+        c##i##0 = _mm256_fmadd_ps(x, b0, c##i##0);                   \
+        c##i##1 = _mm256_fmadd_ps(x, b1, c##i##1);                   \
+    }
+AI void part_f32_avx2(const int MR, const tile *t, int r0, int v0) {
+    ROWS4(DECL2_PS)
+    const char *a = t->a + (size_t)r0 * t->lda, *b = t->b + 4 * v0;
+    size_t lda = t->lda;
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m256 b0 = _mm256_loadu_ps((const float *)(const void *)b), b1 = _mm256_loadu_ps((const float *)(const void *)(b + 32));
+        ROWS4(STEP2_F32)
+    }
+    epi2 e;
+    epi2_init(t, v0, &e, 0);
+    ROWS4(PUT2_F32)
+}
+
+#define STEP2_BF16(i)                                                                   \
+    if (MR > i) {                                                                       \
+        __m256i x = _mm256_set1_epi32(ld32(a + i * lda));                               \
+        __m256 xe = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));                      \
+        __m256 xo = _mm256_castsi256_ps(_mm256_and_si256(x, hi));                       \
+        c##i##0 = _mm256_fmadd_ps(xo, bo0, _mm256_fmadd_ps(xe, be0, c##i##0));          \
+        c##i##1 = _mm256_fmadd_ps(xo, bo1, _mm256_fmadd_ps(xe, be1, c##i##1));          \
+    }
+AI void part_bf16_avx2(const int MR, const tile *t, int r0, int v0) {
+    ROWS4(DECL2_PS)
+    const char *a = t->a + (size_t)r0 * t->lda, *b = t->b + 4 * v0;
+    size_t lda = t->lda;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)b), w1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32));
+        __m256 be0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), bo0 = _mm256_castsi256_ps(_mm256_and_si256(w0, hi));
+        __m256 be1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), bo1 = _mm256_castsi256_ps(_mm256_and_si256(w1, hi));
+        ROWS4(STEP2_BF16)
+    }
+    epi2 e;
+    epi2_init(t, v0, &e, 0);
+    ROWS4(PUT2_F32)
+}
+
+#define STEP2_I8(i)                                                                                          \
+    if (MR > i) {                                                                                            \
+        __m256i x = _mm256_set1_epi32(ld32(a + i * lda));                                                    \
+        __m256i xe = _mm256_and_si256(x, lo8), xo = _mm256_srli_epi16(x, 8);                                 \
+        c##i##0 = _mm256_add_epi32(c##i##0, _mm256_add_epi32(_mm256_madd_epi16(xe, be0), _mm256_madd_epi16(xo, bo0))); \
+        c##i##1 = _mm256_add_epi32(c##i##1, _mm256_add_epi32(_mm256_madd_epi16(xe, be1), _mm256_madd_epi16(xo, bo1))); \
+    }
+AI void part_i8_avx2(const int MR, const tile *t, int r0, int v0) {
+    ROWS4(DECL2_EPI)
+    const char *a = t->a + (size_t)r0 * t->lda, *b = t->b + 4 * v0;
+    size_t lda = t->lda;
+    const __m256i lo8 = _mm256_set1_epi32(0x00ff00ff);
+    for (int g = 0; g < t->g; g++, b += GROUP_BYTES, a += 4) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)b), w1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32));
+        __m256i be0 = _mm256_srai_epi16(_mm256_slli_epi16(w0, 8), 8), bo0 = _mm256_srai_epi16(w0, 8);
+        __m256i be1 = _mm256_srai_epi16(_mm256_slli_epi16(w1, 8), 8), bo1 = _mm256_srai_epi16(w1, 8);
+        ROWS4(STEP2_I8)
+    }
+    epi2 e;
+    epi2_init(t, v0, &e, 1);
+    ROWS4(PUT2_I32)
+}
+
+/* A whole tile (mr <= 8 rows, the panel's valid columns) as 4-row groups and 16-column thirds. */
+#define AVX2_TILE(ty)                                                                   \
+    static void tile_##ty##_avx2(int mr, const tile *t) {                               \
+        for (int r0 = 0; r0 < mr; r0 += 4)                                              \
+            for (int v0 = 0; v0 < t->nc; v0 += 16) switch (mr - r0 < 4 ? mr - r0 : 4) { \
+                case 1: part_##ty##_avx2(1, t, r0, v0); break;                          \
+                case 2: part_##ty##_avx2(2, t, r0, v0); break;                          \
+                case 3: part_##ty##_avx2(3, t, r0, v0); break;                          \
+                default: part_##ty##_avx2(4, t, r0, v0); break;                         \
+                }                                                                       \
+    }
+AVX2_TILE(f32)
+AVX2_TILE(bf16)
+AVX2_TILE(i8)
+SCALAR_WRAP(tile_f32_avx2)
+SCALAR_WRAP(tile_bf16_avx2)
+SCALAR_WRAP(tile_i8_avx2)
+
+#pragma GCC pop_options
+
 /* ---- AVX-512F/BW: fp32, and bf16 / int8 by widening (CPUs without the dot products) ---- */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
@@ -282,11 +431,6 @@ AI void put_i32(const tile *t, const epi *e, int i, __m512i c0, __m512i c1, __m5
     }
 }
 
-AI float ldf(const char *p) {
-    float f;
-    memcpy(&f, p, 4);
-    return f;
-}
 
 /* The accumulators are named variables (c00 .. c72), not an array: gcc keeps arrays of
  * vectors on the stack. ROWS expands a row macro for rows 0..7; rows >= MR fold away. */
@@ -515,8 +659,9 @@ static void bf16_row_dot(const float *x, int n, int kp, const float *cs, uint16_
 /* Features a product may use: AVX-512 (F, BW, DQ, VL), and on top of it AVX512_BF16 for bf16
  * and AVX512_VNNI for int8. PD_ISA / pd_gemm_set_isa name them as core/kernels.h's scheme on
  * the kernels branch does ('+'-joined: scalar, avx2, avx512, avx512_vnni, avx512_bf16, each
- * implying what it builds on); switching to its pd_cpu_features() is this one place. */
-enum { F_AVX512 = 1, F_BF16 = 2, F_VNNI = 4 };
+ * implying what it builds on: avx2 means AVX2+FMA); switching to its pd_cpu_features() is this
+ * one place. */
+enum { F_AVX512 = 1, F_BF16 = 2, F_VNNI = 4, F_AVX2 = 8 };
 
 typedef struct {
     tile_fn tf[3][MR_MAX + 1]; /* by type, by rows */
@@ -538,6 +683,15 @@ static void kset_build(int f) {
         quant_row_scalar,
     };
 #ifdef PD_GEMM_X86
+    if (f & F_AVX2) {
+        kern_set m = {
+            {MR_TABLE(tile_f32_avx2, _s), MR_TABLE(tile_bf16_avx2, _s), MR_TABLE(tile_i8_avx2, _s)},
+            {"avx2", "avx2 (bf16 emulated)", "avx2 (int8 emulated)"},
+            bf16_row_scalar,
+            quant_row_scalar,
+        };
+        s = m;
+    }
     if (f & F_AVX512) {
         kern_set m = {
             {MR_TABLE(tile_f32_avx512, _m), MR_TABLE(tile_bf16_avx512, _m), MR_TABLE(tile_i8_avx512, _m)},
@@ -570,10 +724,10 @@ static int spec_features(const char *spec) {
     while (*p) {
         size_t n = strcspn(p, "+");
         if (n == 6 && !strncmp(p, "scalar", 6)) f |= 0;
-        else if (n == 4 && !strncmp(p, "avx2", 4)) f |= 0; /* no AVX2 bodies here: scalar */
-        else if (n == 6 && !strncmp(p, "avx512", 6)) f |= F_AVX512;
-        else if (n == 11 && !strncmp(p, "avx512_vnni", 11)) f |= F_AVX512 | F_VNNI;
-        else if (n == 11 && !strncmp(p, "avx512_bf16", 11)) f |= F_AVX512 | F_BF16;
+        else if (n == 4 && !strncmp(p, "avx2", 4)) f |= F_AVX2;
+        else if (n == 6 && !strncmp(p, "avx512", 6)) f |= F_AVX2 | F_AVX512;
+        else if (n == 11 && !strncmp(p, "avx512_vnni", 11)) f |= F_AVX2 | F_AVX512 | F_VNNI;
+        else if (n == 11 && !strncmp(p, "avx512_bf16", 11)) f |= F_AVX2 | F_AVX512 | F_BF16;
         else return -1;
         p += n;
         if (*p == '+') p++;
@@ -584,9 +738,10 @@ static int spec_features(const char *spec) {
 static void disp_init(void) {
 #ifdef PD_GEMM_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma")) {
-        cpu_feat = F_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cpu_feat = F_AVX2;
+    if (cpu_feat && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+        cpu_feat |= F_AVX512;
         if (__builtin_cpu_supports("avx512bf16")) cpu_feat |= F_BF16;
         if (__builtin_cpu_supports("avx512vnni")) cpu_feat |= F_VNNI;
     }
@@ -611,9 +766,9 @@ int pd_gemm_set_isa(const char *spec) {
 
 const char *pd_gemm_isa(void) {
     kset();
-    static const char *names[8] = {"scalar", "avx512", "scalar", "avx512+avx512_bf16", "scalar", "avx512+avx512_vnni", "scalar",
+    static const char *names[8] = {"avx2", "avx512", "avx2", "avx512+avx512_bf16", "avx2", "avx512+avx512_vnni", "avx2",
                                    "avx512+avx512_bf16+avx512_vnni"};
-    return names[kcur_feat & 7];
+    return kcur_feat & F_AVX2 ? names[kcur_feat & 7] : "scalar";
 }
 
 const char *pd_wmat_kernel(pd_wtype t) { return kset()->kname[t]; }

@@ -22,10 +22,10 @@
  * GEMM") has the measurements behind these choices.
  *
  * Kernels: AVX-512 (fp32 FMA; vdpbf16ps and vpdpbusd where the CPU has AVX512_BF16 and
- * AVX512_VNNI, otherwise the same sums through widening to fp32 / int16), and a portable scalar
- * body that gives the same results (equal up to the order of fp32 additions; int8 sums are
- * exact in every body). PD_ISA limits the instructions with the names of core/kernels.h's
- * scheme, '+'-joined: scalar, avx2 (= scalar here), avx512 (bf16 and int8 widened),
+ * AVX512_VNNI, otherwise the same sums through widening to fp32 / int16), AVX2+FMA (widening),
+ * and a portable scalar body, all giving the same results (equal up to the order of fp32
+ * additions; int8 sums are exact in every body). PD_ISA limits the instructions with the names
+ * of core/kernels.h's scheme, '+'-joined: scalar, avx2, avx512 (bf16 and int8 widened),
  * avx512_bf16, avx512_vnni; pd_gemm_set_isa switches (tests run every body).
  *
  * Threads: products split over the pd_pool by row blocks and column panels (tasks taken
@@ -75,7 +75,8 @@ void pd_wmat_gemm(pd_pool *p, const pd_wmat *w, const float *x, size_t ldx, int 
 void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *dx, int accumulate);
 
 /* The kernel a type runs on now: "avx512_bf16", "avx512_vnni", "avx512", "avx512 (bf16
- * emulated)", "avx512 (int8 emulated)" or "scalar". */
+ * emulated)", "avx512 (int8 emulated)", "avx2", "avx2 (bf16 emulated)", "avx2 (int8
+ * emulated)" or "scalar". */
 const char *pd_wmat_kernel(pd_wtype t);
 
 /* Uses the instructions a spec names ("avx512+avx512_bf16", "scalar", ...; NULL: all the CPU

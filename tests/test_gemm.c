@@ -277,7 +277,7 @@ int main(void) {
     test_api();
     pd_pool *pool = pd_pool_new(2);
     CHECK(pool != NULL);
-    static const char *levels[] = {"scalar", "avx512", "avx512_bf16+avx512_vnni"};
+    static const char *levels[] = {"scalar", "avx2", "avx512", "avx512_bf16+avx512_vnni"};
     /* rows, out, in */
     static const int shapes[][3] = {{1, 1, 1},   {1, 5, 3},    {2, 47, 17},  {3, 48, 64},   {8, 49, 130},
                                     {9, 96, 7},  {17, 100, 33}, {1, 200, 768}, {33, 97, 255}, {100, 150, 3001},
