@@ -820,6 +820,7 @@ static char *panels_alloc(size_t bytes, size_t *maplen) {
 
 pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
     if (out <= 0 || in <= 0 || ldw < (size_t)in || !w || (unsigned)t > PD_WTYPE_INT8) return NULL;
+    if (t == PD_WTYPE_INT8 && in > PD_WMAT_INT8_MAX_IN) return NULL; /* int32 sums: 255 x 127 x in */
     pd_wmat *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->t = t;

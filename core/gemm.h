@@ -48,8 +48,11 @@ typedef struct pd_wmat pd_wmat;
 int pd_wtype_parse(const char *name);
 const char *pd_wtype_name(pd_wtype t);
 
+#define PD_WMAT_INT8_MAX_IN 65536 /* the int32 sums of u8 x s8 products stay exact up to this */
+
 /* Converts and packs W (out, in), rows ldw floats apart (ldw >= in). The caller keeps w.
- * Returns NULL if out or in is not positive, ldw < in, or memory runs out. */
+ * Returns NULL if out or in is not positive, ldw < in, int8 has in > PD_WMAT_INT8_MAX_IN, or
+ * memory runs out. */
 pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw);
 void pd_wmat_free(pd_wmat *w); /* NULL is a no-op */
 

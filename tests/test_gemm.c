@@ -232,6 +232,7 @@ static void test_api(void) {
     CHECK(pd_wmat_new(PD_WTYPE_F32, w, 0, 3, 3) == NULL);
     CHECK(pd_wmat_new(PD_WTYPE_F32, w, 2, 3, 2) == NULL);
     CHECK(pd_wmat_new((pd_wtype)7, w, 2, 3, 3) == NULL);
+    CHECK(pd_wmat_new(PD_WTYPE_INT8, w, 1, PD_WMAT_INT8_MAX_IN + 1, PD_WMAT_INT8_MAX_IN + 1) == NULL); /* before reading w */
     CHECK(pd_wtype_parse("bf16") == PD_WTYPE_BF16 && pd_wtype_parse("int8") == PD_WTYPE_INT8);
     CHECK(pd_wtype_parse("fp32") == PD_WTYPE_F32 && pd_wtype_parse("fp16") == -1 && pd_wtype_parse(NULL) == -1);
     CHECK(pd_gemm_set_isa("sse9") == -1);
