@@ -245,9 +245,11 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* backward dx = dy W, 2 threads */
-    printf("\nBackward dx = dy W on 1 thread, GFLOP/s: sgemm NN on fp32 W | reading the forward packing | second packing of W^T\n");
-    printf("%-18s %6s %14s %14s %14s %12s\n", "rows x out x in", "type", "sgemm", "dx(packed W)", "packed W^T", "extra bytes");
+    /* backward dx = dy W, one thread */
+    if (!only || !strcmp(only, "dx")) {
+        printf("\nBackward dx = dy W on 1 thread, GFLOP/s: sgemm NN on fp32 W | pd_wmat_dx | second packing of W^T\n");
+        printf("%-18s %6s %14s %14s %14s %12s\n", "rows x out x in", "type", "sgemm", "pd_wmat_dx", "packed W^T", "extra bytes");
+    }
     if (jf) fprintf(jf, "], \"dx\": [");
     first = 1;
     use_cpu_clock = 1;
