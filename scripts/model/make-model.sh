@@ -55,7 +55,11 @@ I_TO=$(index_of "$TO")
 
 # ==== Stages ====
 
-stage_corpus() { "$PY" "$HERE/corpus.py" --work "$WORK" "${QARGS[@]}"; }
+# --quick shares the full run's npm install (a minute of npm ci) instead of making its own.
+stage_corpus() {
+    if [ "$QUICK" = 1 ]; then "$PY" "$HERE/corpus.py" --work "$WORK" --quick --npm-prefix "$ROOT/build/model/npm"
+    else "$PY" "$HERE/corpus.py" --work "$WORK"; fi
+}
 
 stage_vocab() {
     if [ "$QUICK" = 1 ]; then "$PY" "$HERE/vocab.py" --work "$WORK" --sizes 2048

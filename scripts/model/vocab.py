@@ -444,15 +444,21 @@ def main(argv=None):
               "vocabularies": {}}
     down = {k: count_words(v) for k, v in downstream_texts(args.shared).items()}
 
+    # Merges are learned one after the other, so the smaller vocabularies are prefixes of the
+    # largest one: learn it once.
     vocabs = {}
-    for size in [int(x) for x in args.sizes.split(",") if x]:
+    sizes = sorted(int(x) for x in args.sizes.split(",") if x)
+    t0 = time.time()
+    full = learn(counts, sizes[-1], args.limit_alphabet, log) if sizes else []
+    secs = time.time() - t0
+    report["learn_seconds"] = round(secs, 1)
+    for size in sizes:
         name = "wp%dk" % (size // 1024) if size % 1024 == 0 else "wp%d" % size
-        t0 = time.time()
-        vocab = learn(counts, size, args.limit_alphabet, log)
-        secs = time.time() - t0
+        vocab = full[:size]
         write_tokenizer(vocab, os.path.join(out, name))
-        log("%s: %d tokens learned in %.1fs -> %s" % (name, len(vocab), secs, os.path.join(out, name)))
-        vocabs[name] = (vocab, {"size": len(vocab), "learn_seconds": round(secs, 1), "dir": os.path.join(out, name)})
+        log("%s: %d tokens -> %s" % (name, len(vocab), os.path.join(out, name)))
+        vocabs[name] = (vocab, {"size": len(vocab), "dir": os.path.join(out, name)})
+    log("learned %d tokens in %.1fs" % (len(full), secs))
     bert = os.path.join(args.shared, "fixtures", "bert-base-uncased-tokenizer", "vocab.txt")
     if os.path.exists(bert):
         v = read_vocab_txt(bert)

@@ -273,6 +273,7 @@ def vocab_checks(work, shared):
     v = vocab.learn(counts, 400)
     check(v[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "special tokens first")
     check(len(v) == 400 and len(set(v)) == 400, "exact size, no duplicates")
+    check(vocab.learn(counts, 512)[:400] == v, "a smaller vocabulary is a prefix of a larger one")
     check(all(chr(c) in v and "##" + chr(c) in v for c in range(33, 127)), "printable ASCII and ## forms")
     wp = vocab.WordPiece(v)
     wrong = [w for w in counts if wp.unk not in wp.word(w) and
