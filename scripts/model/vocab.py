@@ -23,9 +23,12 @@ Output (WORK/vocab/):
   peftd_check     every vocabulary loaded by peftd's tokenizer (core/tokenizer.c, through
                   scripts/model/tokcheck.c) tokenizes every line of the held-out text exactly as
                   this script's encoder does (report.json: lines, lines differing)
+  peer_check      with --peer-check, the same with a second implementation that loads
+                  tokenizer.json + tokenizer_config.json as Hugging Face's libraries do
+                  (@lenml/tokenizers 3.7.2, a port of transformers.js; scripts/model/peer/)
 
 Usage: vocab.py [--work DIR] [--corpus FILE] [--sizes 8192,16384] [--shared DIR]
-                [--limit-alphabet 1000] [--no-check] [--check-text FILE]
+                [--limit-alphabet 1000] [--no-check] [--check-text FILE] [--peer-check]
 """
 
 import argparse
@@ -387,15 +390,21 @@ def measure(wp, counts):
 def check_with_peftd(vocab_dir, wp, text_file, tool):
     """Tokenizes every line of text_file with peftd's tokenizer (tokcheck) and with wp;
     returns (lines, lines that differ, first difference or None)."""
+    return compare_with([tool, vocab_dir], wp, text_file)
+
+
+def compare_with(cmd, wp, text_file):
+    """Runs cmd (a tokenizer reading lines on stdin, writing ids per line) on text_file and
+    compares with wp's encoding: (lines, lines that differ, first difference or None)."""
     import subprocess
     with open(text_file, encoding="utf-8") as f:
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    r = subprocess.run([tool, vocab_dir], input="\n".join(lines) + "\n", capture_output=True,
+    r = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True,
                        text=True, encoding="utf-8")
     if r.returncode != 0:
-        raise RuntimeError("tokcheck failed: " + r.stderr.strip())
+        raise RuntimeError("%s failed: %s" % (cmd[0], r.stderr.strip()))
     got = r.stdout.split("\n")
     bad, first = 0, None
     for i, ln in enumerate(lines):
@@ -406,6 +415,21 @@ def check_with_peftd(vocab_dir, wp, text_file, tool):
                 first = {"line": i + 1, "text": ln[:200], "python": want[:200],
                          "peftd": got[i][:200] if i < len(got) else None}
     return len(lines), bad, first
+
+
+def install_peer(work):
+    """npm ci of scripts/model/peer (a second WordPiece implementation, pinned by its lock
+    file) into WORK/peer; returns that directory."""
+    import shutil
+    import subprocess
+    d = os.path.join(work, "peer")
+    os.makedirs(d, exist_ok=True)
+    for fn in ("package.json", "package-lock.json", "encode.mjs"):
+        shutil.copyfile(os.path.join(HERE, "peer", fn), os.path.join(d, fn))
+    if not os.path.exists(os.path.join(d, "node_modules", "@lenml", "tokenizers", "package.json")):
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=d, check=True)
+    return d
 
 
 def build_tokcheck():
@@ -429,6 +453,8 @@ def main(argv=None):
     ap.add_argument("--limit-alphabet", type=int, default=1000)
     ap.add_argument("--no-check", action="store_true", help="skip the comparison with peftd's tokenizer")
     ap.add_argument("--check-text", default=None, help="default: heldout.txt beside the corpus")
+    ap.add_argument("--peer-check", action="store_true",
+                    help="also compare with @lenml/tokenizers (npm ci of scripts/model/peer into WORK/peer)")
     args = ap.parse_args(argv)
     t_all = time.time()
     corpus = args.corpus or os.path.join(args.work, "corpus", "train.txt")
@@ -473,8 +499,8 @@ def main(argv=None):
         log("%-18s corpus %s" % (name, info["corpus"]))
         for task in down:
             log("%-18s %-6s %s" % ("", task, info[task]))
+    heldout = args.check_text or os.path.join(os.path.dirname(corpus), "heldout.txt")
     if not args.no_check:
-        heldout = args.check_text or os.path.join(os.path.dirname(corpus), "heldout.txt")
         tool = build_tokcheck()
         for name, (vocab, info) in vocabs.items():
             t0 = time.time()
@@ -484,6 +510,16 @@ def main(argv=None):
             log("%-18s peftd's tokenizer vs this encoder on %s: %d lines, %d differ" % (name, heldout, n, bad))
             if bad:
                 log("  first difference: %s" % json.dumps(first, ensure_ascii=False))
+    if args.peer_check:
+        peer = install_peer(args.work)
+        for name, (vocab, info) in vocabs.items():
+            t0 = time.time()
+            n, bad, first = compare_with(["node", os.path.join(peer, "encode.mjs"), info["dir"]], WordPiece(vocab),
+                                         heldout)
+            info["peer_check"] = {"implementation": "@lenml/tokenizers 3.7.2 (transformers.js port)",
+                                  "lines": n, "lines_differing": bad, "first_difference": first,
+                                  "seconds": round(time.time() - t0, 1)}
+            log("%-18s @lenml/tokenizers vs this encoder: %d lines, %d differ" % (name, n, bad))
     report["seconds"] = round(time.time() - t_all, 1)
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
