@@ -287,6 +287,11 @@ _braces = re.compile(r"\{([^{}]*)\}")
 _attrib_end = re.compile(r"\s--\s?[A-Z][\w.'&, ]{0,50}$")
 _quote_attrib = re.compile(r"\s{2,}--.*$|\s{6,}\S.*$")
 _pos_lead = re.compile(r"^\s*(?:\d+\.|\([a-z]\))\s*")
+# "--Shak.", "--Sir T. Browne.", "--1 Thes. iv." inside a joined sense, and derived forms at
+# its end ("-- Sickishly, adv. -- Sickishness, n.")
+_attrib_any = re.compile(r"\s?--(?:\d\s)?(?:(?:Sir|Lord|Bp\.|Dr\.|St\.|Mrs?\.|[A-Z]\.)\s?)*[A-Z][A-Za-z'&-]*"
+                         r"(?:\s[A-Z][A-Za-z'&-]*)?\.(?:\s(?:[ivxlc]+\.|\d+[.:]?\d*\.?))*(?=\s|$)")
+_derived = re.compile(r"\s--\s[A-Z][\w'-]*(?:,\s[A-Z][\w'-]*)*,\s(?:n|adv|a|v|pl|p\. p|vb\. n)\..*$")
 
 
 def _unbrace(m):
@@ -337,6 +342,7 @@ def gcide_doc(head, text, words):
         sense = _braces.sub(_unbrace, sense)
         sense = _domain.sub("", sense)
         sense = clean_text(sense)
+        sense = _derived.sub("", _attrib_any.sub("", sense)).strip()
         if kind == "sense":
             sense = _pos_lead.sub("", sense)
             if not sense or not any(c.isalpha() for c in sense):
