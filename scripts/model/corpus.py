@@ -654,42 +654,53 @@ def npm_licence(npm_dir, dataset):
 
 # ==== Downstream data to keep out ====
 
-def downstream_keys(shared):
-    """{dataset: set of norm_key} of every sentence of SST-2, SUBJ and WikiQA (questions and
-    candidate answers), or None when the data is not there."""
+def downstream_texts(shared):
+    """{task: [texts]} of the downstream data in SHARED/data: SST-2 train and dev sentences,
+    SUBJ's sentences, WikiQA's questions (once each) and candidate sentences (train, dev);
+    {} when the data is not there. vocab.py measures its vocabularies on the same texts."""
     d = os.path.join(shared, "data")
+    out = {}
     if not os.path.isdir(d):
-        return None
-    keys = {"sst2": set(), "subj": set(), "wikiqa": set()}
-
-    def add(name, text):
-        k = norm_key(text)
-        if k:
-            keys[name].add(k)
-
+        return out
+    sst = []
     for fn in ("train.tsv", "dev.tsv"):
         p = os.path.join(d, "sst2", fn)
         if os.path.exists(p):
             with open(p, encoding="utf-8") as f:
-                for ln in f:
-                    parts = ln.rstrip("\n").split("\t")
-                    if len(parts) >= 2:
-                        add("sst2", parts[1])
+                next(f, None)                      # the header: label<TAB>sentence
+                sst += [ln.rstrip("\n").split("\t")[1] for ln in f if "\t" in ln]
+    subj = []
     for fn in ("subj.objective", "subj.subjective"):
         p = os.path.join(d, "subj", fn)
         if os.path.exists(p):
             with open(p, encoding="utf-8", errors="replace") as f:
-                for ln in f:
-                    add("subj", ln.strip())
-    for fn in ("train.txt", "dev.txt", "test.txt"):
+                subj += [ln.strip() for ln in f if ln.strip()]
+    qa, seen = [], set()
+    for fn in ("train.txt", "dev.txt"):
         p = os.path.join(d, "wikiqa", fn)
         if os.path.exists(p):
             with open(p, encoding="utf-8") as f:
                 for ln in f:
                     parts = ln.rstrip("\n").split("\t")
                     if len(parts) >= 2:
-                        add("wikiqa", parts[0])
-                        add("wikiqa", parts[1])
+                        if parts[0] not in seen:
+                            seen.add(parts[0])
+                            qa.append(parts[0])
+                        qa.append(parts[1])
+    for name, texts in (("sst2", sst), ("subj", subj), ("wikiqa", qa)):
+        if texts:
+            out[name] = texts
+    return out
+
+
+def downstream_keys(shared):
+    """{dataset: set of norm_key} of every downstream sentence (downstream_texts), or None when
+    the data is not there."""
+    if not os.path.isdir(os.path.join(shared, "data")):
+        return None
+    keys = {"sst2": set(), "subj": set(), "wikiqa": set()}
+    for name, texts in downstream_texts(shared).items():
+        keys[name] = {k for k in map(norm_key, texts) if k}
     return keys
 
 

@@ -42,6 +42,8 @@ import time
 import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import corpus  # noqa: E402  (the downstream texts, read once for both scripts)
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -332,47 +334,6 @@ def read_vocab_txt(path):
 
 # ==== Measurements ====
 
-def downstream_texts(shared):
-    """{task: [texts]}: SST-2 train+dev sentences, SUBJ sentences, WikiQA questions (once
-    each) and candidate sentences."""
-    d = os.path.join(shared, "data")
-    out = {}
-    if not os.path.isdir(d):
-        return out
-    sst = []
-    for fn in ("train.tsv", "dev.tsv"):
-        p = os.path.join(d, "sst2", fn)
-        if os.path.exists(p):
-            with open(p, encoding="utf-8") as f:
-                next(f, None)
-                sst += [ln.rstrip("\n").split("\t")[1] for ln in f if "\t" in ln]
-    if sst:
-        out["sst2"] = sst
-    subj = []
-    for fn in ("subj.objective", "subj.subjective"):
-        p = os.path.join(d, "subj", fn)
-        if os.path.exists(p):
-            with open(p, encoding="utf-8", errors="replace") as f:
-                subj += [ln.strip() for ln in f if ln.strip()]
-    if subj:
-        out["subj"] = subj
-    qa, seen = [], set()
-    for fn in ("train.txt", "dev.txt"):
-        p = os.path.join(d, "wikiqa", fn)
-        if os.path.exists(p):
-            with open(p, encoding="utf-8") as f:
-                for ln in f:
-                    parts = ln.rstrip("\n").split("\t")
-                    if len(parts) >= 2:
-                        if parts[0] not in seen:
-                            seen.add(parts[0])
-                            qa.append(parts[0])
-                        qa.append(parts[1])
-    if qa:
-        out["wikiqa"] = qa
-    return out
-
-
 def measure(wp, counts):
     """Tokens, words, tokens per word, [UNK] rate, share of words split into pieces, over a
     Counter of pre-tokenized words."""
@@ -457,18 +418,18 @@ def main(argv=None):
                     help="also compare with @lenml/tokenizers (npm ci of scripts/model/peer into WORK/peer)")
     args = ap.parse_args(argv)
     t_all = time.time()
-    corpus = args.corpus or os.path.join(args.work, "corpus", "train.txt")
+    corpus_file = args.corpus or os.path.join(args.work, "corpus", "train.txt")
     out = os.path.join(args.work, "vocab")
     os.makedirs(out, exist_ok=True)
 
     t0 = time.time()
-    with open(corpus, encoding="utf-8") as f:
+    with open(corpus_file, encoding="utf-8") as f:
         counts = count_words(f)
     log("%d words, %d distinct, counted in %.1fs" % (sum(counts.values()), len(counts), time.time() - t0))
-    report = {"corpus": os.path.abspath(corpus), "corpus_words": sum(counts.values()),
+    report = {"corpus": os.path.abspath(corpus_file), "corpus_words": sum(counts.values()),
               "corpus_distinct_words": len(counts), "count_seconds": round(time.time() - t0, 1),
               "vocabularies": {}}
-    down = {k: count_words(v) for k, v in downstream_texts(args.shared).items()}
+    down = {k: count_words(v) for k, v in corpus.downstream_texts(args.shared).items()}
 
     # Merges are learned one after the other, so the smaller vocabularies are prefixes of the
     # largest one: learn it once.
@@ -499,7 +460,7 @@ def main(argv=None):
         log("%-18s corpus %s" % (name, info["corpus"]))
         for task in down:
             log("%-18s %-6s %s" % ("", task, info[task]))
-    heldout = args.check_text or os.path.join(os.path.dirname(corpus), "heldout.txt")
+    heldout = args.check_text or os.path.join(os.path.dirname(corpus_file), "heldout.txt")
     if not args.no_check:
         tool = build_tokcheck()
         for name, (vocab, info) in vocabs.items():

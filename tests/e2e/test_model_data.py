@@ -140,7 +140,7 @@ def make_tree(top):
     ])
     write(os.path.join(root, "usr/share/games/fortunes/fortunes"),
           "It's a charming, funny film.\n%\nThe dog barked all night.\n%\nA day for firm decisions!\n"
-          "Or is it?\n\t\t-- Anonymous\n%\n")
+          "Or is it?\n\t\t-- Anonymous\n%\nContent?\n%\n")
     write(os.path.join(root, "usr/share/games/fortunes/ascii-art"), "Pictures of cats made of letters here.\n%\n")
     html = ('<html><body><div class="body" role="main"><h1>Title<a class="headerlink" href="#">\u00b6</a></h1>'
             '<p>The <code class="xref"><span class="pre">len()</span></code> function returns the length of an '
@@ -217,7 +217,7 @@ def corpus_checks(top):
                  "dog, domestic dog: a member of the genus Canis.",
                  "The len() function returns the length of an object.", "It works on lists.",
                  "APT is the abbreviation for Advanced Packaging Tool.",
-                 "Call me Ishmael.", "gentle: soft and mild; not harsh or stern or severe.", "a gentle reprimand"):
+                 "Call me Ishmael.", "Content?", "gentle: soft and mild; not harsh or stern or severe.", "a gentle reprimand"):
         check(good in sents, "sentence %r in the corpus" % good)
     # downstream overlaps: SST-2's tokenised "it 's a charming , funny film ." and the others
     for gone in ("It's a charming, funny film.", "Whenever I find myself growing grim, I go.",
