@@ -3,7 +3,6 @@
 #include "train_kernels.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 
 /* The row kernels' sums: 16 float lanes with GCC/clang vector extensions, in every pass of
