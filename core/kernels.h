@@ -89,7 +89,8 @@ void pd_softmax_rows_ld(float *x, int rows, int cols, int ld);
  *     if (f & PD_CPU_AVX512_BF16) return dot_bf16_avx512bf16(...);
  *     if (f & PD_CPU_AVX512) return dot_bf16_avx512(...);
  *     return dot_bf16_scalar(...);
- * and test every body by looping pd_kernels_set_isa over pd_kernels_isa_name(0, 1, ...).
+ * and test every body by looping pd_kernels_set_isa over pd_kernels_isa_name(0, 1, ...)
+ * (tests/test_isa.h does it).
  * Thread-safe, except pd_kernels_set_isa: not to be called while kernels run. */
 enum {
     PD_CPU_AVX2 = 1u << 0,

@@ -3,6 +3,7 @@
  * the CPU feature detection against /proc/cpuinfo and gcc's, and PD_ISA. */
 #include "kernels.h"
 #include "test.h"
+#include "test_isa.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -343,12 +344,7 @@ int main(void) {
     test_gemm(NULL);
     /* every kernel body the CPU can run: each PD_ISA name in turn */
     const char *isa;
-    for (int k = 0; (isa = pd_kernels_isa_name(k)); k++) {
-        if (pd_kernels_set_isa(isa) != 0) {
-            TEST_SKIP("%s: this CPU lacks it", isa);
-            continue;
-        }
-        printf("kernels: %s\n", isa);
+    for (int k = 0; (isa = test_next_isa(&k));) {
         test_layernorm(p, 96);
         test_layernorm(p, 37);
         test_layernorm(p, 768);
@@ -356,7 +352,6 @@ int main(void) {
         test_softmax();
         test_gemm(p); /* pd_linear's bias goes through the kernel body */
     }
-    CHECK(pd_kernels_set_isa(NULL) == 0);
     pd_pool_free(p);
     return TEST_SUMMARY("test_kernels");
 }
