@@ -5,15 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-/* The row kernels' sums: 16 float lanes with GCC/clang vector extensions, in every pass of
- * the template (one zmm register in the avx512 pass, two ymm in the avx2 pass, four xmm in
- * the scalar pass), so every body adds in the same order. Vectors only pass through memcpy
- * and macros: a function taking or returning a 64-byte vector by value draws gcc's and
- * clang's -Wpsabi ABI warning on non-AVX-512 builds. */
-#define VW 16
-typedef float vwf __attribute__((vector_size(4 * VW)));
-#define VW_SPLAT(c) ((vwf){(c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c), (c)})
-#define VW_HSUM(v)                                                                                   \
+/* The row kernels' 16 lanes added up: pairs 8 apart, then 4 apart, then 1, then 2 apart. */
+#define SUM16(v)                                                                                   \
     (((((v)[0] + (v)[8]) + ((v)[4] + (v)[12])) + (((v)[1] + (v)[9]) + ((v)[5] + (v)[13]))) +            \
      ((((v)[2] + (v)[10]) + ((v)[6] + (v)[14])) + (((v)[3] + (v)[11]) + ((v)[7] + (v)[15]))))
 
