@@ -12,10 +12,10 @@
 #include <cpuid.h>
 #endif
 #include <math.h>
-#include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -377,11 +377,12 @@ unsigned pd_cpu_features(void) {
     return isa_cpu;
 }
 
+/* acquire: a thread that sees the set also sees isa_setup's isa_cpu and isa_str */
 unsigned pd_kernels_features(void) {
-    unsigned f = atomic_load_explicit(&isa_enabled, memory_order_relaxed);
+    unsigned f = atomic_load_explicit(&isa_enabled, memory_order_acquire);
     if (f & ISA_UNSET) {
         pthread_once(&isa_once, isa_setup);
-        f = atomic_load_explicit(&isa_enabled, memory_order_relaxed);
+        f = atomic_load_explicit(&isa_enabled, memory_order_acquire);
     }
     return f;
 }
