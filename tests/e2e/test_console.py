@@ -25,7 +25,6 @@ Usage: python3 tests/e2e/test_console.py   (from the repo root)
 Prints "e2e_console: N passed, N failed, N skipped" last; exits 1 if anything failed.
 """
 
-import hashlib
 import http.client
 import os
 import re
@@ -35,7 +34,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peftio import Server  # noqa: E402
+from peftio import Server, npm_ci  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.abspath(os.environ.get("PEFTD_BIN", os.path.join(ROOT, "build", "peftd")))
@@ -154,23 +153,10 @@ def find_chromium():
 
 
 def npm_install():
-    """npm ci of the pinned playwright-core into build/console-e2e (again only when the lock changes)."""
-    npm = shutil.which("npm")
-    if not check(npm and shutil.which("node"), "node and npm are needed (scripts/install-deps.sh --test)"):
+    """playwright-core, pinned by tests/e2e/console/package-lock.json, into build/console-e2e."""
+    err = npm_ci(NODE_SRC, NODE_WORK)
+    if not check(err is None, str(err)):
         return False
-    lock = open(os.path.join(NODE_SRC, "package-lock.json"), "rb").read()
-    stamp = os.path.join(NODE_WORK, "installed.sha256")
-    digest = hashlib.sha256(lock).hexdigest()
-    if not (os.path.exists(stamp) and open(stamp).read() == digest):
-        shutil.rmtree(NODE_WORK, ignore_errors=True)
-        os.makedirs(NODE_WORK)
-        for f in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(NODE_SRC, f), NODE_WORK)
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                           cwd=NODE_WORK, capture_output=True, text=True, timeout=600)
-        if not check(r.returncode == 0, "npm ci failed:\n" + r.stdout + r.stderr):
-            return False
-        open(stamp, "w").write(digest)
     shutil.copy(os.path.join(NODE_SRC, "console.js"), NODE_WORK)
     return True
 
