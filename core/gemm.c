@@ -656,13 +656,9 @@ static void bf16_row_dot(const float *x, int n, int kp, const float *cs, uint16_
 
 /* ==== Dispatch ==== */
 
-/* Features a product may use: AVX-512 (F, BW, DQ, VL), and on top of it AVX512_BF16 for bf16
- * and AVX512_VNNI for int8. PD_ISA / pd_gemm_set_isa name them as core/kernels.h's scheme on
- * the kernels branch does ('+'-joined: scalar, avx2, avx512, avx512_vnni, avx512_bf16, each
- * implying what it builds on: avx2 means AVX2+FMA); switching to its pd_cpu_features() is this
- * one place. */
-enum { F_AVX512 = 1, F_BF16 = 2, F_VNNI = 4, F_AVX2 = 8 };
-
+/* The bodies for each combination of the PD_CPU_* features (core/kernels.h), built once;
+ * every product picks the set for pd_kernels_features() at the call, so PD_ISA and
+ * pd_kernels_set_isa choose these bodies as they choose the other kernels'. */
 typedef struct {
     tile_fn tf[3][MR_MAX + 1]; /* by type, by rows */
     const char *kname[3];
@@ -670,105 +666,58 @@ typedef struct {
     void (*quant_row)(const float *x, int n, int kp, uint8_t *u, float *scale, int32_t *zp);
 } kern_set;
 
-static int cpu_feat;            /* what the CPU has */
-static kern_set kcur;           /* the bodies in use */
-static int kcur_feat;
+enum { KSETS = 16 }; /* PD_CPU_AVX2 | AVX512 | AVX512_VNNI | AVX512_BF16 */
+static kern_set ksets[KSETS];
 static pthread_once_t disp_once = PTHREAD_ONCE_INIT;
 
-static void kset_build(int f) {
-    kern_set s = {
+static void kset_build(kern_set *s, unsigned f) {
+    kern_set k = {
         {MR_TABLE(tile_f32_scalar, _s), MR_TABLE(tile_bf16_scalar, _s), MR_TABLE(tile_i8_scalar, _s)},
         {"scalar", "scalar", "scalar"},
         bf16_row_scalar,
         quant_row_scalar,
     };
 #ifdef PD_GEMM_X86
-    if (f & F_AVX2) {
+    if (f & PD_CPU_AVX2) {
         kern_set m = {
             {MR_TABLE(tile_f32_avx2, _s), MR_TABLE(tile_bf16_avx2, _s), MR_TABLE(tile_i8_avx2, _s)},
             {"avx2", "avx2 (bf16 emulated)", "avx2 (int8 emulated)"},
             bf16_row_scalar,
             quant_row_scalar,
         };
-        s = m;
+        k = m;
     }
-    if (f & F_AVX512) {
+    if (f & PD_CPU_AVX512) {
         kern_set m = {
             {MR_TABLE(tile_f32_avx512, _m), MR_TABLE(tile_bf16_avx512, _m), MR_TABLE(tile_i8_avx512, _m)},
             {"avx512", "avx512 (bf16 emulated)", "avx512 (int8 emulated)"},
             bf16_row_avx512,
             quant_row_avx512,
         };
-        s = m;
-    }
-    if (f & F_BF16) {
-        tile_fn d[] = MR_TABLE(tile_bf16_dot, _d);
-        memcpy(s.tf[PD_WTYPE_BF16], d, sizeof d);
-        s.kname[PD_WTYPE_BF16] = "avx512_bf16";
-        s.bf16_row = bf16_row_dot;
-    }
-    if (f & F_VNNI) {
-        tile_fn d[] = MR_TABLE(tile_i8_dot, _d);
-        memcpy(s.tf[PD_WTYPE_INT8], d, sizeof d);
-        s.kname[PD_WTYPE_INT8] = "avx512_vnni";
+        k = m;
+        if (f & PD_CPU_AVX512_BF16) {
+            tile_fn d[] = MR_TABLE(tile_bf16_dot, _d);
+            memcpy(k.tf[PD_WTYPE_BF16], d, sizeof d);
+            k.kname[PD_WTYPE_BF16] = "avx512_bf16";
+            k.bf16_row = bf16_row_dot;
+        }
+        if (f & PD_CPU_AVX512_VNNI) {
+            tile_fn d[] = MR_TABLE(tile_i8_dot, _d);
+            memcpy(k.tf[PD_WTYPE_INT8], d, sizeof d);
+            k.kname[PD_WTYPE_INT8] = "avx512_vnni";
+        }
     }
 #endif
-    kcur = s;
-    kcur_feat = f;
-}
-
-/* Features named by a PD_ISA spec, or -1 if a name is unknown. */
-static int spec_features(const char *spec) {
-    int f = 0;
-    const char *p = spec;
-    while (*p) {
-        size_t n = strcspn(p, "+");
-        if (n == 6 && !strncmp(p, "scalar", 6)) f |= 0;
-        else if (n == 4 && !strncmp(p, "avx2", 4)) f |= F_AVX2;
-        else if (n == 6 && !strncmp(p, "avx512", 6)) f |= F_AVX2 | F_AVX512;
-        else if (n == 11 && !strncmp(p, "avx512_vnni", 11)) f |= F_AVX2 | F_AVX512 | F_VNNI;
-        else if (n == 11 && !strncmp(p, "avx512_bf16", 11)) f |= F_AVX2 | F_AVX512 | F_BF16;
-        else return -1;
-        p += n;
-        if (*p == '+') p++;
-    }
-    return f;
+    *s = k;
 }
 
 static void disp_init(void) {
-#ifdef PD_GEMM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cpu_feat = F_AVX2;
-    if (cpu_feat && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
-        cpu_feat |= F_AVX512;
-        if (__builtin_cpu_supports("avx512bf16")) cpu_feat |= F_BF16;
-        if (__builtin_cpu_supports("avx512vnni")) cpu_feat |= F_VNNI;
-    }
-#endif
-    const char *e = getenv("PD_ISA");
-    int f = e ? spec_features(e) : -1;
-    kset_build(f < 0 ? cpu_feat : f & cpu_feat); /* an unknown PD_ISA leaves the best */
+    for (unsigned f = 0; f < KSETS; f++) kset_build(&ksets[f], f);
 }
 
 static const kern_set *kset(void) {
     pthread_once(&disp_once, disp_init);
-    return &kcur;
-}
-
-int pd_gemm_set_isa(const char *spec) {
-    kset();
-    int f = spec ? spec_features(spec) : cpu_feat;
-    if (f < 0 || (f & ~cpu_feat)) return -1;
-    kset_build(f);
-    return 0;
-}
-
-const char *pd_gemm_isa(void) {
-    kset();
-    static const char *names[8] = {"avx2", "avx512", "avx2", "avx512+avx512_bf16", "avx2", "avx512+avx512_vnni", "avx2",
-                                   "avx512+avx512_bf16+avx512_vnni"};
-    return kcur_feat & F_AVX2 ? names[kcur_feat & 7] : "scalar";
+    return &ksets[pd_kernels_features() & (KSETS - 1)];
 }
 
 const char *pd_wmat_kernel(pd_wtype t) { return kset()->kname[t]; }

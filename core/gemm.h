@@ -24,9 +24,9 @@
  * Kernels: AVX-512 (fp32 FMA; vdpbf16ps and vpdpbusd where the CPU has AVX512_BF16 and
  * AVX512_VNNI, otherwise the same sums through widening to fp32 / int16), AVX2+FMA (widening),
  * and a portable scalar body, all giving the same results (equal up to the order of fp32
- * additions; int8 sums are exact in every body). PD_ISA limits the instructions with the names
- * of core/kernels.h's scheme, '+'-joined: scalar, avx2, avx512 (bf16 and int8 widened),
- * avx512_bf16, avx512_vnni; pd_gemm_set_isa switches (tests run every body).
+ * additions; int8 sums are exact in every body). Each product picks its bodies from
+ * pd_kernels_features() (core/kernels.h): PD_ISA and pd_kernels_set_isa choose them, e.g.
+ * PD_ISA=avx512 runs bf16 and int8 widened; tests run every body.
  *
  * Threads: products split over the pd_pool by row blocks and column panels (tasks taken
  * dynamically); the activation conversion of bf16/int8 uses a per-thread scratch buffer that
@@ -81,12 +81,6 @@ void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *
  * emulated)", "avx512 (int8 emulated)", "avx2", "avx2 (bf16 emulated)", "avx2 (int8
  * emulated)" or "scalar". */
 const char *pd_wmat_kernel(pd_wtype t);
-
-/* Uses the instructions a spec names ("avx512+avx512_bf16", "scalar", ...; NULL: all the CPU
- * has). Returns -1 if a name is unknown or the CPU lacks it. Not to be called while products
- * run. pd_gemm_isa names the features in use ("avx512+avx512_bf16+avx512_vnni"). */
-int pd_gemm_set_isa(const char *spec);
-const char *pd_gemm_isa(void);
 
 /* bf16 of f, rounded to nearest even, as the bf16 kernels round (subnormals flush to zero,
  * NaN stays NaN). */

@@ -12,6 +12,7 @@
  * the column split across a pool. */
 #include "gemm.h"
 #include "test.h"
+#include "test_isa.h"
 
 #include <string.h>
 
@@ -235,11 +236,8 @@ static void test_api(void) {
     CHECK(pd_wmat_new(PD_WTYPE_INT8, w, 1, PD_WMAT_INT8_MAX_IN + 1, PD_WMAT_INT8_MAX_IN + 1) == NULL); /* before reading w */
     CHECK(pd_wtype_parse("bf16") == PD_WTYPE_BF16 && pd_wtype_parse("int8") == PD_WTYPE_INT8);
     CHECK(pd_wtype_parse("fp32") == PD_WTYPE_F32 && pd_wtype_parse("fp16") == -1 && pd_wtype_parse(NULL) == -1);
-    CHECK(pd_gemm_set_isa("sse9") == -1);
-    CHECK(pd_gemm_set_isa("avx512+sse9") == -1);
-    CHECK(pd_gemm_set_isa("scalar") == 0 && !strcmp(pd_gemm_isa(), "scalar"));
-    CHECK(!strcmp(pd_wmat_kernel(PD_WTYPE_INT8), "scalar"));
-    CHECK(pd_gemm_set_isa(NULL) == 0);
+    CHECK(pd_kernels_set_isa("scalar") == 0 && !strcmp(pd_wmat_kernel(PD_WTYPE_INT8), "scalar"));
+    CHECK(pd_kernels_set_isa(NULL) == 0);
     /* memory: bf16 halves and int8 quarters the panels of a BERT-base matrix */
     float *big = calloc(768 * 768, sizeof(float));
     fill(big, 768 * 768, 1.0f);
@@ -278,30 +276,26 @@ int main(void) {
     test_api();
     pd_pool *pool = pd_pool_new(2);
     CHECK(pool != NULL);
-    static const char *levels[] = {"scalar", "avx2", "avx512", "avx512_bf16+avx512_vnni"};
     /* rows, out, in */
     static const int shapes[][3] = {{1, 1, 1},   {1, 5, 3},    {2, 47, 17},  {3, 48, 64},   {8, 49, 130},
                                     {9, 96, 7},  {17, 100, 33}, {1, 200, 768}, {33, 97, 255}, {100, 150, 3001},
                                     {530, 50, 40}};
-    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
-        if (pd_gemm_set_isa(levels[l])) {
-            TEST_SKIP("kernel level %s: not on this CPU", levels[l]);
-            continue;
-        }
-        printf("level %s: fp32 %s, bf16 %s, int8 %s\n", pd_gemm_isa(), pd_wmat_kernel(PD_WTYPE_F32),
-               pd_wmat_kernel(PD_WTYPE_BF16), pd_wmat_kernel(PD_WTYPE_INT8));
+    const char *isa;
+    for (int l = 0; (isa = test_next_isa(&l));) {
+        printf("  fp32 %s, bf16 %s, int8 %s\n", pd_wmat_kernel(PD_WTYPE_F32), pd_wmat_kernel(PD_WTYPE_BF16),
+               pd_wmat_kernel(PD_WTYPE_INT8));
         for (int t = 0; t < 3; t++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 int r = shapes[s][0], o = shapes[s][1], i = shapes[s][2];
                 int v = (int)(s % 4); /* vary the options across shapes */
                 int bad = check_forward(s % 2 ? pool : NULL, (pd_wtype)t, r, o, i, v & 1, v != 2, v == 3);
-                CHECKF(bad == 0, "%s %s forward %dx%dx%d: %d elements off", levels[l], pd_wtype_name((pd_wtype)t), r, o, i, bad);
+                CHECKF(bad == 0, "%s %s forward %dx%dx%d: %d elements off", isa, pd_wtype_name((pd_wtype)t), r, o, i, bad);
                 bad = check_forward(pool, (pd_wtype)t, r, o, i, 1, 1, 1);
-                CHECKF(bad == 0, "%s %s strided forward %dx%dx%d: %d elements off", levels[l], pd_wtype_name((pd_wtype)t), r, o,
+                CHECKF(bad == 0, "%s %s strided forward %dx%dx%d: %d elements off", isa, pd_wtype_name((pd_wtype)t), r, o,
                        i, bad);
                 if (i > 1000) continue; /* the double reference of dx is slow there */
                 bad = check_dx(s % 2 ? NULL : pool, (pd_wtype)t, r, o, i, v == 1);
-                CHECKF(bad == 0, "%s %s dx %dx%dx%d: %d elements off", levels[l], pd_wtype_name((pd_wtype)t), r, o, i, bad);
+                CHECKF(bad == 0, "%s %s dx %dx%dx%d: %d elements off", isa, pd_wtype_name((pd_wtype)t), r, o, i, bad);
             }
     }
     pd_pool_free(pool);
