@@ -405,7 +405,7 @@ static cJSON *special_tokens_map_json(void) {
 /* ==== Files and directories ==== */
 
 /* Writes len bytes to path and fsyncs, so a rename after it publishes complete contents. */
-pd_status pd_file_write_sync(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
+static pd_status write_bytes(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
     const char *p = buf;
@@ -492,7 +492,7 @@ static char *json_indent(const char *s) {
 
 /* Prints a cJSON tree (consumed) into dir/name. A NULL tree means an allocation failed while
  * it was built. */
-pd_status pd_json_write(const char *dir, const char *name, cJSON *o, char *err, size_t errlen) {
+static pd_status write_json(const char *dir, const char *name, cJSON *o, char *err, size_t errlen) {
     char path[4096];
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
@@ -500,12 +500,12 @@ pd_status pd_json_write(const char *dir, const char *name, cJSON *o, char *err, 
     free(s);
     if (!t) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory printing %s", name);
     pd_status st = pd_path_join(path, sizeof path, dir, name) ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
-                                                              : pd_file_write_sync(path, t, strlen(t), err, errlen);
+                                                              : write_bytes(path, t, strlen(t), err, errlen);
     free(t);
     return st;
 }
 
-pd_status pd_path_fsync(const char *path, char *err, size_t errlen) {
+static pd_status fsync_path(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
     int rc = fsync(fd);
@@ -565,7 +565,7 @@ static pd_status write_all(const char *tmp, char *err, size_t errlen) {
     if (!st && pd_path_join(path, sizeof path, tmp, "model.safetensors"))
         st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
     if (!st) st = pd_st_write(path, ts->t, ts->n, meta, 1, err, errlen);
-    if (!st) st = pd_path_fsync(path, err, errlen);
+    if (!st) st = fsync_path(path, err, errlen);
     tensors_free(ts);
     free(ts);
     if (!st) {
@@ -576,14 +576,14 @@ static pd_status write_all(const char *tmp, char *err, size_t errlen) {
         if (!b) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         for (int i = 0; b && i < v->n; i++) p += sprintf(p, "%s\n", v->tok[i]);
         if (!st && pd_path_join(path, sizeof path, tmp, "vocab.txt")) st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
-        if (!st) st = pd_file_write_sync(path, b, (size_t)(p - b), err, errlen);
+        if (!st) st = write_bytes(path, b, (size_t)(p - b), err, errlen);
         free(b);
     }
-    if (!st) st = pd_json_write(tmp, "tokenizer_config.json", tokenizer_config_json(), err, errlen);
-    if (!st) st = pd_json_write(tmp, "special_tokens_map.json", special_tokens_map_json(), err, errlen);
-    if (!st) st = pd_json_write(tmp, "tokenizer.json", tokenizer_json(v), err, errlen);
-    if (!st) st = pd_json_write(tmp, "config.json", config_json(v->n), err, errlen);
-    if (!st) st = pd_path_fsync(tmp, err, errlen);
+    if (!st) st = write_json(tmp, "tokenizer_config.json", tokenizer_config_json(), err, errlen);
+    if (!st) st = write_json(tmp, "special_tokens_map.json", special_tokens_map_json(), err, errlen);
+    if (!st) st = write_json(tmp, "tokenizer.json", tokenizer_json(v), err, errlen);
+    if (!st) st = write_json(tmp, "config.json", config_json(v->n), err, errlen);
+    if (!st) st = fsync_path(tmp, err, errlen);
     free(v);
     return st;
 }
@@ -631,5 +631,5 @@ pd_status pd_genmodel_write(const char *dir, char *err, size_t errlen) {
     if (!slash) snprintf(parent, sizeof parent, ".");
     else if (slash == parent) parent[1] = 0;
     else *slash = 0;
-    return pd_path_fsync(parent, err, errlen);
+    return fsync_path(parent, err, errlen);
 }

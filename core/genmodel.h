@@ -38,15 +38,4 @@ pd_status pd_genmodel_write(const char *dir, char *err, size_t errlen);
 /* Number of tokens in the generated vocabulary (the model's vocab_size). */
 int pd_genmodel_vocab_size(void);
 
-/* File helpers of the checkpoint writers (this one and pd_params_save in model.c):
- * pd_file_write_sync writes len bytes to path and fsyncs it (so a rename after it publishes
- * complete contents); pd_json_write prints the cJSON tree o (consumed; NULL means an allocation
- * failed while building it) into dir/name indented as Hugging Face tools do (2 spaces);
- * pd_path_fsync fsyncs a file or directory. PD_ERR_IO with the path and errno text,
- * PD_ERR_NOMEM, PD_ERR_INVALID (path too long). */
-struct cJSON;
-pd_status pd_file_write_sync(const char *path, const void *buf, size_t len, char *err, size_t errlen);
-pd_status pd_json_write(const char *dir, const char *name, struct cJSON *o, char *err, size_t errlen);
-pd_status pd_path_fsync(const char *path, char *err, size_t errlen);
-
 #endif

@@ -7,7 +7,6 @@
  * see one block of rows (the grouping idea of Punica's SGMV). */
 #include "model.h"
 
-#include "genmodel.h"
 #include "grad_kernels.h"
 #include "safetensors.h"
 #include "train_kernels.h"
@@ -18,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_SHARDS 64
 
@@ -657,6 +657,17 @@ static cJSON *params_config_json(const pd_config *c, const char *arch, pd_dtype 
     return o;
 }
 
+/* Writes len bytes to path and fsyncs them. (core/fs.h's pd_fs_write on branch arch does this;
+ * this copy goes when main has it.) */
+static pd_status write_sync(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
+    int bad = fwrite(buf, 1, len, f) != len;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path) : PD_OK;
+}
+
 /* Renames dir/tmp to dir/name. */
 static pd_status rename_in(const char *dir, const char *tmp, const char *name, char *err, size_t errlen) {
     char a[4096], b[4096];
@@ -686,9 +697,16 @@ pd_status pd_params_save(const pd_params *p, const pd_st_wtensor *extra, int n_e
                        : pd_st_write_as(path, w, n, meta, 1, dtype, err, errlen);
     free(w);
     if (!st) st = rename_in(dir, "model.safetensors.tmp", "model.safetensors", err, errlen);
-    if (!st) st = pd_json_write(dir, "config.json.tmp", params_config_json(&p->cfg, arch, dtype), err, errlen);
+    if (!st) {
+        cJSON *o = params_config_json(&p->cfg, arch, dtype);
+        char *text = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!text) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        else if (pd_path_join(path, sizeof path, dir, "config.json.tmp")) st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+        else st = write_sync(path, text, strlen(text), err, errlen);
+        free(text);
+    }
     if (!st) st = rename_in(dir, "config.json.tmp", "config.json", err, errlen);
-    if (!st) st = pd_path_fsync(dir, err, errlen);
     return st;
 }
 
