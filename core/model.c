@@ -643,7 +643,9 @@ static cJSON *params_config_json(const pd_config *c, const char *arch, pd_dtype 
     cJSON_AddNumberToObject(o, "hidden_size", c->hidden);
     cJSON_AddNumberToObject(o, "initializer_range", 0.02);
     cJSON_AddNumberToObject(o, "intermediate_size", c->ffn);
-    cJSON_AddNumberToObject(o, "layer_norm_eps", c->ln_eps);
+    char eps[32];
+    snprintf(eps, sizeof eps, "%.6g", (double)c->ln_eps); /* the float's shortest decimal (1e-12, not 9.99999996e-13) */
+    cJSON_AddNumberToObject(o, "layer_norm_eps", strtod(eps, NULL));
     cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos);
     cJSON_AddStringToObject(o, "model_type", "bert");
     cJSON_AddNumberToObject(o, "num_attention_heads", c->heads);
