@@ -590,7 +590,7 @@ pd_status pd_pretrainer_load(pd_pretrainer *t, const char *path, char *err, size
 
 typedef struct {
     const char *corpus, *heldout, *vocab, *out, *dtype;
-    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps;
+    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps, quick;
     double lr, warmup, tokens, minutes, stop_minutes, mask, weight_decay, clip, beta1, beta2, adam_eps;
     double eval_minutes, ckpt_minutes, log_seconds;
 } pt_opts;
@@ -629,6 +629,7 @@ static const pd_opt_def PT_DEFS[] = {
     {"ckpt-minutes", PD_OPT_DOUBLE, "10", PT(ckpt_minutes), 0, 1e6, "checkpoint interval; 0: only at the end or on SIGINT/SIGTERM"},
     {"log-seconds", PD_OPT_DOUBLE, "10", PT(log_seconds), 0, 1e6, "progress line interval on stderr"},
     {"dtype", PD_OPT_STR, "F32", PT(dtype), 0, 0, "dtype of the exported OUT/model checkpoint: F32, F16 or BF16"},
+    {"quick", PD_OPT_BOOL, "false", PT(quick), 0, 1, "smoke test in about a minute: 2 layers x 64 (FFN 256, 2 heads), windows of 64, batch 16, 300k tokens (overrides those options)"},
 };
 #undef PT
 #define PT_NDEFS ((int)(sizeof PT_DEFS / sizeof PT_DEFS[0]))
@@ -885,6 +886,16 @@ int pd_pretrain_cli(int argc, char **argv) {
     if (help) {
         usage(stdout);
         return 0;
+    }
+    if (o.quick) {
+        o.layers = 2;
+        o.hidden = 64;
+        o.heads = 2;
+        o.ffn = 256;
+        o.seq = 64;
+        o.batch = 16;
+        o.tokens = 3e5;
+        o.eval_windows = 64;
     }
     pd_dtype dtype = !strcmp(o.dtype, "F16") ? PD_DT_F16 : !strcmp(o.dtype, "BF16") ? PD_DT_BF16 : PD_DT_F32;
     const char *bad = !*o.corpus ? "--corpus FILE is required" : !*o.heldout ? "--heldout FILE is required"
