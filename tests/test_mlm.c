@@ -8,6 +8,7 @@
  *    1e-2 and the check is on relative error with a small absolute floor, as test_backward does.
  * 2. Torch autograd: tests/reference/golden_mlm (made by gen_mlm.py from its own torch model, in
  *    float64) holds a tiny checkpoint, a batch, the loss and every gradient; peftd's must match.
+ *    The same with a classification head over first_only sequences (fine-tuning every weight).
  * 3. Checkpoints: pd_params_save in F32 / F16 / BF16, read back by pd_model_load: the same
  *    values (rounded to the dtype) and the same hidden states as the model over the buffers. */
 #include "grad_kernels.h"
@@ -165,6 +166,76 @@ static void finite_differences(void) {
     CHECK(pd_mlm_loss(h, pool, p, pd_ctx_hidden_all(c, NULL), lens[0], &bad_row, &lab0, 1, 1.0f, NULL, NULL, &ls, NULL, err,
                       sizeof err) == PD_ERR_INVALID);
     pd_mlm_free(h);
+    pd_ctx_free(c);
+    pd_pool_free(pool);
+    pd_model_free(m);
+    pd_params_free(p);
+    pd_params_free(g);
+}
+
+/* ==== Fine-tuning the whole encoder under a classification head ====
+ * The same weight gradients with the sequences marked first_only (the top layer computes its
+ * queries, attention output and feed-forward for row 0 alone): what fine-tuning every weight
+ * with a classifier runs. */
+
+static double cls_loss(pd_ctx *c, const pd_head *head, int backward) {
+    pd_seq s[NSEQ];
+    for (int i = 0; i < NSEQ; i++) s[i] = (pd_seq){ids[i], types[i], lens[i], NULL, 1};
+    char err[256];
+    PD_ASSERT(pd_forward(c, s, NSEQ, err, sizeof err) == PD_OK);
+    pd_ctx_grad_hidden(c);
+    double loss = 0;
+    for (int i = 0; i < NSEQ; i++) loss += pd_ctx_head_loss(c, i, head, NULL, i % 2, 0, 0, 1.0f, NULL);
+    if (backward) PD_ASSERT(pd_backward(c, err, sizeof err) == PD_OK);
+    return loss;
+}
+
+static void classifier_finite_differences(void) {
+    pd_config cfg = tiny_config();
+    pd_params *p = pd_params_new(&cfg, 0), *g = pd_params_new(&cfg, 0);
+    fill_random(p);
+    make_batch(cfg.vocab);
+    int H = cfg.hidden;
+    float pw[16 * 16], pb[16], cw[2 * 16], cb[2];
+    for (int i = 0; i < H * H; i++) pw[i] = (float)(urand() - 0.5);
+    for (int i = 0; i < H; i++) pb[i] = (float)(0.2 * (urand() - 0.5));
+    for (int i = 0; i < 2 * H; i++) cw[i] = (float)(urand() - 0.5);
+    cb[0] = 0.1f;
+    cb[1] = -0.1f;
+    pd_head head = {PD_TASK_CLS, 2, {{pw, pb, H, H, PD_ACT_TANH}, {cw, cb, H, 2, PD_ACT_NONE}}, 2, NULL};
+    pd_model *m = NULL;
+    char err[256];
+    CHECK(pd_model_from_params(p, NULL, &m, err, sizeof err) == PD_OK);
+    pd_pool *pool = pd_pool_new(2);
+    pd_ctx *c = pd_ctx_new(m, pool);
+    pd_ctx_set_training(c, 1);
+    pd_ctx_set_grad(c, g);
+    double l0 = cls_loss(c, &head, 1);
+    pd_ctx_set_grad(c, NULL);
+    CHECK(isfinite(l0) && l0 > 0);
+    double worst_all = 0;
+    for (int ti = 0; ti < p->n_tensors; ti++) {
+        const pd_param_tensor *t = pd_params_tensor(p, ti), *gt = pd_params_tensor(g, ti);
+        size_t best = 0;
+        for (size_t k = 1; k < t->n; k++)
+            if (fabs(gt->data[k]) > fabs(gt->data[best])) best = k;
+        double worst = 0;
+        for (int sidx = 0; sidx < 4; sidx++) {
+            size_t k = sidx == 0 ? best : (size_t)(urand() * t->n);
+            float keep = t->data[k], e = 1e-2f;
+            t->data[k] = keep + e;
+            double lp = cls_loss(c, &head, 0);
+            t->data[k] = keep - e;
+            double lm = cls_loss(c, &head, 0);
+            t->data[k] = keep;
+            double fd = (lp - lm) / (2.0 * e), an = gt->data[k];
+            double rel = fabs(fd - an) / (fabs(fd) + fabs(an) + 1e-2);
+            if (rel > worst) worst = rel;
+        }
+        CHECKF(worst < 1e-2, "first_only %s: worst relative gradient error %g", t->name, worst);
+        if (worst > worst_all) worst_all = worst;
+    }
+    printf("classifier over first_only sequences: %d tensors, worst relative error %.2e\n", p->n_tensors, worst_all);
     pd_ctx_free(c);
     pd_pool_free(pool);
     pd_model_free(m);
@@ -417,6 +488,7 @@ static void kernels(void) {
 int main(void) {
     kernels();
     finite_differences();
+    classifier_finite_differences();
     checkpoints();
     struct stat sb;
     if (stat(GOLD "case.json", &sb) == 0) torch_goldens();
