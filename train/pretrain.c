@@ -590,7 +590,7 @@ pd_status pd_pretrainer_load(pd_pretrainer *t, const char *path, char *err, size
 
 typedef struct {
     const char *corpus, *heldout, *vocab, *out, *dtype;
-    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps, quick;
+    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps, quick, eval_only;
     double lr, warmup, tokens, minutes, stop_minutes, mask, weight_decay, clip, beta1, beta2, adam_eps;
     double eval_minutes, ckpt_minutes, log_seconds;
 } pt_opts;
@@ -616,6 +616,7 @@ static const pd_opt_def PT_DEFS[] = {
     {"stop-steps", PD_OPT_INT, "0", PT(stop_steps), 0, 2147483647, "stop this invocation at this step with a checkpoint (resume later); 0: no such stop"},
     {"seed", PD_OPT_INT, "1", PT(seed), 0, 2147483647, "seed of the initial weights, the data order and the masks"},
     {"resume", PD_OPT_BOOL, "false", PT(resume), 0, 1, "continue from OUT/state.safetensors (same options) instead of starting"},
+    {"eval-only", PD_OPT_BOOL, "false", PT(eval_only), 0, 1, "with --resume: print the held-out loss and accuracy of OUT/state.safetensors and stop"},
     {"mask", PD_OPT_DOUBLE, "0.15", PT(mask), 0, 1, "share of tokens to predict (80% [MASK], 10% random, 10% kept)"},
     {"wwm", PD_OPT_BOOL, "false", PT(wwm), 0, 1, "whole-word masking"},
     {"weight-decay", PD_OPT_DOUBLE, "0.01", PT(weight_decay), 0, 1, "AdamW weight decay (not on biases and LayerNorms)"},
@@ -717,7 +718,8 @@ static pd_mlm_batch batch_view(const batch_buf *b) {
     return (pd_mlm_batch){b->n, b->idp, b->len, b->n_masked, b->rows, b->labels};
 }
 
-/* The fixed held-out masks: the same for every run (seeded by a constant), so curves compare. */
+/* The fixed held-out masks: the same for every run (seeded by a constant; 15% of the tokens,
+ * token by token, whatever --mask and --wwm say for training), so curves compare. */
 #define EVAL_SEED 0x5EED0FEB1ull
 
 /* Held-out masked-LM loss and accuracy over the first n windows. */
@@ -887,6 +889,10 @@ int pd_pretrain_cli(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (o.eval_only && !o.resume) {
+        fprintf(stderr, "peftd pretrain: --eval-only needs --resume (see --help)\n");
+        return 2;
+    }
     if (o.quick) {
         o.layers = 2;
         o.hidden = 64;
@@ -942,7 +948,7 @@ int pd_pretrain_cli(int argc, char **argv) {
         special[i] = !s || (L >= 3 && s[0] == '[' && s[L - 1] == ']' && strcmp(s, "[UNK]"));
         if (!special[i]) draw[n_draw++] = i;
     }
-    pd_mask_cfg mc = {o.mask, o.wwm, mask_id, special, draw, n_draw};
+    pd_mask_cfg mc = {o.mask, o.wwm, mask_id, special, draw, n_draw}, emc = {0.15, 0, mask_id, special, draw, n_draw};
     double t0 = pd_now();
     char cache[4096];
     snprintf(cache, sizeof cache, "%s/tokens-train.bin", o.out);
@@ -997,6 +1003,13 @@ int pd_pretrain_cli(int argc, char **argv) {
             fprintf(stderr, "peftd pretrain: cannot resume: %s\n", err);
             goto out;
         }
+        if (o.eval_only) {
+            double l, a;
+            if (evaluate(t, held, o.eval_windows, o.batch, &emc, &b, &l, &a, err, sizeof err)) goto fail;
+            printf("step %ld, %.0f tokens: held-out loss %.6f, accuracy %.6f\n", pd_pretrainer_steps(t), rs.tokens, l, a);
+            rc = 0;
+            goto out;
+        }
         csv_truncate(o.out, "heldout.csv", pd_pretrainer_steps(t));
         csv_truncate(o.out, "train.csv", pd_pretrainer_steps(t));
         fprintf(stderr, "pretrain: resumed at step %ld of %ld (epoch %ld, window %ld, %.0f tokens, %.1f min trained)\n",
@@ -1021,7 +1034,7 @@ int pd_pretrain_cli(int argc, char **argv) {
     double log_loss = 0, log_tokens = 0, log_time = 0, rate = 0;
     if (pd_pretrainer_steps(t) == 0) { /* the curve starts at the random model */
         double l, a;
-        if (evaluate(t, held, o.eval_windows, o.batch, &mc, &b, &l, &a, err, sizeof err)) goto fail;
+        if (evaluate(t, held, o.eval_windows, o.batch, &emc, &b, &l, &a, err, sizeof err)) goto fail;
         char line[256];
         snprintf(line, sizeof line, "0,0,0.00,%.6f,%.6f", l, a);
         csv_append(o.out, "heldout.csv", "step,tokens,minutes,loss,accuracy", line);
@@ -1110,7 +1123,7 @@ int pd_pretrain_cli(int argc, char **argv) {
         int done = step >= rs.total;
         if (done || (o.eval_minutes > 0 && rs.seconds - last_eval >= o.eval_minutes * 60)) {
             double l, a;
-            if (evaluate(t, held, o.eval_windows, o.batch, &mc, &b, &l, &a, err, sizeof err)) goto fail;
+            if (evaluate(t, held, o.eval_windows, o.batch, &emc, &b, &l, &a, err, sizeof err)) goto fail;
             char line[256];
             snprintf(line, sizeof line, "%ld,%.0f,%.2f,%.6f,%.6f", step, rs.tokens, rs.seconds / 60, l, a);
             csv_append(o.out, "heldout.csv", "step,tokens,minutes,loss,accuracy", line);
