@@ -3,11 +3,13 @@
  *   peftd serve [options]     the HTTP server (docs/API.md); options also from PEFTD_* variables
  *   peftd predict [options]   JSON inputs on stdin, one per line -> one JSON result per line
  *   peftd gen-model --out DIR writes the embedded default model
+ *   peftd pretrain [options]  masked-LM pretraining of a new encoder (train/pretrain.c)
  *
  * Only main exits; every failure below is reported and turned into an exit status. */
 #include "genmodel.h"
 #include "jsonio.h"
 #include "options.h"
+#include "pretrain.h"
 #include "server.h"
 #include "version.h"
 
@@ -21,6 +23,7 @@ static void usage(FILE *f) {
             "  peftd serve [options]        run the HTTP server (peftd serve --help)\n"
             "  peftd predict [options]      JSON inputs on stdin, one per line; results on stdout (peftd predict --help)\n"
             "  peftd gen-model --out DIR    write the embedded default model into DIR\n"
+            "  peftd pretrain [options]     pretrain a new encoder with masked-LM (peftd pretrain --help)\n"
             "  peftd --version\n",
             PD_VERSION);
 }
@@ -247,6 +250,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 2, argv + 2);
+    if (!strcmp(cmd, "pretrain")) return pd_pretrain_cli(argc - 2, argv + 2);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("peftd %s\n", PD_VERSION);
         return 0;

@@ -69,6 +69,15 @@ static pd_status set_value(const pd_opt_def *d, void *out, const char *text, con
         *(int *)(base + d->offset) = (int)v;
         return PD_OK;
     }
+    case PD_OPT_DOUBLE: {
+        char *e = NULL;
+        errno = 0;
+        double v = strtod(text, &e);
+        if (!*text || *e || errno || !(v >= (double)d->min && v <= (double)d->max))
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s: \"%s\" is not a number in [%ld, %ld]", where, text, d->min, d->max);
+        *(double *)(base + d->offset) = v;
+        return PD_OK;
+    }
     case PD_OPT_BOOL:
         if (!strcasecmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcasecmp(text, "on"))
             *(int *)(base + d->offset) = 1;
@@ -126,7 +135,7 @@ void pd_opts_help(FILE *f, const pd_opt_def *defs, int ndefs, int show_env) {
     for (int i = 0; i < ndefs; i++) {
         const pd_opt_def *d = &defs[i];
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s%s", d->name, d->type == PD_OPT_INT ? " N" : d->type == PD_OPT_STR ? " VALUE" : "");
+        snprintf(flag, sizeof flag, "--%s%s", d->name, d->type == PD_OPT_INT || d->type == PD_OPT_DOUBLE ? " N" : d->type == PD_OPT_STR ? " VALUE" : "");
         fprintf(f, "  %-26s %s\n", flag, d->help);
         char env[96];
         env_name(d->name, env, sizeof env);

@@ -15,14 +15,14 @@
 
 #include <stdio.h>
 
-typedef enum { PD_OPT_STR = 1, PD_OPT_INT, PD_OPT_BOOL } pd_opt_type;
+typedef enum { PD_OPT_STR = 1, PD_OPT_INT, PD_OPT_BOOL, PD_OPT_DOUBLE } pd_opt_type;
 
 typedef struct pd_opt_def {
     const char *name;   /* without the leading "--" */
     pd_opt_type type;
     const char *def;    /* default as text ("" = unset string) */
-    size_t offset;      /* of the field in the target struct: const char * / int / int */
-    long min, max;      /* PD_OPT_INT range */
+    size_t offset;      /* of the field in the target struct: const char * / int / int / double */
+    long min, max;      /* PD_OPT_INT and PD_OPT_DOUBLE range */
     const char *help;
 } pd_opt_def;
 
