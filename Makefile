@@ -82,7 +82,7 @@ bench: deps
 # included; `make test` runs a 2-minute one under ASan.
 SOAK_SECONDS ?= 1800
 .PHONY: soak
-soak: deps all model
+soak: deps all
 	@PEFTD_BIN=$(CURDIR)/$(B)/peftd /usr/bin/python3 tests/e2e/test_soak.py --seconds $(SOAK_SECONDS)
 
 # libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each; not part of `make test`.

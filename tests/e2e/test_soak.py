@@ -17,8 +17,8 @@ Load (--seconds, default 120; `make soak` runs 1800 on the normal build):
 Faults (skipped with --no-faults):
   * kill -9 at random points while uploads, replacements and a training job run, three times
     (ten with --seconds >= 600): after the restart every acknowledged version is there (the
-    current version is at least the one acknowledged), every adapter answers, and every job is
-    succeeded, cancelled, or failed with a reason (unfinished jobs resume after the restart);
+    current version is at least the one acknowledged), every adapter answers, and every job
+    killed while it ran resumes from its checkpoint (or failed with a reason);
   * a data dir that fills up (an 8 MiB tmpfs; skipped with a message when it cannot be mounted):
     uploads past the space get a clean 500 with the old version intact and nothing
     half-registered, a training job whose publish fails ends failed with a reason, and after
@@ -109,10 +109,10 @@ METHODS = [("lora", {"r": 4}), ("prefix_tuning", {"num_virtual_tokens": 4}), ("p
            ("bottleneck", {"reduction_factor": 16}), ("ia3", {})]
 
 
-def job_spec(name, k, steps_scale=1):
+def job_spec(name, k, epochs=2):
     m, cfg = METHODS[k % len(METHODS)]
-    return {"adapter": name, "method": m, "task": "classification", "config": cfg, "train": examples(32 * steps_scale, k),
-            "epochs": 2, "batch_size": 8, "seed": k}
+    return {"adapter": name, "method": m, "task": "classification", "config": cfg, "train": examples(32, k),
+            "epochs": epochs, "batch_size": 8, "seed": k}
 
 
 def pct(xs, p):
@@ -291,12 +291,15 @@ def soak():
 
 
 def kill9_rounds(rounds):
+    """Each round: a training job running, uploads and replacements under way, then kill -9 at
+    a random moment. Then a last start on the same data dir checks what survived."""
     data = os.path.join(TMP, "kill9-data")
     acked = {}  # name -> highest version acknowledged
     jobs = set()
+    progressed = {}  # job -> the step it had reached shortly before a kill
     rng = random.Random(99)
     for rnd in range(rounds):
-        s = start("kill9-%d" % rnd, ["--threads", "2", "--train-threads", "1"], data=data)
+        s = start("kill9-%d" % rnd, ["--threads", "2", "--train-threads", str(rounds)], data=data)
         c = s.client(timeout=30)
         stop = threading.Event()
 
@@ -312,17 +315,27 @@ def kill9_rounds(rounds):
                     return
                 if r.status in (200, 201):
                     acked[name] = max(acked.get(name, 0), r.json()["version"])
-        r = c.post("/train", job_spec("k-train-%d" % rnd, rnd, steps_scale=8))
+        # long enough (6,000 steps) to be running when the kill comes; checkpointed at each
+        # evaluation (every 50 steps), it resumes from the last one afterwards
+        spec = dict(job_spec("k-train-%d" % rnd, rnd, epochs=2000), eval_fraction=0.25, eval_every=50)
+        r = c.post("/train", spec)
         if check(r.status == 202, "round %d: training job queued: %r" % (rnd, r)):
             jobs.add(r.json()["job"])
+        t = time.time()
+        while time.time() - t < 30 and not any(j["status"] == "running" and j["step"] > 0 for j in c.get("/jobs").json()["jobs"]):
+            time.sleep(0.05)
         th = threading.Thread(target=uploader)
         th.start()
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.2, 1.5))
+        for j in c.get("/jobs").json()["jobs"]:
+            if j["step"] > 0 and j["status"] == "running":
+                progressed[j["job"]] = j["step"]
         s.kill9()
         stop.set()
         th.join()
-    # after the last kill: everything acknowledged is there and works; jobs end with a reason
-    s = start("kill9-final", ["--threads", "2", "--train-threads", "1"], data=data)
+    # after the last kill: everything acknowledged is there and works; every job resumes
+    # (then is cancelled, to save time) or ends with a reason
+    s = start("kill9-final", ["--threads", "2", "--train-threads", str(rounds)], data=data)
     try:
         c = s.client(timeout=60)
         have = {a["name"]: a["version"] for a in c.get("/adapters").json()["adapters"]}
@@ -336,18 +349,25 @@ def kill9_rounds(rounds):
         check(not bad, "every adapter in the store answers after the kills: %r" % bad[:3])
         t = time.time()
         states = {}
-        while time.time() - t < 300:
+        while time.time() - t < 120:
             states = {j["job"]: j for j in c.get("/jobs").json()["jobs"] if j["job"] in jobs}
-            if all(j["status"] not in ("queued", "running") for j in states.values()):
+            if all(j["status"] != "queued" and (j["job"] not in progressed or j["status"] != "running" or j.get("resumed_from_step"))
+                   for j in states.values()):
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         check(set(states) == jobs, "every job is listed after the kills: %s of %s" % (sorted(states), sorted(jobs)))
-        ok = [j for j in states.values() if j["status"] == "succeeded" or j["status"] == "cancelled" or
-              (j["status"] == "failed" and j.get("error"))]
-        check(len(ok) == len(states), "jobs resumed or failed with a reason: %r" %
-              [(j["job"], j["status"], j.get("error")) for j in states.values()])
-        print("  kill -9 x %d: %d adapters, %d acknowledged uploads kept, jobs %s" %
-              (rounds, len(have), len(acked), ", ".join("%s %s%s" % (j["job"], j["status"], " (resumed)" if j.get("resumed_from_step") else "")
+        resumed = [j["job"] for j in states.values() if j.get("resumed_from_step")]
+        for j in states.values():
+            if j["status"] == "running":
+                c.request("DELETE", "/jobs/" + j["job"])
+        states = {j["job"]: j for j in c.get("/jobs").json()["jobs"] if j["job"] in jobs}
+        # a job that had made progress must have resumed (from a checkpoint at or after step 1)
+        ok = [j for j in states.values() if (j["status"] in ("succeeded", "cancelled") and (j["job"] not in progressed or j["job"] in resumed))
+              or (j["status"] == "failed" and j.get("error"))]
+        check(len(ok) == len(states), "jobs resumed from their checkpoints or failed with a reason: %r" %
+              [(j["job"], j["status"], j.get("resumed_from_step"), j.get("error")) for j in states.values()])
+        print("  kill -9 x %d: %d adapters, %d acknowledged uploads kept; jobs (step at the kill -> resumed from): %s" %
+              (rounds, len(have), len(acked), ", ".join("%s %s -> %s" % (j["job"], progressed.get(j["job"], "-"), j.get("resumed_from_step"))
                                                         for j in states.values())))
     finally:
         finish(s)
@@ -376,6 +396,14 @@ def full_disk():
             check(failure is not None and ok_names, "the disk filled up after %d uploads" % len(ok_names))
             if failure is None:
                 return
+            # and the last bytes: a file beside the data dir takes what is left
+            try:
+                with open(os.path.join(mnt, "filler"), "wb") as f:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+            except OSError:
+                pass  # full (the close may fail too)
             i, r = failure
             e = r.json().get("error", {}) if r.body.startswith(b"{") else {}
             check(r.status == 500 and e.get("code") == "io_error" and e.get("message"), "a full disk is a clean 500 io_error: %r" % r)
@@ -398,6 +426,7 @@ def full_disk():
                       ((j["status"], j.get("error")),))
             else:
                 check(r.status == 500, "or is refused with a 500: %r" % r)
+            os.unlink(os.path.join(mnt, "filler"))
             for n in ok_names[: len(ok_names) // 2]:
                 c.request("DELETE", "/adapters/" + n)
             r = c.upload("after-delete", lora_files(1))
