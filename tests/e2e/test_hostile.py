@@ -29,9 +29,10 @@ Runs on the ASan build in make test (about a minute and a half on two shared cor
 cases (training configs that would take the machine) run on a dedicated server capped in memory
 (ASan's soft/hard RSS limits, or prlimit --as on a normal build) and killed past a deadline.
 
-Usage: python3 tests/e2e/test_hostile.py [-k SUBSTRING] [--list] [--big]
+Usage: python3 tests/e2e/test_hostile.py [-k SUBSTRING] [--list] [--big] [--dump-corpus DIR]
   --big  also runs the big-body measurements (60 MB bodies, two at once, a 50 MB text) on a server
          with the default --max-body-mb 64: slow, not part of make test; prints the figures.
+  --dump-corpus DIR  writes each raw request into DIR (seeds for fuzzing the HTTP layer) and exits.
 Prints "e2e_hostile: N passed, N failed" last; exits 1 if anything failed.
 """
 
@@ -1567,6 +1568,17 @@ def big_measurements():
 def main():
     global TMP, MODEL, IS_ASAN
     only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
+    if "--dump-corpus" in sys.argv:
+        d = sys.argv[sys.argv.index("--dump-corpus") + 1]
+        os.makedirs(d, exist_ok=True)
+        n = 0
+        for c in CASES:
+            if isinstance(c.send, (bytes, bytearray)):
+                with open(os.path.join(d, c.id.replace("/", "_")), "wb") as f:
+                    f.write(c.send)
+                n += 1
+        print("%d raw requests written to %s" % (n, d))
+        return 0
     if "--list" in sys.argv:
         for c in CASES:
             print("%-50s %-14s %s" % (c.id, "/".join(map(str, c.expect)) or "-", ("xfail %d" % XFAIL[c.id]) if c.id in XFAIL else ""))
