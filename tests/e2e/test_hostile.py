@@ -17,9 +17,10 @@ few statuses that are all right), and for errors peftd answers a JSON body
   * health: the process is alive, GET /health is 200, a normal POST /predict is 200, and
     GET /adapters is strict UTF-8 JSON (a stored bad string would poison it);
   * memory: VmRSS after the case (from /proc/PID/status) is within 10% + 24 MiB of before it;
-    big bodies run on a fresh server each, where the peak (VmHWM, reset before) must stay within
-    8x the body + 64 MiB (the issue's target; 16x on ASan, whose redzones double small blocks)
-    and RSS must come back within 10% + 8 MiB (+ 16 MiB of ASan quarantine) of its value before.
+    big bodies run on a fresh server each (the normal build when PEFTD_NORMAL_BIN names it, as
+    run-tests.sh does), where the peak (VmHWM, reset before) must stay within 8x the body + 64 MiB
+    (the issue's target; 16x on ASan, whose redzones double small blocks) and, on the normal
+    build, RSS must come back within 10% + 16 MiB of its value before.
 
 Cases that fail today because of the issue's findings are listed once, in XFAIL, with the finding's
 number; they are reported but do not fail the run. A listed case that passes fails the run
@@ -641,8 +642,8 @@ case("size.url-100k", (200, 414, 431), req("GET", "/health?" + "q" * 100000), js
 case("size.url-200k", (400, 414, 431), req("GET", "/health?" + "q" * 200000), json=False, n_resp=(0, 1))
 case("size.many-unknown-parts", 400, mp_req("/adapters", upload_parts("many") + [part("x%d" % i, "v") for i in range(20000)]),
      code="invalid_input")
-case("size.many-labels", 400, mp_req("/adapters", upload_parts("many", CFG_HEAD, WEIGHTS_HEAD, labels=json.dumps(["l%d" % i for i in range(100000)]))),
-     code="invalid_input", big=1 << 20)
+case("size.many-labels", 400, mp_req("/adapters", upload_parts("many", CFG_HEAD, WEIGHTS_HEAD, labels=json.dumps(["l%d" % i for i in range(250000)]))),
+     code="invalid_input", big=3 << 20)
 case("size.garbage-weights", 400, mp_req("/adapters", upload_parts("many", CFG, os.urandom(3 << 20))), code="bad_format", big=3 << 20)
 case("size.train-many-examples", 422, post_json("/train", train_spec(train=TWO * 30000 + [{"text": "x", "label": "other"}], labels=["neg", "pos"])),
      code="mismatch", big=2 << 20, why="every example is checked before a job is queued: the unknown label of the last one is a 422")
@@ -1195,7 +1196,7 @@ XFAIL.update({
     "utf8.train.jsonl-line-surrogate": 2, "utf8.train.jsonl-label-ff": 2,
     # 3: memory for big bodies
     "size.one-char-elements": 3, "size.one-char-strings": 3, "size.one-char-objects": 3, "size.qa-context-3mb": 3,
-    "size.train-many-examples": 3,
+    "size.train-many-examples": 3, "size.many-labels": 3,
 
     # 4: multipart
     "mp.empty-first-copy": 4, "mp.repeated-config-empty-first": 4, "mp.train-empty-first-spec": 4, "mp.nul-in-part-name": 4,
@@ -1230,6 +1231,10 @@ XFAIL.update({
 TMP = None
 MODEL = None
 IS_ASAN = False
+# Big bodies run on the normal build when PEFTD_NORMAL_BIN names it (run-tests.sh does): what goes
+# back to the system after a burst is glibc's business there, and ASan's allocator here.
+BIG_BIN = None
+BIG_ASAN = False
 ASAN_BASE = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
 CAP_MB = 1536
 
@@ -1270,7 +1275,7 @@ class Env:
                 env["ASAN_OPTIONS"] += ":allocator_may_return_null=1:soft_rss_limit_mb=%d:hard_rss_limit_mb=%d" % (CAP_MB, CAP_MB + 512)
             else:
                 prefix = ["prlimit", "--as=%d" % ((CAP_MB + 512) << 20), "--"]
-        s = Server(BIN, args, env=env, log_path=os.path.join(d, "server.log"), prefix=prefix)
+        s = Server(BIG_BIN if name == "big" else BIN, args, env=env, log_path=os.path.join(d, "server.log"), prefix=prefix)
         s.data = data
         s.start(timeout=120)
         self.servers[name] = s
@@ -1471,32 +1476,32 @@ def run_case(env, c):
     except (OSError, ValueError, KeyError) as e:
         problems.append("cleanup: %s" % e)
     problems += health(env, c.srv)
+    partial = False
     if s.proc is not None and s.proc.poll() is None:
         if c.big:
             # The target is 8N + a constant; ASan's redzones double small allocations.
-            per_byte = 16 if IS_ASAN else 8
+            per_byte = 16 if BIG_ASAN else 8
             peak = proc_status_kb(pid, "VmHWM") or 0
             if (peak - rss0) > (per_byte * c.big >> 10) + (64 << 10):
                 problems.append("peak RSS %d MiB for a %.1f MiB body (from %d MiB; allowed %dx + 64 MiB)" %
                                 (peak >> 10, c.big / 1048576, rss0 >> 10, per_byte))
-            # Memory goes back after the burst: within 10% + 8 MiB, waiting a little for ASan's
-            # release interval; its quarantine (16 MiB here) also holds freed memory.
-            slack = (24 if IS_ASAN else 8) << 10
-            deadline = time.time() + 2
-            while True:
-                rss1 = proc_status_kb(pid) or 0
-                if rss1 <= rss0 * 1.10 + slack or time.time() > deadline:
-                    break
-                time.sleep(0.25)
-            if rss1 > rss0 * 1.10 + slack:
+            # Memory goes back after the burst: within 10% + 16 MiB (glibc keeps some in each
+            # thread's arena). Not judged on ASan, whose allocator decides that by its own rules.
+            time.sleep(0.2)
+            rss1 = proc_status_kb(pid) or 0
+            if BIG_ASAN:
+                partial = True
+            elif rss1 > rss0 * 1.10 + (16 << 10):
                 problems.append("RSS %d MiB after the burst, %d MiB before" % (rss1 >> 10, rss0 >> 10))
+            print("  %-50s %.1f MiB body: RSS %d MiB before, peak %d, after %d (%.1f s)" %
+                  (c.id, c.big / 1048576, rss0 >> 10, peak >> 10, rss1 >> 10, dt), flush=True)
         else:
             rss1 = proc_status_kb(pid) or 0
             if rss1 > rss0 * 1.10 + (24 << 10):
                 problems.append("RSS grew from %d to %d MiB" % (rss0 >> 10, rss1 >> 10))
     if c.restart:
         env.stop(c.srv, problems, timeout=2)
-    return problems, dt
+    return problems, dt, partial
 
 
 # ============================================================================
@@ -1582,7 +1587,7 @@ def big_measurements():
 
 
 def main():
-    global TMP, MODEL, IS_ASAN
+    global TMP, MODEL, IS_ASAN, BIG_BIN, BIG_ASAN
     only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
     if "--dump-corpus" in sys.argv:
         d = sys.argv[sys.argv.index("--dump-corpus") + 1]
@@ -1611,6 +1616,12 @@ def main():
         return 1
     with open(BIN, "rb") as f:
         IS_ASAN = b"__asan_init" in f.read()
+    BIG_BIN = os.path.abspath(os.environ.get("PEFTD_NORMAL_BIN") or BIN)
+    if not os.path.exists(BIG_BIN):
+        BIG_BIN = BIN
+    with open(BIG_BIN, "rb") as f:
+        BIG_ASAN = b"__asan_init" in f.read()
+    print("big bodies on %s" % BIG_BIN)
     TMP = tempfile.mkdtemp(prefix="peftd-hostile-")
     MODEL = os.path.join(TMP, "model")
     subprocess.run([BIN, "gen-model", "--out", MODEL], check=True, timeout=120, capture_output=True)
@@ -1628,10 +1639,14 @@ def main():
         for c in CASES:
             if only and only not in c.id:
                 continue
-            problems, dt = run_case(env, c)
+            problems, dt, partial = run_case(env, c)
             slow.append((dt, c.id))
             listed = c.id in XFAIL
-            if problems and listed:
+            if listed and not problems and partial:
+                xfailed += 1
+                print("  xfail %-46s finding %d: passes the checks this build allows (not the return of memory)" %
+                      (c.id, XFAIL[c.id]), flush=True)
+            elif problems and listed:
                 xfailed += 1
                 print("  xfail %-46s finding %d: %s" % (c.id, XFAIL[c.id], problems[0][:160]), flush=True)
             elif problems:
