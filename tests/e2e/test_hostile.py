@@ -77,6 +77,8 @@ FINDINGS = {
     9: "request syntax RFC 9112 says to refuse is accepted (Host, header names, duplicates)",
     10: "lenient JSON grammar (RFC 8259): raw control characters, leading zeros, '1.'",
     11: "a target_modules regex with stacked quantifiers pins the upload worker for hours (fuzzer)",
+    12: "finished training jobs are kept without a bound (~4 KiB of RSS each, a directory, GET /jobs); "
+        "seen by make soak, no case here",
 }
 
 XFAIL = {
