@@ -99,6 +99,13 @@ test: deps
 bench: deps
 	@bench/run.sh
 
+# The soak of tests/e2e/test_soak.py on the normal build for SOAK_SECONDS (30 minutes), faults
+# included; `make test` runs a 2-minute one under ASan.
+SOAK_SECONDS ?= 1800
+.PHONY: soak
+soak: deps all
+	@PEFTD_BIN=$(CURDIR)/$(B)/peftd /usr/bin/python3 tests/e2e/test_soak.py --seconds $(SOAK_SECONDS)
+
 # libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each; not part of `make test`.
 fuzz:
 	@scripts/fuzz.sh
