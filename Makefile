@@ -6,7 +6,7 @@ WERROR  ?=
 PKGS    := libmicrohttpd libcjson openblas
 OPT     ?= -O2
 CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter $(OPT) -g -MMD -MP \
-           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Icore -Iadapters -Iserver
+           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Icore -Iadapters -Itrain -Iserver
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifneq ($(WERROR),)
 CFLAGS  += -Werror
@@ -32,14 +32,16 @@ endif
 
 CORE_SRC    := $(wildcard core/*.c)
 ADAPTER_SRC := $(wildcard adapters/*.c)
+TRAIN_SRC   := $(wildcard train/*.c)
 SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
 TEST_SRC    := $(wildcard tests/test_*.c)
 BENCH_SRC   := $(wildcard bench/*.c)
 
 OBJ_CORE    := $(CORE_SRC:%.c=$(B)/obj/%.o)
 OBJ_ADAPTER := $(ADAPTER_SRC:%.c=$(B)/obj/%.o)
+OBJ_TRAIN   := $(TRAIN_SRC:%.c=$(B)/obj/%.o)
 OBJ_SERVER  := $(SERVER_SRC:%.c=$(B)/obj/%.o)
-LIB_OBJ     := $(OBJ_SERVER) $(OBJ_ADAPTER) $(OBJ_CORE)
+LIB_OBJ     := $(OBJ_SERVER) $(OBJ_TRAIN) $(OBJ_ADAPTER) $(OBJ_CORE)
 TESTS       := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
