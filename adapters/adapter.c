@@ -4,6 +4,8 @@
  * The methods themselves live in peft.c and bottleneck.c. */
 #include "adapter_impl.h"
 
+#include "fs.h"
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -19,6 +21,15 @@ const char *pd_method_name(pd_method m) {
     case PD_METHOD_BOTTLENECK: return "bottleneck";
     }
     return "?";
+}
+
+int pd_method_parse(const char *name, pd_method *out) {
+    for (int k = PD_METHOD_LORA; k <= PD_METHOD_BOTTLENECK; k++)
+        if (!strcmp(pd_method_name((pd_method)k), name)) {
+            *out = (pd_method)k;
+            return 0;
+        }
+    return -1;
 }
 
 /* ==== Per-thread scratch ==== */
@@ -185,38 +196,6 @@ float *pd_adapter_alloc(pd_adapter *a, size_t n) {
     return p;
 }
 
-/* ==== JSON helpers ==== */
-
-const cJSON *pd_json_get(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return (v && !cJSON_IsNull(v)) ? v : NULL;
-}
-
-int pd_json_bool(const cJSON *o, const char *key, int *out) {
-    const cJSON *v = pd_json_get(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsBool(v)) return -1;
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-int pd_json_num(const cJSON *o, const char *key, double *out) {
-    const cJSON *v = pd_json_get(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return -1;
-    *out = v->valuedouble;
-    return 0;
-}
-
-int pd_json_int(const cJSON *o, const char *key, int *out) {
-    const cJSON *v = pd_json_get(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble > 1e9 || v->valuedouble < -1e9 || v->valuedouble != (double)(long)v->valuedouble)
-        return -1;
-    *out = (int)v->valuedouble;
-    return 0;
-}
-
 /* ==== Labels ==== */
 
 static void free_labels(char **l, int n) {
@@ -290,9 +269,8 @@ pd_status pd_adapter_set_labels(pd_adapter *a, int n, const cJSON *from_config, 
         if (!l) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         int base = a->cfg->labels && a->cfg->num_labels == n;
         for (int i = 0; i < n; i++) {
-            char b[32];
-            snprintf(b, sizeof b, "LABEL_%d", i);
-            l[i] = strdup(base ? a->cfg->labels[i] : b);
+            char b[PD_LABEL_CAP];
+            l[i] = strdup(pd_label_name(base ? a->cfg->labels[i] : NULL, i, b, sizeof b));
             if (!l[i]) { free_labels(l, n); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
         }
     }
@@ -413,12 +391,6 @@ pd_status pd_adapter_load(const pd_model *base, const pd_adapter_files *f, pd_ad
     return s;
 }
 
-static int file_exists(const char *dir, const char *name) {
-    char p[4096];
-    struct stat sb;
-    return !pd_path_join(p, sizeof p, dir, name) && stat(p, &sb) == 0;
-}
-
 pd_status pd_adapter_load_dir(const pd_model *base, const char *dir, pd_adapter **out, char *err, size_t errlen) {
     *out = NULL;
     char path[4096];
@@ -433,24 +405,24 @@ pd_status pd_adapter_load_dir(const pd_model *base, const char *dir, pd_adapter 
     if (s) return s;
     f.config = config;
     f.config_len = len;
-    const char *wname = file_exists(dir, "adapter_model.safetensors") ? "adapter_model.safetensors"
-                        : file_exists(dir, "adapter.safetensors") ? "adapter.safetensors" : NULL;
+    const char *wname = pd_fs_exists(dir, "adapter_model.safetensors") ? "adapter_model.safetensors"
+                        : pd_fs_exists(dir, "adapter.safetensors") ? "adapter.safetensors" : NULL;
     if (!wname) {
-        if (file_exists(dir, "adapter_model.bin")) s = pickle_refusal("adapter_model.bin", err, errlen);
-        else if (file_exists(dir, "pytorch_adapter.bin")) s = pickle_refusal("pytorch_adapter.bin", err, errlen);
+        if (pd_fs_exists(dir, "adapter_model.bin")) s = pickle_refusal("adapter_model.bin", err, errlen);
+        else if (pd_fs_exists(dir, "pytorch_adapter.bin")) s = pickle_refusal("pytorch_adapter.bin", err, errlen);
         else s = pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: no adapter_model.safetensors or adapter.safetensors", dir);
         goto out;
     }
     pd_path_join(path, sizeof path, dir, wname);
     if ((s = pd_st_open(path, &st, err, errlen))) goto out;
-    if (file_exists(dir, "model_head.safetensors")) {
+    if (pd_fs_exists(dir, "model_head.safetensors")) {
         pd_path_join(path, sizeof path, dir, "model_head.safetensors");
         if ((s = pd_st_open(path, &hst, err, errlen))) goto out;
-    } else if (file_exists(dir, "pytorch_model_head.bin")) {
+    } else if (pd_fs_exists(dir, "pytorch_model_head.bin")) {
         s = pickle_refusal("pytorch_model_head.bin", err, errlen);
         goto out;
     }
-    if (file_exists(dir, "head_config.json")) {
+    if (pd_fs_exists(dir, "head_config.json")) {
         pd_path_join(path, sizeof path, dir, "head_config.json");
         if ((s = pd_read_file(path, 16u << 20, &head_config, &len, err, errlen))) goto out;
         f.head_config = head_config;
@@ -547,14 +519,9 @@ fail:
 }
 
 static pd_status write_bytes(const char *dir, const char *name, const void *p, size_t n, char *err, size_t errlen) {
-    char path[4096];
+    char path[PD_FS_PATH_MAX];
     if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    int bad = fwrite(p, 1, n, fp) != n;
-    bad |= fclose(fp) != 0;
-    if (bad) { remove(path); return pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path); }
-    return PD_OK;
+    return pd_fs_write(path, p, n, err, errlen);
 }
 
 pd_status pd_adapter_save_dir(const pd_adapter *a, const char *dir, char *err, size_t errlen) {
@@ -566,6 +533,7 @@ pd_status pd_adapter_save_dir(const pd_adapter *a, const char *dir, char *err, s
     if (!s) s = write_bytes(dir, names[1], f.weights, f.weights_len, err, errlen);
     if (!s && f.head_config) s = write_bytes(dir, names[2], f.head_config, f.head_config_len, err, errlen);
     if (!s && f.head_weights) s = write_bytes(dir, names[3], f.head_weights, f.head_weights_len, err, errlen);
+    if (!s) s = pd_fs_sync(dir, err, errlen);
     pd_adapter_files_free(&f);
     return s;
 }
@@ -754,62 +722,4 @@ void pd_tlist_free(pd_tlist *l) {
     for (int i = 0; i < l->n; i++) { free((void *)l->t[i].name); free((void *)l->t[i].data); }
     free(l->t);
     memset(l, 0, sizeof *l);
-}
-
-/* ==== User config checks ==== */
-
-pd_status pd_cfg_known(const cJSON *user, const char *method, const char *const *allowed, char *err, size_t errlen) {
-    if (!user) return PD_OK;
-    if (!cJSON_IsObject(user)) return pd_err(err, errlen, PD_ERR_INVALID, "config must be an object");
-    const cJSON *it;
-    cJSON_ArrayForEach(it, user) {
-        int ok = 0;
-        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(it->string, allowed[i]);
-        if (!ok) {
-            char list[1024];
-            size_t k = 0;
-            list[0] = 0;
-            for (int i = 0; allowed[i] && k < sizeof list; i++)
-                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", allowed[i]);
-            return pd_err(err, errlen, PD_ERR_INVALID, "config.%s is not a %s option (known: %s)", it->string, method, list);
-        }
-    }
-    return PD_OK;
-}
-
-pd_status pd_cfg_int(const cJSON *user, const char *key, long lo, long hi, int *out, char *err, size_t errlen) {
-    const cJSON *v = user ? pd_json_get(user, key) : NULL;
-    if (!v) return PD_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 1e15)
-        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be an integer", key);
-    if (v->valuedouble < (double)lo) {
-        if (lo == 1) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be > 0 (got %.0f)", key, v->valuedouble);
-        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be >= %ld (got %.0f)", key, lo, v->valuedouble);
-    }
-    if (v->valuedouble > (double)hi) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be <= %ld (got %.0f)", key, hi, v->valuedouble);
-    *out = (int)v->valuedouble;
-    return PD_OK;
-}
-
-pd_status pd_cfg_num(const cJSON *user, const char *key, double lo, double hi, double *out, char *err, size_t errlen) {
-    const cJSON *v = user ? pd_json_get(user, key) : NULL;
-    if (!v) return PD_OK;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be a number", key);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be between %g and %g (got %g)", key, lo, hi, v->valuedouble);
-    *out = v->valuedouble;
-    return PD_OK;
-}
-
-pd_status pd_cfg_bool(const cJSON *user, const char *key, int *out, char *err, size_t errlen) {
-    if (user && pd_json_bool(user, key, out)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be true or false", key);
-    return PD_OK;
-}
-
-pd_status pd_cfg_str(const cJSON *user, const char *key, const char **out, char *err, size_t errlen) {
-    const cJSON *v = user ? pd_json_get(user, key) : NULL;
-    if (!v) return PD_OK;
-    if (!cJSON_IsString(v)) return pd_err(err, errlen, PD_ERR_INVALID, "config.%s must be a string", key);
-    *out = v->valuestring;
-    return PD_OK;
 }

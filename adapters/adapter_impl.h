@@ -13,6 +13,8 @@
 #define PD_ADAPTER_IMPL_H
 
 #include "adapter.h"
+#include "json.h"
+#include "param.h"
 #include "safetensors.h"
 
 #include <cJSON.h>
@@ -43,7 +45,7 @@ typedef struct pd_train {
     int on;           /* training mode: dropout applies */
     uint64_t seed;    /* dropout seed given to pd_adapter_set_training */
     uint64_t pass;    /* training forward passes since then; part of every dropout mask's key */
-    int *param;       /* (n_param) indices into a->t of the parameter tensors, in order */
+    pd_param *param;  /* (n_param) the tensors with a gradient, in store order (data never moves) */
     int n_param;
     pd_head ghead;    /* the own head with w/b pointing at gradients (or at sinks) */
     float *sink[2 * PD_HEAD_MAX_LAYERS]; /* gradients of head layers that do not train (base pooler) */
@@ -92,13 +94,6 @@ static inline size_t pd_at_numel(const pd_atensor *t) { return (size_t)(t->shape
 /* The gradient buffer of the stored tensor whose data is p (which must exist), allocated
  * (zeroed, with the given AdamW decay flag) on first use; NULL on OOM. */
 float *pd_at_grad(pd_adapter *a, const float *p, int decay);
-
-/* ==== JSON helpers (adapter.c): 0 = ok (or absent: *out keeps the default), -1 = wrong type ==== */
-
-int pd_json_bool(const cJSON *o, const char *key, int *out);
-int pd_json_num(const cJSON *o, const char *key, double *out);
-int pd_json_int(const cJSON *o, const char *key, int *out); /* integral number */
-const cJSON *pd_json_get(const cJSON *o, const char *key);  /* NULL if absent or JSON null */
 
 /* ==== Labels (adapter.c) ==== */
 
@@ -179,14 +174,6 @@ typedef struct pd_fresh_head {
     int num_labels;
     char *const *labels; /* (num_labels) final names */
 } pd_fresh_head;
-
-/* Checks that every key of user is in allowed (NULL-terminated): PD_ERR_INVALID naming it. */
-pd_status pd_cfg_known(const cJSON *user, const char *method, const char *const *allowed, char *err, size_t errlen);
-/* Typed reads of a user config with ranges; absent keys keep *out. Messages "config.<key> ...". */
-pd_status pd_cfg_int(const cJSON *user, const char *key, long lo, long hi, int *out, char *err, size_t errlen);
-pd_status pd_cfg_num(const cJSON *user, const char *key, double lo, double hi, double *out, char *err, size_t errlen);
-pd_status pd_cfg_bool(const cJSON *user, const char *key, int *out, char *err, size_t errlen);
-pd_status pd_cfg_str(const cJSON *user, const char *key, const char **out, char *err, size_t errlen);
 
 /* ==== Method loaders ==== */
 

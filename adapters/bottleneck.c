@@ -24,6 +24,11 @@
 #include <math.h>
 #include <string.h>
 
+/* Where config keys come from, for messages (see peft.c). */
+#define CFG "adapter_config.json: "
+#define HEAD_CFG "head_config.json: "
+#define USER "config."
+
 /* ==== State and the sub-layer callback ==== */
 
 typedef struct bn_site {
@@ -292,8 +297,9 @@ static pd_status bn_parse(const pd_adapter *a, const cJSON *top, bn_cfg *c, cJSO
     struct { const char *k; int *v; } bools[] = {{"mh_adapter", &c->mh}, {"output_adapter", &c->outp}, {"original_ln_before", &c->olb},
         {"original_ln_after", &c->ola}, {"adapter_residual_before_ln", &c->arbl}, {"ln_before", &c->lnb}, {"ln_after", &c->lna},
         {"is_parallel", &c->par}};
+    pd_status st;
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (pd_json_bool(cfg, bools[i].k, bools[i].v)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"%s\" must be a boolean", bools[i].k);
+        if ((st = pd_json_bool(cfg, bools[i].k, CFG, bools[i].v, err, errlen))) return st;
     if (!pd_json_get(cfg, "mh_adapter") || !pd_json_get(cfg, "output_adapter") || !pd_json_get(cfg, "reduction_factor") || !pd_json_get(cfg, "non_linearity"))
         return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: a bottleneck config needs mh_adapter, output_adapter, reduction_factor and non_linearity");
     const cJSON *r = pd_json_get(cfg, "residual_before_ln");
@@ -310,14 +316,14 @@ static pd_status bn_parse(const pd_adapter *a, const cJSON *top, bn_cfg *c, cJSO
         else return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"scaling\" must be a number, \"learned\" or \"channel\"");
     }
     int flag = 0;
-    if (pd_json_bool(cfg, "use_gating", &flag) || flag)
+    if (pd_json_bool(cfg, "use_gating", CFG, &flag, NULL, 0) || flag)
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: use_gating = true is not supported");
-    if (pd_json_bool(cfg, "phm_layer", &flag) || flag)
+    if (pd_json_bool(cfg, "phm_layer", CFG, &flag, NULL, 0) || flag)
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: phm_layer = true (Compacter) is not supported");
     if (pd_json_get(cfg, "inv_adapter") || pd_json_get(cfg, "invertible_adapter"))
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: invertible adapters (inv_adapter) are not supported");
     double sd = 0;
-    if (pd_json_num(cfg, "stochastic_depth", &sd)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"stochastic_depth\" must be a number");
+    if ((st = pd_json_num(cfg, "stochastic_depth", CFG, -1e30, 0, 1e30, PD_ERR_INVALID, &sd, err, errlen))) return st;
     if (c->rbl == 2 && !c->olb && !c->par)
         return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: residual_before_ln = \"post_add\" needs original_ln_before = true");
     c->rf = pd_json_get(cfg, "reduction_factor");
@@ -426,10 +432,11 @@ static pd_status hub_head(pd_adapter *a, const pd_st_file *hst, const pd_adapter
     else if (!strcmp(ht->valuestring, "question_answering")) task = PD_TASK_QA;
     else return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "head_config.json: head_type \"%s\" is not supported (classification, question_answering are)", ht->valuestring);
     int layers = task == PD_TASK_QA ? 1 : 2, nl = 2, use_pooler = 0, bias = 1;
-    if (pd_json_int(c, "layers", &layers) || layers < 1) return pd_err(err, errlen, PD_ERR_INVALID, "head_config.json: \"layers\" must be a positive integer");
-    if (pd_json_int(c, "num_labels", &nl) || nl < 1 || nl > 100000) return pd_err(err, errlen, PD_ERR_INVALID, "head_config.json: \"num_labels\" must be a positive integer");
-    if (pd_json_bool(c, "use_pooler", &use_pooler) || pd_json_bool(c, "bias", &bias))
-        return pd_err(err, errlen, PD_ERR_INVALID, "head_config.json: \"use_pooler\" and \"bias\" must be booleans");
+    pd_status st;
+    if ((st = pd_json_int(c, "layers", HEAD_CFG, 1, 1000000000, PD_ERR_INVALID, &layers, err, errlen)) ||
+        (st = pd_json_int(c, "num_labels", HEAD_CFG, 1, 100000, PD_ERR_INVALID, &nl, err, errlen)) ||
+        (st = pd_json_bool(c, "use_pooler", HEAD_CFG, &use_pooler, err, errlen)) || (st = pd_json_bool(c, "bias", HEAD_CFG, &bias, err, errlen)))
+        return st;
     if (task == PD_TASK_QA && nl != 2) return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "head_config.json: a question_answering head must have num_labels = 2 (start, end)");
     if (task == PD_TASK_QA) use_pooler = 0;
     pd_act act = PD_ACT_NONE;
@@ -529,13 +536,14 @@ pd_status pd_hub_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *hea
         return pd_err(err, errlen, PD_ERR_MISMATCH, "adapter_config.json: the adapter was made for model_type \"%s\" but the base model is %s",
                       cJSON_IsString(mt) ? mt->valuestring : "?", pd_arch_name(a->cfg->arch));
     int hs = H;
-    if (pd_json_int(top, "hidden_size", &hs)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"hidden_size\" must be an integer");
+    pd_status s = pd_json_int(top, "hidden_size", CFG, -1000000000, 1000000000, PD_ERR_INVALID, &hs, err, errlen);
+    if (s) return s;
     if (hs != H) return pd_err(err, errlen, PD_ERR_MISMATCH, "adapter_config.json: hidden_size = %d but the base model has %d", hs, H);
     if ((head_st != NULL) != (f->head_config && f->head_config_len))
         return pd_err(err, errlen, PD_ERR_INVALID, "an AdapterHub head needs both head_config.json and model_head.safetensors");
     bn_cfg c;
     cJSON *rf_holder = NULL;
-    pd_status s = bn_parse(a, top, &c, &rf_holder, err, errlen);
+    s = bn_parse(a, top, &c, &rf_holder, err, errlen);
     bn_state *bs = NULL;
     if (s) goto out;
     int act = pd_act_parse(c.act);
@@ -690,8 +698,8 @@ pd_status pd_hub_train_init(pd_adapter *a, char *err, size_t errlen) {
     int L = a->cfg->layers;
     double p = 0;
     const cJSON *cfg = pd_json_get(a->config, "config");
-    if (cJSON_IsObject(cfg) && (pd_json_num(cfg, "dropout", &p) || !(p >= 0 && p < 1)))
-        return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: dropout must be a number in [0, 1)");
+    pd_status st = pd_json_num(cfg, "dropout", CFG, 0, 0, 0.999999, PD_ERR_INVALID, &p, err, errlen);
+    if (st) return st;
     s->dropout = (float)p;
 #define G(dst, ptr, decay)                                                             \
     do {                                                                               \
@@ -771,7 +779,7 @@ static cJSON *full_config(const pd_config *cf, cJSON *config, int *bad) {
  * ParBnConfig), then the caller's values. */
 static pd_status hub_config_dict(const cJSON *u, cJSON **out, char *err, size_t errlen) {
     const char *arch = "seq_bn";
-    pd_status st = pd_cfg_str(u, "architecture", &arch, err, errlen);
+    pd_status st = pd_json_str(u, "architecture", USER, &arch, err, errlen);
     if (st) return st;
     int preset = !strcmp(arch, "seq_bn") || !strcmp(arch, "pfeiffer") ? 1 : !strcmp(arch, "double_seq_bn") || !strcmp(arch, "houlsby") ? 2
                : !strcmp(arch, "par_bn") || !strcmp(arch, "parallel") ? 3 : !strcmp(arch, "bottleneck") ? 0 : -1;
@@ -824,7 +832,7 @@ static pd_status hub_config_dict(const cJSON *u, cJSON **out, char *err, size_t 
     for (int i = 0; bools[i] && !st; i++) {
         int v = 0;
         if (!pd_json_get(u, bools[i])) continue;
-        if (!(st = pd_cfg_bool(u, bools[i], &v, err, errlen))) jset(c, bools[i], cJSON_CreateBool(v), &bad);
+        if (!(st = pd_json_bool(u, bools[i], USER, &v, err, errlen))) jset(c, bools[i], cJSON_CreateBool(v), &bad);
     }
     const cJSON *v;
     if (!st && (v = pd_json_get(u, "reduction_factor"))) {
@@ -833,7 +841,7 @@ static pd_status hub_config_dict(const cJSON *u, cJSON **out, char *err, size_t 
         else jset(c, "reduction_factor", cJSON_Duplicate(v, 1), &bad);
     }
     const char *str = NULL;
-    if (!st && !(st = pd_cfg_str(u, "non_linearity", &str, err, errlen)) && str) {
+    if (!st && !(st = pd_json_str(u, "non_linearity", USER, &str, err, errlen)) && str) {
         char low[64];
         snprintf(low, sizeof low, "%s", str);
         for (char *q = low; *q; q++) *q = (char)tolower((unsigned char)*q);
@@ -858,16 +866,14 @@ static pd_status hub_config_dict(const cJSON *u, cJSON **out, char *err, size_t 
         else jset(c, "leave_out", cJSON_Duplicate(v, 1), &bad);
     }
     str = NULL;
-    if (!st && !(st = pd_cfg_str(u, "init_weights", &str, err, errlen)) && str) {
+    if (!st && !(st = pd_json_str(u, "init_weights", USER, &str, err, errlen)) && str) {
         if (strcmp(str, "bert") && strcmp(str, "mam_adapter") && strcmp(str, "houlsby"))
             st = pd_err(err, errlen, PD_ERR_INVALID, "config.init_weights must be \"bert\", \"mam_adapter\" or \"houlsby\"");
         else jset(c, "init_weights", cJSON_CreateString(str), &bad);
     }
     double dr = 0;
-    if (!st && !(st = pd_cfg_num(u, "dropout", -1e9, 1e9, &dr, err, errlen)) && pd_json_get(u, "dropout")) {
-        if (!(dr >= 0 && dr < 1)) st = pd_err(err, errlen, PD_ERR_INVALID, "config.dropout must be >= 0 and < 1 (got %g)", dr);
-        else jset(c, "dropout", cJSON_CreateNumber(dr), &bad);
-    }
+    if (!st && !(st = pd_json_num(u, "dropout", USER, 0, 0, 0.999999, PD_ERR_INVALID, &dr, err, errlen)) && pd_json_get(u, "dropout"))
+        jset(c, "dropout", cJSON_CreateNumber(dr), &bad);
     if (!st && preset == 0) {
         static const char *const req[] = {"mh_adapter", "output_adapter", "reduction_factor", "non_linearity"};
         for (int i = 0; i < 4 && !st; i++)
@@ -936,7 +942,7 @@ pd_status pd_hub_fresh(const pd_model *base, const cJSON *u, const pd_fresh_head
                        size_t errlen) {
     const pd_config *cf = pd_model_config(base);
     int L = cf->layers, H = cf->hidden, bad = 0;
-    pd_status st = pd_cfg_known(u, "bottleneck", HUB_KEYS, err, errlen);
+    pd_status st = pd_json_known(u, USER, "bottleneck option", HUB_KEYS, err, errlen);
     if (st) return st;
     cJSON *c = NULL;
     if ((st = hub_config_dict(u, &c, err, errlen))) return st;

@@ -26,6 +26,11 @@
 #include <regex.h>
 #include <string.h>
 
+/* Where the keys of a config come from, for messages: the adapter's file, or the config a caller
+ * gives for a fresh adapter. */
+#define CFG "adapter_config.json: "
+#define USER "config."
+
 /* ==== Python regular expressions on POSIX regex ==== */
 
 /* Translates a Python regex into POSIX ERE. wrap: anchor as a full match ^(...)$.
@@ -852,11 +857,11 @@ static pd_status lora_ia3_select(pd_adapter *a, const pd_st_file *st, peft_state
     int r = 8, dora = 0, rslora = 0, fifo = 0, lora_bias = 0;
     double alpha = 8;
     if (!ia3) {
-        if (pd_json_int(c, "r", &r)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"r\" must be an integer");
-        if (r <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: LoRA rank r = %d; it must be > 0", r);
-        if (pd_json_num(c, "lora_alpha", &alpha)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"lora_alpha\" must be a number");
-        if (pd_json_bool(c, "use_dora", &dora) || pd_json_bool(c, "use_rslora", &rslora) || pd_json_bool(c, "lora_bias", &lora_bias))
-            return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: use_dora, use_rslora and lora_bias must be booleans");
+        if ((ps = pd_json_int(c, "r", CFG, 1, 1000000000, PD_ERR_INVALID, &r, err, errlen)) ||
+            (ps = pd_json_num(c, "lora_alpha", CFG, -1e30, 0, 1e30, PD_ERR_INVALID, &alpha, err, errlen)) ||
+            (ps = pd_json_bool(c, "use_dora", CFG, &dora, err, errlen)) || (ps = pd_json_bool(c, "use_rslora", CFG, &rslora, err, errlen)) ||
+            (ps = pd_json_bool(c, "lora_bias", CFG, &lora_bias, err, errlen)))
+            return ps;
         if (dora) return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: use_dora = true (DoRA) is not supported");
         const cJSON *b = pd_json_get(c, "bias");
         if (b && (!cJSON_IsString(b) || (strcmp(b->valuestring, "none") && strcmp(b->valuestring, "all") && strcmp(b->valuestring, "lora_only"))))
@@ -870,7 +875,7 @@ static pd_status lora_ia3_select(pd_adapter *a, const pd_st_file *st, peft_state
             return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: trainable_token_indices is not supported");
     }
     /* fan_in_fan_out only concerns GPT-2 style Conv1D; PEFT forces it to false for nn.Linear. */
-    if (pd_json_bool(c, "fan_in_fan_out", &fifo)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"fan_in_fan_out\" must be a boolean");
+    if ((ps = pd_json_bool(c, "fan_in_fan_out", CFG, &fifo, err, errlen))) return ps;
     tcfg tc;
     tc.target = pd_json_get(c, "target_modules");
     tc.exclude = pd_json_get(c, "exclude_modules");
@@ -1167,8 +1172,9 @@ static pd_status prompt_load(pd_adapter *a, const pd_st_file *st, const pd_adapt
     int prefix = a->method == PD_METHOD_PREFIX;
     int L = a->cfg->layers, H = a->cfg->hidden;
     int nvt = 0, v = 0;
-    if (pd_json_int(c, "num_virtual_tokens", &nvt)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"num_virtual_tokens\" must be an integer");
-    if (nvt <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: num_virtual_tokens must be > 0");
+    pd_status ps = pd_json_int(c, "num_virtual_tokens", CFG, 1, 1000000000, PD_ERR_INVALID, &nvt, err, errlen);
+    if (ps) return ps;
+    if (nvt <= 0) return pd_err(err, errlen, PD_ERR_INVALID, CFG "num_virtual_tokens must be > 0");
     if (prefix && is_dist(a))
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
                       "prefix tuning is not supported on distilbert: transformers' DistilBERT takes no past_key_values, so PEFT cannot run it either");
@@ -1178,18 +1184,17 @@ static pd_status prompt_load(pd_adapter *a, const pd_st_file *st, const pd_adapt
     struct { const char *k; int want; } chk[] = {{"token_dim", H}, {"num_layers", L}, {"num_attention_heads", a->cfg->heads}};
     for (int i = 0; i < 3; i++) {
         v = chk[i].want;
-        if (pd_json_int(c, chk[i].k, &v)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"%s\" must be an integer", chk[i].k);
+        if ((ps = pd_json_int(c, chk[i].k, CFG, -1000000000, 1000000000, PD_ERR_INVALID, &v, err, errlen))) return ps;
         if (v != chk[i].want && (prefix || i == 0))
             return pd_err(err, errlen, PD_ERR_MISMATCH, "adapter_config.json: %s = %d but the base model has %d", chk[i].k, v, chk[i].want);
     }
     v = 1;
-    if (pd_json_int(c, "num_transformer_submodules", &v) || v != 1)
+    if (pd_json_int(c, "num_transformer_submodules", CFG, 1, 1, PD_ERR_UNSUPPORTED, &v, NULL, 0))
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: num_transformer_submodules must be 1 for an encoder");
     const char *P = detect_prefix(a, st);
     head_parts hp;
     memset(&hp, 0, sizeof hp);
     float *emb = NULL; /* the data of prompt_embeddings (a->t may move; the data does not) */
-    pd_status ps = PD_OK;
     for (int i = 0; i < pd_st_count(st) && !ps; i++) {
         const pd_st_tensor *t = pd_st_at(st, i);
         char n[1024], mod[1024], save[1100];
@@ -1322,8 +1327,8 @@ pd_status pd_peft_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, c
     if (a->method == PD_METHOD_LORA || a->method == PD_METHOD_IA3) {
         if (a->method == PD_METHOD_LORA) {
             double p = 0;
-            if (pd_json_num(a->config, "lora_dropout", &p) || !(p >= 0 && p < 1))
-                return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: lora_dropout must be a number in [0, 1)");
+            pd_status st = pd_json_num(a->config, "lora_dropout", CFG, 0, 0, 0.999999, PD_ERR_INVALID, &p, err, errlen);
+            if (st) return st;
             s->lora_dropout = (float)p;
         }
         for (int i = 0; i < L * PD_LIN_COUNT; i++) {
@@ -1527,19 +1532,17 @@ static pd_status fresh_lora_check(const cJSON *u, int ia3, char *err, size_t err
     }
     if (ia3) {
         int b = 1;
-        return pd_cfg_bool(u, "init_ia3_weights", &b, err, errlen);
+        return pd_json_bool(u, "init_ia3_weights", USER, &b, err, errlen);
     }
     int r = 8, flag = 0;
     double x = 8;
-    if ((st = pd_cfg_int(u, "r", 1, 1 << 20, &r, err, errlen))) return st;
-    if ((st = pd_cfg_num(u, "lora_alpha", -1e9, 1e9, &x, err, errlen))) return st;
-    if (x <= 0) return pd_err(err, errlen, PD_ERR_INVALID, "config.lora_alpha must be > 0 (got %g)", x);
-    x = 0;
-    if ((st = pd_cfg_num(u, "lora_dropout", -1e9, 1e9, &x, err, errlen))) return st;
-    if (!(x >= 0 && x < 1)) return pd_err(err, errlen, PD_ERR_INVALID, "config.lora_dropout must be >= 0 and < 1 (got %g)", x);
-    if ((st = pd_cfg_bool(u, "use_rslora", &flag, err, errlen)) || (st = pd_cfg_bool(u, "lora_bias", &flag, err, errlen))) return st;
+    if ((st = pd_json_int(u, "r", USER, 1, 1 << 20, PD_ERR_INVALID, &r, err, errlen)) ||
+        (st = pd_json_num(u, "lora_alpha", USER, 0, 1, 1e9, PD_ERR_INVALID, &x, err, errlen)) ||
+        (st = pd_json_num(u, "lora_dropout", USER, 0, 0, 0.999999, PD_ERR_INVALID, &x, err, errlen)) ||
+        (st = pd_json_bool(u, "use_rslora", USER, &flag, err, errlen)) || (st = pd_json_bool(u, "lora_bias", USER, &flag, err, errlen)))
+        return st;
     const char *bias = NULL;
-    if ((st = pd_cfg_str(u, "bias", &bias, err, errlen))) return st;
+    if ((st = pd_json_str(u, "bias", USER, &bias, err, errlen))) return st;
     if (bias && strcmp(bias, "none") && strcmp(bias, "all") && strcmp(bias, "lora_only"))
         return pd_err(err, errlen, PD_ERR_INVALID, "config.bias must be \"none\", \"all\" or \"lora_only\" (got \"%s\")", bias);
     if ((v = pd_json_get(u, "init_lora_weights")) && !cJSON_IsBool(v) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "gaussian")))
@@ -1632,7 +1635,7 @@ static pd_status fresh_lora(const pd_model *base, int ia3, const cJSON *u, const
     const cJSON *iv = pd_json_get(c, "init_lora_weights");
     init_gauss = cJSON_IsString(iv);
     init_off = cJSON_IsFalse(iv);
-    pd_json_bool(c, "init_ia3_weights", &ia3_init);
+    pd_json_bool(c, "init_ia3_weights", USER, &ia3_init, NULL, 0);
     char key[512], n[700];
     for (int l = 0; l < L && !bad; l++) {
         const pd_layer *ly = pd_model_layer(base, l);
@@ -1739,20 +1742,22 @@ static pd_status fresh_prompt(const pd_model *base, int prefix, const cJSON *u, 
     if (prefix && cf->arch == PD_ARCH_DISTILBERT)
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
                       "prefix tuning is not supported on distilbert: transformers' DistilBERT takes no past_key_values, so PEFT cannot run it either");
-    if ((st = pd_cfg_int(u, "num_virtual_tokens", 1, 1 << 20, &nvt, err, errlen))) return st;
+    if ((st = pd_json_int(u, "num_virtual_tokens", USER, 1, 1 << 20, PD_ERR_INVALID, &nvt, err, errlen))) return st;
     if (nvt + 3 > cf->max_tokens)
         return pd_err(err, errlen, PD_ERR_INVALID, "config.num_virtual_tokens = %d leaves no room for text in the model's %d positions (at most %d)",
                       nvt, cf->max_tokens, cf->max_tokens - 3);
     const char *text = NULL, *init = NULL, *tokname = NULL;
     if (prefix) {
-        if ((st = pd_cfg_bool(u, "prefix_projection", &proj, err, errlen))) return st;
-        if ((st = pd_cfg_int(u, "encoder_hidden_size", 1, 1 << 16, &E, err, errlen))) return st;
+        if ((st = pd_json_bool(u, "prefix_projection", USER, &proj, err, errlen)) ||
+            (st = pd_json_int(u, "encoder_hidden_size", USER, 1, 1 << 16, PD_ERR_INVALID, &E, err, errlen)))
+            return st;
     } else {
-        if ((st = pd_cfg_str(u, "prompt_init_text", &text, err, errlen)) || (st = pd_cfg_str(u, "prompt_tuning_init", &init, err, errlen)) ||
-            (st = pd_cfg_str(u, "tokenizer_name_or_path", &tokname, err, errlen)))
+        if ((st = pd_json_str(u, "prompt_init_text", USER, &text, err, errlen)) ||
+            (st = pd_json_str(u, "prompt_tuning_init", USER, &init, err, errlen)) ||
+            (st = pd_json_str(u, "tokenizer_name_or_path", USER, &tokname, err, errlen)))
             return st;
         const char *t2 = NULL;
-        if ((st = pd_cfg_str(u, "prompt_tuning_init_text", &t2, err, errlen))) return st;
+        if ((st = pd_json_str(u, "prompt_tuning_init_text", USER, &t2, err, errlen))) return st;
         if (text && t2 && strcmp(text, t2))
             return pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_init_text and config.prompt_tuning_init_text differ; give one");
         if (!text) text = t2;
@@ -1819,7 +1824,9 @@ static pd_status fresh_prompt(const pd_model *base, int prefix, const cJSON *u, 
 pd_status pd_peft_fresh(const pd_model *base, pd_method m, const cJSON *u, const pd_fresh_head *fh, pd_rng *rng, pd_fresh *out,
                         char *err, size_t errlen) {
     const char *const *keys = m == PD_METHOD_LORA ? LORA_KEYS : m == PD_METHOD_IA3 ? IA3_KEYS : m == PD_METHOD_PREFIX ? PREFIX_KEYS : PROMPT_KEYS;
-    pd_status st = pd_cfg_known(u, pd_method_name(m), keys, err, errlen);
+    char what[40];
+    snprintf(what, sizeof what, "%s option", pd_method_name(m));
+    pd_status st = pd_json_known(u, USER, what, keys, err, errlen);
     if (st) return st;
     cJSON *c = out->config = cJSON_CreateObject();
     if (!c) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");

@@ -7,6 +7,8 @@
  * see one block of rows (the grouping idea of Punica's SGMV). */
 #include "model.h"
 
+#include "fs.h"
+#include "json.h"
 #include "safetensors.h"
 #include "train_kernels.h"
 
@@ -45,25 +47,13 @@ const char *pd_arch_name(pd_arch a) {
     return "?";
 }
 
-const char *pd_task_name(pd_task t) {
-    switch (t) {
-    case PD_TASK_CLS: return "classification";
-    case PD_TASK_QA: return "question_answering";
-    case PD_TASK_NONE: return "none";
-    }
-    return "?";
-}
-
 /* ==== config.json ==== */
 
 /* Reads an integer field; the first present name wins. Returns def when none is present,
  * -2 when present but not a non-negative integer. */
 static int json_int(const cJSON *o, const char *a, const char *b, int def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
-    if (!v && b) v = cJSON_GetObjectItemCaseSensitive(o, b);
-    if (!v || cJSON_IsNull(v)) return def;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9 || v->valuedouble != (double)(int)v->valuedouble) return -2;
-    return (int)v->valuedouble;
+    long v = def;
+    return pd_json_long(o, pd_json_get(o, a) || !b ? a : b, "", 0, 1000000000, PD_ERR_FORMAT, &v, NULL, 0) ? -2 : (int)v;
 }
 
 static void free_labels(char **labels, int n) {
@@ -194,20 +184,14 @@ out:
 
 /* ==== Weights ==== */
 
-static int file_exists(const char *dir, const char *name) {
-    char p[4096];
-    struct stat st;
-    return !pd_path_join(p, sizeof p, dir, name) && stat(p, &st) == 0;
-}
-
 static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t errlen) {
     char path[4096];
-    if (file_exists(dir, "model.safetensors")) {
+    if (pd_fs_exists(dir, "model.safetensors")) {
         pd_path_join(path, sizeof path, dir, "model.safetensors");
         m->n_shards = 1;
         return pd_st_open(path, &m->shard[0], err, errlen);
     }
-    if (file_exists(dir, "model.safetensors.index.json")) {
+    if (pd_fs_exists(dir, "model.safetensors.index.json")) {
         pd_path_join(path, sizeof path, dir, "model.safetensors.index.json");
         char *text = NULL;
         size_t len = 0;
@@ -247,7 +231,7 @@ static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t err
         cJSON_Delete(o);
         return st;
     }
-    if (file_exists(dir, "pytorch_model.bin") || file_exists(dir, "model.bin"))
+    if (pd_fs_exists(dir, "pytorch_model.bin") || pd_fs_exists(dir, "model.bin"))
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
                       "%s has only a pickle checkpoint (pytorch_model.bin); peftd never loads pickle because unpickling runs code. "
                       "Convert it once with: python3 -c \"import torch; from safetensors.torch import save_file; "
@@ -426,9 +410,8 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
             if (!c->labels) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
             c->num_labels = nl;
             for (int i = 0; i < nl; i++) {
-                char b[32];
-                snprintf(b, sizeof b, "LABEL_%d", i);
-                if (!(c->labels[i] = strdup(b))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+                char b[PD_LABEL_CAP];
+                if (!(c->labels[i] = strdup(pd_label_name(NULL, i, b, sizeof b)))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
             }
         }
         h->labels = c->labels;

@@ -15,6 +15,8 @@
 #endif
 #include "safetensors.h"
 
+#include "fs.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -864,21 +866,6 @@ pd_status pd_st_write_buffer(const pd_st_wtensor *t, int n, const char *const *m
     return PD_OK;
 }
 
-/* Writes all n bytes of p to fd; returns 0 or -1 with errno set. */
-static int st_write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv,
                       int n_meta, char *err, size_t errlen) {
     const pd_st_wtensor **o;
@@ -893,9 +880,9 @@ pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const cha
         return st;
     }
     /* Tensor data goes straight from the caller's arrays to the file: no second copy. */
-    int bad = st_write_all(fd, b.p, b.len);
+    int bad = pd_fs_write_all(fd, b.p, b.len);
     for (int i = 0; !bad && i < n; i++) {
-        if (st_wbytes(o[i])) bad = st_write_all(fd, o[i]->data, st_wbytes(o[i]));
+        if (st_wbytes(o[i])) bad = pd_fs_write_all(fd, o[i]->data, st_wbytes(o[i]));
     }
     if (!bad) bad = fsync(fd);
     int saved = errno;

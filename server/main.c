@@ -123,7 +123,7 @@ static int cmd_predict(int argc, char **argv) {
         return 0;
     }
     int forced = -1;
-    if (*o.task && (forced = pd_json_task_parse(o.task)) < 0) {
+    if (*o.task && (forced = pd_task_parse(o.task)) <= PD_TASK_NONE) {
         fprintf(stderr, "peftd predict: --task must be classification or question_answering\n");
         return 2;
     }

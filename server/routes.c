@@ -217,15 +217,10 @@ static void predict_done(pd_req *r) {
 
 /* Reads an optional integer field in [lo, hi]; replies 400 and returns -1 if it is not one. */
 static int opt_int(pd_req *r, const cJSON *o, const char *key, int lo, int hi, int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) return 0;
-    /* range first: converting an out-of-range double (1e999) to an integer is undefined */
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) || v->valuedouble != (double)(int)v->valuedouble) {
-        pd_req_error(r, 400, "invalid_input", "%s must be an integer in [%d, %d]", key, lo, hi);
-        return -1;
-    }
-    *out = (int)v->valuedouble;
-    return 0;
+    char err[256];
+    pd_status st = pd_json_int(o, key, "", lo, hi, PD_ERR_INVALID, out, err, sizeof err);
+    if (st) pd_req_fail(r, st, err);
+    return st ? -1 : 0;
 }
 
 void pd_route_predict(pd_req *r) {
@@ -285,7 +280,7 @@ void pd_route_predict(pd_req *r) {
     int forced = -1;
     const cJSON *jt = cJSON_GetObjectItemCaseSensitive(body, "task");
     if (jt && !cJSON_IsNull(jt)) {
-        if (!cJSON_IsString(jt) || !jt->valuestring || (forced = pd_json_task_parse(jt->valuestring)) < 0) {
+        if (!cJSON_IsString(jt) || !jt->valuestring || (forced = pd_task_parse(jt->valuestring)) <= PD_TASK_NONE) {
             pd_req_error(r, 400, "invalid_input", "task must be \"classification\" or \"question_answering\"");
             return;
         }

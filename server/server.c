@@ -1,6 +1,7 @@
 /* server.c - process lifetime: start in order, stop gracefully, log lines. See server.h. */
 #include "server.h"
 
+#include "fs.h"
 #include "genmodel.h"
 #include "http.h"
 #include "jobs.h"
@@ -62,12 +63,6 @@ void pd_log(const char *level, const char *msg, const char *extra) {
 
 /* ==== Default model ==== */
 
-static int is_model_dir(const char *dir) {
-    char p[4200];
-    struct stat sb;
-    return !pd_path_join(p, sizeof p, dir, "config.json") && stat(p, &sb) == 0;
-}
-
 pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errlen) {
     char cand[2][4096];
     int nc = 0;
@@ -85,7 +80,7 @@ pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errle
     }
     snprintf(cand[nc++], sizeof cand[0], "models/default");
     for (int i = 0; i < nc; i++)
-        if (is_model_dir(cand[i])) {
+        if (pd_fs_exists(cand[i], "config.json")) {
             if ((size_t)snprintf(dir, cap, "%s", cand[i]) >= cap) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
             return PD_OK;
         }
@@ -126,20 +121,6 @@ static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     text[n - a] = 0;
     s->api_key = text;
     s->api_key_len = n - a;
-    return PD_OK;
-}
-
-/* mkdir -p */
-static pd_status make_dirs(const char *dir, char *err, size_t errlen) {
-    char p[4096];
-    if ((size_t)snprintf(p, sizeof p, "%s", dir) >= sizeof p) return pd_err(err, errlen, PD_ERR_INVALID, "--data-dir: path too long");
-    for (char *q = p + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
-        *q = '/';
-    }
-    if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
     return PD_OK;
 }
 
@@ -221,7 +202,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     }
     pd_blas_init();
     if ((st = pd_model_load(s->model_dir, 0, &s->model, err, errlen))) goto fail;
-    if ((st = make_dirs(o->data_dir, err, errlen))) goto fail;
+    if ((st = pd_fs_mkdir_p(o->data_dir, err, errlen))) goto fail;
     if ((st = pd_registry_open(s->model, o->data_dir, (size_t)o->max_resident_mb << 20, &s->reg, err, errlen))) goto fail;
     pd_sched_limits lim = {o->max_batch_tokens, o->max_queue, o->batch_wait_ms};
     if ((st = pd_sched_new(s->model, o->threads, &lim, s->metrics, &s->sched, err, errlen))) goto fail;

@@ -25,6 +25,25 @@ static char err[1024];
 
 /* ==== Helpers ==== */
 
+/* Field by field, parameter i of a trainable adapter as the optimizer sees it
+ * (pd_adapter_train_params); NULL skips a field. */
+static void param_get(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name) {
+    int np = 0;
+    const pd_param *p = pd_adapter_train_params(a, &np);
+    PD_ASSERT(i >= 0 && i < np);
+    if (data) *data = p[i].data;
+    if (grad) *grad = p[i].grad;
+    if (n) *n = p[i].n;
+    if (decay) *decay = p[i].decay;
+    if (name) *name = p[i].name;
+}
+
+static int n_params(pd_adapter *a) {
+    int np = 0;
+    pd_adapter_train_params(a, &np);
+    return np;
+}
+
 static pd_model *load_model(const char *name) {
     char dir[256];
     snprintf(dir, sizeof dir, REF "%s", name);
@@ -163,28 +182,29 @@ static void test_clip(const pd_model *m) {
     }
     cJSON_Delete(cfg);
     pd_adapter_zero_grad(a);
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     CHECK(nt >= 2);
     float *d, *g0, *g1;
     size_t n0, n1;
     int dec;
     const char *name;
-    pd_adapter_param(a, 0, &d, &g0, &n0, &dec, &name);
-    pd_adapter_param(a, 1, &d, &g1, &n1, &dec, &name);
+    param_get(a, 0, &d, &g0, &n0, &dec, &name);
+    param_get(a, 1, &d, &g1, &n1, &dec, &name);
     g0[0] = 3; g0[n0 - 1] = 4; g1[0] = 12;
-    CHECK_NEAR(pd_grad_norm(a), 13.0, 1e-9);
-    double norm = pd_grad_clip(a, 100.0);
+    const pd_param *ps = pd_adapter_train_params(a, &nt);
+    CHECK_NEAR(pd_grad_norm(ps, nt), 13.0, 1e-9);
+    double norm = pd_grad_clip(ps, nt, 100.0);
     CHECK_NEAR(norm, 13.0, 1e-9);
     CHECK(g0[0] == 3.0f); /* below the limit: untouched */
-    norm = pd_grad_clip(a, 1.0);
+    norm = pd_grad_clip(ps, nt, 1.0);
     CHECK_NEAR(norm, 13.0, 1e-9);
     CHECK_NEAR(g0[0], 0.23076921701431274, 1e-7);
     CHECK_NEAR(g0[n0 - 1], 0.307692289352417, 1e-7);
     CHECK_NEAR(g1[0], 0.923076868057251, 1e-7);
-    CHECK_NEAR(pd_grad_norm(a), 1.0, 1e-6);
+    CHECK_NEAR(pd_grad_norm(ps, nt), 1.0, 1e-6);
     /* every tensor has data, gradient and a name */
     for (int i = 0; i < nt; i++) {
-        pd_adapter_param(a, i, &d, &g0, &n0, &dec, &name);
+        param_get(a, i, &d, &g0, &n0, &dec, &name);
         CHECK(d && g0 && n0 > 0 && name && *name);
     }
     pd_adapter_release(a);
@@ -217,7 +237,9 @@ static void test_golden(const char *cs, int max_tokens) {
     if (pd_adapter_clone_trainable(src, &a, err, sizeof err)) { CHECKF(0, "clone %s: %s", cs, err); goto out; }
     if (pd_train_engine_new(m, a, task, pool, max_tokens, &e, err, sizeof err)) { CHECKF(0, "engine %s: %s", cs, err); goto out; }
     const cJSON *h = cJSON_GetObjectItem(g, "hyper");
-    o = pd_adamw_new(a, 0.9, 0.999, jnum(h, "eps"), jnum(h, "weight_decay"));
+    int np = 0;
+    const pd_param *ps = pd_adapter_train_params(a, &np);
+    o = pd_adamw_new(ps, np, 0.9, 0.999, jnum(h, "eps"), jnum(h, "weight_decay"));
     /* the batch */
     const cJSON *batch = cJSON_GetObjectItem(g, "batch");
     int n = cJSON_GetArraySize(batch);
@@ -239,14 +261,14 @@ static void test_golden(const char *cs, int max_tokens) {
     }
     /* the trainable tensors are exactly torch's, with the same weight decay */
     const cJSON *decay = cJSON_GetObjectItem(g, "decay");
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     CHECKF(nt == cJSON_GetArraySize(decay), "%s: %d trainable tensors, torch has %d", cs, nt, cJSON_GetArraySize(decay));
     for (int i = 0; i < nt; i++) {
         float *d, *gr;
         size_t sz;
         int dec;
         const char *name;
-        pd_adapter_param(a, i, &d, &gr, &sz, &dec, &name);
+        param_get(a, i, &d, &gr, &sz, &dec, &name);
         const cJSON *dv = golden_tensor(decay, name);
         CHECKF(dv != NULL, "%s: tensor %s is not trained by torch", cs, name);
         if (dv) CHECKF(dv->valueint == dec, "%s: %s decay %d, torch %d", cs, name, dec, dv->valueint);
@@ -280,7 +302,7 @@ static void test_golden(const char *cs, int max_tokens) {
             size_t sz;
             int dec;
             const char *name;
-            pd_adapter_param(a, i, &d, &gr, &sz, &dec, &name);
+            param_get(a, i, &d, &gr, &sz, &dec, &name);
             const cJSON *tg = golden_tensor(grads, name), *tp = golden_tensor(params, name);
             if (!tg || !tp || (size_t)cJSON_GetArraySize(tg) != sz) {
                 CHECKF(0, "%s: tensor %s missing or of another size in the golden", cs, name);
@@ -803,13 +825,13 @@ static void test_microbatch(const pd_model *m, pd_pool *pool) {
     }
     cJSON_Delete(cfg);
     /* make B non-zero so every gradient is */
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     for (int i = 0; i < nt; i++) {
         float *d, *g;
         size_t n;
         int dec;
         const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &dec, &name);
+        param_get(a, i, &d, &g, &n, &dec, &name);
         for (size_t k = 0; k < n; k++) d[k] += 0.05f * ((float)(rnd32() % 2001) / 1000.0f - 1.0f);
     }
     pd_adapter_params_changed(a);
@@ -839,7 +861,7 @@ static void test_microbatch(const pd_model *m, pd_pool *pool) {
             size_t n;
             int dec;
             const char *name;
-            pd_adapter_param(a, i, &d, &g, &n, &dec, &name);
+            param_get(a, i, &d, &g, &n, &dec, &name);
             if (!pass) {
                 g1 = realloc(g1, sizeof(float) * (off + n));
                 memcpy(g1 + off, g, sizeof(float) * n);

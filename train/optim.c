@@ -1,7 +1,7 @@
-/* optim.c - AdamW, the learning-rate schedule, gradient clipping and the optimizer state file.
- * See optim.h. Arithmetic follows torch 1.13's single-tensor AdamW in float32 (moments and
- * parameters are float tensors there too), with the scalar factors in double as Python computes
- * them, so a step here and a step in torch agree to float rounding. */
+/* optim.c - AdamW, the learning-rate schedule, gradient clipping and the optimizer state file,
+ * over plain parameter arrays. See optim.h. Arithmetic follows torch 1.13's single-tensor AdamW
+ * in float32 (moments and parameters are float tensors there too), with the scalar factors in
+ * double as Python computes them, so a step here and a step in torch agree to float rounding. */
 #include "optim.h"
 #include "safetensors.h"
 
@@ -48,40 +48,27 @@ long pd_warmup_steps(double ratio, long total) {
     return (long)ceil((double)total * ratio);
 }
 
-/* ==== Over an adapter ==== */
+/* ==== Over a parameter list ==== */
 
-double pd_grad_norm(pd_adapter *a) {
+double pd_grad_norm(const pd_param *p, int n) {
     double total = 0;
-    int nt = pd_adapter_n_param_tensors(a);
-    for (int i = 0; i < nt; i++) {
-        float *d, *g;
-        size_t n;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &decay, &name);
+    for (int i = 0; i < n; i++) {
         double s = 0;
-        for (size_t k = 0; k < n; k++) s += (double)g[k] * g[k];
+        for (size_t k = 0; k < p[i].n; k++) s += (double)p[i].grad[k] * p[i].grad[k];
         total += s; /* ||(||g_1||, ..., ||g_k||)|| = sqrt(sum of squares) */
     }
     return sqrt(total);
 }
 
-double pd_grad_clip(pd_adapter *a, double max_norm) {
-    double norm = pd_grad_norm(a);
+double pd_grad_clip(const pd_param *p, int n, double max_norm) {
+    double norm = pd_grad_norm(p, n);
     if (max_norm <= 0) return norm;
     /* torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1 */
     double coef = max_norm / (norm + 1e-6);
     if (coef >= 1.0) return norm;
     float c = (float)coef;
-    int nt = pd_adapter_n_param_tensors(a);
-    for (int i = 0; i < nt; i++) {
-        float *d, *g;
-        size_t n;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &decay, &name);
-        for (size_t k = 0; k < n; k++) g[k] *= c;
-    }
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < p[i].n; k++) p[i].grad[k] *= c;
     return norm;
 }
 
@@ -89,8 +76,8 @@ double pd_grad_clip(pd_adapter *a, double max_norm) {
 
 struct pd_adamw {
     int nt;
-    float **m, **v; /* (nt) -> (n_i) */
-    size_t *n;      /* (nt) */
+    pd_param *p;    /* (nt) the caller's parameter list, copied */
+    float **m, **v; /* (nt) -> (p[i].n) */
     long t;
     double beta1, beta2, eps, wd;
 };
@@ -103,56 +90,84 @@ void pd_adamw_free(pd_adamw *o) {
     }
     free(o->m);
     free(o->v);
-    free(o->n);
+    free(o->p);
     free(o);
 }
 
-pd_adamw *pd_adamw_new(pd_adapter *a, double beta1, double beta2, double eps, double weight_decay) {
+pd_adamw *pd_adamw_new(const pd_param *p, int n, double beta1, double beta2, double eps, double weight_decay) {
     pd_adamw *o = calloc(1, sizeof *o);
     if (!o) return NULL;
-    o->nt = pd_adapter_n_param_tensors(a);
+    o->nt = n;
     o->beta1 = beta1;
     o->beta2 = beta2;
     o->eps = eps;
     o->wd = weight_decay;
-    size_t k = (size_t)(o->nt > 0 ? o->nt : 1);
+    size_t k = (size_t)(n > 0 ? n : 1);
+    o->p = calloc(k, sizeof *o->p);
     o->m = calloc(k, sizeof *o->m);
     o->v = calloc(k, sizeof *o->v);
-    o->n = calloc(k, sizeof *o->n);
-    if (!o->m || !o->v || !o->n) { pd_adamw_free(o); return NULL; }
-    for (int i = 0; i < o->nt; i++) {
-        float *d, *g;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &o->n[i], &decay, &name);
-        o->m[i] = calloc(o->n[i] ? o->n[i] : 1, sizeof(float));
-        o->v[i] = calloc(o->n[i] ? o->n[i] : 1, sizeof(float));
+    if (!o->p || !o->m || !o->v) { pd_adamw_free(o); return NULL; }
+    for (int i = 0; i < n; i++) {
+        o->p[i] = p[i];
+        o->m[i] = calloc(p[i].n ? p[i].n : 1, sizeof(float));
+        o->v[i] = calloc(p[i].n ? p[i].n : 1, sizeof(float));
         if (!o->m[i] || !o->v[i]) { pd_adamw_free(o); return NULL; }
     }
     return o;
 }
 
-void pd_adamw_step(pd_adamw *o, pd_adapter *a, double lr) {
-    PD_ASSERT(pd_adapter_n_param_tensors(a) == o->nt);
+/* A share of one step: elements [k * CHUNK, (k + 1) * CHUNK) of the concatenated tensors. The
+ * update is elementwise, so how the elements are split does not change a single bit. */
+#define STEP_CHUNK ((size_t)1 << 16)
+
+typedef struct step_job {
+    pd_adamw *o;
+    double lr;
+    size_t *start; /* (nt + 1) first chunk of each tensor */
+} step_job;
+
+static void step_chunk(void *arg, int k) {
+    step_job *j = arg;
+    pd_adamw *o = j->o;
+    int i = 0;
+    while (j->start[i + 1] <= (size_t)k) i++;
+    const pd_param *p = &o->p[i];
+    size_t a = ((size_t)k - j->start[i]) * STEP_CHUNK, n = p->n - a < STEP_CHUNK ? p->n - a : STEP_CHUNK;
+    pd_adamw_update(p->data + a, p->grad + a, o->m[i] + a, o->v[i] + a, n, o->t, j->lr, p->decay ? o->wd : 0.0, o->beta1,
+                    o->beta2, o->eps);
+}
+
+void pd_adamw_step(pd_adamw *o, pd_pool *pool, double lr) {
     o->t++;
-    for (int i = 0; i < o->nt; i++) {
-        float *d, *g;
-        size_t n;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &decay, &name);
-        PD_ASSERT(n == o->n[i]);
-        pd_adamw_update(d, g, o->m[i], o->v[i], n, o->t, lr, decay ? o->wd : 0.0, o->beta1, o->beta2, o->eps);
+    if (!pool) {
+        for (int i = 0; i < o->nt; i++) {
+            const pd_param *p = &o->p[i];
+            pd_adamw_update(p->data, p->grad, o->m[i], o->v[i], p->n, o->t, lr, p->decay ? o->wd : 0.0, o->beta1, o->beta2,
+                            o->eps);
+        }
+        return;
     }
-    pd_adapter_params_changed(a);
+    size_t stack[65], *start = o->nt < 64 ? stack : malloc(sizeof(size_t) * (size_t)(o->nt + 1));
+    if (!start) { /* out of memory for the split: the same step, on this thread */
+        o->t--;
+        pd_adamw_step(o, NULL, lr);
+        return;
+    }
+    start[0] = 0;
+    for (int i = 0; i < o->nt; i++) start[i + 1] = start[i] + (o->p[i].n + STEP_CHUNK - 1) / STEP_CHUNK;
+    step_job j = {o, lr, start};
+    pd_pool_run(pool, step_chunk, &j, (int)start[o->nt]);
+    if (start != stack) free(start);
 }
 
 long pd_adamw_steps(const pd_adamw *o) { return o->t; }
 
 /* ==== State file ==== */
 
-pd_status pd_adamw_save(const pd_adamw *o, pd_adapter *a, const char *path, const char *const *meta_kv, int n_meta,
-                        char *err, size_t errlen) {
+static const char *const PREFIX[3] = {"param.", "m.", "v."};
+
+pd_status pd_adamw_save(const pd_adamw *o, const char *path, const char *const *meta_kv, int n_meta, char *err,
+                        size_t errlen) {
     int n = 3 * o->nt;
     pd_st_wtensor *w = calloc((size_t)(n > 0 ? n : 1), sizeof *w);
     char **names = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
@@ -160,19 +175,14 @@ pd_status pd_adamw_save(const pd_adamw *o, pd_adapter *a, const char *path, cons
     pd_status st = PD_OK;
     if (!w || !names || !kv) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
     for (int i = 0; i < o->nt && !st; i++) {
-        float *d, *g;
-        size_t sz;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &sz, &decay, &name);
-        static const char *const pre[3] = {"param.", "m.", "v."};
-        const float *src[3] = {d, o->m[i], o->v[i]};
+        const pd_param *p = &o->p[i];
+        const float *src[3] = {p->data, o->m[i], o->v[i]};
         for (int k = 0; k < 3; k++) {
-            size_t len = strlen(pre[k]) + strlen(name) + 1;
+            size_t len = strlen(PREFIX[k]) + strlen(p->name) + 1;
             names[3 * i + k] = malloc(len);
             if (!names[3 * i + k]) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); break; }
-            snprintf(names[3 * i + k], len, "%s%s", pre[k], name);
-            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)sz}, src[k]};
+            snprintf(names[3 * i + k], len, "%s%s", PREFIX[k], p->name);
+            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)p->n}, src[k]};
         }
     }
     if (!st) {
@@ -192,7 +202,7 @@ out:
     return st;
 }
 
-pd_status pd_adamw_load(pd_adamw *o, pd_adapter *a, const char *path, char *err, size_t errlen) {
+pd_status pd_adamw_load(pd_adamw *o, const char *path, char *err, size_t errlen) {
     pd_st_file *f = NULL;
     pd_status st = pd_st_open(path, &f, err, errlen);
     if (st) return st;
@@ -203,30 +213,21 @@ pd_status pd_adamw_load(pd_adamw *o, pd_adapter *a, const char *path, char *err,
         pd_st_close(f);
         return pd_err(err, errlen, PD_ERR_FORMAT, "%s: no valid \"step\" in the metadata", path);
     }
-    PD_ASSERT(pd_adapter_n_param_tensors(a) == o->nt);
     for (int i = 0; i < o->nt && !st; i++) {
-        float *d, *g;
-        size_t sz;
-        int decay;
-        const char *name;
-        pd_adapter_param(a, i, &d, &g, &sz, &decay, &name);
-        static const char *const pre[3] = {"param.", "m.", "v."};
-        float *dst[3] = {d, o->m[i], o->v[i]};
+        const pd_param *p = &o->p[i];
+        float *dst[3] = {p->data, o->m[i], o->v[i]};
         for (int k = 0; k < 3 && !st; k++) {
             char key[512];
-            snprintf(key, sizeof key, "%s%s", pre[k], name);
+            snprintf(key, sizeof key, "%s%s", PREFIX[k], p->name);
             const pd_st_tensor *x = pd_st_find(f, key);
-            if (!x || x->dtype != PD_DT_F32 || x->nbytes != sz * sizeof(float)) {
+            if (!x || x->dtype != PD_DT_F32 || x->nbytes != p->n * sizeof(float)) {
                 st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: tensor %s is missing or has the wrong size", path, key);
                 break;
             }
             memcpy(dst[k], x->data, x->nbytes); /* data may be unaligned: memcpy, not a cast */
         }
     }
-    if (!st) {
-        o->t = t;
-        pd_adapter_params_changed(a);
-    }
+    if (!st) o->t = t;
     pd_st_close(f);
     return st;
 }

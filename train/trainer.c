@@ -13,6 +13,9 @@
  * seed and the position in the run, so a checkpoint needs no generator state beyond them and a
  * resumed job takes exactly the steps an uninterrupted one would. */
 #include "trainer.h"
+
+#include "fs.h"
+#include "json.h"
 #include "pipeline.h"
 
 #include <ctype.h>
@@ -245,12 +248,15 @@ pd_status pd_train_engine_step(pd_train_engine *e, pd_adamw *opt, const pd_train
     pd_adapter_set_training(e->a, 1, dropout_seed);
     pd_status st = pd_train_engine_grad(e, ex, idx, n, loss, err, errlen);
     if (st) return st;
-    double norm = pd_grad_clip(e->a, max_grad_norm);
+    int np = 0;
+    const pd_param *params = pd_adapter_train_params(e->a, &np);
+    double norm = pd_grad_clip(params, np, max_grad_norm);
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm) || !isfinite(*loss))
         return pd_err(err, errlen, PD_ERR_INVALID, "the loss or its gradient is not finite (loss %g, gradient norm %g): "
                       "lower the learning rate", *loss, norm);
-    pd_adamw_step(opt, e->a, lr);
+    pd_adamw_step(opt, NULL, lr);
+    pd_adapter_params_changed(e->a);
     return PD_OK;
 }
 
@@ -388,61 +394,6 @@ static const char *const TOP_KEYS[] = {
     "doc_stride", NULL,
 };
 
-/* Reads an optional number field into *out (kept when absent or null). Type errors are
- * PD_ERR_INVALID; values outside [lo, hi] (or (lo, hi] with lo_open) are PD_ERR_MISMATCH. */
-static pd_status get_num(const cJSON *o, const char *key, const char *where, double lo, int lo_open, double hi,
-                         double *out, char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) return PD_OK;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: must be a number", where, key);
-    double x = v->valuedouble;
-    if ((lo_open ? x <= lo : x < lo) || x > hi)
-        return pd_err(err, errlen, PD_ERR_MISMATCH, "%s%s: %g is out of range (must be %s %g and <= %g)", where, key, x,
-                      lo_open ? ">" : ">=", lo, hi);
-    *out = x;
-    return PD_OK;
-}
-
-static pd_status get_int(const cJSON *o, const char *key, const char *where, long lo, long hi, long *out, char *err,
-                         size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) return PD_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 9007199254740992.0)
-        return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: must be an integer", where, key);
-    double x = v->valuedouble;
-    if (x < (double)lo || x > (double)hi)
-        return pd_err(err, errlen, PD_ERR_MISMATCH, "%s%s: %.0f is out of range (%ld to %ld)", where, key, x, lo, hi);
-    *out = (long)x;
-    return PD_OK;
-}
-
-static pd_status get_bool(const cJSON *o, const char *key, const char *where, char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: must be true or false", where, key);
-    return PD_OK;
-}
-
-/* A string field: NULL when absent/null, PD_ERR_INVALID when not a string. */
-static pd_status get_str(const cJSON *o, const char *key, const char *where, const char **out, char *err, size_t errlen) {
-    *out = NULL;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) return PD_OK;
-    if (!cJSON_IsString(v)) return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: must be a string", where, key);
-    *out = v->valuestring;
-    return PD_OK;
-}
-
-static int method_parse(const char *s, pd_method *m) {
-    static const struct { const char *name; pd_method m; } tab[] = {
-        {"lora", PD_METHOD_LORA}, {"prefix_tuning", PD_METHOD_PREFIX}, {"prompt_tuning", PD_METHOD_PROMPT},
-        {"bottleneck", PD_METHOD_BOTTLENECK}, {"ia3", PD_METHOD_IA3},
-    };
-    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (!strcmp(s, tab[i].name)) { *m = tab[i].m; return 0; }
-    return -1;
-}
-
 /* Learning rates that train each method well from scratch (documented in docs/TRAINING.md). */
 static double default_lr(pd_method m) {
     switch (m) {
@@ -464,13 +415,14 @@ static pd_status check_config(pd_method m, const cJSON *c, const pd_config *cf, 
     pd_status st = PD_OK;
     long l = 0;
     double x = 0;
+    int flag = 0;
     const char *s = NULL;
     switch (m) {
     case PD_METHOD_LORA:
-        if ((st = get_int(c, "r", w, 1, 4096, &l, err, errlen))) return st;
-        if ((st = get_num(c, "lora_alpha", w, 0, 1, 1e6, &x, err, errlen))) return st;
-        if ((st = get_num(c, "lora_dropout", w, 0, 0, 0.999, &x, err, errlen))) return st;
-        if ((st = get_bool(c, "use_rslora", w, err, errlen))) return st;
+        if ((st = pd_json_long(c, "r", w, 1, 4096, PD_ERR_MISMATCH, &l, err, errlen))) return st;
+        if ((st = pd_json_num(c, "lora_alpha", w, 0, 1, 1e6, PD_ERR_MISMATCH, &x, err, errlen))) return st;
+        if ((st = pd_json_num(c, "lora_dropout", w, 0, 0, 0.999, PD_ERR_MISMATCH, &x, err, errlen))) return st;
+        if ((st = pd_json_bool(c, "use_rslora", w, &flag, err, errlen))) return st;
         {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
             if (t && !cJSON_IsNull(t) && !cJSON_IsString(t)) {
@@ -484,20 +436,21 @@ static pd_status check_config(pd_method m, const cJSON *c, const pd_config *cf, 
         break;
     case PD_METHOD_PREFIX:
     case PD_METHOD_PROMPT:
-        if ((st = get_int(c, "num_virtual_tokens", w, 1, 1 << 20, &l, err, errlen))) return st;
+        if ((st = pd_json_long(c, "num_virtual_tokens", w, 1, 1 << 20, PD_ERR_MISMATCH, &l, err, errlen))) return st;
         if (l > 0 && l + 3 > cf->max_tokens)
             return pd_err(err, errlen, PD_ERR_MISMATCH,
                           "config.num_virtual_tokens: %ld virtual tokens leave no room for text in the model's %d positions", l,
                           cf->max_tokens);
         if (m == PD_METHOD_PREFIX) {
-            if ((st = get_bool(c, "prefix_projection", w, err, errlen))) return st;
-            if ((st = get_int(c, "encoder_hidden_size", w, 1, 1 << 16, &l, err, errlen))) return st;
-        } else if ((st = get_str(c, "prompt_init_text", w, &s, err, errlen))) return st;
+            if ((st = pd_json_bool(c, "prefix_projection", w, &flag, err, errlen))) return st;
+            if ((st = pd_json_long(c, "encoder_hidden_size", w, 1, 1 << 16, PD_ERR_MISMATCH, &l, err, errlen))) return st;
+        } else if ((st = pd_json_str(c, "prompt_init_text", w, &s, err, errlen))) return st;
         break;
     case PD_METHOD_BOTTLENECK:
-        if ((st = get_num(c, "reduction_factor", w, 0, 1, (double)cf->hidden, &x, err, errlen))) return st;
-        if ((st = get_str(c, "non_linearity", w, &s, err, errlen))) return st;
-        if ((st = get_str(c, "architecture", w, &s, err, errlen))) return st;
+        if ((st = pd_json_num(c, "reduction_factor", w, 0, 1, (double)cf->hidden, PD_ERR_MISMATCH, &x, err, errlen))) return st;
+        if ((st = pd_json_str(c, "non_linearity", w, &s, err, errlen))) return st;
+        s = NULL;
+        if ((st = pd_json_str(c, "architecture", w, &s, err, errlen))) return st;
         if (s && strcmp(s, "seq_bn") && strcmp(s, "double_seq_bn") && strcmp(s, "par_bn"))
             return pd_err(err, errlen, PD_ERR_MISMATCH, "config.architecture: '%s' is not seq_bn, double_seq_bn or par_bn", s);
         break;
@@ -692,8 +645,8 @@ static pd_status encode_example(const pd_model *m, const cJSON *o, const char *w
     char e2[300];
     memset(x, 0, sizeof *x);
     if (eo->task == PD_TASK_CLS) {
-        if ((st = get_str(o, "text", where, &in.text, err, errlen))) return st;
-        if ((st = get_str(o, "text_pair", where, &in.text_pair, err, errlen))) return st;
+        if ((st = pd_json_str(o, "text", where, &in.text, err, errlen))) return st;
+        if ((st = pd_json_str(o, "text_pair", where, &in.text_pair, err, errlen))) return st;
         if (!in.text) return pd_err(err, errlen, PD_ERR_INVALID, "%s.text: required", where);
         if (!*in.text) return pd_err(err, errlen, PD_ERR_MISMATCH, "%s.text: empty", where);
         const cJSON *lv = cJSON_GetObjectItemCaseSensitive(o, "label");
@@ -712,8 +665,8 @@ static pd_status encode_example(const pd_model *m, const cJSON *o, const char *w
         if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         return PD_OK;
     }
-    if ((st = get_str(o, "question", where, &in.question, err, errlen))) return st;
-    if ((st = get_str(o, "context", where, &in.context, err, errlen))) return st;
+    if ((st = pd_json_str(o, "question", where, &in.question, err, errlen))) return st;
+    if ((st = pd_json_str(o, "context", where, &in.context, err, errlen))) return st;
     if (!in.question) return pd_err(err, errlen, PD_ERR_INVALID, "%s.question: required", where);
     if (!in.context) return pd_err(err, errlen, PD_ERR_INVALID, "%s.context: required", where);
     if (!*in.question) return pd_err(err, errlen, PD_ERR_MISMATCH, "%s.question: empty", where);
@@ -904,21 +857,23 @@ static pd_status job_parse(pd_trainer *t, const cJSON *req, const char *train_js
 #define FAIL(...) do { st = pd_err(err, errlen, __VA_ARGS__); goto fail; } while (0)
 #define TRY(x) do { if ((st = (x))) goto fail; } while (0)
     /* -- adapter, method, task, labels -- */
-    TRY(get_str(req, "adapter", "", &s, err, errlen));
+    TRY(pd_json_str(req, "adapter", "", &s, err, errlen));
     if (!s) FAIL(PD_ERR_INVALID, "adapter: required");
     if (!pd_registry_valid_name(s)) FAIL(PD_ERR_INVALID, "adapter: '%.80s' is not a valid name (1-64 of A-Z a-z 0-9 . _ -)", s);
     snprintf(j->adapter, sizeof j->adapter, "%s", s);
-    TRY(get_str(req, "method", "", &s, err, errlen));
+    s = NULL;
+    TRY(pd_json_str(req, "method", "", &s, err, errlen));
     j->fresh = s != NULL;
-    if (s && method_parse(s, &j->method))
+    if (s && pd_method_parse(s, &j->method))
         FAIL(PD_ERR_MISMATCH, "method: '%.40s' is not one of lora, prefix_tuning, prompt_tuning, bottleneck, ia3", s);
     const char *task_s = NULL;
-    TRY(get_str(req, "task", "", &task_s, err, errlen));
+    TRY(pd_json_str(req, "task", "", &task_s, err, errlen));
     pd_task task = PD_TASK_NONE;
     if (task_s) {
-        if (!strcmp(task_s, "classification")) task = PD_TASK_CLS;
-        else if (!strcmp(task_s, "question_answering")) task = PD_TASK_QA;
-        else FAIL(PD_ERR_MISMATCH, "task: '%.40s' is not classification or question_answering", task_s);
+        int tk = pd_task_parse(task_s);
+        if (tk != PD_TASK_CLS && tk != PD_TASK_QA)
+            FAIL(PD_ERR_MISMATCH, "task: '%.40s' is not classification or question_answering", task_s);
+        task = (pd_task)tk;
     }
     const cJSON *labels_v = cJSON_GetObjectItemCaseSensitive(req, "labels");
     if (labels_v && cJSON_IsNull(labels_v)) labels_v = NULL;
@@ -966,9 +921,8 @@ static pd_status job_parse(pd_trainer *t, const cJSON *req, const char *train_js
             if (!(j->labels = calloc((size_t)(n > 0 ? n : 1), sizeof *j->labels))) FAIL(PD_ERR_NOMEM, "out of memory");
             for (int i = 0; i < n; i++) {
                 const char *l = pd_adapter_num_labels(src) > 0 ? pd_adapter_label(src, i) : (h->labels ? h->labels[i] : NULL);
-                char b[32];
-                if (!l) { snprintf(b, sizeof b, "LABEL_%d", i); l = b; }
-                if (!(j->labels[i] = xstrdup(l))) FAIL(PD_ERR_NOMEM, "out of memory");
+                char b[PD_LABEL_CAP];
+                if (!(j->labels[i] = xstrdup(pd_label_name(l, i, b, sizeof b)))) FAIL(PD_ERR_NOMEM, "out of memory");
                 j->num_labels++;
             }
             if (labels_v) {
@@ -987,19 +941,20 @@ static pd_status job_parse(pd_trainer *t, const cJSON *req, const char *train_js
     /* -- hyperparameters (defaults: transformers' TrainingArguments unless noted) -- */
     long l;
     double x;
-    l = 3; TRY(get_int(req, "epochs", "", 1, 100000, &l, err, errlen)); j->epochs = (int)l;
-    l = 8; TRY(get_int(req, "batch_size", "", 1, 65536, &l, err, errlen)); j->batch_size = (int)l;
-    x = default_lr(j->method); TRY(get_num(req, "learning_rate", "", 0, 1, 10, &x, err, errlen)); j->lr = x;
-    x = 0; TRY(get_num(req, "weight_decay", "", 0, 0, 100, &x, err, errlen)); j->wd = x;
-    x = 0; TRY(get_num(req, "warmup_ratio", "", 0, 0, 1, &x, err, errlen)); j->warmup_ratio = x;
-    x = 1.0; TRY(get_num(req, "max_grad_norm", "", 0, 0, 1e9, &x, err, errlen)); j->max_grad_norm = x;
-    l = DEFAULT_SEED; TRY(get_int(req, "seed", "", 0, 9007199254740991L, &l, err, errlen)); j->seed = (uint64_t)l;
-    l = -1; TRY(get_int(req, "eval_every", "", 0, 1L << 40, &l, err, errlen)); j->eval_every = l;
-    l = 0; TRY(get_int(req, "doc_stride", "", 0, 1 << 20, &l, err, errlen)); j->doc_stride = (int)l;
+    l = 3; TRY(pd_json_long(req, "epochs", "", 1, 100000, PD_ERR_MISMATCH, &l, err, errlen)); j->epochs = (int)l;
+    l = 8; TRY(pd_json_long(req, "batch_size", "", 1, 65536, PD_ERR_MISMATCH, &l, err, errlen)); j->batch_size = (int)l;
+    x = default_lr(j->method); TRY(pd_json_num(req, "learning_rate", "", 0, 1, 10, PD_ERR_MISMATCH, &x, err, errlen)); j->lr = x;
+    x = 0; TRY(pd_json_num(req, "weight_decay", "", 0, 0, 100, PD_ERR_MISMATCH, &x, err, errlen)); j->wd = x;
+    x = 0; TRY(pd_json_num(req, "warmup_ratio", "", 0, 0, 1, PD_ERR_MISMATCH, &x, err, errlen)); j->warmup_ratio = x;
+    x = 1.0; TRY(pd_json_num(req, "max_grad_norm", "", 0, 0, 1e9, PD_ERR_MISMATCH, &x, err, errlen)); j->max_grad_norm = x;
+    l = DEFAULT_SEED; TRY(pd_json_long(req, "seed", "", 0, 9007199254740991L, PD_ERR_MISMATCH, &l, err, errlen)); j->seed = (uint64_t)l;
+    l = -1; TRY(pd_json_long(req, "eval_every", "", 0, 1L << 40, PD_ERR_MISMATCH, &l, err, errlen)); j->eval_every = l;
+    l = 0; TRY(pd_json_long(req, "doc_stride", "", 0, 1 << 20, PD_ERR_MISMATCH, &l, err, errlen)); j->doc_stride = (int)l;
     long msl = 0;
-    TRY(get_int(req, "max_seq_len", "", 4, 1 << 20, &msl, err, errlen));
+    TRY(pd_json_long(req, "max_seq_len", "", 4, 1 << 20, PD_ERR_MISMATCH, &msl, err, errlen));
     j->publish = PUB_END;
-    TRY(get_str(req, "publish", "", &s, err, errlen));
+    s = NULL;
+    TRY(pd_json_str(req, "publish", "", &s, err, errlen));
     if (s) {
         int k = 0;
         while (k < 3 && strcmp(s, PUBLISH_NAME[k])) k++;
@@ -1007,7 +962,7 @@ static pd_status job_parse(pd_trainer *t, const cJSON *req, const char *train_js
         j->publish = (pubmode)k;
     }
     double frac = 0;
-    TRY(get_num(req, "eval_fraction", "", 0, 1, 0.9, &frac, err, errlen));
+    TRY(pd_json_num(req, "eval_fraction", "", 0, 1, 0.9, PD_ERR_MISMATCH, &frac, err, errlen));
     /* -- data -- */
     TRY(data_take(req, "train", train_jsonl, train_len, &train, err, errlen));
     TRY(data_take(req, "eval", eval_jsonl, eval_len, &eval, err, errlen));
@@ -1351,62 +1306,14 @@ static pd_status evaluate(pd_train_engine *e, const job *j, evalres *r, char *er
 
 /* ==== Persistence ==== */
 
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-    (void)sb; (void)flag; (void)f;
-    remove(p);
-    return 0;
-}
-
-static void tree_remove(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static int write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes dir/name. atomic: through dir/.name.tmp, fsync, rename, fsync of dir; else written in
- * place and fsync'd (for files inside a directory that is itself renamed into place). */
+/* Writes dir/name: atomically (pd_fs_write_atomic), or in place and fsync'd for files inside a
+ * directory that is itself renamed into place. */
 static pd_status write_file(const char *dir, const char *name, const char *data, size_t len, int atomic, char *err,
                             size_t errlen) {
-    char path[PATH_CAP], tmp[PATH_CAP];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= (int)sizeof tmp)
-        return pd_err(err, errlen, PD_ERR_IO, "%s: path too long", dir);
-    const char *target = atomic ? tmp : path;
-    int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", target, strerror(errno));
-    if (write_all(fd, data, len) || fsync(fd)) {
-        int e = errno;
-        close(fd);
-        unlink(target);
-        return pd_err(err, errlen, PD_ERR_IO, "%s: %s", target, strerror(e));
-    }
-    close(fd);
-    if (atomic) {
-        if (rename(tmp, path)) {
-            int e = errno;
-            unlink(tmp);
-            return pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", path, strerror(e));
-        }
-        if (fsync_path(dir)) return pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", dir, strerror(errno));
-    }
-    return PD_OK;
+    if (atomic) return pd_fs_write_atomic(dir, name, data, len, err, errlen);
+    char path[PATH_CAP];
+    if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_IO, "%s: path too long", dir);
+    return pd_fs_write(path, data, len, err, errlen);
 }
 
 static pd_status write_json(const char *dir, const char *name, const cJSON *v, int atomic, char *err, size_t errlen) {
@@ -1428,7 +1335,7 @@ static pd_status write_jsonl(const char *dir, const char *name, const cJSON *arr
     cJSON_ArrayForEach(it, arr) {
         char *s = cJSON_PrintUnformatted(it);
         if (!s) { bad = ENOMEM; break; }
-        if (write_all(fd, s, strlen(s)) || write_all(fd, "\n", 1)) bad = errno ? errno : EIO;
+        if (pd_fs_write_all(fd, s, strlen(s)) || pd_fs_write_all(fd, "\n", 1)) bad = errno ? errno : EIO;
         free(s);
         if (bad) break;
     }
@@ -1438,36 +1345,14 @@ static pd_status write_jsonl(const char *dir, const char *name, const cJSON *arr
     return PD_OK;
 }
 
-/* Saves adapter a into dir (created), every file and the directory fsync'd. */
+/* Saves adapter a into dir (created); pd_adapter_save_dir fsyncs every file and the directory. */
 static pd_status save_adapter(const pd_adapter *a, const char *dir, char *err, size_t errlen) {
     if (mkdir(dir, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", dir, strerror(errno));
-    pd_status st = pd_adapter_save_dir(a, dir, err, errlen);
-    if (st) return st;
-    DIR *d = opendir(dir);
-    if (!d) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", dir, strerror(errno));
-    struct dirent *de;
-    while ((de = readdir(d)) && !st) {
-        if (de->d_name[0] == '.') continue;
-        char p[PATH_CAP];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (fsync_path(p)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", p, strerror(errno));
-    }
-    closedir(d);
-    if (!st && fsync_path(dir)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", dir, strerror(errno));
-    return st;
+    return pd_adapter_save_dir(a, dir, err, errlen);
 }
 
 static pd_status read_json_file(const char *path, cJSON **out, char *err, size_t errlen) {
-    char *buf = NULL;
-    size_t len = 0;
-    *out = NULL;
-    pd_status st = pd_read_file(path, (size_t)1 << 30, &buf, &len, err, errlen);
-    if (st) return st;
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    free(buf);
-    if (!*out) return pd_err(err, errlen, PD_ERR_FORMAT, "%s: invalid JSON", path);
-    return PD_OK;
+    return pd_json_read_file(path, (size_t)1 << 30, out, err, errlen);
 }
 
 /* ==== Jobs: JSON views ==== */
@@ -1662,7 +1547,7 @@ static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen
     char jd[PATH_CAP], tmp[PATH_CAP + 32], src[PATH_CAP + 48];
     if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", jd, (long)getpid());
-    tree_remove(tmp);
+    pd_fs_remove_tree(tmp);
     if (mkdir(tmp, 0755)) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", tmp, strerror(errno));
     pd_status st = PD_OK;
     if ((j->lock_fd = lock_dir(tmp)) < 0) st = pd_err(err, errlen, PD_ERR_IO, "%s/lock: %s", tmp, strerror(errno));
@@ -1680,7 +1565,7 @@ static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen
         st = o ? write_json(tmp, "job.json", o, 0, err, errlen) : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         cJSON_Delete(o);
     }
-    if (!st && fsync_path(tmp)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
+    if (!st) st = pd_fs_sync(tmp, err, errlen);
     for (int tries = 0; !st; tries++) {
         if (rename(tmp, jd) == 0) break;
         if ((errno != EEXIST && errno != ENOTEMPTY) || tries == 1000) {
@@ -1692,9 +1577,9 @@ static pd_status job_persist_new(pd_trainer *t, job *j, char *err, size_t errlen
         pthread_mutex_unlock(&t->lock);
         job_dir(t, j, jd, sizeof jd);
     }
-    if (!st && fsync_path(t->dir)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", t->dir, strerror(errno));
+    if (!st) st = pd_fs_sync(t->dir, err, errlen);
     if (st) {
-        tree_remove(tmp);
+        pd_fs_remove_tree(tmp);
         job_unlock(j);
     }
     return st;
@@ -1709,7 +1594,7 @@ static void ckpt_prune(const char *jd, const char *keep) {
     while ((de = readdir(d))) {
         if (strncmp(de->d_name, "ckpt-", 5) || (keep && !strcmp(de->d_name, keep))) continue;
         snprintf(p, sizeof p, "%s/%s", jd, de->d_name);
-        tree_remove(p);
+        pd_fs_remove_tree(p);
     }
     closedir(d);
 }
@@ -1727,7 +1612,7 @@ static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char 
     snprintf(name, sizeof name, "ckpt-%ld", j->ckpt_seq + 1);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", jd, name);
     snprintf(fin, sizeof fin, "%s/%s", jd, name);
-    tree_remove(tmp);
+    pd_fs_remove_tree(tmp);
     if (mkdir(tmp, 0755)) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", tmp, strerror(errno));
     pd_adapter *snap = NULL;
     pd_status st = pd_adapter_snapshot(j->a, &snap, err, errlen);
@@ -1741,8 +1626,7 @@ static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char 
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)j->seed);
         const char *kv[] = {"seed", seed, "job", j->id};
         snprintf(p, sizeof p, "%s/optim.safetensors", tmp);
-        st = pd_adamw_save(o, j->a, p, kv, 2, err, errlen);
-        if (!st && fsync_path(p)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", p, strerror(errno));
+        st = pd_adamw_save(o, p, kv, 2, err, errlen);
     }
     if (!st) {
         pthread_mutex_lock(&t->lock);
@@ -1761,14 +1645,14 @@ static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char 
         st = rng ? write_json(tmp, "state.json", s, 0, err, errlen) : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         cJSON_Delete(s);
     }
-    if (!st && fsync_path(tmp)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
+    if (!st) st = pd_fs_sync(tmp, err, errlen);
     if (!st) {
-        tree_remove(fin);
+        pd_fs_remove_tree(fin);
         if (rename(tmp, fin)) st = pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", fin, strerror(errno));
     }
-    if (!st && fsync_path(jd)) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", jd, strerror(errno));
+    if (!st) st = pd_fs_sync(jd, err, errlen);
     if (st) {
-        tree_remove(tmp);
+        pd_fs_remove_tree(tmp);
         return st;
     }
     pthread_mutex_lock(&t->lock);
@@ -1786,8 +1670,9 @@ static pd_status ckpt_load(pd_trainer *t, job *j, pd_adamw *o, char *err, size_t
     char jd[PATH_CAP], p[PATH_CAP + 120];
     if (job_dir(t, j, jd, sizeof jd)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
     snprintf(p, sizeof p, "%s/%s/optim.safetensors", jd, j->ckpt);
-    pd_status st = pd_adamw_load(o, j->a, p, err, errlen);
+    pd_status st = pd_adamw_load(o, p, err, errlen);
     if (st) return st;
+    pd_adapter_params_changed(j->a);
     cJSON *s = NULL;
     snprintf(p, sizeof p, "%s/%s/state.json", jd, j->ckpt);
     if ((st = read_json_file(p, &s, err, errlen))) return st;
@@ -1890,7 +1775,9 @@ static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
     int *perm = malloc(sizeof(int) * (size_t)j->n_train);
     hook_arg ha = {t, j};
     pd_status st = pd_train_engine_new(t->base, j->a, j->task, t->pool, 0, &e, err, errlen);
-    if (!st && !(o = pd_adamw_new(j->a, 0.9, 0.999, 1e-8, j->wd))) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    int np = 0;
+    const pd_param *params = pd_adapter_train_params(j->a, &np);
+    if (!st && !(o = pd_adamw_new(params, np, 0.9, 0.999, 1e-8, j->wd))) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     if (!st && !perm) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     if (!st && j->ckpt[0]) {
         char e2[400];
@@ -2005,7 +1892,7 @@ static void job_finish_files(pd_trainer *t, job *j) {
     static const char *const drop[] = {"train.jsonl", "eval.jsonl", "source", "lock"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", jd, drop[i]);
-        tree_remove(p);
+        pd_fs_remove_tree(p);
     }
     ckpt_prune(jd, NULL);
 }
@@ -2180,7 +2067,7 @@ static void jobs_scan(pd_trainer *t) {
             char p[PATH_CAP + 300];
             struct stat sb;
             snprintf(p, sizeof p, "%s/%s", t->dir, nm);
-            if (lstat(p, &sb) == 0 && wall_now() - (double)sb.st_mtime > 600) tree_remove(p);
+            if (lstat(p, &sb) == 0 && wall_now() - (double)sb.st_mtime > 600) pd_fs_remove_tree(p);
             continue;
         }
         if (*end) continue;
@@ -2205,18 +2092,6 @@ static void jobs_scan(pd_trainer *t) {
 
 /* ==== Public API ==== */
 
-static int mkdir_p(const char *path) {
-    char p[PATH_CAP];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return -1;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    return mkdir(p, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 pd_trainer *pd_trainer_new(const pd_model *base, pd_registry *reg, pd_pool *pool, const char *data_dir, int threads) {
     if (!base || !reg) return NULL;
     pd_trainer *t = calloc(1, sizeof *t);
@@ -2231,8 +2106,9 @@ pd_trainer *pd_trainer_new(const pd_model *base, pd_registry *reg, pd_pool *pool
         size_t n = strlen(data_dir) + 8;
         if (!(t->dir = malloc(n))) goto fail;
         snprintf(t->dir, n, "%s/jobs", data_dir);
-        if (mkdir_p(t->dir)) {
-            fprintf(stderr, "peftd: trainer: %s: %s\n", t->dir, strerror(errno));
+        char err[512];
+        if (pd_fs_mkdir_p(t->dir, err, sizeof err)) {
+            fprintf(stderr, "peftd: trainer: %s\n", err);
             goto fail;
         }
         jobs_scan(t);
