@@ -6,6 +6,7 @@
 #include "genmodel.h"
 
 #include "fs.h"
+#include "json.h"
 #include "safetensors.h"
 
 #include <cJSON.h>
@@ -403,84 +404,13 @@ static cJSON *special_tokens_map_json(void) {
 
 /* ==== Files and directories ==== */
 
-/* Re-indents compact JSON the way Python's json.dumps(indent=2) and the Hugging Face tools
- * lay files out (cJSON_Print uses tabs), so the files read like the hub's. Returns a malloc'd
- * string ending in a newline, or NULL. */
-static char *json_indent(const char *s) {
-    /* First pass: structural characters and the deepest nesting, to size the output. */
-    size_t n = strlen(s), depth = 0, max_depth = 0, breaks = 0;
-    int in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
-            breaks++;
-            if (++depth > max_depth) max_depth = depth;
-        } else if (c == '}' || c == ']') {
-            breaks++;
-            depth--;
-        } else if (c == ',' || c == ':') {
-            breaks++;
-        }
-    }
-    /* Each structural character adds at most a newline or space and an indent. */
-    char *out = malloc(n + 2 + breaks * (2 + 2 * max_depth));
-    if (!out) return NULL;
-    char *o = out;
-    depth = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            *o++ = c;
-            if (c == '\\') *o++ = s[++i];
-            else if (c == '"') in_str = 0;
-            continue;
-        }
-        switch (c) {
-        case '"': in_str = 1; *o++ = c; break;
-        case '{': case '[':
-            *o++ = c;
-            if (s[i + 1] == (c == '{' ? '}' : ']')) { *o++ = s[++i]; break; }
-            depth++;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            break;
-        case '}': case ']':
-            depth--;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            *o++ = c;
-            break;
-        case ',':
-            *o++ = c;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            break;
-        case ':': *o++ = ':'; *o++ = ' '; break;
-        default: *o++ = c;
-        }
-    }
-    *o++ = '\n';
-    *o = 0;
-    return out;
-}
-
-/* Prints a cJSON tree (consumed) into dir/name. A NULL tree means an allocation failed while
- * it was built. */
+/* Prints a cJSON tree (consumed; NULL: it could not be built) into dir/name. */
 static pd_status write_json(const char *dir, const char *name, cJSON *o, char *err, size_t errlen) {
-    char path[4096];
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    char path[PD_FS_PATH_MAX];
+    pd_status st = !o ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory building %s", name)
+                   : pd_path_join(path, sizeof path, dir, name) ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
+                                                                : pd_json_write_file(path, o, err, errlen);
     cJSON_Delete(o);
-    char *t = s ? json_indent(s) : NULL;
-    free(s);
-    if (!t) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory printing %s", name);
-    pd_status st = pd_path_join(path, sizeof path, dir, name) ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
-                                                              : pd_fs_write(path, t, strlen(t), err, errlen);
-    free(t);
     return st;
 }
 

@@ -1,6 +1,8 @@
 /* json.c - strict parsing and typed, range-checked reads of JSON values. See json.h. */
 #include "json.h"
 
+#include "fs.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -111,4 +113,87 @@ pd_status pd_json_num(const cJSON *o, const char *key, const char *where, double
     if (x > hi) return pd_err(err, errlen, range_st, "%s%s must be <= %g (got %g)", where, key, hi, x);
     *out = x;
     return PD_OK;
+}
+
+/* ==== Writing ==== */
+
+/* Lays compact JSON out as Python's json.dumps(indent=2) does: re-indents cJSON's unformatted
+ * text, whose strings and numbers are already final. */
+char *pd_json_print_indented(const cJSON *v) {
+    char *compact = cJSON_PrintUnformatted(v);
+    if (!compact) return NULL;
+    const char *s = compact;
+    /* First pass: structural characters and the deepest nesting, to size the output. */
+    size_t n = strlen(s), depth = 0, max_depth = 0, breaks = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            breaks++;
+            if (++depth > max_depth) max_depth = depth;
+        } else if (c == '}' || c == ']') {
+            breaks++;
+            depth--;
+        } else if (c == ',' || c == ':') {
+            breaks++;
+        }
+    }
+    /* Each structural character adds at most a newline or space and an indent. */
+    char *out = malloc(n + 2 + breaks * (2 + 2 * max_depth));
+    if (!out) {
+        free(compact);
+        return NULL;
+    }
+    char *o = out;
+    depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            *o++ = c;
+            if (c == '\\') *o++ = s[++i];
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        switch (c) {
+        case '"': in_str = 1; *o++ = c; break;
+        case '{': case '[':
+            *o++ = c;
+            if (s[i + 1] == (c == '{' ? '}' : ']')) { *o++ = s[++i]; break; }
+            depth++;
+            *o++ = '\n';
+            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
+            break;
+        case '}': case ']':
+            depth--;
+            *o++ = '\n';
+            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
+            *o++ = c;
+            break;
+        case ',':
+            *o++ = c;
+            *o++ = '\n';
+            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
+            break;
+        case ':': *o++ = ':'; *o++ = ' '; break;
+        default: *o++ = c;
+        }
+    }
+    *o++ = '\n';
+    *o = 0;
+    free(compact);
+    return out;
+}
+
+
+pd_status pd_json_write_file(const char *path, const cJSON *v, char *err, size_t errlen) {
+    char *t = pd_json_print_indented(v);
+    if (!t) return pd_err(err, errlen, PD_ERR_NOMEM, "%s: out of memory", path);
+    pd_status st = pd_fs_write(path, t, strlen(t), err, errlen);
+    free(t);
+    return st;
 }

@@ -7,6 +7,8 @@
  * malformed request, HTTP 400, from an unusable value, 422). Messages name the value as
  * <where><key>: with where = "config." a message reads "config.r must be an integer".
  *
+ * Writing lays JSON files out as the Hugging Face tools do (config.json and the like).
+ *
  * Ownership: strings read point into o. Thread-safety: no state; cJSON_GetErrorPtr (a process
  * global) is never used. */
 #ifndef PD_JSON_H
@@ -44,5 +46,14 @@ pd_status pd_json_known(const cJSON *o, const char *where, const char *what, con
 /* A finite number in [lo, hi], or (lo, hi] when lo_open. */
 pd_status pd_json_num(const cJSON *o, const char *key, const char *where, double lo, int lo_open, double hi,
                       pd_status range_st, double *out, char *err, size_t errlen);
+
+/* ==== Writing ==== */
+
+/* v as Python's json.dumps(indent=2) and the Hugging Face tools lay files out (cJSON_Print uses
+ * tabs), ending in a newline: a malloc'd string, or NULL when out of memory. */
+char *pd_json_print_indented(const cJSON *v);
+
+/* Writes v (pd_json_print_indented) to path with pd_fs_write (fsync'd). */
+pd_status pd_json_write_file(const char *path, const cJSON *v, char *err, size_t errlen);
 
 #endif
