@@ -2,7 +2,7 @@
  * See http.h for the order of checks and the threading model. */
 #include "http.h"
 
-#include "jobs.h"
+#include "routes_train.h"
 #include "jsonio.h"
 #include "routes.h"
 

@@ -4,7 +4,7 @@
 #include "fs.h"
 #include "genmodel.h"
 #include "http.h"
-#include "jobs.h"
+#include "routes_train.h"
 #include "trainer.h"
 
 #include <errno.h>
@@ -211,7 +211,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     if (!s->worker) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker thread"); goto fail; }
     /* training shares the scheduler's pool and steps aside while predictions are queued or running */
     s->trainer = pd_trainer_new(s->model, s->reg, pd_sched_pool(s->sched), o->data_dir, o->train_threads);
-    if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/jobs)", o->data_dir); goto fail; }
+    if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/.jobs)", o->data_dir); goto fail; }
     pd_trainer_set_yield(s->trainer, pd_jobs_inference_busy, s->sched);
     if (pthread_create(&s->sync_thread, NULL, sync_main, s)) {
         st = pd_err(err, errlen, PD_ERR_IO, "cannot start the sync thread");

@@ -1,5 +1,5 @@
-/* jobs.c - the training routes. See jobs.h; the job model is in adapters/trainer.h. */
-#include "jobs.h"
+/* routes_train.c - the training routes. See routes_train.h; the job model is in train/trainer.h. */
+#include "routes_train.h"
 
 #include "jsonio.h"
 #include "trainer.h"
@@ -29,12 +29,21 @@ static void park_on_worker(pd_req *r, void (*fn)(void *), pd_req_fn resume) {
 
 /* ==== POST /train ==== */
 
+/* Runs on the worker thread: parses and validates the request (tokenizing every example),
+ * then queues the job, which writes its directory. */
 static void submit_task(void *arg) {
     pd_req *r = arg;
-    const pd_part *tr = &r->parts[PD_PART_TRAIN], *ev = &r->parts[PD_PART_EVAL];
-    r->async_st = pd_trainer_submit(r->srv->trainer, r->json, tr->seen ? (tr->data ? tr->data : "") : NULL, tr->len,
-                                    ev->seen ? (ev->data ? ev->data : "") : NULL, ev->len, r->name, sizeof r->name,
-                                    r->async_err, sizeof r->async_err);
+    const pd_part *sp = &r->parts[PD_PART_SPEC], *tr = &r->parts[PD_PART_TRAIN], *ev = &r->parts[PD_PART_EVAL];
+    const char *body = r->body_kind == PD_BODY_MULTIPART ? sp->data : r->body;
+    size_t len = r->body_kind == PD_BODY_MULTIPART ? sp->len : r->body_len;
+    pd_train_spec *spec = NULL;
+    r->async_st = pd_train_spec_parse(r->srv->model, r->srv->reg, body ? body : "", body ? len : 0,
+                                      tr->seen ? (tr->data ? tr->data : "") : NULL, tr->len, ev->seen ? (ev->data ? ev->data : "") : NULL,
+                                      ev->len, NULL, &spec, r->async_err, sizeof r->async_err);
+    if (!r->async_st) {
+        snprintf(r->log_adapter, sizeof r->log_adapter, "%s", spec->adapter);
+        r->async_st = pd_trainer_submit(r->srv->trainer, spec, r->name, sizeof r->name, r->async_err, sizeof r->async_err);
+    }
     pd_req_unpark(r); /* last touch */
 }
 
@@ -56,25 +65,10 @@ static void submit_done(pd_req *r) {
 }
 
 void pd_route_train(pd_req *r) {
-    char err[512];
-    const char *body = r->body;
-    size_t len = r->body_len;
-    if (r->body_kind == PD_BODY_MULTIPART) {
-        const pd_part *sp = &r->parts[PD_PART_SPEC];
-        if (!sp->seen) {
-            pd_req_error(r, 400, "invalid_input", "spec: required (the training request as JSON)");
-            return;
-        }
-        body = sp->data ? sp->data : "";
-        len = sp->len;
-    }
-    pd_status st = pd_json_parse(body ? body : "", body ? len : 0, &r->json, err, sizeof err);
-    if (st) {
-        pd_req_fail(r, st, err);
+    if (r->body_kind == PD_BODY_MULTIPART && !r->parts[PD_PART_SPEC].seen) {
+        pd_req_error(r, 400, "invalid_input", "spec: required (the training request as JSON)");
         return;
     }
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->json, "adapter");
-    if (cJSON_IsString(a)) snprintf(r->log_adapter, sizeof r->log_adapter, "%s", a->valuestring);
     r->name[0] = 0;
     park_on_worker(r, submit_task, submit_done);
 }
@@ -82,23 +76,17 @@ void pd_route_train(pd_req *r) {
 /* ==== GET /jobs, GET /jobs/{id} ==== */
 
 void pd_route_jobs_list(pd_req *r) {
-    cJSON *o = pd_trainer_list_json(r->srv->trainer);
-    if (!o) {
-        pd_req_error(r, 500, "out_of_memory", "out of memory");
-        return;
-    }
-    pd_req_json(r, 200, o);
-    cJSON_Delete(o);
+    char *json = NULL, err[256];
+    pd_status st = pd_trainer_list_json(r->srv->trainer, &json, err, sizeof err);
+    if (st) pd_req_fail(r, st, err);
+    else pd_req_reply(r, 200, "application/json", json, strlen(json));
 }
 
 void pd_route_job_get(pd_req *r) {
-    cJSON *o = pd_trainer_job_json(r->srv->trainer, r->name);
-    if (!o) {
-        pd_req_error(r, 404, "not_found", "job \"%s\" not found", r->name);
-        return;
-    }
-    pd_req_json(r, 200, o);
-    cJSON_Delete(o);
+    char *json = NULL, err[256];
+    pd_status st = pd_trainer_job_json(r->srv->trainer, r->name, &json, err, sizeof err);
+    if (st) pd_req_fail(r, st, err);
+    else pd_req_reply(r, 200, "application/json", json, strlen(json));
 }
 
 /* ==== DELETE /jobs/{id} ==== */

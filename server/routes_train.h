@@ -1,13 +1,13 @@
-/* jobs.h - the training routes (docs/TRAINING.md, docs/API.md): POST /train, GET /jobs,
- * GET /jobs/{id}, DELETE /jobs/{id}; thin glue over adapters/trainer.h.
+/* routes_train.h - the training routes (docs/TRAINING.md, docs/API.md): POST /train, GET /jobs,
+ * GET /jobs/{id}, DELETE /jobs/{id}; thin glue over train/trainer.h.
  *
  * POST /train takes a JSON body, or multipart/form-data with the request as the part "spec"
  * and the examples as JSON Lines parts "train" and "eval". Validating a request tokenizes all
  * its examples and writes the job's files, and a cancel waits for the job to stop, so both run
  * on the server's worker thread with the connection parked, never on an event-loop thread.
  * Thread-safety: handlers share only the server's thread-safe objects (the trainer). */
-#ifndef PD_JOBS_H
-#define PD_JOBS_H
+#ifndef PD_ROUTES_TRAIN_H
+#define PD_ROUTES_TRAIN_H
 
 #include "http.h"
 
