@@ -1260,7 +1260,7 @@ pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter
     if (created) *created = 0;
     if (info) memset(info, 0, sizeof *info);
     if (!pd_registry_valid_name(name))
-        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')");
+        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (" PD_ADAPTER_NAME_RULE ")");
     if (!f) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter files");
     pd_adapter *a = NULL;
     pd_status st = pd_adapter_load(r->base, f, &a, err, errlen); /* validates completely first */
@@ -1273,7 +1273,7 @@ pd_status pd_registry_publish_adapter(pd_registry *r, const char *name, pd_adapt
     if (created) *created = 0;
     if (info) memset(info, 0, sizeof *info);
     if (!pd_registry_valid_name(name))
-        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')");
+        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (" PD_ADAPTER_NAME_RULE ")");
     if (!a) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter");
     pd_adapter_retain(a); /* the registry's own reference; the caller keeps theirs */
     return publish(r, name, a, NULL, created, info, err, errlen);

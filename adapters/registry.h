@@ -10,7 +10,8 @@
  * to it (the rename fails if the number exists), so two writers never share a number.
  * docs/STORE.md describes the layout, crash safety and limits.
  *
- * Names match [A-Za-z0-9._-]{1,64} and are not "." or ".."; nothing else reaches a path.
+ * Names match [A-Za-z0-9._-]{1,64} and do not start with '.' (PD_ADAPTER_NAME_RULE): never "."
+ * or "..", and never one of DATA_DIR's own entries (.changes, .jobs); nothing else reaches a path.
  * Thread-safety: every function may be called from any thread. */
 #ifndef PD_REGISTRY_H
 #define PD_REGISTRY_H
@@ -45,6 +46,9 @@ void pd_adapter_info_clear(pd_adapter_info *i);
 pd_status pd_registry_open(const pd_model *base, const char *data_dir, size_t max_resident_bytes, pd_registry **out,
                            char *err, size_t errlen);
 void pd_registry_free(pd_registry *r);
+
+/* The name rule, for messages. */
+#define PD_ADAPTER_NAME_RULE "1-64 of A-Z a-z 0-9 . _ -, not starting with ."
 
 int pd_registry_valid_name(const char *name);
 

@@ -67,7 +67,7 @@ static cJSON *info_json(const pd_adapter_info *i) {
 /* The adapter named by the path; replies 400 and returns NULL if it is not a valid name. */
 static const char *path_name(pd_req *r) {
     if (!pd_registry_valid_name(r->name)) {
-        pd_req_error(r, 400, "invalid_input", "invalid adapter name \"%.80s\": use 1-64 of A-Z a-z 0-9 . _ - (not . or ..)",
+        pd_req_error(r, 400, "invalid_input", "invalid adapter name \"%.80s\": use " PD_ADAPTER_NAME_RULE,
                      r->name);
         return NULL;
     }
@@ -258,7 +258,7 @@ void pd_route_predict(pd_req *r) {
         name = hdr;
     }
     if (name && !pd_registry_valid_name(name)) {
-        pd_req_error(r, 400, "invalid_input", "invalid adapter name \"%.80s\": use 1-64 of A-Z a-z 0-9 . _ - (not . or ..)", name);
+        pd_req_error(r, 400, "invalid_input", "invalid adapter name \"%.80s\": use " PD_ADAPTER_NAME_RULE, name);
         return;
     }
 
@@ -534,7 +534,7 @@ void pd_route_adapter_upload(pd_req *r) {
             return;
         }
         if (pn->len >= sizeof r->name || strlen(pn->data) != pn->len) {
-            pd_req_error(r, 400, "invalid_input", "invalid adapter name: use 1-64 of A-Z a-z 0-9 . _ - (not . or ..)");
+            pd_req_error(r, 400, "invalid_input", "invalid adapter name: use " PD_ADAPTER_NAME_RULE);
             return;
         }
         memcpy(r->name, pn->data, pn->len + 1);

@@ -600,7 +600,7 @@ pd_status pd_train_spec_parse(const pd_model *base, pd_registry *reg, const char
     /* -- adapter, method, task, labels -- */
     TRY(pd_json_str(req, "adapter", "", &s, err, errlen));
     if (!s) FAIL(PD_ERR_INVALID, "adapter: required");
-    if (!pd_registry_valid_name(s)) FAIL(PD_ERR_INVALID, "adapter: '%.80s' is not a valid name (1-64 of A-Z a-z 0-9 . _ -)", s);
+    if (!pd_registry_valid_name(s)) FAIL(PD_ERR_INVALID, "adapter: '%.80s' is not a valid name (" PD_ADAPTER_NAME_RULE ")", s);
     snprintf(j->adapter, sizeof j->adapter, "%s", s);
     s = NULL;
     TRY(pd_json_str(req, "method", "", &s, err, errlen));
