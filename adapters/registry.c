@@ -92,21 +92,6 @@ static char *str_dup_n(const char *s, size_t n) {
     return d;
 }
 
-static void labels_free(char **l, int n) {
-    if (!l) return;
-    for (int i = 0; i < n; i++) free(l[i]);
-    free(l);
-}
-
-static char **labels_dup(char *const *l, int n) {
-    if (n <= 0 || !l) return NULL;
-    char **d = calloc((size_t)n, sizeof *d);
-    if (!d) return NULL;
-    for (int i = 0; i < n; i++)
-        if (!(d[i] = strdup(l[i] ? l[i] : ""))) { labels_free(d, n); return NULL; }
-    return d;
-}
-
 /* A version number as written in a directory name: canonical decimal, 1..VERSION_MAX. */
 static int version_parse(const char *s) {
     if (s[0] < '1' || s[0] > '9') return 0;
@@ -185,7 +170,7 @@ typedef struct meta {
 } meta;
 
 static void meta_clear(meta *m) {
-    labels_free(m->labels, m->num_labels);
+    pd_strv_free(m->labels, m->num_labels);
     free(m->labels_json);
     memset(m, 0, sizeof *m);
 }
@@ -1029,7 +1014,7 @@ int pd_registry_valid_name(const char *name) {
 
 void pd_adapter_info_clear(pd_adapter_info *i) {
     if (!i) return;
-    labels_free(i->labels, i->num_labels);
+    pd_strv_free(i->labels, i->num_labels);
     memset(i, 0, sizeof *i);
 }
 
@@ -1045,7 +1030,7 @@ static pd_status info_fill(pd_adapter_info *i, const char *name, int v, const me
     i->created_at = m->created_at;
     i->updated_at = m->updated_at;
     if (m->num_labels > 0) {
-        if (!(i->labels = labels_dup(m->labels, m->num_labels))) return PD_ERR_NOMEM;
+        if (!(i->labels = pd_strv_dup(m->labels, m->num_labels))) return PD_ERR_NOMEM;
         i->num_labels = m->num_labels;
     }
     return PD_OK;

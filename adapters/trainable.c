@@ -20,7 +20,7 @@
 static pd_status attach(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen) {
     pd_train *tr = a->train = calloc(1, sizeof *a->train);
     if (!tr) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    pd_status st = a->format == PD_FMT_PEFT ? pd_peft_train_init(a, mlp, mlp_hidden, err, errlen) : pd_hub_train_init(a, err, errlen);
+    pd_status st = pd_method_ops_of(a->method)->train_init(a, mlp, mlp_hidden, err, errlen);
     if (st) return st;
     if (a->head.task != PD_TASK_NONE) {
         tr->ghead = a->head;
@@ -141,17 +141,17 @@ pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const
     pd_rng rng;
     pd_rng_seed(&rng, seed);
     pd_status st = head_spec(base, task, labels, num_labels, &fh, &own, &n_own, err, errlen);
-    if (!st) st = method == PD_METHOD_BOTTLENECK ? pd_hub_fresh(base, config, &fh, &rng, &fr, err, errlen)
-                                                 : pd_peft_fresh(base, method, config, &fh, &rng, &fr, err, errlen);
+    const pd_method_ops *mo = pd_method_ops_of(method);
+    if (!st) st = mo->fresh(mo, base, config, &fh, &rng, &fr, err, errlen);
     if (st) goto fail;
     /* the files, as they would sit in a directory */
     static const char *const meta[] = {"format", "pt"};
     char *buf = NULL;
     size_t len = 0;
-    int hub = method == PD_METHOD_BOTTLENECK;
+    int pt = mo->format->pt_metadata;
     if (!(f.config = cJSON_PrintUnformatted(fr.config))) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto done; }
     f.config_len = strlen(f.config);
-    if ((st = pd_st_write_buffer(fr.w.t, fr.w.n, meta, hub ? 0 : 1, &buf, &len, err, errlen))) goto done;
+    if ((st = pd_st_write_buffer(fr.w.t, fr.w.n, meta, pt ? 1 : 0, &buf, &len, err, errlen))) goto done;
     f.weights = buf;
     f.weights_len = len;
     if (fr.head_config) {
@@ -183,7 +183,8 @@ pd_status pd_adapter_clone_trainable(const pd_adapter *src, pd_adapter **out, ch
     pd_status st = pd_adapter_serialize(src, &f, err, errlen);
     if (st) return st;
     int E = 0;
-    float *const *mlp = src->train ? pd_peft_mlp(src, &E) : NULL;
+    const pd_method_ops *mo = pd_method_ops_of(src->method);
+    float *const *mlp = src->train && mo->mlp ? mo->mlp(src, &E) : NULL;
     st = load_trainable(src->base, &f, mlp, E, out, err, errlen);
     pd_adapter_files_free(&f);
     return st;
@@ -226,8 +227,7 @@ void pd_adapter_set_training(pd_adapter *a, int on, uint64_t seed) {
 
 void pd_adapter_params_changed(pd_adapter *a) {
     if (!a->train) return;
-    if (a->format == PD_FMT_PEFT) pd_peft_params_changed(a);
-    else pd_hub_params_changed(a);
+    pd_method_ops_of(a->method)->params_changed(a);
 }
 
 const pd_head *pd_adapter_head_grad(pd_adapter *a) {

@@ -54,6 +54,12 @@ pd_status pd_read_file(const char *path, size_t max, char **out, size_t *len, ch
 /* Joins dir and name with a '/' into buf. Returns 0, or -1 if it does not fit. */
 int pd_path_join(char *buf, size_t cap, const char *dir, const char *name);
 
+/* Frees v[0..n) and v (an array of malloc'd strings); NULL is a no-op. */
+void pd_strv_free(char **v, int n);
+/* A malloc'd copy of v[0..n) (NULL entries become ""); NULL when n <= 0, v is NULL or out of
+ * memory. */
+char **pd_strv_dup(char *const *v, int n);
+
 /* Monotonic clock in seconds. */
 double pd_now(void);
 

@@ -117,6 +117,18 @@ pd_status pd_json_num(const cJSON *o, const char *key, const char *where, double
 
 /* ==== Writing ==== */
 
+void pd_json_add(cJSON *o, const char *k, cJSON *v, int *bad) {
+    if (!v || !cJSON_AddItemToObject(o, k, v)) {
+        cJSON_Delete(v);
+        *bad = 1;
+    }
+}
+
+void pd_json_set(cJSON *o, const char *k, cJSON *v, int *bad) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+    pd_json_add(o, k, v, bad);
+}
+
 /* Lays compact JSON out as Python's json.dumps(indent=2) does: re-indents cJSON's unformatted
  * text, whose strings and numbers are already final. */
 char *pd_json_print_indented(const cJSON *v) {

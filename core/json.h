@@ -49,6 +49,12 @@ pd_status pd_json_num(const cJSON *o, const char *key, const char *where, double
 
 /* ==== Writing ==== */
 
+/* Adds v (which may be NULL: an allocation failed) to object o under k, taking it over; on any
+ * failure v is freed and *bad set. pd_json_set replaces o[k]. For building objects in a row of
+ * calls with one check at the end. */
+void pd_json_add(cJSON *o, const char *k, cJSON *v, int *bad);
+void pd_json_set(cJSON *o, const char *k, cJSON *v, int *bad);
+
 /* v as Python's json.dumps(indent=2) and the Hugging Face tools lay files out (cJSON_Print uses
  * tabs), ending in a newline: a malloc'd string, or NULL when out of memory. */
 char *pd_json_print_indented(const cJSON *v);

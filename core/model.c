@@ -56,12 +56,6 @@ static int json_int(const cJSON *o, const char *a, const char *b, int def) {
     return pd_json_long(o, pd_json_get(o, a) || !b ? a : b, "", 0, 1000000000, PD_ERR_FORMAT, &v, NULL, 0) ? -2 : (int)v;
 }
 
-static void free_labels(char **labels, int n) {
-    if (!labels) return;
-    for (int i = 0; i < n; i++) free(labels[i]);
-    free(labels);
-}
-
 static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t errlen) {
     char path[4096];
     if (pd_path_join(path, sizeof path, dir, "config.json")) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
@@ -175,7 +169,7 @@ static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t e
 out:
     cJSON_Delete(o);
     if (st != PD_OK) {
-        free_labels(c->labels, c->num_labels);
+        pd_strv_free(c->labels, c->num_labels);
         c->labels = NULL;
         c->num_labels = 0;
     }
@@ -458,7 +452,7 @@ void pd_model_free(pd_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layer);
-    free_labels(m->cfg.labels, m->cfg.num_labels);
+    pd_strv_free(m->cfg.labels, m->cfg.num_labels);
     pd_tokenizer_free(m->tok);
     free(m);
 }

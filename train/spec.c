@@ -71,12 +71,6 @@ const char *pd_publish_name(pd_publish p) {
 
 /* ==== Sets and specs ==== */
 
-static void strv_free(char **v, int n) {
-    if (!v) return;
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
 static void examples_free(pd_train_example *x, int n) {
     if (!x) return;
     for (int i = 0; i < n; i++) {
@@ -91,7 +85,7 @@ static void gold_free(pd_qa_gold *g, int n) {
     for (int i = 0; i < n; i++) {
         free(g[i].question);
         free(g[i].context);
-        strv_free(g[i].answers, g[i].n_answers);
+        pd_strv_free(g[i].answers, g[i].n_answers);
     }
     free(g);
 }
@@ -114,7 +108,7 @@ void pd_train_spec_drop_texts(pd_train_spec *s) {
 void pd_train_spec_free(pd_train_spec *s) {
     if (!s) return;
     pd_train_spec_drop_texts(s);
-    strv_free(s->labels, s->num_labels);
+    pd_strv_free(s->labels, s->num_labels);
     pd_train_set_free(&s->train);
     pd_train_set_free(&s->eval);
     pd_adapter_release(s->a);
@@ -481,13 +475,13 @@ static pd_status labels_from_data(const cJSON *arr, char ***out, int *n, char *e
         int seen = 0;
         for (int i = 0; i < cnt && !seen; i++) seen = !strcmp(v[i], k);
         if (seen) continue;
-        if (cnt == 1024) { strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_MISMATCH, "train: more than 1024 distinct labels"); }
+        if (cnt == 1024) { pd_strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_MISMATCH, "train: more than 1024 distinct labels"); }
         if (cnt == cap) {
             char **nv = realloc(v, sizeof *nv * (size_t)(cap *= 2));
-            if (!nv) { strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+            if (!nv) { pd_strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
             v = nv;
         }
-        if (!(v[cnt] = strdup(k))) { strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+        if (!(v[cnt] = strdup(k))) { pd_strv_free(v, cnt); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
         cnt++;
     }
     qsort(v, (size_t)cnt, sizeof *v, cmp_label);
