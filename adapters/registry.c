@@ -1098,7 +1098,9 @@ void pd_registry_free(pd_registry *r) {
     free(r);
 }
 
-pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+/* pd_registry_get, and pd_registry_get_cached when !may_load: a version that must be read from
+ * disk first (or that another thread is reading) is left alone and *out stays NULL. */
+static pd_status get(pd_registry *r, const char *name, int may_load, pd_adapter **out, int *version, char *err, size_t errlen) {
     *out = NULL;
     if (version) *version = 0;
     if (!pd_registry_valid_name(name)) return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name");
@@ -1125,6 +1127,10 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
             pd_status st = pd_err(err, errlen, e->fail_st, "%s", e->fail_msg ? e->fail_msg : "adapter does not load");
             pthread_mutex_unlock(&r->lock);
             return st;
+        }
+        if (!may_load) {
+            pthread_mutex_unlock(&r->lock);
+            return PD_OK;
         }
         if (e->loading) { /* another get loads it: wait rather than load a second copy */
             pthread_cond_wait(&r->load_done, &r->lock);
@@ -1177,6 +1183,14 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
         /* Superseded while loading: drop this copy (never shared, so this frees it). */
         pd_adapter_release(a);
     }
+}
+
+pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+    return get(r, name, 1, out, version, err, errlen);
+}
+
+pd_status pd_registry_get_cached(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+    return get(r, name, 0, out, version, err, errlen);
 }
 
 /* Publishes adapter a (one reference, taken over) as the next version of name. f: the upload

@@ -56,6 +56,12 @@ int pd_registry_valid_name(const char *name);
  * pd_adapter_release. PD_ERR_NOT_FOUND for unknown names. */
 pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen);
 
+/* pd_registry_get without reading from disk, for threads that must not block on it (HTTP
+ * event loops): a resident version is pinned as by pd_registry_get; a version that must be
+ * loaded first gives PD_OK with *out NULL (call pd_registry_get on a thread that may wait).
+ * PD_ERR_NOT_FOUND for unknown names, or the error a version's earlier load attempt gave. */
+pd_status pd_registry_get_cached(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen);
+
 /* Publishes files as the next version of name. *created = 1 if the name was new. info (may be
  * NULL) gets the new version's description. */
 pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter_files *f, int *created,

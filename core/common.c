@@ -21,6 +21,7 @@ const char *pd_status_name(pd_status s) {
     case PD_ERR_TOO_LARGE: return "too_large";
     case PD_ERR_BUSY: return "busy";
     case PD_ERR_CANCELLED: return "cancelled";
+    case PD_ERR_CONFLICT: return "conflict";
     }
     return "unknown";
 }

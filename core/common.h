@@ -23,7 +23,8 @@ typedef enum {
     PD_ERR_IO = -7,          /* read/write/mmap failed */
     PD_ERR_TOO_LARGE = -8,   /* exceeds a configured limit */
     PD_ERR_BUSY = -9,        /* queue full, try later */
-    PD_ERR_CANCELLED = -10,  /* the operation was cancelled */
+    PD_ERR_CANCELLED = -10,  /* the operation was cancelled (or its service is shutting down) */
+    PD_ERR_CONFLICT = -11,   /* conflicts with the state of the thing: already in progress, already ended */
 } pd_status;
 
 /* Short stable name of a status ("invalid_input", "not_found", ...). Never NULL. */

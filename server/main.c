@@ -7,6 +7,7 @@
  * Only main exits; every failure below is reported and turned into an exit status. */
 #include "genmodel.h"
 #include "jsonio.h"
+#include "log.h"
 #include "options.h"
 #include "server.h"
 #include "version.h"
@@ -79,25 +80,27 @@ static void encode_line(const pd_model *m, const pd_adapter *a, int forced, cons
     if ((lr->st = pd_json_parse(line, len, &v, lr->err, sizeof lr->err))) return;
     pd_input in;
     pd_task shape = PD_TASK_NONE;
-    if ((lr->st = pd_json_input(v, "input", &in, &shape, lr->err, sizeof lr->err))) goto out;
-    pd_task own = a ? pd_adapter_task(a) : PD_TASK_NONE;
-    pd_task task = forced >= 0 ? (pd_task)forced : own != PD_TASK_NONE ? own : shape;
-    if (shape != task) {
-        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_MISMATCH, "a %s input but the task is %s", pd_task_name(shape), pd_task_name(task));
-        goto out;
+    if (!(lr->st = pd_json_input(v, "input", &in, &shape, lr->err, sizeof lr->err))) {
+        pd_task task = pd_predict_task(forced, a ? pd_adapter_task(a) : PD_TASK_NONE, shape);
+        lr->st = pd_item_prepare(m, a ? pd_adapter_delta(a) : NULL, task, &in, shape, po, &lr->item, lr->err, sizeof lr->err);
     }
-    const pd_head *head = a ? pd_adapter_head(a, m, task) : pd_model_head(m, task);
-    if (!head) {
-        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_UNSUPPORTED, "no %s head in the model%s", pd_task_name(task),
-                        a ? " or the adapter" : "");
-        goto out;
-    }
-    lr->st = pd_item_encode(m, task, &in, po, a ? pd_adapter_n_virtual(a) : 0, &lr->item, lr->err, sizeof lr->err);
-    if (lr->st) goto out;
-    lr->item.delta = a ? pd_adapter_delta(a) : NULL;
-    lr->item.head = head;
-out:
     cJSON_Delete(v);
+}
+
+/* The lines of one batch: res[group[k]] is the line of its k-th item. */
+typedef struct line_batch {
+    line_res *res;
+    const int *group;
+} line_batch;
+
+/* pd_predict_groups' report: the failed items' lines get the error. */
+static void line_failed(int first, int count, pd_status st, const char *err, void *arg) {
+    const line_batch *lb = arg;
+    for (int k = first; k < first + count; k++) {
+        line_res *lr = &lb->res[lb->group[k]];
+        lr->st = st;
+        snprintf(lr->err, sizeof lr->err, "%s", err);
+    }
 }
 
 static void print_json(const cJSON *v) {
@@ -152,8 +155,10 @@ static int cmd_predict(int argc, char **argv) {
     ctx = pool ? pd_ctx_new(m, pool) : NULL;
     res = calloc((size_t)o.batch, sizeof *res);
     pd_item **ok = calloc((size_t)o.batch, sizeof *ok);
-    if (!ctx || !res || !ok) {
+    int *group = calloc((size_t)o.batch, sizeof *group);
+    if (!ctx || !res || !ok || !group) {
         free(ok);
+        free(group);
         fprintf(stderr, "peftd predict: out of memory\n");
         goto out;
     }
@@ -171,24 +176,13 @@ static int cmd_predict(int argc, char **argv) {
             n++;
         }
         int nok = 0;
-        for (int i = 0; i < n; i++) if (!res[i].st) ok[nok++] = &res[i].item;
-        if (nok) {
-            char perr[512];
-            if (pd_predict(ctx, ok, nok, &po, perr, sizeof perr)) {
-                /* Find the culprit: run each line alone. */
-                for (int i = 0; i < n; i++) {
-                    if (res[i].st) continue;
-                    pd_item *one = &res[i].item;
-                    free(one->logits); free(one->start_logits); free(one->end_logits);
-                    for (int k = 0; k < one->n_answers; k++) free(one->answers[k].text);
-                    free(one->answers);
-                    one->logits = one->start_logits = one->end_logits = NULL;
-                    one->answers = NULL;
-                    one->n_logits = one->n_answers = 0;
-                    res[i].st = pd_predict(ctx, &one, 1, &po, res[i].err, sizeof res[i].err);
-                }
+        for (int i = 0; i < n; i++)
+            if (!res[i].st) {
+                group[nok] = i; /* each line is its own group: a line that fails the batch fails alone */
+                ok[nok++] = &res[i].item;
             }
-        }
+        line_batch lb = {res, group};
+        if (nok) pd_predict_groups(ctx, ok, nok, group, &po, line_failed, &lb);
         for (int i = 0; i < n; i++) {
             cJSON *v = res[i].st ? pd_json_error(pd_status_name(res[i].st), res[i].err)
                                  : pd_json_result(&res[i].item, o.return_logits, o.top_k);
@@ -200,6 +194,7 @@ static int cmd_predict(int argc, char **argv) {
     }
     free(line);
     free(ok);
+    free(group);
     rc = 0;
 out:
     free(res);

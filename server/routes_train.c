@@ -1,36 +1,20 @@
-/* routes_train.c - the training routes. See routes_train.h; the job model is in train/trainer.h. */
-#include "routes_train.h"
+/* routes_train.c - the training routes (docs/TRAINING.md, docs/API.md): POST /train, GET /jobs,
+ * GET /jobs/{id}, DELETE /jobs/{id}; thin glue over train/spec.h and train/trainer.h.
+ *
+ * POST /train takes a JSON body, or multipart/form-data with the request as the part "spec" and
+ * the examples as JSON Lines parts "train" and "eval". Validating a request tokenizes all its
+ * examples and writes the job's files, and a cancel waits for the job to stop, so both run on
+ * the server's worker with the connection parked, never on an event-loop thread. See routes.h. */
+#include "routes.h"
 
-#include "jsonio.h"
-#include "trainer.h"
+#include "server.h"
 
 #include <string.h>
-
-int pd_jobs_inference_busy(void *arg) { return pd_sched_depth(arg) > 0; }
-
-/* The trainer's statuses as HTTP: a conflict (the adapter is being trained, too many queued
- * jobs, a cancel of a finished job) is 409, not the 503 "busy" of a full prediction queue. */
-static void fail(pd_req *r, pd_status st, const char *msg) {
-    if (st == PD_ERR_BUSY) pd_req_error(r, 409, "conflict", "%s", msg);
-    else if (st == PD_ERR_CANCELLED) pd_req_error(r, 503, "shutting_down", "the server is shutting down");
-    else pd_req_fail(r, st, msg);
-}
-
-/* Hands fn to the worker with r parked; if the worker refuses, r resumes with that status. */
-static void park_on_worker(pd_req *r, void (*fn)(void *), pd_req_fn resume) {
-    pd_req_park(r, resume);
-    pd_status st = pd_worker_submit(r->srv->worker, fn, r);
-    if (st) {
-        r->async_st = st;
-        snprintf(r->async_err, sizeof r->async_err, "%s", st == PD_ERR_CANCELLED ? "the server is shutting down" : "out of memory");
-        pd_req_unpark(r);
-    }
-}
 
 /* ==== POST /train ==== */
 
 /* Runs on the worker thread: parses and validates the request (tokenizing every example),
- * then queues the job, which writes its directory. */
+ * then queues the job, which writes its directory. The job id goes into r->name. */
 static void submit_task(void *arg) {
     pd_req *r = arg;
     const pd_part *sp = &r->parts[PD_PART_SPEC], *tr = &r->parts[PD_PART_TRAIN], *ev = &r->parts[PD_PART_EVAL];
@@ -49,7 +33,7 @@ static void submit_task(void *arg) {
 
 static void submit_done(pd_req *r) {
     if (r->async_st) {
-        fail(r, r->async_st, r->async_err[0] ? r->async_err : pd_status_name(r->async_st));
+        pd_req_fail(r, r->async_st, r->async_err[0] ? r->async_err : pd_status_name(r->async_st));
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -58,8 +42,8 @@ static void submit_done(pd_req *r) {
         pd_req_error(r, 500, "out_of_memory", "out of memory");
         return;
     }
-    snprintf(r->file, sizeof r->file, "/jobs/%s", r->name); /* r->file is unused on this route and outlives the reply */
-    pd_req_header(r, "Location", r->file);
+    snprintf(r->hdr_buf, sizeof r->hdr_buf, "/jobs/%s", r->name);
+    pd_req_header(r, "Location", r->hdr_buf);
     pd_req_json(r, 202, o);
     cJSON_Delete(o);
 }
@@ -70,7 +54,7 @@ void pd_route_train(pd_req *r) {
         return;
     }
     r->name[0] = 0;
-    park_on_worker(r, submit_task, submit_done);
+    pd_req_park_on(r, r->srv->worker, submit_task, submit_done);
 }
 
 /* ==== GET /jobs, GET /jobs/{id} ==== */
@@ -79,14 +63,14 @@ void pd_route_jobs_list(pd_req *r) {
     char *json = NULL, err[256];
     pd_status st = pd_trainer_list_json(r->srv->trainer, &json, err, sizeof err);
     if (st) pd_req_fail(r, st, err);
-    else pd_req_reply(r, 200, "application/json", json, strlen(json));
+    else pd_req_json_text(r, 200, json);
 }
 
 void pd_route_job_get(pd_req *r) {
     char *json = NULL, err[256];
     pd_status st = pd_trainer_job_json(r->srv->trainer, r->name, &json, err, sizeof err);
     if (st) pd_req_fail(r, st, err);
-    else pd_req_reply(r, 200, "application/json", json, strlen(json));
+    else pd_req_json_text(r, 200, json);
 }
 
 /* ==== DELETE /jobs/{id} ==== */
@@ -99,10 +83,10 @@ static void cancel_task(void *arg) {
 
 static void cancel_done(pd_req *r) {
     if (r->async_st) {
-        fail(r, r->async_st, r->async_err[0] ? r->async_err : pd_status_name(r->async_st));
+        pd_req_fail(r, r->async_st, r->async_err[0] ? r->async_err : pd_status_name(r->async_st));
         return;
     }
     pd_route_job_get(r); /* the job as it is now: cancelled, or still stopping */
 }
 
-void pd_route_job_delete(pd_req *r) { park_on_worker(r, cancel_task, cancel_done); }
+void pd_route_job_delete(pd_req *r) { pd_req_park_on(r, r->srv->worker, cancel_task, cancel_done); }

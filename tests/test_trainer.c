@@ -697,7 +697,7 @@ static void test_cancel(pd_trainer *t, pd_registry *reg) {
     cJSON_Delete(r);
     /* a second job for the same adapter is refused while this one runs */
     r = det_request("cancel-me");
-    expect_reject(t, r, NULL, PD_ERR_BUSY, "cancel-me", id);
+    expect_reject(t, r, NULL, PD_ERR_CONFLICT, "cancel-me", id);
     for (int i = 0; i < 2000; i++) {
         cJSON *j = job_get(t, id);
         double step = jnum(j, "step");
@@ -713,7 +713,7 @@ static void test_cancel(pd_trainer *t, pd_registry *reg) {
     pd_adapter *a = NULL;
     int ver = 0;
     CHECK(pd_registry_get(reg, "cancel-me", &a, &ver, err, sizeof err) == PD_ERR_NOT_FOUND);
-    CHECK(pd_trainer_cancel(t, id, err, sizeof err) == PD_ERR_BUSY); /* already finished */
+    CHECK(pd_trainer_cancel(t, id, err, sizeof err) == PD_ERR_CONFLICT); /* already finished */
     CHECK(pd_trainer_cancel(t, "j-999999", err, sizeof err) == PD_ERR_NOT_FOUND);
     cJSON_Delete(j);
     atomic_store(&slow_ms, 0);

@@ -774,8 +774,8 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
         if ((x->status == J_QUEUED || x->status == J_RUNNING) && !strcmp(x->adapter, j->adapter)) busy = x;
     }
     if (t->stop) st = pd_err(err, errlen, PD_ERR_CANCELLED, "the trainer is shutting down");
-    else if (busy) st = pd_err(err, errlen, PD_ERR_BUSY, "adapter: '%s' is already being trained by job %s", j->adapter, busy->id);
-    else if (waiting >= MAX_WAITING_JOBS) st = pd_err(err, errlen, PD_ERR_BUSY, "%d training jobs are already queued", waiting);
+    else if (busy) st = pd_err(err, errlen, PD_ERR_CONFLICT, "adapter: '%s' is already being trained by job %s", j->adapter, busy->id);
+    else if (waiting >= MAX_WAITING_JOBS) st = pd_err(err, errlen, PD_ERR_CONFLICT, "%d training jobs are already queued", waiting);
     cJSON *state = NULL;
     char id[32];
     if (!st) {
@@ -867,7 +867,7 @@ pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t
         return PD_OK;
     }
     if (j->status != J_RUNNING) {
-        pd_status st = pd_err(err, errlen, PD_ERR_BUSY, "job %s already %s", j->id, STATUS_NAME[j->status]);
+        pd_status st = pd_err(err, errlen, PD_ERR_CONFLICT, "job %s already %s", j->id, STATUS_NAME[j->status]);
         pthread_mutex_unlock(&t->lock);
         return st;
     }

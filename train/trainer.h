@@ -30,7 +30,7 @@ void pd_trainer_set_yield(pd_trainer *t, int (*waiting)(void *arg), void *arg);
 
 /* Queues a job for spec (pd_train_spec_parse), taken over whatever the outcome, and writes its
  * directory. On success job_id gets the new id ("j-<n>"). Failures:
- *   PD_ERR_BUSY      the adapter already has a queued or running job, or too many jobs wait
+ *   PD_ERR_CONFLICT  the adapter already has a queued or running job, or too many jobs wait
  *   PD_ERR_CANCELLED the trainer is shutting down
  *   PD_ERR_IO        the job directory could not be written; PD_ERR_NOMEM. */
 pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, size_t id_cap, char *err, size_t errlen);
@@ -43,7 +43,7 @@ pd_status pd_trainer_list_json(pd_trainer *t, char **json, char *err, size_t err
 
 /* Cancels a queued or running job (a running one stops between two micro-batches; this waits up
  * to 2 s for it); the adapter keeps its last published version. PD_ERR_NOT_FOUND, or
- * PD_ERR_BUSY when the job has already ended. */
+ * PD_ERR_CONFLICT when the job has already ended. */
 pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t errlen);
 
 typedef struct pd_trainer_stats {
