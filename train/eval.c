@@ -123,7 +123,7 @@ static pd_status eval_qa(pd_train_engine *e, const pd_train_spec *j, pd_eval_res
     pd_ctx *ctx = pd_train_engine_ctx(e);
     const pd_head *head = pd_train_engine_head(e);
     const pd_delta *d = pd_adapter_delta(a);
-    int np = d ? d->n_prompt : 0, nv = pd_adapter_n_virtual(a);
+    int nv = pd_adapter_n_virtual(a);
     float *z = NULL;
     int zcap = 0;
     pd_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
@@ -161,7 +161,7 @@ static pd_status eval_qa(pd_train_engine *e, const pd_train_spec *j, pd_eval_res
             items[k].delta = d;
             items[k].head = head;
             ip[k - i] = &items[k];
-            rows += pd_item_tokens(&items[k]) + np * items[k].n_win;
+            rows += pd_item_tokens(&items[k]); /* prompt tokens included (items[k].delta) */
             k++;
             if (rows >= EVAL_TOKENS) break;
         }
