@@ -1,14 +1,14 @@
-/* trainer.c - training jobs: the record, the queue and its workers, the run of one job
+/* trainer.c - training jobs: the queue and its workers, the run of one job
  * (steps, evaluations, checkpoints, publishing), jobs found at start-up, the API. See
  * trainer.h and docs/TRAINING.md. Requests are parsed in spec.c, steps taken in engine.c,
- * evaluations in eval.c, files written in store.c. */
+ * evaluations in eval.c, files written in store.c; a job's record and its JSON are in job.c. */
 #include "trainer.h"
 
 #include "eval.h"
+#include "job.h"
 #include "store.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -30,95 +30,6 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
-/* ==== The record ==== */
-
-typedef enum { J_QUEUED = 0, J_RUNNING, J_SUCCEEDED, J_FAILED, J_CANCELLED } jstatus;
-static const char *const STATUS_NAME[] = {"queued", "running", "succeeded", "failed", "cancelled"};
-
-typedef struct evalrec {
-    long step;
-    double accuracy, f1, loss;
-} evalrec;
-
-typedef struct job {
-    char id[32];
-    char adapter[65];
-    pd_train_spec *spec;     /* what it trains (immutable once queued); NULL for a record read back (frozen) */
-    int n_train, n_eval;
-    char ckpt[64];           /* checkpoint directory to resume from, "" = none */
-    long ckpt_seq;           /* number of the last checkpoint directory (ckpt-<seq>) */
-    long ckpt_step;          /* optimizer step it holds */
-    /* progress: guarded by t->lock */
-    jstatus status;
-    int hold;                /* queued but not yet on disk: workers skip it */
-    long step;
-    double ex_per_s, eta_s;
-    long *loss_step;
-    double *loss_val;
-    int n_loss, cap_loss;
-    evalrec *ev;
-    int n_ev, cap_ev;
-    int has_best;
-    long best_step;
-    double best_value;
-    int *versions;
-    int n_versions, cap_versions;
-    char error[512];
-    double created_at, started_at, finished_at;
-    long resumed_from;       /* -1: not resumed */
-    cJSON *frozen;           /* a finished job read back from disk, or another process's: its JSON */
-    int lock_fd;             /* the job store's lock while this process owns the job, else -1 */
-    atomic_int cancel;       /* 1 = DELETE /jobs/{id}, 2 = the trainer is shutting down */
-    /* worker-only */
-    double loss_acc;
-    int loss_acc_n;
-    struct job *next;
-} job;
-
-/* A record for spec (taken over; NULL: a frozen record filled in by the caller). NULL on OOM. */
-static job *job_new(pd_train_spec *spec) {
-    job *j = calloc(1, sizeof *j);
-    if (!j) return NULL;
-    atomic_init(&j->cancel, 0);
-    j->resumed_from = -1;
-    j->lock_fd = -1;
-    j->spec = spec;
-    if (spec) {
-        snprintf(j->adapter, sizeof j->adapter, "%s", spec->adapter);
-        j->n_train = spec->train.n;
-        j->n_eval = spec->eval.n;
-    }
-    return j;
-}
-
-/* Drops what only a runnable job needs (data, adapter); the record and the spec's fields stay. */
-static void job_drop_data(job *j) {
-    if (!j->spec) return;
-    pd_train_spec_drop_texts(j->spec);
-    pd_train_set_free(&j->spec->train);
-    pd_train_set_free(&j->spec->eval);
-    pd_adapter_release(j->spec->a);
-    j->spec->a = NULL;
-}
-
-/* Gives up ownership of the job's directory: another process may take an unfinished job over. */
-static void job_unlock(job *j) {
-    if (j->lock_fd >= 0) close(j->lock_fd); /* closing releases the flock */
-    j->lock_fd = -1;
-}
-
-static void job_free(job *j) {
-    if (!j) return;
-    job_unlock(j);
-    pd_train_spec_free(j->spec);
-    cJSON_Delete(j->frozen);
-    free(j->loss_step);
-    free(j->loss_val);
-    free(j->ev);
-    free(j->versions);
-    free(j);
-}
-
 /* ==== The trainer ==== */
 
 struct pd_trainer {
@@ -130,7 +41,7 @@ struct pd_trainer {
     int n_th;
     pthread_mutex_t lock;
     pthread_cond_t cv;
-    job *jobs, *tail;         /* guarded by lock: every job, in submission order */
+    pd_train_job *jobs, *tail; /* guarded by lock: every job, in submission order */
     int stop;                 /* guarded by lock */
     int (*waiting)(void *arg);/* guarded by lock */
     void *waiting_arg;
@@ -138,167 +49,15 @@ struct pd_trainer {
     uint64_t n_succeeded, n_failed, n_cancelled, n_steps;
 };
 
-/* ==== JSON views ==== */
-
-static double round_to(double x, double scale) { return isfinite(x) ? round(x * scale) / scale : 0; }
-
-static void add_num_or_null(cJSON *o, const char *k, double v, int null) {
-    if (null) cJSON_AddNullToObject(o, k);
-    else cJSON_AddNumberToObject(o, k, v);
-}
-
-/* The job as the API shows it. exact: unrounded numbers plus the internal fields job.json and
- * checkpoints need ("checkpoint", "loss_acc", "loss_acc_n"). Caller holds t->lock. NULL on OOM. */
-static cJSON *job_json(const job *j, int exact) {
-    const pd_train_spec *s = j->spec;
-    if (j->frozen) return cJSON_Duplicate(j->frozen, 1);
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    double sc = exact ? 0 : 1e6;
-#define R(x) (sc > 0 ? round_to((x), sc) : (x))
-    cJSON_AddStringToObject(o, "job", j->id);
-    cJSON_AddStringToObject(o, "adapter", j->adapter);
-    cJSON_AddStringToObject(o, "method", pd_method_name(s->method));
-    cJSON_AddStringToObject(o, "task", pd_task_name(s->task));
-    cJSON_AddStringToObject(o, "status", STATUS_NAME[j->status]);
-    cJSON_AddNumberToObject(o, "epoch", s->steps_per_epoch ? round_to((double)j->step / s->steps_per_epoch, 1e3) : 0);
-    cJSON_AddNumberToObject(o, "epochs", s->epochs);
-    cJSON_AddNumberToObject(o, "step", (double)j->step);
-    cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps);
-    cJSON_AddNumberToObject(o, "examples_per_s", round_to(j->ex_per_s, 100));
-    add_num_or_null(o, "eta_s", j->status == J_RUNNING ? round_to(j->eta_s, 10) : 0, j->status == J_QUEUED);
-    cJSON *loss = cJSON_AddArrayToObject(o, "loss");
-    for (int i = 0; loss && i < j->n_loss; i++) {
-        double p[2] = {(double)j->loss_step[i], R(j->loss_val[i])};
-        cJSON_AddItemToArray(loss, cJSON_CreateDoubleArray(p, 2));
-    }
-    cJSON *ev = cJSON_AddArrayToObject(o, "eval");
-    for (int i = 0; ev && i < j->n_ev; i++) {
-        cJSON *pair = cJSON_CreateArray(), *m = cJSON_CreateObject();
-        if (!pair || !m) { cJSON_Delete(pair); cJSON_Delete(m); break; }
-        cJSON_AddNumberToObject(m, "accuracy", R(j->ev[i].accuracy));
-        cJSON_AddNumberToObject(m, "f1", R(j->ev[i].f1));
-        cJSON_AddNumberToObject(m, "loss", R(j->ev[i].loss));
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)j->ev[i].step));
-        cJSON_AddItemToArray(pair, m);
-        cJSON_AddItemToArray(ev, pair);
-    }
-    if (j->has_best) {
-        cJSON *b = cJSON_AddObjectToObject(o, "best");
-        if (b) {
-            cJSON_AddNumberToObject(b, "step", (double)j->best_step);
-            cJSON_AddStringToObject(b, "metric", s->task == PD_TASK_CLS ? "accuracy" : "f1");
-            cJSON_AddNumberToObject(b, "value", R(j->best_value));
-        }
-    } else {
-        cJSON_AddNullToObject(o, "best");
-    }
-    cJSON *pv = cJSON_AddArrayToObject(o, "published_versions");
-    for (int i = 0; pv && i < j->n_versions; i++) cJSON_AddItemToArray(pv, cJSON_CreateNumber(j->versions[i]));
-    if (j->error[0]) cJSON_AddStringToObject(o, "error", j->error);
-    else cJSON_AddNullToObject(o, "error");
-    cJSON_AddStringToObject(o, "publish", pd_publish_name(s->publish));
-    cJSON_AddNumberToObject(o, "train_examples", j->n_train);
-    cJSON_AddNumberToObject(o, "eval_examples", j->n_eval);
-    cJSON_AddNumberToObject(o, "created_at", round_to(j->created_at, 1e3));
-    add_num_or_null(o, "started_at", round_to(j->started_at, 1e3), j->started_at == 0);
-    add_num_or_null(o, "finished_at", round_to(j->finished_at, 1e3), j->finished_at == 0);
-    add_num_or_null(o, "resumed_from_step", (double)j->resumed_from, j->resumed_from < 0);
-    if (exact) {
-        if (j->ckpt[0]) cJSON_AddStringToObject(o, "checkpoint", j->ckpt);
-        else cJSON_AddNullToObject(o, "checkpoint");
-        cJSON_AddNumberToObject(o, "loss_acc", j->loss_acc);
-        cJSON_AddNumberToObject(o, "loss_acc_n", j->loss_acc_n);
-    }
-#undef R
-    return o;
-}
-
-static int push_version(job *j, int v) {
-    if (j->n_versions == j->cap_versions) {
-        int nc = j->cap_versions ? 2 * j->cap_versions : 8;
-        int *nv = realloc(j->versions, sizeof *nv * (size_t)nc);
-        if (!nv) return -1;
-        j->versions = nv;
-        j->cap_versions = nc;
-    }
-    j->versions[j->n_versions++] = v;
-    return 0;
-}
-
-static int push_loss(job *j, long step, double v) {
-    if (j->n_loss == j->cap_loss) {
-        int nc = j->cap_loss ? 2 * j->cap_loss : 64;
-        long *ns = realloc(j->loss_step, sizeof *ns * (size_t)nc);
-        if (!ns) return -1;
-        j->loss_step = ns;
-        double *nv = realloc(j->loss_val, sizeof *nv * (size_t)nc);
-        if (!nv) return -1;
-        j->loss_val = nv;
-        j->cap_loss = nc;
-    }
-    j->loss_step[j->n_loss] = step;
-    j->loss_val[j->n_loss++] = v;
-    return 0;
-}
-
-static int push_eval(job *j, evalrec r) {
-    if (j->n_ev == j->cap_ev) {
-        int nc = j->cap_ev ? 2 * j->cap_ev : 16;
-        evalrec *n = realloc(j->ev, sizeof *n * (size_t)nc);
-        if (!n) return -1;
-        j->ev = n;
-        j->cap_ev = nc;
-    }
-    j->ev[j->n_ev++] = r;
-    return 0;
-}
-
-/* Restores the histories of a job from its exact JSON (a checkpoint's state.json). Caller holds
- * t->lock. */
-static void job_restore_history(job *j, const cJSON *s) {
-    j->n_loss = j->n_ev = j->n_versions = 0;
-    j->has_best = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "loss")) {
-        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
-        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) push_loss(j, (long)a->valuedouble, b->valuedouble);
-    }
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "eval")) {
-        const cJSON *a = cJSON_GetArrayItem(it, 0), *m = cJSON_GetArrayItem(it, 1);
-        if (!cJSON_IsNumber(a) || !cJSON_IsObject(m)) continue;
-        evalrec r = {(long)a->valuedouble, 0, 0, 0};
-        const cJSON *x;
-        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "accuracy"))) r.accuracy = x->valuedouble;
-        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "f1"))) r.f1 = x->valuedouble;
-        if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(m, "loss"))) r.loss = x->valuedouble;
-        push_eval(j, r);
-    }
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "best");
-    if (cJSON_IsObject(b)) {
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(b, "step"), *v = cJSON_GetObjectItemCaseSensitive(b, "value");
-        if (cJSON_IsNumber(st) && cJSON_IsNumber(v)) {
-            j->has_best = 1;
-            j->best_step = (long)st->valuedouble;
-            j->best_value = v->valuedouble;
-        }
-    }
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(s, "published_versions"))
-        if (cJSON_IsNumber(it)) push_version(j, (int)it->valuedouble);
-    const cJSON *x;
-    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(s, "loss_acc"))) j->loss_acc = x->valuedouble;
-    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(s, "loss_acc_n"))) j->loss_acc_n = (int)x->valuedouble;
-}
-
 /* ==== State on disk ==== */
 
 /* Writes job.json (a no-op without a data dir). Failures are logged: the job goes on. */
-static void job_save_state(pd_trainer *t, job *j) {
+static void job_save_state(pd_trainer *t, pd_train_job *j) {
     if (!pd_train_store_persistent(t->store)) return;
     char err[512];
     pthread_mutex_lock(&t->lock);
     /* a finished job is only ever shown: store it as the API shows it */
-    cJSON *o = job_json(j, j->status == J_QUEUED || j->status == J_RUNNING);
+    cJSON *o = pd_train_job_json(j, j->status == PD_JOB_QUEUED || j->status == PD_JOB_RUNNING);
     pthread_mutex_unlock(&t->lock);
     if (!o || pd_train_store_write_state(t->store, j->id, o, err, sizeof err))
         fprintf(stderr, "peftd: trainer: %s: %s\n", j->id, o ? err : "out of memory");
@@ -308,7 +67,7 @@ static void job_save_state(pd_trainer *t, job *j) {
 /* Writes a checkpoint of the job at the optimizer's step (store.h: the adapter as a download
  * would have it, the AdamW state, the histories and generator seeds in state.json), points
  * job.json at it and removes older checkpoints. */
-static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char *err, size_t errlen) {
+static pd_status ckpt_write(pd_trainer *t, pd_train_job *j, pd_adamw *o, int force, char *err, size_t errlen) {
     long step = pd_adamw_steps(o);
     if (!force && j->ckpt[0] && j->ckpt_step == step) return PD_OK; /* nothing new since the last one */
     const pd_train_spec *s = j->spec;
@@ -316,21 +75,13 @@ static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char 
     pd_status st = pd_adapter_snapshot(s->a, &snap, err, errlen);
     if (st) return st;
     pthread_mutex_lock(&t->lock);
-    cJSON *state = job_json(j, 1);
+    cJSON *state = pd_train_job_ckpt_state(j, step);
     pthread_mutex_unlock(&t->lock);
-    cJSON *rng = state ? cJSON_AddObjectToObject(state, "rng") : NULL;
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
-    if (rng) {
-        /* the generators are functions of (seed, epoch) and (seed, step): see spec.c */
-        cJSON_AddStringToObject(rng, "algorithm", "splitmix64");
-        cJSON_AddStringToObject(rng, "seed", seed);
-        cJSON_AddNumberToObject(rng, "epoch", (double)(step / s->steps_per_epoch));
-        cJSON_AddNumberToObject(rng, "step", (double)step);
-    }
     const char *kv[] = {"seed", seed, "job", j->id};
-    st = rng ? pd_train_store_ckpt_write(t->store, j->id, j->ckpt_seq + 1, snap, o, kv, 2, state, err, errlen)
-             : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    st = state ? pd_train_store_ckpt_write(t->store, j->id, j->ckpt_seq + 1, snap, o, kv, 2, state, err, errlen)
+               : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     cJSON_Delete(state);
     pd_adapter_release(snap);
     if (st) return st;
@@ -345,7 +96,7 @@ static pd_status ckpt_write(pd_trainer *t, job *j, pd_adamw *o, int force, char 
 }
 
 /* Loads the job's checkpoint into the adapter and optimizer, and its histories. */
-static pd_status ckpt_load(pd_trainer *t, job *j, pd_adamw *o, char *err, size_t errlen) {
+static pd_status ckpt_load(pd_trainer *t, pd_train_job *j, pd_adamw *o, char *err, size_t errlen) {
     cJSON *s = NULL;
     pd_status st = pd_train_store_ckpt_read(t->store, j->id, j->ckpt, o, &s, err, errlen);
     if (st) return st;
@@ -354,12 +105,12 @@ static pd_status ckpt_load(pd_trainer *t, job *j, pd_adamw *o, char *err, size_t
     int keep_n = j->n_versions;
     int *keep = keep_n ? malloc(sizeof(int) * (size_t)keep_n) : NULL;
     if (keep) memcpy(keep, j->versions, sizeof(int) * (size_t)keep_n);
-    job_restore_history(j, s);
+    pd_train_job_restore_history(j, s);
     /* versions published after the checkpoint are known from job.json: keep them all */
     for (int i = 0; keep && i < keep_n; i++) {
         int seen = 0;
         for (int k = 0; k < j->n_versions && !seen; k++) seen = j->versions[k] == keep[i];
-        if (!seen) push_version(j, keep[i]);
+        if (!seen) pd_train_job_push_version(j, keep[i]);
     }
     j->step = pd_adamw_steps(o);
     j->resumed_from = j->step;
@@ -375,12 +126,12 @@ static pd_status ckpt_load(pd_trainer *t, job *j, pd_adamw *o, char *err, size_t
 
 typedef struct hook_arg {
     pd_trainer *t;
-    job *j;
+    pd_train_job *j;
 } hook_arg;
 
 /* Inference first: while predictions wait, sleep in short slices (at most YIELD_MAX_S in a row,
  * so training still advances under a queue that never empties). */
-static void trainer_yield(pd_trainer *t, job *j) {
+static void trainer_yield(pd_trainer *t, pd_train_job *j) {
     pthread_mutex_lock(&t->lock);
     int (*fn)(void *) = t->waiting;
     void *arg = t->waiting_arg;
@@ -399,7 +150,7 @@ static int job_hook(void *arg) {
 }
 
 /* Publishes a snapshot of the adapter as the next version of its name. */
-static pd_status job_publish(pd_trainer *t, job *j, char *err, size_t errlen) {
+static pd_status job_publish(pd_trainer *t, pd_train_job *j, char *err, size_t errlen) {
     pd_adapter *snap = NULL;
     pd_status st = pd_adapter_snapshot(j->spec->a, &snap, err, errlen);
     if (st) return st;
@@ -409,21 +160,21 @@ static pd_status job_publish(pd_trainer *t, job *j, char *err, size_t errlen) {
     pd_adapter_release(snap);
     if (st) return st;
     pthread_mutex_lock(&t->lock);
-    int bad = push_version(j, info.version);
+    int bad = pd_train_job_push_version(j, info.version);
     pthread_mutex_unlock(&t->lock);
     pd_adapter_info_clear(&info);
     return bad ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory") : PD_OK;
 }
 
 /* Evaluates at step, records the result and the best so far, publishes as the policy says. */
-static pd_status job_eval(pd_trainer *t, job *j, pd_train_engine *e, long step, char *err, size_t errlen) {
+static pd_status job_eval(pd_trainer *t, pd_train_job *j, pd_train_engine *e, long step, char *err, size_t errlen) {
     const pd_train_spec *s = j->spec;
     pd_eval_result r = {0, 0, 0};
     pd_status st = pd_train_evaluate(e, s, &r, err, errlen);
     if (st) return st;
     double metric = s->task == PD_TASK_CLS ? r.accuracy : r.f1;
     pthread_mutex_lock(&t->lock);
-    int bad = push_eval(j, (evalrec){step, r.accuracy, r.f1, r.loss});
+    int bad = pd_train_job_push_eval(j, (pd_eval_point){step, r.accuracy, r.f1, r.loss});
     int improved = !j->has_best || metric > j->best_value;
     if (improved) {
         j->has_best = 1;
@@ -436,14 +187,14 @@ static pd_status job_eval(pd_trainer *t, job *j, pd_train_engine *e, long step, 
     return PD_OK;
 }
 
-static int is_eval_step(const job *j, long step) {
+static int is_eval_step(const pd_train_job *j, long step) {
     const pd_train_spec *s = j->spec;
     return j->n_eval > 0 && ((s->eval_every > 0 && step % s->eval_every == 0) || step == s->total_steps);
 }
 
-/* Runs a job to its end (or to a cancel / shutdown) and returns its final status; J_RUNNING
+/* Runs a job to its end (or to a cancel / shutdown) and returns its final status; PD_JOB_RUNNING
  * means interrupted by shutdown and resumable. err gets the failure message. */
-static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
+static pd_job_status run_job(pd_trainer *t, pd_train_job *j, char *err, size_t errlen) {
     pd_train_engine *e = NULL;
     pd_adamw *o = NULL;
     const pd_train_spec *s = j->spec;
@@ -491,7 +242,7 @@ static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
         j->step = step;
         t->n_steps++;
         if (step % s->log_every == 0 || step == s->total_steps) {
-            push_loss(j, step, j->loss_acc / j->loss_acc_n);
+            pd_train_job_push_loss(j, step, j->loss_acc / j->loss_acc_n);
             j->loss_acc = 0;
             j->loss_acc_n = 0;
         }
@@ -509,21 +260,21 @@ static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
     }
     int c = atomic_load(&j->cancel);
     if (st == PD_ERR_CANCELLED) st = PD_OK;
-    jstatus res;
+    pd_job_status res;
     if (st) {
-        res = J_FAILED;
+        res = PD_JOB_FAILED;
     } else if (c == 1) {
-        res = J_CANCELLED;
+        res = PD_JOB_CANCELLED;
     } else if (c == 2) {
         /* shutdown: keep the job resumable from exactly this step */
         if (persistent && o && (st = ckpt_write(t, j, o, 0, err, errlen)))
             fprintf(stderr, "peftd: trainer: %s: checkpoint at shutdown: %s\n", j->id, err);
-        res = J_RUNNING;
+        res = PD_JOB_RUNNING;
     } else {
         /* done: evaluate at the end if the last evaluation was earlier, then publish */
         if (s->eval.n > 0 && (j->n_ev == 0 || j->ev[j->n_ev - 1].step != step)) st = job_eval(t, j, e, step, err, errlen);
         if (!st && (s->publish == PD_PUBLISH_END || j->n_versions == 0)) st = job_publish(t, j, err, errlen);
-        res = st == PD_ERR_CANCELLED ? J_CANCELLED : st ? J_FAILED : J_SUCCEEDED;
+        res = st == PD_ERR_CANCELLED ? PD_JOB_CANCELLED : st ? PD_JOB_FAILED : PD_JOB_SUCCEEDED;
     }
     free(perm);
     pd_adamw_free(o);
@@ -533,22 +284,22 @@ static jstatus run_job(pd_trainer *t, job *j, char *err, size_t errlen) {
 
 /* ==== The queue and its workers ==== */
 
-static job *job_find(pd_trainer *t, const char *id) { /* caller holds t->lock */
-    for (job *j = t->jobs; j; j = j->next)
+static pd_train_job *job_find(pd_trainer *t, const char *id) { /* caller holds t->lock */
+    for (pd_train_job *j = t->jobs; j; j = j->next)
         if (!j->hold && !strcmp(j->id, id)) return j;
     return NULL;
 }
 
-static void job_append(pd_trainer *t, job *j) { /* caller holds t->lock */
+static void job_append(pd_trainer *t, pd_train_job *j) { /* caller holds t->lock */
     j->next = NULL;
     if (t->tail) t->tail->next = j;
     else t->jobs = j;
     t->tail = j;
 }
 
-static void job_unlink(pd_trainer *t, job *j) { /* caller holds t->lock */
-    job *prev = NULL;
-    for (job *x = t->jobs; x; prev = x, x = x->next) {
+static void job_unlink(pd_trainer *t, pd_train_job *j) { /* caller holds t->lock */
+    pd_train_job *prev = NULL;
+    for (pd_train_job *x = t->jobs; x; prev = x, x = x->next) {
         if (x != j) continue;
         if (prev) prev->next = x->next;
         else t->jobs = x->next;
@@ -559,40 +310,40 @@ static void job_unlink(pd_trainer *t, job *j) { /* caller holds t->lock */
 
 /* A job that ended: job.json says how, its data and checkpoints go (the published versions are
  * in the registry), this process gives up its lock, and the memory it trained with is freed. */
-static void job_ended(pd_trainer *t, job *j) {
+static void job_ended(pd_trainer *t, pd_train_job *j) {
     job_save_state(t, j);
     pd_train_store_finish(t->store, j->id);
-    job_unlock(j);
-    job_drop_data(j); /* only the thread that ended the job touches its data */
+    pd_train_job_unlock(j);
+    pd_train_job_drop_data(j); /* only the thread that ended the job touches its data */
 }
 
 static void *worker_main(void *arg) {
     pd_trainer *t = arg;
     pthread_mutex_lock(&t->lock);
     for (;;) {
-        job *j = NULL;
+        pd_train_job *j = NULL;
         while (!t->stop) {
-            for (j = t->jobs; j && (j->hold || j->status != J_QUEUED); j = j->next) {}
+            for (j = t->jobs; j && (j->hold || j->status != PD_JOB_QUEUED); j = j->next) {}
             if (j) break;
             pthread_cond_wait(&t->cv, &t->lock);
         }
         if (t->stop) break;
-        j->status = J_RUNNING;
+        j->status = PD_JOB_RUNNING;
         j->started_at = wall_now();
         t->n_queued--;
         t->n_running++;
         pthread_mutex_unlock(&t->lock);
         char err[512] = "";
-        jstatus res = run_job(t, j, err, sizeof err);
+        pd_job_status res = run_job(t, j, err, sizeof err);
         pthread_mutex_lock(&t->lock);
         t->n_running--;
-        if (res == J_RUNNING) continue; /* shutdown: job.json still says running */
+        if (res == PD_JOB_RUNNING) continue; /* shutdown: job.json still says running */
         j->status = res;
         j->finished_at = wall_now();
         j->eta_s = 0;
-        if (res == J_FAILED) snprintf(j->error, sizeof j->error, "%s", err[0] ? err : "failed");
-        if (res == J_SUCCEEDED) t->n_succeeded++;
-        else if (res == J_FAILED) t->n_failed++;
+        if (res == PD_JOB_FAILED) snprintf(j->error, sizeof j->error, "%s", err[0] ? err : "failed");
+        if (res == PD_JOB_SUCCEEDED) t->n_succeeded++;
+        else if (res == PD_JOB_FAILED) t->n_failed++;
         else t->n_cancelled++;
         pthread_mutex_unlock(&t->lock);
         job_ended(t, j);
@@ -605,24 +356,9 @@ static void *worker_main(void *arg) {
 
 /* ==== Start-up: jobs found on disk ==== */
 
-/* A record shown as its job.json says (a finished job, or an unfinished one a live replica
- * owns), without the internal fields. NULL on OOM. */
-static job *job_frozen(cJSON *state, jstatus status) {
-    job *j = job_new(NULL);
-    if (!j) return NULL;
-    j->status = status;
-    cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
-    cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc");
-    cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc_n");
-    j->frozen = state;
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(state, "adapter");
-    if (cJSON_IsString(a)) snprintf(j->adapter, sizeof j->adapter, "%s", a->valuestring);
-    return j;
-}
-
 /* Rebuilds a runnable job from its files: the spec parsed again exactly as when it was
  * submitted (from the saved copy of the version it continues), its place from job.json. */
-static pd_status job_resume(pd_trainer *t, const char *id, const cJSON *state, job **out, char *err, size_t errlen) {
+static pd_status job_resume(pd_trainer *t, const char *id, const cJSON *state, pd_train_job **out, char *err, size_t errlen) {
     pd_train_stored d;
     char e2[400];
     pd_train_spec *spec = NULL;
@@ -633,19 +369,13 @@ static pd_status job_resume(pd_trainer *t, const char *id, const cJSON *state, j
     pd_train_stored_clear(&d);
     if (st) return pd_err(err, errlen, st, "cannot resume: %s", e2);
     pd_train_spec_drop_texts(spec); /* on disk already */
-    job *j = *out = job_new(spec);
+    pd_train_job *j = *out = pd_train_job_new(spec);
     if (!j) {
         pd_train_spec_free(spec);
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
-    j->status = J_QUEUED;
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(state, "created_at");
-    j->created_at = cJSON_IsNumber(x) ? x->valuedouble : wall_now();
-    x = cJSON_GetObjectItemCaseSensitive(state, "checkpoint");
-    if (cJSON_IsString(x) && !strncmp(x->valuestring, "ckpt-", 5)) snprintf(j->ckpt, sizeof j->ckpt, "%s", x->valuestring);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "published_versions"))
-        if (cJSON_IsNumber(it)) push_version(j, (int)it->valuedouble);
+    j->status = PD_JOB_QUEUED;
+    pd_train_job_resume_state(j, state, wall_now());
     return PD_OK;
 }
 
@@ -659,26 +389,21 @@ static void job_load(pd_trainer *t, const char *id) {
         fprintf(stderr, "peftd: trainer: skipping %s: %s\n", id, err);
         return;
     }
-    const cJSON *stv = cJSON_GetObjectItemCaseSensitive(state, "status");
-    const char *status = cJSON_IsString(stv) ? stv->valuestring : "";
-    int queued = !strcmp(status, "queued"), unfinished = queued || !strcmp(status, "running");
-    job *j = NULL;
+    pd_job_status status = pd_train_job_state_status(state);
+    pd_train_job *j = NULL;
     int lock_fd = -1;
-    if (!unfinished) {
-        j = job_frozen(state, !strcmp(status, "succeeded") ? J_SUCCEEDED : !strcmp(status, "cancelled") ? J_CANCELLED : J_FAILED);
+    if (status != PD_JOB_QUEUED && status != PD_JOB_RUNNING) {
+        j = pd_train_job_frozen(state, status);
     } else if ((lock_fd = pd_train_store_lock(t->store, id)) < 0) {
         /* a live process (a replica sharing the data dir) owns it: show it as its job.json says */
-        j = job_frozen(state, queued ? J_QUEUED : J_RUNNING);
+        j = pd_train_job_frozen(state, status);
     } else if (job_resume(t, id, state, &j, err, sizeof err)) {
         /* keep a record of what could not be resumed */
         fprintf(stderr, "peftd: trainer: %s: %s\n", id, err);
-        cJSON_ReplaceItemInObjectCaseSensitive(state, "status", cJSON_CreateString("failed"));
-        cJSON_DeleteItemFromObjectCaseSensitive(state, "error");
-        cJSON_AddStringToObject(state, "error", err);
-        cJSON_DeleteItemFromObjectCaseSensitive(state, "checkpoint");
+        pd_train_job_state_fail(state, err);
         pd_train_store_write_state(t->store, id, state, err, sizeof err);
         close(lock_fd);
-        j = job_frozen(state, J_FAILED);
+        j = pd_train_job_frozen(state, PD_JOB_FAILED);
     } else {
         j->lock_fd = lock_fd;
         t->n_queued++;
@@ -734,16 +459,16 @@ void pd_trainer_free(pd_trainer *t) {
     if (!t) return;
     pthread_mutex_lock(&t->lock);
     t->stop = 1;
-    for (job *j = t->jobs; j; j = j->next) {
+    for (pd_train_job *j = t->jobs; j; j = j->next) {
         int zero = 0;
-        if (j->status == J_RUNNING) atomic_compare_exchange_strong(&j->cancel, &zero, 2);
+        if (j->status == PD_JOB_RUNNING) atomic_compare_exchange_strong(&j->cancel, &zero, 2);
     }
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->lock);
     for (int i = 0; i < t->n_th; i++) pthread_join(t->th[i], NULL);
-    for (job *j = t->jobs, *nx; j; j = nx) {
+    for (pd_train_job *j = t->jobs, *nx; j; j = nx) {
         nx = j->next;
-        job_free(j);
+        pd_train_job_free(j);
     }
     free(t->th);
     pd_train_store_free(t->store);
@@ -760,7 +485,7 @@ void pd_trainer_set_yield(pd_trainer *t, int (*waiting)(void *arg), void *arg) {
 }
 
 pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, size_t id_cap, char *err, size_t errlen) {
-    job *j = job_new(spec);
+    pd_train_job *j = pd_train_job_new(spec);
     if (!j) {
         pd_train_spec_free(spec);
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
@@ -768,10 +493,10 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
     pd_status st = PD_OK;
     pthread_mutex_lock(&t->lock);
     int waiting = 0;
-    const job *busy = NULL;
-    for (const job *x = t->jobs; x; x = x->next) {
-        if (x->status == J_QUEUED) waiting++;
-        if ((x->status == J_QUEUED || x->status == J_RUNNING) && !strcmp(x->adapter, j->adapter)) busy = x;
+    const pd_train_job *busy = NULL;
+    for (const pd_train_job *x = t->jobs; x; x = x->next) {
+        if (x->status == PD_JOB_QUEUED) waiting++;
+        if ((x->status == PD_JOB_QUEUED || x->status == PD_JOB_RUNNING) && !strcmp(x->adapter, j->adapter)) busy = x;
     }
     if (t->stop) st = pd_err(err, errlen, PD_ERR_CANCELLED, "the trainer is shutting down");
     else if (busy) st = pd_err(err, errlen, PD_ERR_CONFLICT, "adapter: '%s' is already being trained by job %s", j->adapter, busy->id);
@@ -780,11 +505,11 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
     char id[32];
     if (!st) {
         pd_train_store_next_id(t->store, j->id, sizeof j->id);
-        j->status = J_QUEUED;
+        j->status = PD_JOB_QUEUED;
         j->hold = 1;
         j->created_at = wall_now();
         job_append(t, j);
-        if (!(state = job_json(j, 1))) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        if (!(state = pd_train_job_json(j, 1))) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         snprintf(id, sizeof id, "%s", j->id);
     }
     pthread_mutex_unlock(&t->lock);
@@ -792,7 +517,7 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
         pthread_mutex_lock(&t->lock);
         job_unlink(t, j);
         pthread_mutex_unlock(&t->lock);
-        job_free(j);
+        pd_train_job_free(j);
         return st;
     }
     /* the store may give the job another number (a replica took this one): id is ours until then */
@@ -810,64 +535,44 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
         snprintf(job_id, id_cap, "%s", j->id);
     }
     pthread_mutex_unlock(&t->lock);
-    if (st) job_free(j);
+    if (st) pd_train_job_free(j);
     return st;
-}
-
-/* Prints o (consumed) compactly into *json. */
-static pd_status print_json(cJSON *o, char **json, char *err, size_t errlen) {
-    *json = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    return *json ? PD_OK : pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
 }
 
 pd_status pd_trainer_job_json(pd_trainer *t, const char *job_id, char **json, char *err, size_t errlen) {
     *json = NULL;
     pthread_mutex_lock(&t->lock);
-    job *j = job_find(t, job_id);
-    cJSON *o = j ? job_json(j, 0) : NULL;
+    pd_train_job *j = job_find(t, job_id);
+    pd_status st = j ? pd_train_job_print(j, json, err, errlen) : pd_err(err, errlen, PD_ERR_NOT_FOUND, "job \"%s\" not found", job_id);
     pthread_mutex_unlock(&t->lock);
-    if (!j) return pd_err(err, errlen, PD_ERR_NOT_FOUND, "job \"%s\" not found", job_id);
-    return print_json(o, json, err, errlen);
+    return st;
 }
 
 pd_status pd_trainer_list_json(pd_trainer *t, char **json, char *err, size_t errlen) {
-    *json = NULL;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *a = o ? cJSON_AddArrayToObject(o, "jobs") : NULL;
-    if (!a) {
-        cJSON_Delete(o);
-        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    }
     pthread_mutex_lock(&t->lock);
-    for (job *j = t->jobs; j; j = j->next) {
-        if (j->hold) continue;
-        cJSON *x = job_json(j, 0);
-        if (!x) { cJSON_Delete(o); o = NULL; break; }
-        cJSON_AddItemToArray(a, x);
-    }
+    pd_status st = pd_train_jobs_print(t->jobs, json, err, errlen);
     pthread_mutex_unlock(&t->lock);
-    return print_json(o, json, err, errlen);
+    return st;
 }
 
 pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t errlen) {
     pthread_mutex_lock(&t->lock);
-    job *j = job_find(t, job_id);
+    pd_train_job *j = job_find(t, job_id);
     if (!j) {
         pthread_mutex_unlock(&t->lock);
         return pd_err(err, errlen, PD_ERR_NOT_FOUND, "job '%.40s' not found", job_id);
     }
-    if (j->status == J_QUEUED) {
-        j->status = J_CANCELLED;
+    if (j->status == PD_JOB_QUEUED) {
+        j->status = PD_JOB_CANCELLED;
         j->finished_at = wall_now();
         t->n_queued--;
         t->n_cancelled++;
         pthread_mutex_unlock(&t->lock);
-        job_ended(t, j); /* no worker takes a cancelled job */
+        job_ended(t, j); /* no worker takes a cancelled pd_train_job */
         return PD_OK;
     }
-    if (j->status != J_RUNNING) {
-        pd_status st = pd_err(err, errlen, PD_ERR_CONFLICT, "job %s already %s", j->id, STATUS_NAME[j->status]);
+    if (j->status != PD_JOB_RUNNING) {
+        pd_status st = pd_err(err, errlen, PD_ERR_CONFLICT, "job %s already %s", j->id, pd_job_status_name(j->status));
         pthread_mutex_unlock(&t->lock);
         return st;
     }
@@ -877,7 +582,7 @@ pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
-    while (j->status == J_RUNNING && !t->stop)
+    while (j->status == PD_JOB_RUNNING && !t->stop)
         if (pthread_cond_timedwait(&t->cv, &t->lock, &until) == ETIMEDOUT) break;
     pthread_mutex_unlock(&t->lock);
     return PD_OK;
