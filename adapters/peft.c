@@ -264,23 +264,41 @@ pd_status pd_peft_build_head(pd_adapter *a, const pd_peft_head *hp, const pd_ada
 
 /* ==== Loading and saving ==== */
 
+/* PEFT's names for the methods (peft_type) and tasks (task_type), read and written from one
+ * table each; a value's first name is the one written. */
+typedef struct { const char *name; int value; } peft_name;
+static const peft_name PEFT_TYPES[] = {{"LORA", PD_METHOD_LORA},           {"IA3", PD_METHOD_IA3},
+                                       {"PREFIX_TUNING", PD_METHOD_PREFIX}, {"PROMPT_TUNING", PD_METHOD_PROMPT},
+                                       {"P_TUNING", PD_METHOD_PROMPT},     {NULL, 0}};
+static const peft_name PEFT_TASKS[] = {{"SEQ_CLS", PD_TASK_CLS}, {"QUESTION_ANS", PD_TASK_QA}, {"FEATURE_EXTRACTION", PD_TASK_NONE}, {NULL, 0}};
+
+static int peft_value(const peft_name *t, const char *name) { /* -1: not in the table */
+    for (; t->name; t++)
+        if (!strcmp(t->name, name)) return t->value;
+    return -1;
+}
+
+static const char *peft_name_of(const peft_name *t, int value) {
+    for (; t->name; t++)
+        if (t->value == value) return t->name;
+    return NULL;
+}
+
 pd_status pd_peft_begin(pd_adapter *a, char *err, size_t errlen) {
     const cJSON *c = a->config;
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
     if (!cJSON_IsString(pt)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"peft_type\" must be a string");
     const char *t = pt->valuestring;
-    if (!strcmp(t, "LORA")) a->method = PD_METHOD_LORA;
-    else if (!strcmp(t, "IA3")) a->method = PD_METHOD_IA3;
-    else if (!strcmp(t, "PREFIX_TUNING")) a->method = PD_METHOD_PREFIX;
-    else if (!strcmp(t, "PROMPT_TUNING") || !strcmp(t, "P_TUNING")) a->method = PD_METHOD_PROMPT;
+    int m = peft_value(PEFT_TYPES, t);
+    if (m >= 0) a->method = (pd_method)m;
     else return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "peft_type \"%s\" is not supported (LORA, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING are)", t);
     const cJSON *tt = pd_json_get(c, "task_type");
     if (tt && !cJSON_IsString(tt)) return pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: \"task_type\" must be a string");
     a->task = PD_TASK_NONE;
     if (tt) {
-        if (!strcmp(tt->valuestring, "SEQ_CLS")) a->task = PD_TASK_CLS;
-        else if (!strcmp(tt->valuestring, "QUESTION_ANS")) a->task = PD_TASK_QA;
-        else if (strcmp(tt->valuestring, "FEATURE_EXTRACTION"))
+        int task = peft_value(PEFT_TASKS, tt->valuestring);
+        if (task >= 0) a->task = (pd_task)task;
+        else
             return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "task_type \"%s\" is not supported (SEQ_CLS, QUESTION_ANS, FEATURE_EXTRACTION are)", tt->valuestring);
     }
     return pd_peft_check_str_list(pd_json_get(c, "modules_to_save"), "modules_to_save", 0, err, errlen);
@@ -369,10 +387,9 @@ pd_status pd_peft_fresh_config(pd_method m, const char *what, const cJSON *u, co
     cJSON *c = out->config = cJSON_CreateObject();
     if (!c) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     int bad = 0;
-    static const char *const TYPES[] = {NULL, "LORA", "IA3", "PREFIX_TUNING", "PROMPT_TUNING"};
-    pd_json_add(c, "peft_type", cJSON_CreateString(TYPES[m]), &bad);
-    pd_json_add(c, "task_type", fh->task == PD_TASK_CLS ? cJSON_CreateString("SEQ_CLS") : fh->task == PD_TASK_QA ? cJSON_CreateString("QUESTION_ANS")
-                                                                                                          : cJSON_CreateNull(), &bad);
+    const char *task_type = fh->task == PD_TASK_NONE ? NULL : peft_name_of(PEFT_TASKS, fh->task);
+    pd_json_add(c, "peft_type", cJSON_CreateString(peft_name_of(PEFT_TYPES, m)), &bad);
+    pd_json_add(c, "task_type", task_type ? cJSON_CreateString(task_type) : cJSON_CreateNull(), &bad);
     pd_json_add(c, "base_model_name_or_path", cJSON_CreateNull(), &bad);
     pd_json_add(c, "revision", cJSON_CreateNull(), &bad);
     pd_json_add(c, "inference_mode", cJSON_CreateTrue(), &bad);

@@ -1254,25 +1254,30 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
     return st;
 }
 
-pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter_files *f, int *created,
-                              pd_adapter_info *info, char *err, size_t errlen) {
+/* The outputs cleared and the name checked, before either way of publishing. */
+static pd_status publish_begin(const char *name, int *created, pd_adapter_info *info, char *err, size_t errlen) {
     if (created) *created = 0;
     if (info) memset(info, 0, sizeof *info);
     if (!pd_registry_valid_name(name))
         return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (" PD_ADAPTER_NAME_RULE ")");
+    return PD_OK;
+}
+
+pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter_files *f, int *created,
+                              pd_adapter_info *info, char *err, size_t errlen) {
+    pd_status st = publish_begin(name, created, info, err, errlen);
+    if (st) return st;
     if (!f) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter files");
     pd_adapter *a = NULL;
-    pd_status st = pd_adapter_load(r->base, f, &a, err, errlen); /* validates completely first */
+    st = pd_adapter_load(r->base, f, &a, err, errlen); /* validates completely first */
     if (st) return st;
     return publish(r, name, a, f, created, info, err, errlen);
 }
 
 pd_status pd_registry_publish_adapter(pd_registry *r, const char *name, pd_adapter *a, int *created,
                                       pd_adapter_info *info, char *err, size_t errlen) {
-    if (created) *created = 0;
-    if (info) memset(info, 0, sizeof *info);
-    if (!pd_registry_valid_name(name))
-        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (" PD_ADAPTER_NAME_RULE ")");
+    pd_status st = publish_begin(name, created, info, err, errlen);
+    if (st) return st;
     if (!a) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter");
     pd_adapter_retain(a); /* the registry's own reference; the caller keeps theirs */
     return publish(r, name, a, NULL, created, info, err, errlen);

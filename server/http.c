@@ -149,7 +149,11 @@ void pd_req_reply(pd_req *r, int status, const char *content_type, char *body, s
     queue(r, status, resp, len ? content_type : NULL);
 }
 
-void pd_req_json(pd_req *r, int status, const cJSON *v) { pd_req_json_text(r, status, v ? pd_json_print(v) : NULL); }
+void pd_req_json(pd_req *r, int status, cJSON *v, int built) {
+    char *text = v && built ? pd_json_print(v) : NULL;
+    cJSON_Delete(v);
+    pd_req_json_text(r, status, text);
+}
 
 void pd_req_json_text(pd_req *r, int status, char *json) {
     if (!json) {

@@ -145,8 +145,9 @@ struct pd_req {
 /* Queues a response with body (taken over: freed with free()), content type and the headers
  * added with pd_req_header. */
 void pd_req_reply(pd_req *r, int status, const char *content_type, char *body, size_t len);
-/* Prints v (not freed) as the JSON body. */
-void pd_req_json(pd_req *r, int status, const cJSON *v);
+/* v (taken over: freed) as the JSON body. built == 0 or v NULL (a part of v could not be
+ * built): 500 out_of_memory instead. */
+void pd_req_json(pd_req *r, int status, cJSON *v, int built);
 /* A JSON body already printed (taken over, as pd_req_reply). */
 void pd_req_json_text(pd_req *r, int status, char *json);
 /* The one error reply: {"error": {"code", "message"}}. */

@@ -26,22 +26,33 @@ static void usage(FILE *f) {
             PD_VERSION);
 }
 
+/* A command's options into o from its table (and the environment when use_env). Returns -1 to
+ * go on, else the exit code: 2 for a bad option (said on stderr), 0 once --help printed usage
+ * and the table. */
+static int parse_command(const char *cmd, const char *usage, const pd_opt_def *defs, int ndefs, void *o, int argc, char **argv,
+                         int use_env) {
+    int help = 0;
+    char err[1024];
+    if (pd_opts_parse(defs, ndefs, o, argc, argv, use_env, &help, err, sizeof err)) {
+        fprintf(stderr, "peftd %s: %s\n", cmd, err);
+        return 2;
+    }
+    if (!help) return -1;
+    fputs(usage, stdout);
+    pd_opts_help(stdout, defs, ndefs, use_env);
+    return 0;
+}
+
 /* ==== serve ==== */
 
 static int cmd_serve(int argc, char **argv) {
     pd_serve_opts o;
-    int help = 0;
     char err[1024];
-    if (pd_opts_parse(pd_serve_opt_defs, pd_serve_opt_count, &o, argc, argv, 1, &help, err, sizeof err)) {
-        fprintf(stderr, "peftd serve: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        printf("usage: peftd serve [options]\n\nEvery option can also be set with the environment variable shown; "
-               "flags win over the environment.\n\n");
-        pd_opts_help(stdout, pd_serve_opt_defs, pd_serve_opt_count, 1);
-        return 0;
-    }
+    int rc = parse_command("serve",
+                           "usage: peftd serve [options]\n\nEvery option can also be set with the environment variable shown; "
+                           "flags win over the environment.\n\n",
+                           pd_serve_opt_defs, pd_serve_opt_count, &o, argc, argv, 1);
+    if (rc >= 0) return rc;
     /* Signals are taken by sigwait in this thread only: block them before any thread starts. */
     sigset_t set;
     sigemptyset(&set);
@@ -112,19 +123,13 @@ static void print_json(const cJSON *v) {
 
 static int cmd_predict(int argc, char **argv) {
     pd_predict_opts o;
-    int help = 0;
     char err[1024];
-    if (pd_opts_parse(pd_predict_opt_defs, pd_predict_opt_count, &o, argc, argv, 0, &help, err, sizeof err)) {
-        fprintf(stderr, "peftd predict: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        printf("usage: peftd predict [options] < inputs.jsonl\n\n"
-               "Each stdin line is a JSON input: \"text\", {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...};\n"
-               "each stdout line is its result, or {\"error\": {\"code\", \"message\"}} for that line.\n\n");
-        pd_opts_help(stdout, pd_predict_opt_defs, pd_predict_opt_count, 0);
-        return 0;
-    }
+    int rc = parse_command("predict",
+                           "usage: peftd predict [options] < inputs.jsonl\n\n"
+                           "Each stdin line is a JSON input: \"text\", {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...};\n"
+                           "each stdout line is its result, or {\"error\": {\"code\", \"message\"}} for that line.\n\n",
+                           pd_predict_opt_defs, pd_predict_opt_count, &o, argc, argv, 0);
+    if (rc >= 0) return rc;
     int forced = -1;
     if (*o.task && (forced = pd_task_parse(o.task)) <= PD_TASK_NONE) {
         fprintf(stderr, "peftd predict: --task must be classification or question_answering\n");
@@ -142,7 +147,7 @@ static int cmd_predict(int argc, char **argv) {
     pd_pool *pool = NULL;
     pd_ctx *ctx = NULL;
     line_res *res = NULL;
-    int rc = 1;
+    rc = 1;
     if (pd_model_load(dir, 0, &m, err, sizeof err)) {
         fprintf(stderr, "peftd predict: %s\n", err);
         goto out;

@@ -72,13 +72,7 @@ void pd_route_adapters_list(pd_req *r) {
         }
     }
     pd_registry_list_free(l, n);
-    if (!ok) {
-        cJSON_Delete(o);
-        pd_req_error(r, 500, "out_of_memory", "out of memory");
-        return;
-    }
-    pd_req_json(r, 200, o);
-    cJSON_Delete(o);
+    pd_req_json(r, 200, o, ok);
 }
 
 void pd_route_adapter_get(pd_req *r) {
@@ -92,8 +86,7 @@ void pd_route_adapter_get(pd_req *r) {
     }
     cJSON *o = info_json(&info);
     pd_adapter_info_clear(&info);
-    pd_req_json_text(r, 200, o ? pd_json_print(o) : NULL);
-    cJSON_Delete(o);
+    pd_req_json(r, 200, o, 1);
 }
 
 void pd_route_adapter_file(pd_req *r) {
@@ -162,13 +155,7 @@ static void upload_done(pd_req *r) {
     }
     r->log_version = c->info.version;
     cJSON *o = info_json(&c->info);
-    if (!o || !cJSON_AddBoolToObject(o, "created", c->created)) {
-        cJSON_Delete(o);
-        pd_req_error(r, 500, "out_of_memory", "out of memory");
-        return;
-    }
-    pd_req_json(r, c->created ? 201 : 200, o);
-    cJSON_Delete(o);
+    pd_req_json(r, c->created ? 201 : 200, o, o && cJSON_AddBoolToObject(o, "created", c->created));
 }
 
 /* Checks the upload's fields (r->name is the adapter's name by now) and hands it to the worker. */

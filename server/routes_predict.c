@@ -179,13 +179,7 @@ static void predict_done(pd_req *r) {
             ok = 0;
         }
     }
-    if (!ok) {
-        cJSON_Delete(o);
-        pd_req_error(r, 500, "out_of_memory", "out of memory building the response");
-        return;
-    }
-    pd_req_json(r, 200, o);
-    cJSON_Delete(o);
+    pd_req_json(r, 200, o, ok);
 }
 
 /* The task (forced, else the adapter's own, else the inputs', which must agree) and a head

@@ -61,13 +61,7 @@ void pd_route_info(pd_req *r) {
          cJSON_AddNumberToObject(thr, "train", s->opt.train_threads) &&
          cJSON_AddBoolToObject(auth, "enabled", s->api_key != NULL) &&
          cJSON_AddBoolToObject(auth, "all_routes", s->api_key != NULL && s->opt.auth_all);
-    if (!ok) {
-        cJSON_Delete(o);
-        pd_req_error(r, 500, "out_of_memory", "out of memory");
-        return;
-    }
-    pd_req_json(r, 200, o);
-    cJSON_Delete(o);
+    pd_req_json(r, 200, o, ok);
 }
 
 void pd_route_metrics(pd_req *r) {

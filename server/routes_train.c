@@ -37,15 +37,10 @@ static void submit_done(pd_req *r) {
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "job", r->name) || !cJSON_AddStringToObject(o, "status", "queued")) {
-        cJSON_Delete(o);
-        pd_req_error(r, 500, "out_of_memory", "out of memory");
-        return;
-    }
+    int ok = o && cJSON_AddStringToObject(o, "job", r->name) && cJSON_AddStringToObject(o, "status", "queued");
     snprintf(r->hdr_buf, sizeof r->hdr_buf, "/jobs/%s", r->name);
-    pd_req_header(r, "Location", r->hdr_buf);
-    pd_req_json(r, 202, o);
-    cJSON_Delete(o);
+    if (ok) pd_req_header(r, "Location", r->hdr_buf);
+    pd_req_json(r, 202, o, ok);
 }
 
 void pd_route_train(pd_req *r) {
