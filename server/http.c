@@ -103,7 +103,7 @@ static const char *http_code(pd_status st) {
 }
 
 void pd_req_header(pd_req *r, const char *name, const char *value) {
-    if (r->n_extra < 4) {
+    if (r->n_extra < (int)(sizeof r->extra_hdr / sizeof r->extra_hdr[0])) {
         r->extra_hdr[r->n_extra][0] = name;
         r->extra_hdr[r->n_extra][1] = value;
         r->n_extra++;
@@ -146,6 +146,12 @@ void pd_req_reply(pd_req *r, int status, const char *content_type, char *body, s
         resp = MHD_create_response_from_buffer_with_free_callback(len, body, free);
         if (!resp) free(body);
     }
+    queue(r, status, resp, len ? content_type : NULL);
+}
+
+void pd_req_reply_static(pd_req *r, int status, const char *content_type, const void *data, size_t len) {
+    PD_ASSERT(!r->replied);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, len ? (void *)data : (void *)"", MHD_RESPMEM_PERSISTENT);
     queue(r, status, resp, len ? content_type : NULL);
 }
 

@@ -126,7 +126,7 @@ struct pd_req {
     int parked;               /* suspended and not yet resumed into a handler call */
     pd_req_fn resume;         /* continuation after unpark */
     int status;               /* HTTP status sent, for log and metrics */
-    const char *extra_hdr[4][2];
+    const char *extra_hdr[8][2];
     int n_extra;
     char hdr_buf[128];        /* storage for one computed header value (Allow, Location) */
     /* the handler's */
@@ -148,6 +148,9 @@ void pd_req_reply(pd_req *r, int status, const char *content_type, char *body, s
 /* v (taken over: freed) as the JSON body. built == 0 or v NULL (a part of v could not be
  * built): 500 out_of_memory instead. */
 void pd_req_json(pd_req *r, int status, cJSON *v, int built);
+/* A body that outlives every request (static, read-only data): sent without a copy. len 0:
+ * no body and no Content-Type (a 304). */
+void pd_req_reply_static(pd_req *r, int status, const char *content_type, const void *data, size_t len);
 /* A JSON body already printed (taken over, as pd_req_reply). */
 void pd_req_json_text(pd_req *r, int status, char *json);
 /* The one error reply: {"error": {"code", "message"}}. */

@@ -24,6 +24,10 @@ const pd_route_def pd_routes[PD_ROUTE_COUNT] = {
     [PD_ROUTE_JOBS] = {"/jobs", 0, 0, {{"GET", pd_route_jobs_list, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_JOB] = {"/jobs/{id}", 0, 0,
                       {{"GET", pd_route_job_get, 0, PD_BODY_NONE, NULL}, {"DELETE", pd_route_job_delete, 1, PD_BODY_NONE, NULL}}},
+    /* the console's files hold no data and the page asks for the key itself: open, and served
+     * while the model loads */
+    [PD_ROUTE_CONSOLE] = {"/", 1, 1, {{"GET", pd_route_console, 0, PD_BODY_NONE, NULL}}},
+    [PD_ROUTE_CONSOLE_FILE] = {"/console/{file}", 1, 1, {{"GET", pd_route_console, 0, PD_BODY_NONE, NULL}}},
 };
 
 const char *pd_route_name(int route) { return route >= 0 && route < PD_ROUTE_COUNT ? pd_routes[route].path : "other"; }

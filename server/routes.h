@@ -4,7 +4,7 @@
  * drives the dispatch (http.c), the route names of the metrics and the check of
  * docs/openapi.yaml (tests/test_routes.c). The handlers live by subject: routes_service.c
  * (/health, /info, /metrics), routes_predict.c, routes_adapters.c, routes_train.c (/train,
- * /jobs).
+ * /jobs), routes_console.c (the embedded web console, console.h).
  *
  * A handler runs on an event-loop thread once the request body is complete (and checked for
  * size, type and auth by http.c). It either replies (pd_req_reply / pd_req_error) or parks the
@@ -28,6 +28,8 @@ typedef enum {
     PD_ROUTE_TRAIN,         /* /train */
     PD_ROUTE_JOBS,          /* /jobs */
     PD_ROUTE_JOB,           /* /jobs/{id} */
+    PD_ROUTE_CONSOLE,       /* / (the web console's page) */
+    PD_ROUTE_CONSOLE_FILE,  /* /console/{file} */
     PD_ROUTE_COUNT
 } pd_route;
 
@@ -57,6 +59,7 @@ void pd_route_train(pd_req *r);            /* POST /train: JSON, or multipart sp
 void pd_route_jobs_list(pd_req *r);        /* GET /jobs */
 void pd_route_job_get(pd_req *r);          /* GET /jobs/{id} */
 void pd_route_job_delete(pd_req *r);       /* DELETE /jobs/{id} */
+void pd_route_console(pd_req *r);          /* GET / and GET /console/{file} */
 
 /* A 400 naming name unless it is a valid adapter name (registry.h); returns 0 when it is. */
 int pd_route_check_name(pd_req *r, const char *name);

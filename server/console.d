@@ -1,0 +1,2 @@
+server/console: server/console.c server/console.h
+server/console.h:
