@@ -1,5 +1,8 @@
 # peftd - see README.md. Targets: all, test, bench, run, image, fuzz, clean.
 # SANITIZER=address|undefined|thread builds into build-$(SANITIZER)/.
+# No built-in rules: every target has its own, and make's `%: %.c` would otherwise "build" the
+# directory server/console (a prerequisite below) from server/console.c whenever it is newer.
+MAKEFLAGS += --no-builtin-rules
 CC      ?= cc
 SANITIZER ?=
 WERROR  ?=

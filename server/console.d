@@ -1,2 +1,2 @@
-server/console: server/console.c server/console.h
+server/console.o: server/console.c server/console.h
 server/console.h:
