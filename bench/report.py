@@ -27,6 +27,8 @@ TARGETS_DOC = {
     "upload": "a new adapter version answers < 20 ms p50 after its upload completes",
     "train_vs_torch": "LoRA training examples/s >= 2x PyTorch (r=8 query+value, BERT-base shape, batch 16 x 128, AdamW)",
     "train_parity": "the same SST-2 LoRA run ends within 1.5 points of dev accuracy in peftd and PyTorch",
+    "pretrain_roofline": "masked-LM pretraining step >= 60% of the sgemm roofline (4 x 256, FFN 1024, vocab 16k, batch 32 x 128)",
+    "pretrain_vs_torch": "masked-LM pretraining tokens/s >= 2x PyTorch on the same step",
 }
 
 
@@ -154,6 +156,54 @@ class Report:
     def check(self, key, label, ok, measured):
         status = "n/a" if ok is None else ("PASS" if ok else "MISS")
         self.checks.append({"target": key, "what": label, "status": status, "measured": measured})
+
+
+def pretrain_section(R, rounds):
+    """The "Pretraining throughput" section: peftd's masked-LM step (bench/pretrain.c) against
+    PyTorch's (peers/torch_mlm.py) in alternated rounds, with the roofline timed between peftd's
+    steps. Adds the two targets; returns what goes into the raw JSON."""
+    pp_all, pp = rounds("pretrain-peftd")
+    pt_all, pt = rounds("pretrain-torch")
+    out = {"peftd_rounds": pp_all, "torch_rounds": pt_all}
+    if not (pp or pt):
+        R.p("Pretraining throughput was not measured in this run.")
+        return out
+    x = (pp or pt)[0]
+    m = x.get("model", {})
+    R.p("Masked-LM pretraining step of a fresh BERT, %d layers x hidden %d (%d heads, FFN %d), vocabulary %d, batch %d x %d "
+        "tokens (%d masked: 15%%, 80/10/10), fp32, 2 threads. One step: zero gradients, training forward, the MLM head on "
+        "the masked rows only (decoder tied to the word embeddings), backward through every weight, clipping, AdamW. "
+        "peftd: `bench/pretrain.c` timing `pd_pretrainer_step` (what `peftd pretrain` runs), the 2048^3 sgemm roofline timed "
+        "before its first timed steps; PyTorch %s eager: `bench/peers/torch_mlm.py` (the same model in torch.nn, "
+        "torch.optim.AdamW foreach). GFLOP/s counts matrix products (bench/pretrain.c step_flops). Rounds alternate."
+        % (m.get("layers", 0), m.get("hidden", 0), m.get("heads", 0), m.get("ffn", 0), m.get("vocab", 0), x.get("batch", 0),
+           x.get("seq", 0), x.get("masked", 0), (pt[0].get("torch", "") if pt else "")))
+    rows, ratios, shares = [], [], []
+    for r in sorted(set([y["_round"].split("-")[-1] for y in pp_all + pt_all]), key=int):
+        p = next((y for y in pp_all if y["_round"].endswith("-" + r)), None)
+        t = next((y for y in pt_all if y["_round"].endswith("-" + r)), None)
+        ratio = p["tokens_per_s"] / t["tokens_per_s"] if p and t else None
+        if ratio and any(y is p for y in pp) and any(y is t for y in pt):
+            ratios.append(ratio)
+        if p and p.get("roofline_gflops") and any(y is p for y in pp):
+            shares.append(p["roofline_share"])
+        rows.append([r, fmt(p and p["median_s"], ".3f"), fmt(p and p["tokens_per_s"], ".0f"), fmt(p and p.get("gflops"), ".0f"),
+                     fmt(p and p.get("roofline_gflops"), ".0f"), fmt(p and 100 * p.get("roofline_share", 0), ".0f"),
+                     fmt(t and t["median_s"], ".3f"), fmt(t and t["tokens_per_s"], ".0f"), fmt(ratio, ".2f"),
+                     "%.0f%% / %.0f%%" % (100 * (p or {}).get("_other_cpu_share", 0), 100 * (t or {}).get("_other_cpu_share", 0))])
+    R.table(["round", "peftd s/step", "peftd tokens/s", "peftd GFLOP/s", "roofline GFLOP/s", "% of roofline", "torch s/step",
+             "torch tokens/s", "peftd/torch", "other load peftd / torch"], rows)
+    ratio = statistics.median(ratios) if ratios else None
+    share = statistics.median(shares) if shares else None
+    out.update({"ratio": ratio, "roofline_share": share, "ratio_rounds": len(ratios)})
+    R.p("Median over rounds: peftd at **%s%%** of the paired roofline; peftd/torch **%s**. Peak resident memory: peftd %s MB, "
+        "PyTorch %s MB." % (fmt(share and 100 * share, ".0f"), fmt(ratio, ".2f") + "x" if ratio else "-",
+                            fmt(max([y.get("peak_rss_kb", 0) / 1024.0 for y in pp] or [0]) or None, ".0f"),
+                            fmt(max([y.get("peak_rss_kb", 0) / 1024.0 for y in pt] or [0]) or None, ".0f")))
+    R.check("pretrain_roofline", TARGETS_DOC["pretrain_roofline"], None if share is None else share >= 0.6,
+            "%s%%" % fmt(share and 100 * share, ".0f"))
+    R.check("pretrain_vs_torch", TARGETS_DOC["pretrain_vs_torch"], None if ratio is None else ratio >= 2.0, "%sx" % fmt(ratio, ".2f"))
+    return out
 
 
 def training_section(R, rounds, parity):
@@ -561,6 +611,10 @@ def main():
     R.h("Training throughput")
     training = training_section(R, rounds, load(os.path.join(d, "parity.json")))
 
+    # ==== pretraining ====
+    R.h("Pretraining throughput")
+    pretraining = pretrain_section(R, rounds)
+
     # ==== targets ====
     R.h("Targets")
     rows = [[c["status"], c["what"], c["measured"]] for c in R.checks]
@@ -574,7 +628,7 @@ def main():
     out = {"meta": meta, "steps": steps, "gemm": gemm, "engine_rounds": engines_all, "ort_rounds": orts_all,
            "torch_rounds": torches_all, "rounds_pooled": [x["_round"] for x in engines + orts + torches],
            "engine_summary": {str(k): v for k, v in engine_tab.items()}, "roofline_gflops": roof, "adapters": adapters,
-           "server": server, "training": training, "targets": R.checks}
+           "server": server, "training": training, "pretraining": pretraining, "targets": R.checks}
     with open(os.path.join(a.results, stem + ".json"), "w") as f:
         json.dump(out, f, indent=1)
     if a.partial == "1":

@@ -15,7 +15,7 @@
 #
 # Environment knobs:
 #   BENCH_QUICK=1     fewer runs and shorter server load (a smoke run, numbers not for quoting)
-#   BENCH_ONLY="gemm engine peers adapters server train parity"   run a subset (default: all)
+#   BENCH_ONLY="gemm engine peers adapters server train parity pretrain"   run a subset (default: all)
 #   BENCH_ROUNDS=4    rounds of engine/ORT/torch, alternated (engine, ort, torch, torch, ort, engine, ...);
 #                     each round takes RUNS (2) samples per batch size, or more for short batches (~3 s)
 #   BENCH_QUIET_WAIT=120  seconds a step may wait for other processes to leave the CPU alone
@@ -29,7 +29,7 @@ MODEL=$CACHE/bert-base
 ONNX=$CACHE/bert-base.onnx
 PY=/usr/bin/python3
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-gemm engine peers adapters server train parity}
+ONLY=${BENCH_ONLY:-gemm engine peers adapters server train parity pretrain}
 SST2=${BENCH_SST2:-${PD_SHARED:-../shared}/data/sst2}   # SST-2 for the parity run (train.tsv, dev.tsv)
 ROUNDS=${BENCH_ROUNDS:-4}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
@@ -100,7 +100,7 @@ apt_install() {
         { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
 }
 want server && ! command -v wrk >/dev/null && { echo "bench: installing wrk"; apt_install wrk; }
-if want peers || want train || want parity; then
+if want peers || want train || want parity || want pretrain; then
     "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "bench: installing python3-torch"; apt_install python3-torch python3-numpy; }
     command -v node >/dev/null && command -v npm >/dev/null || { echo "bench: installing nodejs npm"; apt_install nodejs npm; }
     if [ ! -d bench/peers/node_modules/onnxruntime-node ] && command -v npm >/dev/null; then
@@ -134,6 +134,8 @@ TRAIN_OK=1
 if want train || want parity; then
     { build_bench train core/*.c adapters/*.c && build_bench parity_data core/*.c adapters/*.c; } || TRAIN_OK=0
 fi
+PRETRAIN_OK=1
+if want pretrain; then build_bench pretrain core/*.c adapters/*.c train/*.c server/options.c || PRETRAIN_OK=0; fi
 PEFTD_OK=1
 make -s "$B/peftd" >"$OUT/logs/make-peftd.log" 2>&1 || { PEFTD_OK=0; tail -3 "$OUT/logs/make-peftd.log" >&2; }
 
@@ -243,10 +245,33 @@ if want parity; then
     fi
 fi
 
+# Pretraining: peftd's masked-LM step (bench/pretrain.c, train/pretrain.c's pd_pretrainer_step, with the sgemm
+# roofline timed in the same process) against the same step in PyTorch (peers/torch_mlm.py): 4 x 256, FFN 1024,
+# vocabulary 16k, batch 32 x 128, fp32, 2 threads; alternated rounds as for training.
+if want pretrain; then
+    say "pretraining throughput"
+    if [ "$PRETRAIN_OK" = 0 ]; then skip pretrain "bench/pretrain did not build"
+    else
+        PSTEPS=5; PROUNDS=4
+        [ "$QUICK" = 1 ] && { PSTEPS=2; PROUNDS=1; }
+        PSHAPE=(--layers 4 --hidden 256 --heads 4 --ffn 1024 --vocab 16384 --batch 32 --seq 128 --threads 2)
+        pretrainp() { step "pretrain-peftd-$1" "$B/bench/pretrain" --json "$OUT/pretrain-peftd-$1.json" --steps "$PSTEPS" \
+            --warmup 1 "${PSHAPE[@]}"; }
+        pretraint() {
+            "$PY" -c 'import torch' 2>/dev/null || { skip "pretrain-torch-$1" "python3-torch is not installed"; return; }
+            step "pretrain-torch-$1" "$PY" bench/peers/torch_mlm.py --json "$OUT/pretrain-torch-$1.json" --steps "$PSTEPS" \
+                --warmup 1 "${PSHAPE[@]}"
+        }
+        for ((r = 1; r <= PROUNDS; r++)); do
+            if ((r % 2)); then pretrainp "$r"; pretraint "$r"; else pretraint "$r"; pretrainp "$r"; fi
+        done
+    fi
+fi
+
 # ==== Report ====
 
 say "report"
 PARTIAL=0
-[ "$QUICK" = 1 ] || [ "$ONLY" != "gemm engine peers adapters server train parity" ] && PARTIAL=1
+[ "$QUICK" = 1 ] || [ "$ONLY" != "gemm engine peers adapters server train parity pretrain" ] && PARTIAL=1
 "$PY" bench/report.py --dir "$OUT" --results bench/results --quick "$QUICK" --partial "$PARTIAL" \
     --env-coretype "${OPENBLAS_CORETYPE:-}" --env-l2 "${OPENBLAS_L2_SIZE:-}"

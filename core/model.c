@@ -8,15 +8,18 @@
 #include "model.h"
 
 #include "fs.h"
+#include "grad_kernels.h"
 #include "json.h"
 #include "safetensors.h"
 #include "train_kernels.h"
 
 #include <cJSON.h>
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_SHARDS 64
 
@@ -475,6 +478,206 @@ void pd_model_get_extras(const pd_model *m, pd_model_extras *out) {
 size_t pd_model_bytes(const pd_model *m) { return m->bytes; }
 double pd_model_load_seconds(const pd_model *m) { return m->load_s; }
 
+/* ==== Mutable fp32 weights ==== */
+
+/* Tensors start at multiples of 16 floats (64 bytes), aligned for the vector kernels. */
+#define PARAM_ALIGN 16
+
+static const char *const LAYER_NAMES[16] = {
+    "attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight", "attention.self.key.bias",
+    "attention.self.value.weight", "attention.self.value.bias", "attention.output.dense.weight",
+    "attention.output.dense.bias", "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+    "intermediate.dense.weight", "intermediate.dense.bias", "output.dense.weight", "output.dense.bias",
+    "output.LayerNorm.weight", "output.LayerNorm.bias"};
+
+/* The fields of a pd_layer_params in LAYER_NAMES order. */
+static void layer_fields(pd_layer_params *L, float **f[16]) {
+    float **v[16] = {&L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo, &L->bo,
+                     &L->ln1_w, &L->ln1_b, &L->w1, &L->b1, &L->w2, &L->b2, &L->ln2_w, &L->ln2_b};
+    memcpy(f, v, sizeof v);
+}
+
+/* Appends tensor (name, d0 x d1) to p's table; with p->data set, points *field at its floats. */
+static void params_add(pd_params *p, size_t *off, float **field, const char *name, size_t d0, size_t d1) {
+    size_t n = d0 * (d1 ? d1 : 1);
+    if (p->tensors) {
+        pd_param_tensor *t = &p->tensors[p->n_tensors];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->data = p->data + *off;
+        t->ndim = d1 ? 2 : 1;
+        t->shape[0] = (int64_t)d0;
+        t->shape[1] = (int64_t)d1;
+        t->n = n;
+        *field = t->data;
+    }
+    p->n_tensors++;
+    *off += (n + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+}
+
+/* Walks every tensor in order: counts them and their floats (p->tensors NULL), or fills the
+ * table and the field pointers. Returns the floats of the layout. */
+static size_t params_layout(pd_params *p, int mlm) {
+    const pd_config *c = &p->cfg;
+    size_t H = (size_t)c->hidden, F = (size_t)c->ffn, off = 0;
+    char nm[80];
+    p->n_tensors = 0;
+    params_add(p, &off, &p->word_emb, "bert.embeddings.word_embeddings.weight", (size_t)c->vocab, H);
+    params_add(p, &off, &p->pos_emb, "bert.embeddings.position_embeddings.weight", (size_t)c->max_pos, H);
+    params_add(p, &off, &p->type_emb, "bert.embeddings.token_type_embeddings.weight", (size_t)c->type_vocab, H);
+    params_add(p, &off, &p->emb_ln_w, "bert.embeddings.LayerNorm.weight", H, 0);
+    params_add(p, &off, &p->emb_ln_b, "bert.embeddings.LayerNorm.bias", H, 0);
+    static const int out_ffn[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0};
+    static const int in_kind[16] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 2, 0, 0, 0}; /* 0: 1-D, 1: hidden, 2: ffn */
+    for (int l = 0; l < c->layers; l++) {
+        float **f[16];
+        layer_fields(&p->layer[l], f);
+        for (int i = 0; i < 16; i++) {
+            snprintf(nm, sizeof nm, "bert.encoder.layer.%d.%s", l, LAYER_NAMES[i]);
+            params_add(p, &off, f[i], nm, out_ffn[i] ? F : H, in_kind[i] == 0 ? 0 : in_kind[i] == 1 ? H : F);
+        }
+    }
+    if (mlm) {
+        params_add(p, &off, &p->mlm.dense_w, "cls.predictions.transform.dense.weight", H, H);
+        params_add(p, &off, &p->mlm.dense_b, "cls.predictions.transform.dense.bias", H, 0);
+        params_add(p, &off, &p->mlm.ln_w, "cls.predictions.transform.LayerNorm.weight", H, 0);
+        params_add(p, &off, &p->mlm.ln_b, "cls.predictions.transform.LayerNorm.bias", H, 0);
+        params_add(p, &off, &p->mlm.bias, "cls.predictions.bias", (size_t)c->vocab, 0);
+    }
+    return off;
+}
+
+pd_params *pd_params_new(const pd_config *cfg, int mlm) {
+    if (cfg->arch != PD_ARCH_BERT || cfg->vocab < 1 || cfg->hidden < 1 || cfg->layers < 1 || cfg->heads < 1 ||
+        cfg->hidden % cfg->heads || cfg->ffn < 1 || cfg->max_pos < 3 || cfg->type_vocab < 1 || cfg->layers > 256)
+        return NULL;
+    pd_params *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->cfg = *cfg;
+    p->cfg.labels = NULL;
+    p->cfg.num_labels = 0;
+    p->layer = calloc((size_t)cfg->layers, sizeof *p->layer);
+    if (!p->layer) { free(p); return NULL; }
+    p->n = params_layout(p, mlm); /* counts */
+    p->tensors = calloc((size_t)p->n_tensors, sizeof *p->tensors);
+    p->data = aligned_alloc(64, (p->n * sizeof(float) + 63) / 64 * 64);
+    if (!p->tensors || !p->data) { pd_params_free(p); return NULL; }
+    memset(p->data, 0, p->n * sizeof(float));
+    params_layout(p, mlm);
+    return p;
+}
+
+void pd_params_free(pd_params *p) {
+    if (!p) return;
+    free(p->data);
+    free(p->tensors);
+    free(p->layer);
+    free(p);
+}
+
+const pd_param_tensor *pd_params_tensor(const pd_params *p, int i) {
+    PD_ASSERT(i >= 0 && i < p->n_tensors);
+    return &p->tensors[i];
+}
+
+pd_status pd_model_from_params(const pd_params *p, pd_tokenizer *tok, pd_model **out, char *err, size_t errlen) {
+    *out = NULL;
+    pd_model *m = calloc(1, sizeof *m);
+    if (!m) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    m->cfg = p->cfg;
+    m->cfg.pos_offset = 0;
+    m->cfg.max_tokens = m->cfg.max_pos;
+    snprintf(m->cfg.dtype, sizeof m->cfg.dtype, "F32");
+    m->layer = calloc((size_t)p->cfg.layers, sizeof *m->layer);
+    if (!m->layer) {
+        free(m);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    m->word_emb = p->word_emb;
+    m->pos_emb = p->pos_emb;
+    m->type_emb = p->type_emb;
+    m->emb_ln_w = p->emb_ln_w;
+    m->emb_ln_b = p->emb_ln_b;
+    for (int l = 0; l < p->cfg.layers; l++) {
+        const pd_layer_params *s = &p->layer[l];
+        m->layer[l] = (pd_layer){s->wq, s->bq, s->wk, s->bk, s->wv, s->bv, s->wo, s->bo, s->ln1_w, s->ln1_b,
+                                 s->w1, s->b1, s->w2, s->b2, s->ln2_w, s->ln2_b};
+    }
+    m->tok = tok;
+    m->bytes = p->n * sizeof(float);
+    *out = m;
+    return PD_OK;
+}
+
+/* config.json of a BERT checkpoint with p's shapes, in transformers' BertConfig keys. */
+static cJSON *params_config_json(const pd_config *c, const char *arch, pd_dtype dtype) {
+    cJSON *o = cJSON_CreateObject(), *a;
+    if (!o) return NULL;
+    a = cJSON_AddArrayToObject(o, "architectures");
+    if (a) cJSON_AddItemToArray(a, cJSON_CreateString(arch));
+    cJSON_AddNumberToObject(o, "attention_probs_dropout_prob", 0.1);
+    cJSON_AddStringToObject(o, "hidden_act", pd_act_name(c->act));
+    cJSON_AddNumberToObject(o, "hidden_dropout_prob", 0.1);
+    cJSON_AddNumberToObject(o, "hidden_size", c->hidden);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->ffn);
+    char eps[32];
+    snprintf(eps, sizeof eps, "%.6g", (double)c->ln_eps); /* the float's shortest decimal (1e-12, not 9.99999996e-13) */
+    cJSON_AddNumberToObject(o, "layer_norm_eps", strtod(eps, NULL));
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos);
+    cJSON_AddStringToObject(o, "model_type", "bert");
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->heads);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers);
+    cJSON_AddNumberToObject(o, "pad_token_id", c->pad_id);
+    cJSON_AddStringToObject(o, "position_embedding_type", "absolute");
+    cJSON_AddStringToObject(o, "torch_dtype", dtype == PD_DT_F16 ? "float16" : dtype == PD_DT_BF16 ? "bfloat16" : "float32");
+    cJSON_AddNumberToObject(o, "type_vocab_size", c->type_vocab);
+    cJSON_AddTrueToObject(o, "use_cache");
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+    return o;
+}
+
+/* Renames dir/tmp to dir/name. */
+static pd_status rename_in(const char *dir, const char *tmp, const char *name, char *err, size_t errlen) {
+    char a[4096], b[4096];
+    if (pd_path_join(a, sizeof a, dir, tmp) || pd_path_join(b, sizeof b, dir, name))
+        return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+    if (rename(a, b)) return pd_err(err, errlen, PD_ERR_IO, "rename %s -> %s: %s", a, b, strerror(errno));
+    return PD_OK;
+}
+
+pd_status pd_params_save(const pd_params *p, const pd_st_wtensor *extra, int n_extra, const char *arch, pd_dtype dtype,
+                         const char *dir, char *err, size_t errlen) {
+    if (dtype != PD_DT_F32 && dtype != PD_DT_F16 && dtype != PD_DT_BF16)
+        return pd_err(err, errlen, PD_ERR_INVALID, "checkpoint dtype must be F32, F16 or BF16");
+    if (n_extra < 0 || (n_extra && !extra)) return pd_err(err, errlen, PD_ERR_INVALID, "bad extra tensors");
+    int n = p->n_tensors + n_extra;
+    pd_st_wtensor *w = calloc((size_t)n, sizeof *w);
+    if (!w) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pd_param_tensor *t = &p->tensors[i];
+        w[i] = (pd_st_wtensor){t->name, t->ndim, {t->shape[0], t->shape[1]}, t->data};
+    }
+    for (int i = 0; i < n_extra; i++) w[p->n_tensors + i] = extra[i];
+    char path[4096];
+    static const char *const meta[] = {"format", "pt"};
+    pd_status st = pd_path_join(path, sizeof path, dir, "model.safetensors.tmp")
+                       ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
+                       : pd_st_write_as(path, w, n, meta, 1, dtype, err, errlen);
+    free(w);
+    if (!st) st = rename_in(dir, "model.safetensors.tmp", "model.safetensors", err, errlen);
+    if (!st) {
+        cJSON *o = params_config_json(&p->cfg, arch, dtype);
+        char *text = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!text) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        else if (pd_path_join(path, sizeof path, dir, "config.json.tmp")) st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
+        else st = pd_fs_write(path, text, strlen(text), err, errlen);
+        free(text);
+    }
+    if (!st) st = rename_in(dir, "config.json.tmp", "config.json", err, errlen);
+    return st;
+}
+
 /* ==== Forward pass ==== */
 
 /* Activations one layer keeps for the backward pass (training mode only). */
@@ -515,6 +718,11 @@ struct pd_ctx {
     float *dhidden;     /* (rows, hidden) gradient of the final hidden states */
     float *pk, *pv;     /* prefix gradients, (n, max_prefix, hidden) */
     int cap_prefix;
+    /* weight gradients (pd_ctx_set_grad) */
+    const pd_params *grad; /* NULL: the encoder is frozen */
+    int32_t *tok_id, *tok_pos, *tok_type; /* (rows) of the last training forward; -1 for prompt rows */
+    int cap_tok;
+    int grad_oom;          /* a weight-gradient kernel ran out of scratch memory */
 };
 
 pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool) {
@@ -559,12 +767,26 @@ void pd_ctx_free(pd_ctx *c) {
     free(c->scratch);
     free(c->vx);
     free(c->vout);
+    free(c->tok_id);
+    free(c->tok_pos);
+    free(c->tok_type);
     free(c);
 }
 
 pd_pool *pd_ctx_pool(pd_ctx *c) { return c->pool; }
 
 void pd_ctx_set_training(pd_ctx *c, int on) { c->train = on; }
+
+void pd_ctx_set_grad(pd_ctx *c, const pd_params *g) {
+    PD_ASSERT(!g || (g->cfg.hidden == c->m->cfg.hidden && g->cfg.layers == c->m->cfg.layers &&
+                     g->cfg.vocab == c->m->cfg.vocab && g->cfg.ffn == c->m->cfg.ffn));
+    c->grad = g;
+}
+
+int pd_ctx_row(const pd_ctx *c, int i) {
+    PD_ASSERT(i >= 0 && i < c->n);
+    return c->off[i];
+}
 
 /* Gradient scratch layout (floats per row): dx, dx1, dh, datt, dq, dk, dv (hidden each), da (ffn). */
 #define GRAD_PER_ROW(H, F) (7 * (size_t)(H) + (size_t)(F))
@@ -829,6 +1051,19 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
             return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for a batch of %ld tokens", rows);
         }
     }
+    if (c->train && rows > c->cap_tok) {
+        free(c->tok_id);
+        free(c->tok_pos);
+        free(c->tok_type);
+        c->tok_id = malloc(sizeof(int32_t) * (size_t)rows);
+        c->tok_pos = malloc(sizeof(int32_t) * (size_t)rows);
+        c->tok_type = malloc(sizeof(int32_t) * (size_t)rows);
+        c->cap_tok = c->tok_id && c->tok_pos && c->tok_type ? (int)rows : 0;
+        if (!c->cap_tok) {
+            c->n = 0;
+            return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for a batch of %ld tokens", rows);
+        }
+    }
     /* Embeddings: word (or soft prompt) + position + token type, then LayerNorm. Real tokens
      * sit after the prompt and the prefix: position = offset + n_prompt + n_prefix + t, as
      * transformers does with inputs_embeds and past_key_values_length. */
@@ -843,12 +1078,18 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
             const float *we = real < 0 ? d->prompt + (size_t)t * H : m->word_emb + (size_t)s->ids[real] * H;
             int pos = cf->pos_offset + pf + t;
             const float *pe = m->pos_emb + (size_t)pos * H;
+            int ty = (real >= 0 && s->type_ids) ? s->type_ids[real] : 0;
             if (m->type_emb) {
-                int ty = (real >= 0 && s->type_ids) ? s->type_ids[real] : 0;
                 const float *te = m->type_emb + (size_t)ty * H;
                 for (int e = 0; e < H; e++) row[e] = we[e] + pe[e] + te[e];
             } else {
                 for (int e = 0; e < H; e++) row[e] = we[e] + pe[e];
+            }
+            if (c->train) {
+                size_t rr = (size_t)(c->off[i] + t);
+                c->tok_id[rr] = real < 0 ? -1 : s->ids[real];
+                c->tok_pos[rr] = pos;
+                c->tok_type[rr] = m->type_emb ? ty : -1;
             }
         }
     }
@@ -893,6 +1134,11 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
 }
 
 static const float *final_hidden(const pd_ctx *c) { return c->train ? c->X[c->m->cfg.layers] : c->x; }
+
+const float *pd_ctx_hidden_all(const pd_ctx *c, int *rows) {
+    if (rows) *rows = c->rows;
+    return final_hidden(c);
+}
 
 const float *pd_ctx_hidden(const pd_ctx *c, int i, int *len) {
     PD_ASSERT(i >= 0 && i < c->n);
@@ -1066,14 +1312,49 @@ static void lnb_task(void *arg, int t) {
     layernorm_bwd(j->h + o, j->resid ? j->resid + o : NULL, j->w, j->eps, r1 - r0, j->dim, j->dy + o, j->ds + o);
 }
 
+/* ds = the LayerNorm backward of out = LN(h + resid) * w + b over rows, split across the pool. */
+static void layernorm_bwd_pool(pd_ctx *c, const float *h, const float *resid, const float *w, const float *dout, float *ds,
+                               int rows) {
+    const pd_config *cf = &c->m->cfg;
+    int nt = pd_pool_size(c->pool);
+    lnb_job j = {c, h, resid, w, dout, ds, rows, cf->hidden, (rows + nt - 1) / nt, cf->ln_eps};
+    pd_pool_run(c->pool, lnb_task, &j, (rows + j.chunk - 1) / j.chunk);
+}
+
+/* The weight-gradient sink's arrays for a LayerNorm site or a linear layer of layer l. */
+static void grad_ln(const pd_ctx *c, int l, pd_site site, float **dw, float **db) {
+    const pd_layer_params *G = &c->grad->layer[l];
+    *dw = site == PD_SITE_ATTN ? G->ln1_w : G->ln2_w;
+    *db = site == PD_SITE_ATTN ? G->ln1_b : G->ln2_b;
+}
+
+static void grad_lin(const pd_ctx *c, int l, pd_lin which, float **dw, float **db) {
+    const pd_layer_params *G = &c->grad->layer[l];
+    switch (which) {
+    case PD_LIN_Q: *dw = G->wq; *db = G->bq; return;
+    case PD_LIN_K: *dw = G->wk; *db = G->bk; return;
+    case PD_LIN_V: *dw = G->wv; *db = G->bv; return;
+    case PD_LIN_O: *dw = G->wo; *db = G->bo; return;
+    case PD_LIN_FFN1: *dw = G->w1; *db = G->b1; return;
+    case PD_LIN_FFN2: *dw = G->w2; *db = G->b2; return;
+    case PD_LIN_COUNT: break;
+    }
+    PD_ASSERT(0);
+}
+
 /* Backward of the sub-layer "out = LN(h + resid)" (or a delta's replacement): writes dh and
- * dresid. For the base, dh = dresid = ds. */
+ * dresid. For the base, dh = dresid = ds; with a gradient sink, the LayerNorm's weight and bias
+ * gradients are added to it. */
 static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, const float *resid, const float *lw, const float *lb,
                          const float *dout, float *dh, float *dresid, int rows) {
     const pd_config *cf = &c->m->cfg;
-    int H = cf->hidden, nt = pd_pool_size(c->pool);
-    lnb_job j = {c, h, resid, lw, dout, dh, rows, H, (rows + nt - 1) / nt, cf->ln_eps};
-    pd_pool_run(c->pool, lnb_task, &j, (rows + j.chunk - 1) / j.chunk);
+    int H = cf->hidden;
+    layernorm_bwd_pool(c, h, resid, lw, dout, dh, rows);
+    if (c->grad) {
+        float *gw, *gb;
+        grad_ln(c, layer, site, &gw, &gb);
+        if (pd_layernorm_param_grad(c->pool, h, resid, cf->ln_eps, rows, H, dout, gw, gb)) c->grad_oom = 1;
+    }
     memcpy(dresid, dh, sizeof(float) * (size_t)rows * H);
     for (int g = 0; g < c->n_grp; g++) {
         const pd_delta *d = c->grp_delta[g];
@@ -1084,10 +1365,17 @@ static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, con
     }
 }
 
-/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward. */
+/* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward; with
+ * a gradient sink also dW += dy^T x and db += the column sums of dy. */
 static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w, const float *b, int out,
                        const float *dy, float *dx, int accumulate, int rows) {
     if (dx) pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
+    if (c->grad) {
+        float *gw, *gb;
+        grad_lin(c, layer, which, &gw, &gb);
+        pd_gemm(c->pool, 1, 0, out, in, rows, 1.0f, dy, out, x, in, 1.0f, gw, in);
+        pd_grad_bias_add(c->pool, dy, rows, out, gb);
+    }
     for (int g = 0; g < c->n_grp; g++) {
         const pd_delta *d = c->grp_delta[g];
         if (!d || !d->linear_bwd) continue;
@@ -1216,9 +1504,24 @@ pd_status pd_backward(pd_ctx *c, char *err, size_t errlen) {
     int need_prompt = 0;
     for (int g = 0; g < c->n_grp; g++)
         if (c->grp_delta[g] && c->grp_delta[g]->n_prompt && c->grp_delta[g]->prompt_bwd) need_prompt = 1;
+    if (c->grad)
+        for (int i = 0; i < c->n; i++)
+            if (c->delta[i])
+                return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "weight gradients are computed for batches without deltas only");
+    c->grad_oom = 0;
     memcpy(dx, c->dhidden, sizeof(float) * RH); /* dx: gradient of the current layer output */
-    /* the input gradient of layer 0 is only needed for a soft prompt */
-    for (int l = cf->layers - 1; l >= 0; l--) layer_bwd(c, l, l > 0 || need_prompt);
+    /* the input gradient of layer 0 is only needed for a soft prompt or the embeddings' gradients */
+    for (int l = cf->layers - 1; l >= 0; l--) layer_bwd(c, l, l > 0 || need_prompt || c->grad);
+    if (c->grad) {
+        /* X[0] = LN(word + position + type): the LayerNorm, then each lookup's rows */
+        const pd_params *g = c->grad;
+        layernorm_bwd_pool(c, c->emb, NULL, m->emb_ln_w, dx, dh, R);
+        if (pd_layernorm_param_grad(c->pool, c->emb, NULL, cf->ln_eps, R, H, dx, g->emb_ln_w, g->emb_ln_b)) c->grad_oom = 1;
+        pd_rows_scatter_add(c->pool, dh, c->tok_id, R, H, g->word_emb);
+        pd_rows_scatter_add(c->pool, dh, c->tok_pos, R, H, g->pos_emb);
+        if (m->type_emb) pd_rows_scatter_add(c->pool, dh, c->tok_type, R, H, g->type_emb);
+        if (c->grad_oom) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory for the weight gradients");
+    }
     if (need_prompt) {
         /* X[0] = LN(emb): the prompt rows' gradient goes back through the embedding LayerNorm */
         for (int i = 0; i < c->n; i++) {

@@ -12,15 +12,23 @@
  * that replaces a sub-layer's "LayerNorm(h + residual)" (bottleneck adapters), and its own head.
  * adapters/ builds pd_delta values; core calls them. One batch may mix any deltas.
  *
+ * Pretraining: pd_params is every weight of a BERT encoder (plus the masked-LM head) as mutable
+ * fp32 arrays in one caller-owned buffer; pd_model_from_params builds a pd_model that reads
+ * them in place, pd_ctx_set_grad makes pd_backward accumulate the gradient of every encoder
+ * weight into a second pd_params, and pd_params_save writes a Hugging Face checkpoint. Served
+ * models are still mapped read-only by pd_model_load.
+ *
  * Ownership and threads: pd_model is immutable after pd_model_load and shared read-only by
- * every thread. Each thread that runs forward passes owns a pd_ctx (scratch buffers). A
- * pd_delta must stay alive and unchanged while a forward pass uses it. */
+ * every thread (a model over pd_params sees the values the caller writes between passes). Each
+ * thread that runs forward passes owns a pd_ctx (scratch buffers). A pd_delta must stay alive
+ * and unchanged while a forward pass uses it. */
 #ifndef PD_MODEL_H
 #define PD_MODEL_H
 
 #include "common.h"
 #include "kernels.h"
 #include "names.h"
+#include "safetensors.h"
 #include "tokenizer.h"
 
 typedef enum { PD_ARCH_BERT = 1, PD_ARCH_DISTILBERT, PD_ARCH_ROBERTA } pd_arch;
@@ -217,7 +225,85 @@ float *pd_ctx_grad_hidden(pd_ctx *c); /* NULL unless the last forward was a trai
 float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *grad, int label, int start, int end,
                        float scale, float *out);
 
-/* Backward pass through the encoder for the last training forward. */
+/* Backward pass through the encoder for the last training forward. With a gradient sink
+ * (pd_ctx_set_grad) it also adds dL/dW of every encoder weight into the sink; that needs a batch
+ * without deltas (PD_ERR_UNSUPPORTED otherwise). */
 pd_status pd_backward(pd_ctx *c, char *err, size_t errlen);
+
+/* First row of sequence i of the last forward in the packed (rows, hidden) matrices: the final
+ * hidden states and the gradient buffer of pd_ctx_grad_hidden. */
+int pd_ctx_row(const pd_ctx *c, int i);
+/* All final hidden states of the last forward, (*rows, hidden). */
+const float *pd_ctx_hidden_all(const pd_ctx *c, int *rows);
+
+/* ==== Mutable fp32 weights: pretraining ==== */
+
+/* One layer's weights (or their gradients) as mutable arrays; fields as in pd_layer. */
+typedef struct pd_layer_params {
+    float *wq, *bq, *wk, *bk, *wv, *bv; /* (hidden, hidden), (hidden) */
+    float *wo, *bo;                     /* (hidden, hidden), (hidden) */
+    float *ln1_w, *ln1_b;               /* (hidden) */
+    float *w1, *b1;                     /* (ffn, hidden), (ffn) */
+    float *w2, *b2;                     /* (hidden, ffn), (hidden) */
+    float *ln2_w, *ln2_b;               /* (hidden) */
+} pd_layer_params;
+
+/* The masked-LM head of BertForMaskedLM: cls.predictions.transform (dense, gelu, LayerNorm),
+ * then the decoder, whose weight is the word embeddings (tied), plus cls.predictions.bias. */
+typedef struct pd_mlm_params {
+    float *dense_w, *dense_b; /* (hidden, hidden), (hidden) */
+    float *ln_w, *ln_b;       /* (hidden) */
+    float *bias;              /* (vocab) */
+} pd_mlm_params;
+
+/* Every weight of a BERT encoder (no pooler) and optionally its MLM head, in one zeroed buffer
+ * of n floats laid out in pd_params_tensor order (so gradients, optimizer moments and weights
+ * made from the same config line up element by element). */
+typedef struct pd_params {
+    pd_config cfg;             /* the shapes (arch bert, no labels) */
+    float *word_emb;           /* (vocab, hidden) */
+    float *pos_emb;            /* (max_pos, hidden) */
+    float *type_emb;           /* (type_vocab, hidden) */
+    float *emb_ln_w, *emb_ln_b;/* (hidden) */
+    pd_layer_params *layer;    /* (layers) */
+    pd_mlm_params mlm;         /* all NULL without the head */
+    float *data;               /* the buffer */
+    size_t n;                  /* its floats */
+    int n_tensors;
+    struct pd_param_tensor *tensors; /* (n_tensors), see pd_params_tensor */
+} pd_params;
+
+/* Allocates zeroed parameters for cfg (arch bert, type_vocab >= 1, hidden a multiple of heads),
+ * with the MLM head if mlm. Returns NULL on a bad config or allocation failure. */
+pd_params *pd_params_new(const pd_config *cfg, int mlm);
+void pd_params_free(pd_params *p); /* NULL is a no-op */
+
+/* Tensor i of p (0 <= i < p->n_tensors): its Hugging Face BertForMaskedLM name
+ * ("bert.embeddings.word_embeddings.weight", ..., "cls.predictions.bias"), data, shape. */
+typedef struct pd_param_tensor {
+    char name[80];
+    float *data;
+    int ndim;
+    int64_t shape[2];
+    size_t n;
+} pd_param_tensor;
+const pd_param_tensor *pd_params_tensor(const pd_params *p, int i);
+
+/* A model whose encoder weights are p's arrays, read in place at every forward pass (the caller
+ * may change values between passes, never during one). tok (may be NULL) becomes the model's
+ * and is freed with it; p must outlive the model. PD_ERR_NOMEM. */
+pd_status pd_model_from_params(const pd_params *p, pd_tokenizer *tok, pd_model **out, char *err, size_t errlen);
+
+/* Makes pd_backward add the gradient of every encoder weight into g (made from the model's
+ * config; NULL turns it off). Only pd_backward writes g; zeroing it is the caller's. */
+void pd_ctx_set_grad(pd_ctx *c, const pd_params *g);
+
+/* Writes p as a Hugging Face checkpoint directory: config.json (model_type bert, p's shapes,
+ * "architectures": [arch], torch_dtype) and model.safetensors with every tensor of p stored as
+ * dtype (PD_DT_F32, PD_DT_F16 or PD_DT_BF16), plus n_extra tensors (e.g. bert.pooler.*) under
+ * their own names. Each file is written under a temporary name, synced
+ * and renamed, config.json last; dir must exist. PD_ERR_INVALID (dtype), PD_ERR_IO, PD_ERR_NOMEM. */
+pd_status pd_params_save(const pd_params *p, const pd_st_wtensor *extra, int n_extra, const char *arch, pd_dtype dtype,
+                         const char *dir, char *err, size_t errlen);
 
 #endif

@@ -732,12 +732,21 @@ static void sb_json_str(st_buf *b, const char *s) {
     sb_puts(b, "\"");
 }
 
-/* Bytes of a writer tensor's F32 data; its shape was validated by st_prepare. */
-static size_t st_wbytes(const pd_st_wtensor *w) {
+/* Values of a writer tensor; its shape was validated by st_prepare. */
+static size_t st_wnumel(const pd_st_wtensor *w) {
     int64_t numel = 0;
     int rc = st_shape_numel(w->shape, w->ndim, &numel);
     PD_ASSERT(rc == 0);
-    return (size_t)numel * 4;
+    return (size_t)numel;
+}
+
+/* Bytes of a writer tensor's F32 data. */
+static size_t st_wbytes(const pd_st_wtensor *w) { return st_wnumel(w) * 4; }
+
+/* Values [i0, i0 + n) of a writer tensor as stored half-precision words. */
+static void st_half_chunk(const pd_st_wtensor *w, pd_dtype dt, size_t i0, size_t n, uint16_t *out) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = dt == PD_DT_F16 ? pd_f32_to_f16(w->data[i0 + i]) : pd_f32_to_bf16(w->data[i0 + i]);
 }
 
 static int st_cmp_wname(const void *a, const void *b) {
@@ -761,7 +770,7 @@ static int st_valid_str(const char *s) {
 
 /* Validates the tensors and metadata, sorts the tensors by name into *order (malloc'd) and
  * builds the padded header (8-byte length included) in *hdr. */
-static pd_status st_prepare(const pd_st_wtensor *t, int n, const char *const *meta_kv, int n_meta,
+static pd_status st_prepare(const pd_st_wtensor *t, int n, const char *const *meta_kv, int n_meta, pd_dtype dt,
                             const pd_st_wtensor ***order, st_buf *hdr, char *err, size_t errlen) {
     *order = NULL;
     memset(hdr, 0, sizeof(*hdr));
@@ -821,10 +830,10 @@ static pd_status st_prepare(const pd_st_wtensor *t, int n, const char *const *me
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         const pd_st_wtensor *w = o[i];
-        uint64_t nb = st_wbytes(w);
+        uint64_t nb = st_wnumel(w) * pd_dtype_size(dt);
         if (i || n_meta > 0) sb_puts(hdr, ",");
         sb_json_str(hdr, w->name);
-        sb_puts(hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        sb_printf(hdr, ":{\"dtype\":\"%s\",\"shape\":[", pd_dtype_name(dt));
         for (int d = 0; d < w->ndim; d++) sb_printf(hdr, "%s%" PRId64, d ? "," : "", w->shape[d]);
         sb_printf(hdr, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + nb);
         off += nb;
@@ -851,7 +860,7 @@ pd_status pd_st_write_buffer(const pd_st_wtensor *t, int n, const char *const *m
     *len = 0;
     const pd_st_wtensor **o;
     st_buf b;
-    pd_status st = st_prepare(t, n, meta_kv, n_meta, &o, &b, err, errlen);
+    pd_status st = st_prepare(t, n, meta_kv, n_meta, PD_DT_F32, &o, &b, err, errlen);
     if (st != PD_OK) return st;
     for (int i = 0; i < n; i++) {
         if (st_wbytes(o[i])) sb_put(&b, o[i]->data, st_wbytes(o[i]));
@@ -868,9 +877,16 @@ pd_status pd_st_write_buffer(const pd_st_wtensor *t, int n, const char *const *m
 
 pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv,
                       int n_meta, char *err, size_t errlen) {
+    return pd_st_write_as(path, t, n, meta_kv, n_meta, PD_DT_F32, err, errlen);
+}
+
+pd_status pd_st_write_as(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv, int n_meta,
+                         pd_dtype dtype, char *err, size_t errlen) {
+    if (dtype != PD_DT_F32 && dtype != PD_DT_F16 && dtype != PD_DT_BF16)
+        return pd_err(err, errlen, PD_ERR_INVALID, "safetensors write: dtype %s is not F32, F16 or BF16", pd_dtype_name(dtype));
     const pd_st_wtensor **o;
     st_buf b;
-    pd_status st = st_prepare(t, n, meta_kv, n_meta, &o, &b, err, errlen);
+    pd_status st = st_prepare(t, n, meta_kv, n_meta, dtype, &o, &b, err, errlen);
     if (st != PD_OK) return st;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -879,10 +895,21 @@ pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const cha
         free(b.p);
         return st;
     }
-    /* Tensor data goes straight from the caller's arrays to the file: no second copy. */
+    /* F32 data goes straight from the caller's arrays to the file (no second copy); half
+     * precision through a small buffer. */
     int bad = pd_fs_write_all(fd, b.p, b.len);
     for (int i = 0; !bad && i < n; i++) {
-        if (st_wbytes(o[i])) bad = pd_fs_write_all(fd, o[i]->data, st_wbytes(o[i]));
+        const pd_st_wtensor *w = o[i];
+        if (dtype == PD_DT_F32) {
+            if (st_wbytes(w)) bad = pd_fs_write_all(fd, w->data, st_wbytes(w));
+            continue;
+        }
+        uint16_t chunk[4096];
+        for (size_t k = 0, numel = st_wnumel(w); !bad && k < numel; k += 4096) {
+            size_t m = numel - k < 4096 ? numel - k : 4096;
+            st_half_chunk(w, dtype, k, m, chunk);
+            bad = pd_fs_write_all(fd, chunk, 2 * m);
+        }
     }
     if (!bad) bad = fsync(fd);
     int saved = errno;

@@ -22,7 +22,7 @@
  *   Unknown fields inside a tensor entry are ignored, as serde does.
  * - A mapped file must not be truncated by another process while open (SIGBUS), as with any mmap.
  * - The writer sorts tensors by name (strcmp). The reference sorts by dtype alignment, then
- *   name; with F32 as the only written dtype the two orders are the same. Writer failures:
+ *   name; in a file of one dtype (all this writer makes) the two orders are the same. Writer failures:
  *   PD_ERR_INVALID (bad name/shape/metadata, duplicates), PD_ERR_NOMEM, PD_ERR_TOO_LARGE
  *   (header over 100 MB), PD_ERR_IO (pd_st_write removes the partial file). */
 #ifndef PD_SAFETENSORS_H
@@ -78,6 +78,11 @@ typedef struct pd_st_wtensor {
  * atomicity write to a temporary name and rename. Header padded with spaces to 8 bytes. */
 pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv,
                       int n_meta, char *err, size_t errlen);
+
+/* pd_st_write storing every tensor as dtype: PD_DT_F32, or PD_DT_F16 / PD_DT_BF16 with each
+ * value rounded to nearest even as it is written (PD_ERR_INVALID for other dtypes). */
+pd_status pd_st_write_as(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv, int n_meta,
+                         pd_dtype dtype, char *err, size_t errlen);
 
 /* Same, into a malloc'd buffer (*out, *len) the caller frees. */
 pd_status pd_st_write_buffer(const pd_st_wtensor *t, int n, const char *const *meta_kv, int n_meta,

@@ -3,12 +3,14 @@
  *   peftd serve [options]     the HTTP server (docs/API.md); options also from PEFTD_* variables
  *   peftd predict [options]   JSON inputs on stdin, one per line -> one JSON result per line
  *   peftd gen-model --out DIR writes the embedded default model
+ *   peftd pretrain [options]  masked-LM pretraining of a new encoder (train/pretrain.c)
  *
  * Only main exits; every failure below is reported and turned into an exit status. */
 #include "genmodel.h"
 #include "jsonio.h"
 #include "log.h"
 #include "options.h"
+#include "pretrain.h"
 #include "server.h"
 #include "version.h"
 
@@ -22,6 +24,7 @@ static void usage(FILE *f) {
             "  peftd serve [options]        run the HTTP server (peftd serve --help)\n"
             "  peftd predict [options]      JSON inputs on stdin, one per line; results on stdout (peftd predict --help)\n"
             "  peftd gen-model --out DIR    write the embedded default model into DIR\n"
+            "  peftd pretrain [options]     pretrain a new encoder with masked-LM (peftd pretrain --help)\n"
             "  peftd --version\n",
             PD_VERSION);
 }
@@ -210,6 +213,20 @@ out:
     return rc;
 }
 
+/* ==== pretrain ==== */
+
+static int cmd_pretrain(int argc, char **argv) {
+    pd_pretrain_opts o;
+    int rc = parse_command("pretrain",
+                           "usage: peftd pretrain --corpus FILE --heldout FILE --vocab DIR --out DIR [options]\n\n"
+                           "Pretrains a BERT encoder with masked-language modelling (see docs/PRETRAINING.md). Progress goes to\n"
+                           "stderr; OUT gets state.safetensors (weights, AdamW state, data position: --resume continues it),\n"
+                           "model/ (a Hugging Face BertForMaskedLM checkpoint peftd serves), heldout.csv and train.csv.\n"
+                           "SIGINT/SIGTERM stop at the next step with a checkpoint.\n\noptions:\n",
+                           pd_pretrain_opt_defs, pd_pretrain_opt_count, &o, argc, argv, 0);
+    return rc >= 0 ? rc : pd_pretrain_run(&o);
+}
+
 /* ==== gen-model ==== */
 
 static int cmd_gen_model(int argc, char **argv) {
@@ -247,6 +264,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 2, argv + 2);
+    if (!strcmp(cmd, "pretrain")) return cmd_pretrain(argc - 2, argv + 2);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("peftd %s\n", PD_VERSION);
         return 0;

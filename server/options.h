@@ -15,14 +15,14 @@
 
 #include <stdio.h>
 
-typedef enum { PD_OPT_STR = 1, PD_OPT_INT, PD_OPT_BOOL } pd_opt_type;
+typedef enum { PD_OPT_STR = 1, PD_OPT_INT, PD_OPT_BOOL, PD_OPT_DOUBLE } pd_opt_type;
 
 typedef struct pd_opt_def {
     const char *name;   /* without the leading "--" */
     pd_opt_type type;
     const char *def;    /* default as text ("" = unset string) */
-    size_t offset;      /* of the field in the target struct: const char * / int / int */
-    long min, max;      /* PD_OPT_INT range */
+    size_t offset;      /* of the field in the target struct: const char * / int / int / double */
+    long min, max;      /* PD_OPT_INT and PD_OPT_DOUBLE range */
     const char *help;
 } pd_opt_def;
 
@@ -63,6 +63,10 @@ typedef struct pd_predict_opts {
 
 extern const pd_opt_def pd_predict_opt_defs[];
 extern const int pd_predict_opt_count;
+
+/* Options of `peftd pretrain`: they fill a pd_pretrain_opts (train/pretrain.h). */
+extern const pd_opt_def pd_pretrain_opt_defs[];
+extern const int pd_pretrain_opt_count;
 
 /* Fills out from defaults, then (if use_env) PEFTD_* variables, then argv[0..argc) (the
  * subcommand's arguments, without the subcommand itself). Sets *help when --help/-h is given.
