@@ -6,16 +6,10 @@
 
 #include <math.h>
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 void pd_rng_seed(pd_rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = x = splitmix64(x);
+    for (int i = 0; i < 4; i++) r->s[i] = x = pd_mix64(x);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -48,9 +42,9 @@ void pd_fill_uniform(pd_rng *r, float *x, size_t n, double lo, double hi) {
 }
 
 uint64_t pd_dropout_key(const pd_train *tr, int layer, int module) {
-    uint64_t k = splitmix64(tr->seed);
-    k = splitmix64(k ^ tr->pass);
-    return splitmix64(k ^ ((uint64_t)(uint32_t)layer << 32 | (uint32_t)module));
+    uint64_t k = pd_mix64(tr->seed);
+    k = pd_mix64(k ^ tr->pass);
+    return pd_mix64(k ^ ((uint64_t)(uint32_t)layer << 32 | (uint32_t)module));
 }
 
 void pd_dropout_mul(uint64_t key, int row0, int rows, int cols, float p, float *x) {
@@ -58,10 +52,10 @@ void pd_dropout_mul(uint64_t key, int row0, int rows, int cols, float p, float *
     /* keep when a 24-bit uniform is >= p, as torch keeps with probability 1 - p */
     uint32_t thr = (uint32_t)ceil((double)p * 16777216.0);
     for (int i = 0; i < rows; i++) {
-        uint64_t rk = splitmix64(key + (uint64_t)(row0 + i) * 0xD1B54A32D192ED03ull);
+        uint64_t rk = pd_mix64(key + (uint64_t)(row0 + i) * 0xD1B54A32D192ED03ull);
         float *xr = x + (size_t)i * cols;
         for (int j = 0; j < cols; j++) {
-            uint32_t u = (uint32_t)(splitmix64(rk + (uint64_t)j) >> 40);
+            uint32_t u = (uint32_t)(pd_mix64(rk + (uint64_t)j) >> 40);
             xr[j] = u >= thr ? xr[j] * keep : 0.0f;
         }
     }

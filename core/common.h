@@ -64,4 +64,20 @@ char **pd_strv_dup(char *const *v, int n);
 /* Monotonic clock in seconds. */
 double pd_now(void);
 
+/* splitmix64 (Steele, Lea, Flood 2014), the one mixer of every seeded stream (weights of the
+ * generated model, adapters' initial values and dropout, data orders, pretraining masks):
+ * pd_mix64 is the output function of state x (the state advanced by the golden gamma, then
+ * mixed); pd_splitmix64 advances *s and returns the next value. Pure, thread-safe. */
+static inline uint64_t pd_mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+static inline uint64_t pd_splitmix64(uint64_t *s) {
+    uint64_t x = *s;
+    *s = x + 0x9E3779B97F4A7C15ull;
+    return pd_mix64(x);
+}
+
 #endif

@@ -19,14 +19,8 @@
  * Counter-based: every stream is splitmix64 over a key, so a window's masks, an epoch's order and
  * a tensor's initial values each depend on their own key alone (no generator state to save). */
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
-static uint64_t rnd_next(uint64_t *s) { return mix64(*s += 0x632BE59BD9B4E019ull); }
+static uint64_t rnd_next(uint64_t *s) { return pd_mix64(*s += 0x632BE59BD9B4E019ull); }
 static double rnd_unit(uint64_t *s) { return (double)(rnd_next(s) >> 11) * (1.0 / 9007199254740992.0); } /* [0, 1) */
 static uint64_t rnd_below(uint64_t *s, uint64_t n) { return (uint64_t)(rnd_unit(s) * (double)n); }
 
@@ -35,7 +29,7 @@ static uint64_t hash_str(const char *s, uint64_t h) {
     return h;
 }
 
-uint64_t pd_mask_key(uint64_t seed, long epoch, long w) { return mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)w); }
+uint64_t pd_mask_key(uint64_t seed, long epoch, long w) { return pd_mix64(pd_mix64(pd_mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)w); }
 
 /* ==== Corpus: tokens, cache, windows ==== */
 
@@ -401,7 +395,7 @@ pd_pretrainer *pd_pretrainer_new(const pd_config *cfg, const pd_pretrain_hyper *
         if (is_ln && !is_bias) {
             for (size_t k = 0; k < p->n; k++) p->data[k] = 1.0f;
         } else if (!is_bias) {
-            uint64_t s = hash_str(p->name, mix64(seed));
+            uint64_t s = hash_str(p->name, pd_mix64(seed));
             for (size_t k = 0; k < p->n; k++) {
                 double u = 1.0 - rnd_unit(&s), v = rnd_unit(&s);
                 p->data[k] = (float)(0.02 * sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v));
@@ -610,7 +604,7 @@ static void opts_fingerprint(const pd_pretrain_opts *o, const pd_tokenizer *tok,
 
 /* Epoch e's order of n windows: a Fisher-Yates shuffle keyed by (seed, e). */
 static void epoch_order(int32_t *perm, int n, uint64_t seed, long e) {
-    uint64_t s = mix64(mix64(seed ^ 0xD1B54A32D192ED03ull) ^ (uint64_t)e);
+    uint64_t s = pd_mix64(pd_mix64(seed ^ 0xD1B54A32D192ED03ull) ^ (uint64_t)e);
     for (int i = 0; i < n; i++) perm[i] = i;
     for (int i = n - 1; i > 0; i--) {
         int j = (int)rnd_below(&s, (uint64_t)i + 1);
@@ -914,7 +908,7 @@ int pd_pretrain_run(const pd_pretrain_opts *opts) {
         goto out;
     }
     { /* the pooler of the exported checkpoint: not trained by MLM, initialised as transformers does */
-        uint64_t s = hash_str("bert.pooler.dense.weight", mix64((uint64_t)o.seed));
+        uint64_t s = hash_str("bert.pooler.dense.weight", pd_mix64((uint64_t)o.seed));
         for (int k = 0; k < o.hidden * o.hidden; k++) {
             double u = 1.0 - rnd_unit(&s), v = rnd_unit(&s);
             pooler_w[k] = (float)(0.02 * sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v));

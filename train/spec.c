@@ -22,25 +22,19 @@
 
 /* ==== Order: shuffles and seeds ==== */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* A well-mixed 64-bit value for (a, b): seeds of per-epoch shuffles and per-step dropout. */
 static uint64_t mix2(uint64_t a, uint64_t b) {
     uint64_t s = a ^ (b * 0xD1B54A32D192ED03ull);
-    splitmix64(&s);
-    return splitmix64(&s);
+    pd_splitmix64(&s);
+    return pd_splitmix64(&s);
 }
 
 /* Uniform integer in [0, n) without modulo bias. */
 static uint64_t rand_below(uint64_t *s, uint64_t n) {
     uint64_t lim = UINT64_MAX - UINT64_MAX % n;
     for (;;) {
-        uint64_t r = splitmix64(s);
+        uint64_t r = pd_splitmix64(s);
         if (r < lim) return r % n;
     }
 }
