@@ -166,30 +166,29 @@ long pd_adamw_steps(const pd_adamw *o) { return o->t; }
 
 static const char *const PREFIX[3] = {"param.", "m.", "v."};
 
-pd_status pd_adamw_save(const pd_adamw *o, const char *path, const char *const *meta_kv, int n_meta, char *err,
-                        size_t errlen) {
-    int n = 3 * o->nt;
+pd_status pd_adamw_state_write(const char *path, const pd_param *p, int np, float *const *m, float *const *v, long step,
+                               const char *const *meta_kv, int n_meta, char *err, size_t errlen) {
+    int n = 3 * np;
     pd_st_wtensor *w = calloc((size_t)(n > 0 ? n : 1), sizeof *w);
     char **names = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
     const char **kv = calloc((size_t)(2 * n_meta + 2), sizeof *kv);
     pd_status st = PD_OK;
     if (!w || !names || !kv) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
-    for (int i = 0; i < o->nt && !st; i++) {
-        const pd_param *p = &o->p[i];
-        const float *src[3] = {p->data, o->m[i], o->v[i]};
+    for (int i = 0; i < np && !st; i++) {
+        const float *src[3] = {p[i].data, m[i], v[i]};
         for (int k = 0; k < 3; k++) {
-            size_t len = strlen(PREFIX[k]) + strlen(p->name) + 1;
+            size_t len = strlen(PREFIX[k]) + strlen(p[i].name) + 1;
             names[3 * i + k] = malloc(len);
             if (!names[3 * i + k]) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); break; }
-            snprintf(names[3 * i + k], len, "%s%s", PREFIX[k], p->name);
-            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)p->n}, src[k]};
+            snprintf(names[3 * i + k], len, "%s%s", PREFIX[k], p[i].name);
+            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)p[i].n}, src[k]};
         }
     }
     if (!st) {
-        char step[32];
-        snprintf(step, sizeof step, "%ld", o->t);
+        char steps[32];
+        snprintf(steps, sizeof steps, "%ld", step);
         kv[0] = "step";
-        kv[1] = step;
+        kv[1] = steps;
         for (int i = 0; i < 2 * n_meta; i++) kv[2 + i] = meta_kv[i];
         st = pd_st_write(path, w, n, kv, n_meta + 1, err, errlen);
     }
@@ -202,32 +201,41 @@ out:
     return st;
 }
 
-pd_status pd_adamw_load(pd_adamw *o, const char *path, char *err, size_t errlen) {
+pd_status pd_adamw_state_read(const char *path, const pd_param *p, int np, float *const *m, float *const *v, long *step,
+                              char *err, size_t errlen) {
     pd_st_file *f = NULL;
     pd_status st = pd_st_open(path, &f, err, errlen);
     if (st) return st;
-    const char *step = pd_st_metadata(f, "step");
+    const char *meta = pd_st_metadata(f, "step");
     char *end = NULL;
-    long t = step ? strtol(step, &end, 10) : -1;
-    if (!step || *end || t < 0) {
+    long t = meta ? strtol(meta, &end, 10) : -1;
+    if (!meta || *end || t < 0) {
         pd_st_close(f);
         return pd_err(err, errlen, PD_ERR_FORMAT, "%s: no valid \"step\" in the metadata", path);
     }
-    for (int i = 0; i < o->nt && !st; i++) {
-        const pd_param *p = &o->p[i];
-        float *dst[3] = {p->data, o->m[i], o->v[i]};
+    for (int i = 0; i < np && !st; i++) {
+        float *dst[3] = {p[i].data, m[i], v[i]};
         for (int k = 0; k < 3 && !st; k++) {
             char key[512];
-            snprintf(key, sizeof key, "%s%s", PREFIX[k], p->name);
+            snprintf(key, sizeof key, "%s%s", PREFIX[k], p[i].name);
             const pd_st_tensor *x = pd_st_find(f, key);
-            if (!x || x->dtype != PD_DT_F32 || x->nbytes != p->n * sizeof(float)) {
+            if (!x || x->dtype != PD_DT_F32 || x->nbytes != p[i].n * sizeof(float)) {
                 st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: tensor %s is missing or has the wrong size", path, key);
                 break;
             }
             memcpy(dst[k], x->data, x->nbytes); /* data may be unaligned: memcpy, not a cast */
         }
     }
-    if (!st) o->t = t;
+    if (!st) *step = t;
     pd_st_close(f);
     return st;
+}
+
+pd_status pd_adamw_save(const pd_adamw *o, const char *path, const char *const *meta_kv, int n_meta, char *err,
+                        size_t errlen) {
+    return pd_adamw_state_write(path, o->p, o->nt, o->m, o->v, o->t, meta_kv, n_meta, err, errlen);
+}
+
+pd_status pd_adamw_load(pd_adamw *o, const char *path, char *err, size_t errlen) {
+    return pd_adamw_state_read(path, o->p, o->nt, o->m, o->v, &o->t, err, errlen);
 }

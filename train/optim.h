@@ -70,4 +70,11 @@ pd_status pd_adamw_save(const pd_adamw *o, const char *path, const char *const *
  * after a step). PD_ERR_FORMAT if a tensor is missing or has another size. */
 pd_status pd_adamw_load(pd_adamw *o, const char *path, char *err, size_t errlen);
 
+/* The same state file for moments kept elsewhere (train/pretrain.c keeps all of them in one
+ * flat array): p[0..n) with their moments m[i], v[i] (p[i].n floats each) and the step. */
+pd_status pd_adamw_state_write(const char *path, const pd_param *p, int n, float *const *m, float *const *v, long step,
+                               const char *const *meta_kv, int n_meta, char *err, size_t errlen);
+pd_status pd_adamw_state_read(const char *path, const pd_param *p, int n, float *const *m, float *const *v, long *step,
+                              char *err, size_t errlen);
+
 #endif

@@ -525,58 +525,45 @@ pd_status pd_pretrainer_eval(pd_pretrainer *t, const pd_mlm_batch *b, double *lo
 
 /* ==== Optimizer state file: param.<name>, m.<name>, v.<name> and metadata "step" ==== */
 
+/* The optimizer state file's view of the weights (optim.h): a pd_param on each tensor of w, and
+ * the matching tensors of m and v. Freed with free() on all three; -1 when out of memory. */
+static int state_view(const pd_pretrainer *t, pd_param **p, float ***m, float ***v) {
+    int nt = t->w->n_tensors;
+    *p = calloc((size_t)nt, sizeof **p);
+    *m = calloc((size_t)nt, sizeof **m);
+    *v = calloc((size_t)nt, sizeof **v);
+    if (!*p || !*m || !*v) return -1;
+    for (int i = 0; i < nt; i++) {
+        const pd_param_tensor *w = pd_params_tensor(t->w, i);
+        (*p)[i] = (pd_param){w->data, NULL, w->n, 0, w->name};
+        (*m)[i] = pd_params_tensor(t->m, i)->data;
+        (*v)[i] = pd_params_tensor(t->v, i)->data;
+    }
+    return 0;
+}
+
 pd_status pd_pretrainer_save(const pd_pretrainer *t, const char *path, const char *const *meta_kv, int n_meta, char *err,
                              size_t errlen) {
-    int nt = t->w->n_tensors, n = 3 * nt;
-    pd_st_wtensor *w = calloc((size_t)n, sizeof *w);
-    char (*names)[96] = calloc((size_t)n, sizeof *names);
-    const char **kv = calloc((size_t)(2 * n_meta + 2), sizeof *kv);
-    pd_status st = PD_OK;
-    if (!w || !names || !kv) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    const pd_params *src[3] = {t->w, t->m, t->v};
-    static const char *const pre[3] = {"param.", "m.", "v."};
-    for (int i = 0; !st && i < nt; i++)
-        for (int k = 0; k < 3; k++) {
-            const pd_param_tensor *p = pd_params_tensor(src[k], i);
-            snprintf(names[3 * i + k], sizeof names[0], "%s%s", pre[k], p->name);
-            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)p->n}, p->data};
-        }
-    char step[32];
-    snprintf(step, sizeof step, "%ld", t->t);
-    if (!st) {
-        kv[0] = "step";
-        kv[1] = step;
-        for (int i = 0; i < 2 * n_meta; i++) kv[2 + i] = meta_kv[i];
-        st = pd_st_write(path, w, n, kv, n_meta + 1, err, errlen);
-    }
-    free(w);
-    free(names);
-    free(kv);
+    pd_param *p = NULL;
+    float **m = NULL, **v = NULL;
+    pd_status st = state_view(t, &p, &m, &v) ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory")
+                                            : pd_adamw_state_write(path, p, t->w->n_tensors, m, v, t->t, meta_kv, n_meta, err, errlen);
+    free(p);
+    free(m);
+    free(v);
     return st;
 }
 
 pd_status pd_pretrainer_load(pd_pretrainer *t, const char *path, char *err, size_t errlen) {
-    pd_st_file *f = NULL;
-    pd_status st = pd_st_open(path, &f, err, errlen);
-    if (st) return st;
-    const char *step = pd_st_metadata(f, "step");
-    char *end = NULL;
-    long s = step ? strtol(step, &end, 10) : -1;
-    if (!step || *end || s < 0) st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: no valid \"step\" in the metadata", path);
-    pd_params *dst[3] = {t->w, t->m, t->v};
-    static const char *const pre[3] = {"param.", "m.", "v."};
-    for (int i = 0; !st && i < t->w->n_tensors; i++)
-        for (int k = 0; !st && k < 3; k++) {
-            const pd_param_tensor *p = pd_params_tensor(dst[k], i);
-            char key[128];
-            snprintf(key, sizeof key, "%s%s", pre[k], p->name);
-            const pd_st_tensor *x = pd_st_find(f, key);
-            if (!x || x->dtype != PD_DT_F32 || x->nbytes != p->n * sizeof(float))
-                st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: tensor %s is missing or has another shape", path, key);
-            else memcpy(p->data, x->data, x->nbytes);
-        }
-    if (!st) t->t = s;
-    pd_st_close(f);
+    pd_param *p = NULL;
+    float **m = NULL, **v = NULL;
+    long step = 0;
+    pd_status st = state_view(t, &p, &m, &v) ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory")
+                                            : pd_adamw_state_read(path, p, t->w->n_tensors, m, v, &step, err, errlen);
+    if (!st) t->t = step;
+    free(p);
+    free(m);
+    free(v);
     return st;
 }
 
