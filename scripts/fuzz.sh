@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 
 sources() { # the project sources a target links
     case $1 in
-    safetensors) echo core/safetensors.c core/common.c ;;
+    safetensors) echo core/safetensors.c core/common.c core/fs.c ;;
     tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
     esac
