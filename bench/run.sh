@@ -150,6 +150,15 @@ engine() { # round
     step "engine-$1" "$B/bench/engine" --model "$MODEL" --json "$OUT/engine-$1.json" --runs "$RUNS" --warmup 1 \
         --threads 2 --batches 1,8,32 --seq 128 ${2:+--dump "$CACHE/check"}
 }
+# The same forward with the base in bf16 and int8 (--dtype; the pool design only): run right after
+# each fp32 engine round, so report.py pairs them round by round with fp32 and the peers.
+engine_dtypes() { # round
+    local dt
+    for dt in bf16 int8; do
+        step "engine_$dt-$1" "$B/bench/engine" --model "$MODEL" --dtype "$dt" --json "$OUT/engine_$dt-$1.json" --runs "$RUNS" \
+            --warmup 1 --threads 2 --batches 1,8,32 --seq 128 --roof-samples 0
+    done
+}
 ort() {
     [ -f bench/peers/node_modules/onnxruntime-node/package.json ] || { skip "ort-$1" "onnxruntime-node is not installed"; return; }
     [ -f "$ONNX" ] || { skip "ort-$1" "no ONNX export"; return; }
@@ -165,6 +174,7 @@ torchb() {
 if want engine; then
     say "engine round 1 (writes the checkpoint on first use)"
     engine 1 dump || exit 1
+    engine_dtypes 1
     if want peers; then
         if [ ! -f "$ONNX" ] || [ "$MODEL/model.safetensors" -nt "$ONNX" ]; then
             say "exporting the checkpoint to ONNX (torch.onnx.export)"
@@ -176,9 +186,9 @@ if want engine; then
             if ((r % 2 == 0)); then
                 say "PyTorch round $r"; torchb "$r"
                 say "ONNX Runtime round $r"; ort "$r"
-                say "engine round $r"; engine "$r"
+                say "engine round $r"; engine "$r"; engine_dtypes "$r"
             else
-                say "engine round $r"; engine "$r"
+                say "engine round $r"; engine "$r"; engine_dtypes "$r"
                 say "ONNX Runtime round $r"; ort "$r"
                 say "PyTorch round $r"; torchb "$r"
             fi
