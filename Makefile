@@ -42,6 +42,13 @@ OBJ_ADAPTER := $(ADAPTER_SRC:%.c=$(B)/obj/%.o)
 OBJ_TRAIN   := $(TRAIN_SRC:%.c=$(B)/obj/%.o)
 OBJ_SERVER  := $(SERVER_SRC:%.c=$(B)/obj/%.o)
 LIB_OBJ     := $(OBJ_SERVER) $(OBJ_TRAIN) $(OBJ_ADAPTER) $(OBJ_CORE)
+# The web console (server/console/): console-embed, a small C program built here, turns its
+# files into a C source of byte arrays with content types and ETags (server/console.h), linked
+# into the server, which serves them from memory. The directory is a prerequisite too, so
+# adding or removing a file regenerates the source.
+CONSOLE_FILES := $(sort $(wildcard $(addprefix server/console/*.,html css js svg png txt)))
+OBJ_CONSOLE := $(B)/obj/gen/console_files.o
+LIB_OBJ     += $(OBJ_CONSOLE)
 TESTS       := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
@@ -49,6 +56,18 @@ BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 all: $(B)/peftd
 
 $(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/tools/console-embed: server/console/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Wpedantic -O2 $(if $(WERROR),-Werror) $< -o $@
+
+$(B)/gen/console_files.c: $(B)/tools/console-embed $(CONSOLE_FILES) server/console
+	@mkdir -p $(dir $@)
+	$(B)/tools/console-embed $@ $(CONSOLE_FILES)
+
+$(OBJ_CONSOLE): $(B)/gen/console_files.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -1,19 +1,21 @@
-/* kernels.c - thread pool, GEMM split across it, layer norm, activations, softmax.
+/* kernels.c - thread pool, instruction sets, GEMM split across the pool, layer norm,
+ * activations, softmax.
  *
- * The elementwise kernels are written as plain loops over contiguous floats with polynomial
- * approximations of exp and erf (no libm calls inside the loops), so gcc vectorizes them.
- * Their accuracy is tested against libm in tests/test_kernels.c. */
+ * The elementwise and row kernels have a scalar body here and vector bodies written once in
+ * kernels_simd.h (compiled per instruction set by simd.h); exp, erf and tanh are fastmath.h's
+ * polynomials (no libm calls inside the loops). Their accuracy is tested against double
+ * precision and libm in tests/test_kernels.c, for every body. */
 #include "kernels.h"
-#include "fastmath.h"
 
 #include <cblas.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #endif
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -287,14 +289,116 @@ void pd_linear(pd_pool *p, const float *x, int rows, int in, const float *w, con
     gemm_run(p, 0, 1, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b);
 }
 
-/* ==== Elementwise math ==== */
+/* ==== Instruction sets ==== */
 
-/* pd_fast_expf, pd_fast_erff: fastmath.h */
+/* PD_ISA names: each is one feature and everything it builds on; a PD_ISA value joins names
+ * with '+' and means their union. The first three are the levels pd_kernels_isa names. */
+static const struct {
+    const char *name;
+    unsigned set;
+} isa_names[] = {
+    {"scalar", 0},
+    {"avx2", PD_CPU_AVX2},
+    {"avx512", PD_CPU_AVX2 | PD_CPU_AVX512},
+    {"avx512_vnni", PD_CPU_AVX2 | PD_CPU_AVX512 | PD_CPU_AVX512_VNNI},
+    {"avx512_bf16", PD_CPU_AVX2 | PD_CPU_AVX512 | PD_CPU_AVX512_BF16},
+};
+enum { ISA_NAMES = sizeof isa_names / sizeof isa_names[0], ISA_LEVELS = 3, ISA_ALL = (1u << 4) - 1 };
 
-static inline float fast_tanhf(float x) {
-    /* tanh(x) = 1 - 2 / (exp(2x) + 1); saturates correctly at both ends. */
-    return 1.0f - 2.0f / (pd_fast_expf(2.0f * x) + 1.0f);
+/* What the CPU has and the OS saves the registers of (CPUID, and XGETBV for XCR0). */
+static unsigned cpu_detect(void) {
+    unsigned f = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 0x6) != 0x6 || __get_cpuid_max(0, NULL) < 7) return 0; /* XMM and YMM state */
+    __cpuid_count(7, 0, a, b, c, d);
+    unsigned max7 = a, b7 = b, c7 = c;
+    if ((b7 >> 5 & 1) && fma) f |= PD_CPU_AVX2;
+    /* x86-64-v4's AVX-512: F (16), DQ (17), CD (28), BW (30), VL (31); opmask, upper ZMM
+     * halves and ZMM16-31 state (XCR0 bits 5-7) */
+    const unsigned v4 = 1u << 16 | 1u << 17 | 1u << 28 | 1u << 30 | 1u << 31;
+    if ((f & PD_CPU_AVX2) && (b7 & v4) == v4 && (xlo & 0xe0) == 0xe0) {
+        f |= PD_CPU_AVX512;
+        if (c7 >> 11 & 1) f |= PD_CPU_AVX512_VNNI;
+        if (max7 >= 1) {
+            __cpuid_count(7, 1, a, b, c, d);
+            if (a >> 5 & 1) f |= PD_CPU_AVX512_BF16;
+        }
+    }
+#endif
+    return f;
 }
+
+/* Parses a PD_ISA value into *set; returns -1 for an empty or unknown name. */
+static int isa_parse(const char *s, unsigned *set) {
+    *set = 0;
+    for (;;) {
+        size_t n = strcspn(s, "+");
+        int k = 0;
+        while (k < ISA_NAMES && (strlen(isa_names[k].name) != n || strncmp(s, isa_names[k].name, n))) k++;
+        if (k == ISA_NAMES) return -1;
+        *set |= isa_names[k].set;
+        if (!s[n]) return 0;
+        s += n + 1;
+    }
+}
+
+static unsigned isa_cpu;                    /* cpu_detect(), set once */
+static char isa_str[ISA_ALL + 1][64];        /* pd_kernels_isa's answer for every set */
+#define ISA_UNSET (1u << 31)
+static atomic_uint isa_enabled = ISA_UNSET; /* what the kernels may use */
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+static void isa_setup(void) {
+    isa_cpu = cpu_detect();
+    for (unsigned m = 0; m <= ISA_ALL; m++) { /* the highest level, then each extension */
+        int lvl = 0;
+        for (int k = 0; k < ISA_LEVELS; k++)
+            if ((isa_names[k].set & ~m) == 0) lvl = k;
+        size_t o = (size_t)snprintf(isa_str[m], sizeof isa_str[m], "%s", isa_names[lvl].name);
+        for (int k = ISA_LEVELS; k < ISA_NAMES; k++)
+            if ((isa_names[k].set & ~m) == 0)
+                o += (size_t)snprintf(isa_str[m] + o, sizeof isa_str[m] - o, "+%s", isa_names[k].name);
+    }
+    unsigned want = isa_cpu;
+    const char *e = getenv("PD_ISA");
+    if (e && isa_parse(e, &want) != 0) want = isa_cpu; /* unknown: ignored, as if unset */
+    atomic_store(&isa_enabled, isa_cpu & want);
+}
+
+unsigned pd_cpu_features(void) {
+    pthread_once(&isa_once, isa_setup);
+    return isa_cpu;
+}
+
+/* acquire: a thread that sees the set also sees isa_setup's isa_cpu and isa_str */
+unsigned pd_kernels_features(void) {
+    unsigned f = atomic_load_explicit(&isa_enabled, memory_order_acquire);
+    if (f & ISA_UNSET) {
+        pthread_once(&isa_once, isa_setup);
+        f = atomic_load_explicit(&isa_enabled, memory_order_acquire);
+    }
+    return f;
+}
+
+const char *pd_kernels_isa(void) { return isa_str[pd_kernels_features()]; }
+
+int pd_kernels_set_isa(const char *spec) {
+    unsigned set = pd_cpu_features();
+    if (spec && (isa_parse(spec, &set) != 0 || (set & ~isa_cpu))) return -1;
+    atomic_store(&isa_enabled, set);
+    return 0;
+}
+
+const char *pd_kernels_isa_name(int i) { return i >= 0 && i < ISA_NAMES ? isa_names[i].name : NULL; }
+
+/* ==== Elementwise math ==== */
 
 int pd_act_parse(const char *s) {
     if (!s) return -1;
@@ -323,49 +427,54 @@ const char *pd_act_name(pd_act a) {
 
 #define GELU_TANH_C 0.7978845608028654f /* sqrt(2/pi) */
 
-static void scalar_act(pd_act a, float *x, size_t n) {
+/* The vector bodies (act_to, softmax_rows, layernorm_rows: _avx2, _avx512) and every pass's
+ * fastmath.h (vexp_scalar, verf_scalar, vtanh_scalar for the scalar bodies below). */
+#define PD_SIMD_TEMPLATE "kernels_simd.h"
+#include "simd.h"
+
+/* ---- The scalar bodies ---- */
+
+static void act_scalar(pd_act a, float *x, size_t n) {
     switch (a) {
     case PD_ACT_NONE: break;
     case PD_ACT_GELU:
-        for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + pd_fast_erff(x[i] * 0.70710678118654752f));
+        for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + verf_scalar(x[i] * 0.70710678118654752f));
         break;
     case PD_ACT_GELU_TANH:
         for (size_t i = 0; i < n; i++) {
             float v = x[i];
-            x[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_TANH_C * (v + 0.044715f * v * v * v)));
+            x[i] = 0.5f * v * (1.0f + vtanh_scalar(GELU_TANH_C * (v + 0.044715f * v * v * v)));
         }
         break;
     case PD_ACT_RELU:
         for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case PD_ACT_TANH:
-        for (size_t i = 0; i < n; i++) x[i] = fast_tanhf(x[i]);
+        for (size_t i = 0; i < n; i++) x[i] = vtanh_scalar(x[i]);
         break;
     case PD_ACT_SWISH:
-        for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + pd_fast_expf(-x[i]));
+        for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + vexp_scalar(-x[i]));
         break;
     case PD_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + pd_fast_expf(-x[i]));
+        for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + vexp_scalar(-x[i]));
         break;
     }
 }
 
-/* ---- The same kernels, vectorized: scalar, AVX2+FMA and AVX-512 bodies, one chosen at
- * first use from what the CPU supports (PD_ISA=scalar|avx2|avx512 picks a lower one). ---- */
-
-static void scalar_act_to(pd_act a, const float *x, float *y, size_t n) {
+static void act_to_scalar(pd_act a, const float *x, float *y, size_t n) {
     if (y != x) memcpy(y, x, sizeof(float) * n);
-    scalar_act(a, y, n);
+    act_scalar(a, y, n);
 }
 
-static void scalar_softmax_rows(float *x, int rows, int cols) {
+/* Rows of cols floats, ld apart. */
+static void softmax_rows_scalar(float *x, int rows, int cols, int ld) {
     for (int r = 0; r < rows; r++) {
-        float *v = x + (size_t)r * cols;
+        float *v = x + (size_t)r * ld;
         float mx = v[0];
         for (int i = 1; i < cols; i++) mx = v[i] > mx ? v[i] : mx;
         float s = 0;
         for (int i = 0; i < cols; i++) {
-            v[i] = pd_fast_expf(v[i] - mx);
+            v[i] = vexp_scalar(v[i] - mx);
             s += v[i];
         }
         float inv = 1.0f / s;
@@ -373,7 +482,7 @@ static void scalar_softmax_rows(float *x, int rows, int cols) {
     }
 }
 
-static void scalar_layernorm_rows(const float *x, const float *add, const float *w, const float *b, float eps, int r0,
+static void layernorm_rows_scalar(const float *x, const float *add, const float *w, const float *b, float eps, int r0,
                                   int r1, int d, float *out) {
     for (int r = r0; r < r1; r++) {
         const float *xr = x + (size_t)r * d;
@@ -394,181 +503,6 @@ static void scalar_layernorm_rows(const float *x, const float *add, const float 
         for (int i = 0; i < d; i++) o[i] = (float)((o[i] - mean) * inv * w[i] + b[i]);
     }
 }
-
-#if defined(__x86_64__) && defined(__GNUC__)
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define VL 8
-#define vf __m256
-#define SFX(name) name##_avx2
-static inline __m256i avx2_mask(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-static inline float avx2_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-static inline float avx2_hmax(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#define vload(p) _mm256_loadu_ps(p)
-#define vstore(p, v) _mm256_storeu_ps(p, v)
-#define vloadn(p, n, fill) \
-    _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, avx2_mask(n)), _mm256_castsi256_ps(avx2_mask(n)))
-#define vstoren(p, v, n) _mm256_maskstore_ps(p, avx2_mask(n), v)
-#define vset(x) _mm256_set1_ps(x)
-#define vadd _mm256_add_ps
-#define vsub _mm256_sub_ps
-#define vmul _mm256_mul_ps
-#define vdiv _mm256_div_ps
-#define vmax _mm256_max_ps /* max(NaN, c) = c: NaN clamps low, as in the scalar code */
-#define vmin _mm256_min_ps
-#define vfma _mm256_fmadd_ps
-#define vround(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define vpow2i(n) \
-    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
-#define vhsum avx2_hsum
-#define vhmax avx2_hmax
-typedef struct { __m256d lo, hi; } vd_avx2;
-static inline vd_avx2 vdzero_avx2(void) { return (vd_avx2){_mm256_setzero_pd(), _mm256_setzero_pd()}; }
-static inline vd_avx2 vdadd_avx2(vd_avx2 a, __m256 v) {
-    a.lo = _mm256_add_pd(a.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-    a.hi = _mm256_add_pd(a.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-    return a;
-}
-static inline vd_avx2 vdsqdev_avx2(vd_avx2 a, __m256 v, double m) {
-    __m256d mv = _mm256_set1_pd(m);
-    __m256d l = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), mv);
-    __m256d h = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), mv);
-    a.lo = _mm256_fmadd_pd(l, l, a.lo);
-    a.hi = _mm256_fmadd_pd(h, h, a.hi);
-    return a;
-}
-static inline double vdhsum_avx2(vd_avx2 a) {
-    __m256d s = _mm256_add_pd(a.lo, a.hi);
-    __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
-}
-#define vdf vd_avx2
-#define vdzero vdzero_avx2
-#define vdadd vdadd_avx2
-#define vdsqdev vdsqdev_avx2
-#define vdhsum vdhsum_avx2
-#include "kernels_simd.h" /* #undefs all of the above at its end */
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#define VL 16
-#define vf __m512
-#define SFX(name) name##_avx512
-#define vload(p) _mm512_loadu_ps(p)
-#define vstore(p, v) _mm512_storeu_ps(p, v)
-#define vloadn(p, n, fill) _mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << (n)) - 1), p)
-#define vstoren(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#define vset(x) _mm512_set1_ps(x)
-#define vadd _mm512_add_ps
-#define vsub _mm512_sub_ps
-#define vmul _mm512_mul_ps
-#define vdiv _mm512_div_ps
-#define vmax _mm512_max_ps
-#define vmin _mm512_min_ps
-#define vfma _mm512_fmadd_ps
-#define vround(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define vpow2i(n) \
-    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
-#define vhsum _mm512_reduce_add_ps
-#define vhmax _mm512_reduce_max_ps
-typedef struct { __m512d lo, hi; } vd_avx512;
-static inline vd_avx512 vdzero_avx512(void) { return (vd_avx512){_mm512_setzero_pd(), _mm512_setzero_pd()}; }
-static inline __m256 hi256_avx512(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
-static inline vd_avx512 vdadd_avx512(vd_avx512 a, __m512 v) {
-    a.lo = _mm512_add_pd(a.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    a.hi = _mm512_add_pd(a.hi, _mm512_cvtps_pd(hi256_avx512(v)));
-    return a;
-}
-static inline vd_avx512 vdsqdev_avx512(vd_avx512 a, __m512 v, double m) {
-    __m512d mv = _mm512_set1_pd(m);
-    __m512d l = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), mv);
-    __m512d h = _mm512_sub_pd(_mm512_cvtps_pd(hi256_avx512(v)), mv);
-    a.lo = _mm512_fmadd_pd(l, l, a.lo);
-    a.hi = _mm512_fmadd_pd(h, h, a.hi);
-    return a;
-}
-static inline double vdhsum_avx512(vd_avx512 a) { return _mm512_reduce_add_pd(_mm512_add_pd(a.lo, a.hi)); }
-#define vdf vd_avx512
-#define vdzero vdzero_avx512
-#define vdadd vdadd_avx512
-#define vdsqdev vdsqdev_avx512
-#define vdhsum vdhsum_avx512
-#include "kernels_simd.h" /* #undefs all of the above at its end */
-#pragma GCC pop_options
-#define PD_HAVE_X86_SIMD 1
-#endif
-
-typedef struct {
-    const char *name;
-    void (*act_to)(pd_act a, const float *x, float *y, size_t n);
-    void (*softmax_rows)(float *x, int rows, int cols);
-    void (*layernorm_rows)(const float *x, const float *add, const float *w, const float *b, float eps, int r0, int r1,
-                           int d, float *out);
-} isa_ops;
-
-static const isa_ops isa_table[] = {
-    {"scalar", scalar_act_to, scalar_softmax_rows, scalar_layernorm_rows},
-#ifdef PD_HAVE_X86_SIMD
-    {"avx2", act_to_avx2, softmax_rows_avx2, layernorm_rows_avx2},
-    {"avx512", act_to_avx512, softmax_rows_avx512, layernorm_rows_avx512},
-#endif
-};
-enum { ISA_COUNT = sizeof isa_table / sizeof isa_table[0] };
-
-static int isa_supported(int i) {
-#ifdef PD_HAVE_X86_SIMD
-    __builtin_cpu_init();
-    if (i == 1) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (i == 2) return __builtin_cpu_supports("avx512f");
-#endif
-    return i == 0;
-}
-
-static _Atomic(const isa_ops *) isa_cur;
-static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
-
-static void isa_setup(void) {
-    int best = 0;
-    for (int i = 0; i < ISA_COUNT; i++)
-        if (isa_supported(i)) best = i;
-    const char *e = getenv("PD_ISA");
-    for (int i = 0; e && i <= best; i++)
-        if (!strcmp(e, isa_table[i].name)) best = i;
-    atomic_store(&isa_cur, &isa_table[best]);
-}
-
-static const isa_ops *isa(void) {
-    pthread_once(&isa_once, isa_setup);
-    return atomic_load_explicit(&isa_cur, memory_order_relaxed);
-}
-
-const char *pd_kernels_isa(void) { return isa()->name; }
-
-int pd_kernels_set_isa(const char *name) {
-    isa();
-    for (int i = 0; i < ISA_COUNT; i++)
-        if (!strcmp(name, isa_table[i].name)) {
-            if (!isa_supported(i)) return -1;
-            atomic_store(&isa_cur, &isa_table[i]);
-            return 0;
-        }
-    return -1;
-}
-
 
 float pd_act1(pd_act a, float x) {
     switch (a) {
@@ -616,7 +550,7 @@ static void act_task(void *arg, int i) {
     act_job *j = arg;
     size_t s = (size_t)i * j->chunk, e = s + j->chunk;
     if (e > j->n) e = j->n;
-    if (s < e) isa()->act_to(j->a, j->x + s, j->y + s, e - s);
+    if (s < e) PD_SIMD_PICK(act_to)(j->a, j->x + s, j->y + s, e - s);
 }
 
 void pd_act_apply(pd_pool *p, pd_act a, float *x, size_t n) { pd_act_apply_to(p, a, x, x, n); }
@@ -647,7 +581,7 @@ static void ln_task(void *arg, int t) {
     ln_job *j = arg;
     int r0 = t * j->chunk, r1 = r0 + j->chunk;
     if (r1 > j->rows) r1 = j->rows;
-    if (r0 < r1) isa()->layernorm_rows(j->x, j->add, j->w, j->b, j->eps, r0, r1, j->dim, j->out);
+    if (r0 < r1) PD_SIMD_PICK(layernorm_rows)(j->x, j->add, j->w, j->b, j->eps, r0, r1, j->dim, j->out);
 }
 
 void pd_layernorm(pd_pool *p, const float *x, const float *add, const float *w, const float *b, float eps,
@@ -659,4 +593,6 @@ void pd_layernorm(pd_pool *p, const float *x, const float *add, const float *w, 
     pd_pool_run(p, ln_task, &j, (rows + j.chunk - 1) / j.chunk);
 }
 
-void pd_softmax_rows(float *x, int rows, int cols) { isa()->softmax_rows(x, rows, cols); }
+void pd_softmax_rows(float *x, int rows, int cols) { PD_SIMD_PICK(softmax_rows)(x, rows, cols, cols); }
+
+void pd_softmax_rows_ld(float *x, int rows, int cols, int ld) { PD_SIMD_PICK(softmax_rows)(x, rows, cols, ld); }

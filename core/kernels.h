@@ -63,12 +63,58 @@ void pd_layernorm(pd_pool *p, const float *x, const float *add, const float *w, 
 /* Row-wise numerically stable softmax in place. */
 void pd_softmax_rows(float *x, int rows, int cols);
 
-/* The elementwise and row kernels (activations, bias, layer norm, softmax) have scalar, AVX2
- * and AVX-512 bodies; the best the CPU supports is used unless the environment variable
- * PD_ISA names a lower one. pd_kernels_isa names the one in use; pd_kernels_set_isa switches
- * (tests run every body through it; not to be called while kernels run). Returns -1 if the
- * name is unknown or the CPU lacks it. */
+/* Row-wise softmax in place over cols columns of rows that lie ld floats apart (the same
+ * body as pd_softmax_rows, so the backward pass recomputes exactly the forward's attention
+ * probabilities). Single-threaded (called per head). */
+void pd_softmax_rows_ld(float *x, int rows, int cols, int ld);
+
+/* ==== Instruction sets ====
+ * Every kernel with vector bodies (here, train_kernels.h, the low-precision GEMMs) picks its
+ * body at each call from the features enabled now: the best the CPU supports, limited by the
+ * environment variable PD_ISA when the process first uses a kernel, or by pd_kernels_set_isa.
+ * PD_ISA joins names with '+'; each name enables one feature and what it builds on:
+ *   scalar        no vector extension (the baseline: SSE2 on x86-64)
+ *   avx2          AVX2 + FMA
+ *   avx512        avx2 + the AVX-512 of x86-64-v4 (F, CD, BW, DQ, VL)
+ *   avx512_vnni   avx512 + AVX512_VNNI (int8 dot products)
+ *   avx512_bf16   avx512 + AVX512_BF16 (bf16 dot products)
+ * e.g. PD_ISA=avx2, PD_ISA=avx512 (no VNNI, no BF16), PD_ISA=avx512_bf16+avx512_vnni. A
+ * feature the CPU lacks is dropped; an unknown name makes PD_ISA ignored. A feature counts
+ * as supported only if the OS saves its registers (XCR0).
+ *
+ * Plugging a kernel in: write its vector bodies once in a template over simd.h's vocabulary
+ * and call PD_SIMD_PICK(name)(...) (see kernels_simd.h, train_kernels_simd.h), or, for bodies
+ * written with one ISA's intrinsics, test pd_kernels_features() at the call, best body first:
+ *     unsigned f = pd_kernels_features();
+ *     if (f & PD_CPU_AVX512_BF16) return dot_bf16_avx512bf16(...);
+ *     if (f & PD_CPU_AVX512) return dot_bf16_avx512(...);
+ *     return dot_bf16_scalar(...);
+ * and test every body by looping pd_kernels_set_isa over pd_kernels_isa_name(0, 1, ...)
+ * (tests/test_isa.h does it).
+ * Thread-safe, except pd_kernels_set_isa: not to be called while kernels run. */
+enum {
+    PD_CPU_AVX2 = 1u << 0,
+    PD_CPU_AVX512 = 1u << 1,
+    PD_CPU_AVX512_VNNI = 1u << 2,
+    PD_CPU_AVX512_BF16 = 1u << 3,
+};
+
+/* The PD_CPU_* features this CPU and OS support. */
+unsigned pd_cpu_features(void);
+
+/* The PD_CPU_* features the kernels may use now: a subset of pd_cpu_features(). */
+unsigned pd_kernels_features(void);
+
+/* The enabled features as a PD_ISA value: the level, then each extension ("avx2",
+ * "avx512+avx512_vnni+avx512_bf16"). A static string. */
 const char *pd_kernels_isa(void);
-int pd_kernels_set_isa(const char *name);
+
+/* Enables exactly the features spec names (a PD_ISA value), or with spec NULL all that the
+ * CPU supports. Returns 0, or -1 (nothing changed) if a name is unknown or the CPU lacks a
+ * feature it names. */
+int pd_kernels_set_isa(const char *spec);
+
+/* The i-th PD_ISA name (0 = "scalar", then as listed above), NULL past the last. */
+const char *pd_kernels_isa_name(int i);
 
 #endif

@@ -1,61 +1,9 @@
-/* kernels_simd.h - the vector bodies of the elementwise and row kernels, written once.
- *
- * kernels.c includes this file once per instruction set, inside a `#pragma GCC target`
- * region, after defining:
- *   VL                     lanes per vector          vf          the vector type
- *   SFX(name)              name with the ISA suffix  (name##_avx512, name##_avx2)
- *   vload(p) vstore(p, v)  unaligned load and store
- *   vloadn(p, n, fill)     first n < VL lanes from p, the others = fill
- *   vstoren(p, v, n)       store the first n < VL lanes
- *   vset(x) vadd vsub vmul vdiv vmax vmin vfma(a, b, c) = a*b + c
- *   vround(v)              round to nearest integer (as float)
- *   vpow2i(n)              2^n for integral n in [-127, 127] (n as float)
- *   vhsum(v) vhmax(v)      horizontal sum and max
- *   vdf vdzero() vdadd(acc, v) vdsqdev(acc, v, m) vdhsum(acc)
- *                          double accumulators: acc + v, acc + (v - m)^2, the total
- * It #undefs all of these at its end. The math is the same as the scalar code in kernels.c (same polynomials), so every path
- * is checked by the same accuracy tests (tests/test_kernels.c runs each ISA). */
-
-static inline vf SFX(vexp)(vf x) {
-    x = vmax(x, vset(-87.0f));
-    x = vmin(x, vset(88.0f));
-    vf n = vround(vmul(x, vset(1.44269504088896341f)));
-    vf r = vfma(n, vset(-0.693359375f), x);
-    r = vfma(n, vset(2.12194440e-4f), r);
-    vf p = vset(1.9875691500e-4f);
-    p = vfma(p, r, vset(1.3981999507e-3f));
-    p = vfma(p, r, vset(8.3334519073e-3f));
-    p = vfma(p, r, vset(4.1665795894e-2f));
-    p = vfma(p, r, vset(1.6666665459e-1f));
-    p = vfma(p, r, vset(5.0000001201e-1f));
-    p = vfma(vmul(p, r), r, vadd(r, vset(1.0f)));
-    return vmul(p, vpow2i(n));
-}
-
-static inline vf SFX(verf)(vf x) {
-    x = vmax(x, vset(-4.0f));
-    x = vmin(x, vset(4.0f));
-    vf x2 = vmul(x, x);
-    vf p = vset(-2.72614225801306e-10f);
-    p = vfma(p, x2, vset(2.77068142495902e-08f));
-    p = vfma(p, x2, vset(-2.10102402082508e-06f));
-    p = vfma(p, x2, vset(-5.69250639462346e-05f));
-    p = vfma(p, x2, vset(-7.34990630326855e-04f));
-    p = vfma(p, x2, vset(-2.95459980854025e-03f));
-    p = vfma(p, x2, vset(-1.60960333262415e-02f));
-    p = vmul(p, x);
-    vf q = vset(-1.45660718464996e-05f);
-    q = vfma(q, x2, vset(-2.13374055278905e-04f));
-    q = vfma(q, x2, vset(-1.68282697438203e-03f));
-    q = vfma(q, x2, vset(-7.37332916720468e-03f));
-    q = vfma(q, x2, vset(-1.42647390514189e-02f));
-    return vdiv(p, q);
-}
-
-static inline vf SFX(vtanh)(vf x) {
-    vf e = SFX(vexp)(vadd(x, x));
-    return vsub(vset(1.0f), vdiv(vset(2.0f), vadd(e, vset(1.0f))));
-}
+/* kernels_simd.h - the vector bodies of the forward elementwise and row kernels, written
+ * once in the vocabulary of simd.h, which compiles this file once per instruction set (the
+ * scalar bodies are plain C in kernels.c). The math is the scalar code's, with fused
+ * multiply-adds (the polynomials are fastmath.h's), so every body is checked by the same
+ * accuracy tests (tests/test_kernels.c runs each one). */
+#if VL > 1
 
 static inline vf SFX(vact)(pd_act a, vf x) {
     switch (a) {
@@ -74,7 +22,7 @@ static inline vf SFX(vact)(pd_act a, vf x) {
     return x;
 }
 
-/* x[i] = act(x[i] + (b ? b[i] : 0)) for i < n. */
+/* y[i] = act(x[i]) for i < n (y may be x). */
 static void SFX(act_to)(pd_act a, const float *x, float *y, size_t n) {
     size_t i = 0;
     for (; i + VL <= n; i += VL) vstore(y + i, SFX(vact)(a, vload(x + i)));
@@ -84,9 +32,10 @@ static void SFX(act_to)(pd_act a, const float *x, float *y, size_t n) {
     }
 }
 
-static void SFX(softmax_rows)(float *x, int rows, int cols) {
+/* Rows of cols floats, ld apart. */
+static void SFX(softmax_rows)(float *x, int rows, int cols, int ld) {
     for (int r = 0; r < rows; r++) {
-        float *v = x + (size_t)r * cols;
+        float *v = x + (size_t)r * ld;
         int i = 0, tail = cols % VL, end = cols - tail;
         vf m = vset(-INFINITY);
         for (i = 0; i < end; i += VL) m = vmax(m, vload(v + i));
@@ -154,27 +103,4 @@ static void SFX(layernorm_rows)(const float *x, const float *add, const float *w
     }
 }
 
-#undef VL
-#undef vf
-#undef SFX
-#undef vload
-#undef vstore
-#undef vloadn
-#undef vstoren
-#undef vset
-#undef vadd
-#undef vsub
-#undef vmul
-#undef vdiv
-#undef vmax
-#undef vmin
-#undef vfma
-#undef vround
-#undef vpow2i
-#undef vhsum
-#undef vhmax
-#undef vdf
-#undef vdzero
-#undef vdadd
-#undef vdsqdev
-#undef vdhsum
+#endif /* VL > 1 */

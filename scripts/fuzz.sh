@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 sources() { # the project sources a target links
     case $1 in
     safetensors) echo core/safetensors.c core/common.c ;;
-    tokenizer_json | tokenize) echo core/tokenizer.c core/common.c ;;
+    tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
     adapter) echo core/*.c adapters/*.c ;;
     esac
 }

@@ -2,6 +2,7 @@
  * See http.h for the order of checks and the threading model. */
 #include "http.h"
 
+#include "console.h"
 #include "jobs.h"
 #include "jsonio.h"
 #include "routes.h"
@@ -371,6 +372,25 @@ static int media_type_is(const char *ct, const char *want) {
     return !strncasecmp(ct, want, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* ==== The web console ==== */
+
+/* Serves an embedded console file (console.h) from memory: GET and HEAD only, before the
+ * readiness and key checks (the page holds no data and asks for the key itself), 304 when
+ * If-None-Match names its ETag. */
+static void console_reply(pd_req *r, const pd_console_file *f, const char *method) {
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        pd_req_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        pd_req_error(r, 405, "method_not_allowed", "%s is not allowed on %.200s (allowed: GET, HEAD)", method, r->path);
+        return;
+    }
+    int fresh = pd_console_etag_matches(f, pd_req_get_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH));
+    struct MHD_Response *resp = MHD_create_response_from_buffer(fresh ? 0 : f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    for (int i = 0; resp && pd_console_headers[i][0]; i++)
+        MHD_add_response_header(resp, pd_console_headers[i][0], pd_console_headers[i][1]);
+    if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, f->etag);
+    queue(r, fresh ? 304 : 200, resp, fresh ? NULL : f->content_type);
+}
+
 /* ==== Request lifecycle ==== */
 
 /* First callback of a request: headers only. Replies at once when the request cannot succeed,
@@ -378,6 +398,11 @@ static int media_type_is(const char *ct, const char *want) {
 static void begin(pd_req *r, const char *url, const char *method) {
     pd_server *s = r->srv;
     r->route = match_route(url, r);
+    const pd_console_file *cf = r->route == PD_ROUTE_OTHER ? pd_console_lookup(url) : NULL;
+    if (cf) {
+        console_reply(r, cf, method);
+        return;
+    }
     if (r->route == PD_ROUTE_OTHER) {
         pd_req_error(r, 404, "not_found", "no route %s %.200s", method, url);
         return;

@@ -1,11 +1,15 @@
 /* test_kernels.c - the pool, the split GEMM, layer norm, activations and softmax against
- * straightforward double-precision loops. */
+ * straightforward double-precision loops, for every body (instruction set) the CPU can run;
+ * the CPU feature detection against /proc/cpuinfo and gcc's, and PD_ISA. */
 #include "kernels.h"
 #include "test.h"
+#include "test_isa.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static uint64_t rng = 88172645463325252ull;
@@ -225,23 +229,122 @@ static void test_softmax(void) {
     }
     CHECKF(maxe < 1e-6, "softmax max abs error %g", maxe);
     CHECKF(maxs < 1e-5, "softmax rows sum to 1 within %g", maxs);
+    /* rows ld apart: the same bits as pd_softmax_rows row by row, and the gaps untouched */
+    int ld = 75, same = 1, kept = 1;
+    for (int cols = 1; cols <= 70; cols += 23) {
+        float strided[3 * 75], packed[3 * 70];
+        for (int i = 0; i < 3 * ld; i++) strided[i] = frand() * 30;
+        for (int r = 0; r < 3; r++) memcpy(packed + r * cols, strided + r * ld, sizeof(float) * cols);
+        float gap = strided[cols];
+        pd_softmax_rows_ld(strided, 3, cols, ld);
+        pd_softmax_rows(packed, 3, cols);
+        for (int r = 0; r < 3; r++) same &= !memcmp(packed + r * cols, strided + r * ld, sizeof(float) * cols);
+        kept &= strided[cols] == gap;
+    }
+    CHECKF(same && kept, "pd_softmax_rows_ld: same %d, gaps kept %d", same, kept);
+}
+
+/* ==== Instruction sets ==== */
+
+/* 1 if /proc/cpuinfo's flags line lists flag, 0 if not, -1 if there is no such file. Linux
+ * lists only what the OS enables (no avx512* without AVX-512 state in XCR0). */
+static int cpuinfo_has(const char *flag) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return -1;
+    char line[8192];
+    int found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5)) continue;
+        found = 0;
+        for (char *t = strtok(strchr(line, ':') + 1, " \n"); t; t = strtok(NULL, " \n"))
+            if (!strcmp(t, flag)) found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_isa(void) {
+    unsigned cpu = pd_cpu_features();
+    printf("cpu features: %s%s%s%s\n", cpu & PD_CPU_AVX2 ? "avx2 " : "", cpu & PD_CPU_AVX512 ? "avx512 " : "",
+           cpu & PD_CPU_AVX512_VNNI ? "avx512_vnni " : "", cpu & PD_CPU_AVX512_BF16 ? "avx512_bf16" : "");
+    /* against two independent readings: the kernel's /proc/cpuinfo and libgcc's (which also
+     * checks XCR0) */
+    struct { unsigned bit; const char *flags[6]; } want[] = {
+        {PD_CPU_AVX2, {"avx2", "fma"}},
+        {PD_CPU_AVX512, {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}},
+        {PD_CPU_AVX512_VNNI, {"avx512_vnni"}},
+        {PD_CPU_AVX512_BF16, {"avx512_bf16"}},
+    };
+    int have_prev = 1;
+    for (int k = 0; k < 4; k++) {
+        int all = 1;
+        for (int q = 0; want[k].flags[q]; q++) {
+            int h = cpuinfo_has(want[k].flags[q]);
+            if (h < 0) { TEST_SKIP("no /proc/cpuinfo"); return; }
+            all &= h;
+        }
+        if (k >= 2) all &= (cpu & PD_CPU_AVX512) != 0; /* extensions of AVX-512 */
+        else all &= have_prev;
+        have_prev = all;
+        CHECKF(!!(cpu & want[k].bit) == all, "feature %s: detected %d, /proc/cpuinfo %d", want[k].flags[0],
+               !!(cpu & want[k].bit), all);
+    }
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    __builtin_cpu_init();
+    CHECK(!!(cpu & PD_CPU_AVX2) == (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")));
+    CHECK(!!(cpu & PD_CPU_AVX512) ==
+          (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")));
+    CHECK(!!(cpu & PD_CPU_AVX512_VNNI) == (!!(cpu & PD_CPU_AVX512) && __builtin_cpu_supports("avx512vnni")));
+    CHECK(!!(cpu & PD_CPU_AVX512_BF16) == (!!(cpu & PD_CPU_AVX512) && __builtin_cpu_supports("avx512bf16")));
+#endif
+    /* PD_ISA values: the union of the names, canonical spelling, unknown names refused */
+    CHECK(pd_kernels_set_isa("scalar") == 0 && pd_kernels_features() == 0 && !strcmp(pd_kernels_isa(), "scalar"));
+    if (cpu & PD_CPU_AVX2) {
+        CHECK(pd_kernels_set_isa("avx2") == 0 && pd_kernels_features() == PD_CPU_AVX2);
+        CHECK(!strcmp(pd_kernels_isa(), "avx2"));
+    } else {
+        CHECK(pd_kernels_set_isa("avx2") == -1 && pd_kernels_features() == 0);
+    }
+    unsigned both = PD_CPU_AVX2 | PD_CPU_AVX512 | PD_CPU_AVX512_VNNI | PD_CPU_AVX512_BF16;
+    if ((cpu & both) == both) {
+        CHECK(pd_kernels_set_isa("avx512_bf16") == 0 && pd_kernels_features() == (both & ~PD_CPU_AVX512_VNNI));
+        CHECK(!strcmp(pd_kernels_isa(), "avx512+avx512_bf16"));
+        CHECK(pd_kernels_set_isa("avx512_bf16+avx2+avx512_vnni") == 0 && pd_kernels_features() == both);
+        CHECK(!strcmp(pd_kernels_isa(), "avx512+avx512_vnni+avx512_bf16"));
+        CHECK(pd_kernels_set_isa(pd_kernels_isa()) == 0 && pd_kernels_features() == both);
+    } else {
+        TEST_SKIP("PD_ISA combinations: the CPU lacks AVX512_BF16 or AVX512_VNNI");
+    }
+    unsigned before = pd_kernels_features();
+    const char *bad[] = {"", "avx9000", "avx2+", "+avx2", "avx2++avx512", "AVX2", "avx2 "};
+    for (int k = 0; k < 7; k++) CHECKF(pd_kernels_set_isa(bad[k]) == -1, "PD_ISA \"%s\" accepted", bad[k]);
+    CHECK(pd_kernels_features() == before);
+    CHECK(pd_kernels_set_isa(NULL) == 0 && pd_kernels_features() == cpu);
+    CHECK(pd_kernels_isa_name(0) && !strcmp(pd_kernels_isa_name(0), "scalar") && !pd_kernels_isa_name(-1));
 }
 
 int main(void) {
+    /* PD_ISA is read when the process first uses a kernel: a lower level, and an unknown name */
+    unsigned cpu_env = 0;
+    setenv("PD_ISA", "avx9000", 1);
+    if (fork() == 0) _exit(pd_kernels_features() == pd_cpu_features() ? 0 : 1);
+    int status = 0;
+    wait(&status);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "PD_ISA=avx9000 not ignored");
+    setenv("PD_ISA", "avx2", 1);
+    cpu_env = pd_kernels_features();
+    unsetenv("PD_ISA");
+    CHECKF(cpu_env == (pd_cpu_features() & PD_CPU_AVX2), "PD_ISA=avx2 gave features %#x", cpu_env);
     printf("openblas core: %s\n", pd_blas_init());
+    test_isa();
     test_pool();
     pd_pool *p = pd_pool_new(2);
     test_gemm(p);
     test_gemm(NULL);
-    /* every kernel body the CPU can run: scalar, avx2, avx512 */
-    const char *best = pd_kernels_isa();
-    const char *isas[] = {"scalar", "avx2", "avx512"};
-    for (int k = 0; k < 3; k++) {
-        if (pd_kernels_set_isa(isas[k]) != 0) {
-            TEST_SKIP("%s: this CPU lacks it", isas[k]);
-            continue;
-        }
-        printf("kernels: %s\n", isas[k]);
+    /* every kernel body the CPU can run: each PD_ISA name in turn */
+    const char *isa;
+    for (int k = 0; (isa = test_next_isa(&k));) {
         test_layernorm(p, 96);
         test_layernorm(p, 37);
         test_layernorm(p, 768);
@@ -249,8 +352,6 @@ int main(void) {
         test_softmax();
         test_gemm(p); /* pd_linear's bias goes through the kernel body */
     }
-    CHECK(pd_kernels_set_isa(best) == 0);
-    CHECK(pd_kernels_set_isa("avx9000") == -1);
     pd_pool_free(p);
     return TEST_SUMMARY("test_kernels");
 }

@@ -1,6 +1,7 @@
 /* test_tokenizer.c - tests of core/tokenizer: the real bert-base-uncased tokenizer against
  * reference encodings from a peer implementation, offsets into the original text, a tiny
- * hand-checked byte-level BPE, hostile input, and concurrent use.
+ * hand-checked byte-level BPE, hostile input, and concurrent use; and that the committed
+ * Unicode tables are what scripts/gen-unicode-tables.py generates.
  * Run from the repository root; shared data from $PD_SHARED or ../shared. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BPE_TINY "tests/fixtures/tokenizer/bpe_tiny.json"
@@ -861,8 +863,18 @@ static void test_threads(const pd_tokenizer *t, const char *name) {
     for (int i = 0; i < NELEM(thread_texts); i++) pd_tokens_free(&ref[i]);
 }
 
+/* core/unicode_tables.[ch] against the generator's output. The script exits 2 when this
+ * Python's unicodedata is not the Unicode version it pins (and the shell 127 without python3). */
+static void test_unicode_tables(void) {
+    int st = system("python3 scripts/gen-unicode-tables.py --check");
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (rc == 2 || rc == 127) TEST_SKIP("unicode tables not compared: no python3 with the pinned Unicode version");
+    else CHECKF(rc == 0, "core/unicode_tables.[ch] are not scripts/gen-unicode-tables.py's output (exit %d)", rc);
+}
+
 int main(void) {
     char dir[1200], err[256];
+    test_unicode_tables();
     snprintf(dir, sizeof dir, "%s/fixtures/bert-base-uncased-tokenizer", shared());
     pd_tokenizer *bert = NULL;
     if (pd_tokenizer_load_dir(dir, &bert, err, sizeof err) == PD_OK) {

@@ -1,8 +1,10 @@
 /* test_train_kernels.c - the backward-pass kernels of core/train_kernels.c against references
  * computed here in double precision from the textbook formulas (and, for activations, against
- * kernels.c's libm-based pd_act1_grad). Lengths that are not multiples of 8 exercise the scalar
+ * kernels.c's libm-based pd_act1_grad), for every body (instruction set) the CPU can run; and
+ * that every body gives the same bits. Lengths that are not multiples of 16 exercise the
  * tails; the pool runs the GELU kernel on 1 and 2 threads. */
 #include "test.h"
+#include "test_isa.h"
 #include "train_kernels.h"
 
 #include <stdlib.h>
@@ -162,12 +164,46 @@ static void test_layernorm_bwd(void) {
     }
 }
 
+/* Every kernel's output on fixed inputs, appended to out (n floats); returns n. */
+static size_t outputs(float *out) {
+    size_t n = 0, len = 1000 + 13;
+    float pre[1013], x[2 * 4 * 77], g[8 * 45], w[77];
+    uint64_t keep = rng;
+    rng = 42;
+    for (size_t i = 0; i < len; i++) {
+        pre[i] = frand(-9.0f, 9.0f);
+        out[n + i] = frand(-2.0f, 2.0f);
+    }
+    pd_act_grad_mul(NULL, PD_ACT_GELU, pre, out + n, len);
+    n += len;
+    for (int i = 0; i < 2 * 4 * 77; i++) x[i] = frand(-8.0f, 8.0f);
+    for (int i = 0; i < 8 * 45; i++) g[i] = frand(-1.0f, 1.0f);
+    for (int i = 0; i < 77; i++) w[i] = frand(0.5f, 1.5f);
+    pd_layernorm_bwd_rows(x, g, w, 1e-12f, 4, 77, x + 4 * 77, out + n);
+    n += 4 * 77;
+    pd_layernorm_bwd_rows(x, NULL, w, 1e-5f, 2, 45, g, out + n);
+    n += 2 * 45;
+    memcpy(out + n, g, sizeof g); /* x as p: any numbers do (pd_softmax_rows_ld differs by ISA) */
+    pd_softmax_bwd_rows(x, out + n, 8, 43, 45, 0.125f);
+    n += 8 * 45;
+    rng = keep;
+    return n;
+}
+
 int main(void) {
     pd_pool *two = pd_pool_new(2);
-    test_act_grad(NULL);
-    test_act_grad(two);
+    float ref[4096], got[4096];
+    size_t nref = 0;
+    const char *isa;
+    for (int k = 0; (isa = test_next_isa(&k));) {
+        test_act_grad(NULL);
+        test_act_grad(two);
+        test_softmax();
+        test_layernorm_bwd();
+        /* the same bits as the scalar body */
+        if (!strcmp(isa, "scalar")) nref = outputs(ref);
+        else CHECKF(outputs(got) == nref && !memcmp(got, ref, nref * sizeof(float)), "%s: not the scalar body's bits", isa);
+    }
     pd_pool_free(two);
-    test_softmax();
-    test_layernorm_bwd();
     return TEST_SUMMARY("test_train_kernels");
 }

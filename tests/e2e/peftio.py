@@ -6,15 +6,18 @@
   with random weights, for tests that need a model other than the embedded default one;
 * PEFT LoRA adapters as PEFT's save_pretrained writes them (adapter_config.json +
   adapter_model.safetensors with "base_model.model.<module>.lora_A.weight" names);
-* multipart/form-data bodies, an HTTP helper and a handle on a running `peftd serve`.
+* multipart/form-data bodies, an HTTP helper and a handle on a running `peftd serve`;
+* `npm ci` of the pinned packages the Node.js checks use.
 """
 
 import array
+import hashlib
 import http.client
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -384,3 +387,33 @@ class Server:
             self.proc.wait()
             self.logf.close()
             self.proc = None
+
+
+# ============================================================================
+# npm packages of the Node.js checks
+# ============================================================================
+
+
+def npm_ci(src, work, timeout=600):
+    """Installs the packages pinned by src/package-lock.json into work/ with `npm ci` (scripts not
+    run), again only when the lock file changed (work/installed.sha256 holds its digest).
+    Returns None, or a message saying why it could not."""
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        return "node and npm are needed (scripts/install-deps.sh --test)"
+    with open(os.path.join(src, "package-lock.json"), "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    stamp = os.path.join(work, "installed.sha256")
+    if os.path.exists(stamp) and open(stamp).read() == digest:
+        return None
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copy(os.path.join(src, f), work)
+    r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+                       cwd=work, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        return "npm ci in %s failed:\n%s%s" % (work, r.stdout, r.stderr)
+    with open(stamp, "w") as f:
+        f.write(digest)
+    return None

@@ -14,7 +14,6 @@
 
 Prints "e2e_k8s: N passed, N failed".
 """
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,9 @@ import subprocess
 import sys
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peftio import npm_ci  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 K8S = os.path.join(ROOT, "deploy", "k8s")
@@ -55,24 +57,11 @@ def load_all():
 def schema_check(files):
     src = os.path.join(ROOT, "tests", "e2e", "k8s")
     work = os.path.join(ROOT, "build", "k8s-schema")
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if not check(npm and node, "node and npm are needed for the schema check (scripts/install-deps.sh --test)"):
+    err = npm_ci(src, work)
+    if not check(err is None, "schema check: %s" % err):
         return
-    lock = open(os.path.join(src, "package-lock.json"), "rb").read()
-    stamp = os.path.join(work, "installed.sha256")
-    digest = hashlib.sha256(lock).hexdigest()
-    if not (os.path.exists(stamp) and open(stamp).read() == digest):
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
-        for f in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(src, f), work)
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                           cwd=work, capture_output=True, text=True, timeout=600)
-        if not check(r.returncode == 0, "npm ci failed:\n" + r.stdout + r.stderr):
-            return
-        open(stamp, "w").write(digest)
     shutil.copy(os.path.join(src, "validate.js"), work)
-    r = subprocess.run([node, os.path.join(work, "validate.js")] + [os.path.join(K8S, f) for f in files],
+    r = subprocess.run([shutil.which("node"), os.path.join(work, "validate.js")] + [os.path.join(K8S, f) for f in files],
                        cwd=work, capture_output=True, text=True, timeout=120)
     print(r.stdout.rstrip())
     for line in r.stdout.splitlines():

@@ -151,7 +151,9 @@ def test_health_info_and_routes():
         check(i["limits"]["max_queue"] == 1024 and i["auth"] == {"enabled": False, "all_routes": False}, "info auth/queue")
         r = c.request("HEAD", "/health")
         check(r.status == 200 and r.body == b"", "HEAD /health")
-        for path in ["/", "/nope", "/adapters/", "/adapters/x/y", "/adapters/x/files/", "/adapters/x/files/a/b", "/predict/x"]:
+        r = c.get("/")
+        check(r.status == 200 and r.header("Content-Type") == "text/html; charset=utf-8", "/ serves the console (test_console.py)")
+        for path in ["/nope", "/adapters/", "/adapters/x/y", "/adapters/x/files/", "/adapters/x/files/a/b", "/predict/x"]:
             check(is_error(c.get(path), 404, "not_found"), "404 for %s" % path)
         r = c.get("/predict")
         check(is_error(r, 405, "method_not_allowed") and r.header("Allow") == "POST", "405 + Allow on GET /predict")
