@@ -1,12 +1,15 @@
 # peftd - see README.md. Targets: all, test, bench, run, image, fuzz, clean.
 # SANITIZER=address|undefined|thread builds into build-$(SANITIZER)/.
+# No built-in rules: every target has its own, and make's `%: %.c` would otherwise "build" the
+# directory server/console (a prerequisite below) from server/console.c whenever it is newer.
+MAKEFLAGS += --no-builtin-rules
 CC      ?= cc
 SANITIZER ?=
 WERROR  ?=
 PKGS    := libmicrohttpd libcjson openblas
 OPT     ?= -O2
 CFLAGS  += -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter $(OPT) -g -MMD -MP \
-           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Icore -Iadapters -Itrain -Iserver
+           -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifneq ($(WERROR),)
 CFLAGS  += -Werror
@@ -55,9 +58,19 @@ BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 .PHONY: all tests benches test test-fast bench run image clean deps model fuzz
 all: $(B)/peftd
 
+# The layers, lowest first: each compiles with its own and lower include paths only, so a
+# header included the wrong way (core -> adapters, adapters -> train, train -> server) fails
+# to build. Tests and benches see every layer.
+INC_core     := -Icore
+INC_adapters := $(INC_core) -Iadapters
+INC_train    := $(INC_adapters) -Itrain
+INC_server   := $(INC_train) -Iserver
+INC_tests    := $(INC_server)
+INC_bench    := $(INC_server)
+
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(INC_$(firstword $(subst /, ,$*))) -c $< -o $@
 
 $(B)/tools/console-embed: server/console/embed.c
 	@mkdir -p $(dir $@)
@@ -69,7 +82,7 @@ $(B)/gen/console_files.c: $(B)/tools/console-embed $(CONSOLE_FILES) server/conso
 
 $(OBJ_CONSOLE): $(B)/gen/console_files.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(INC_server) -c $< -o $@
 
 $(B)/peftd: $(B)/obj/server/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -98,6 +111,13 @@ test: deps
 
 bench: deps
 	@bench/run.sh
+
+# The soak of tests/e2e/test_soak.py on the normal build for SOAK_SECONDS (30 minutes), faults
+# included; `make test` runs a 2-minute one under ASan.
+SOAK_SECONDS ?= 1800
+.PHONY: soak
+soak: deps all
+	@PEFTD_BIN=$(CURDIR)/$(B)/peftd /usr/bin/python3 tests/e2e/test_soak.py --seconds $(SOAK_SECONDS)
 
 # libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each; not part of `make test`.
 fuzz:

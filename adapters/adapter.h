@@ -25,6 +25,8 @@ typedef enum {
 } pd_method;
 
 const char *pd_method_name(pd_method m); /* "lora", "ia3", "prefix_tuning", "prompt_tuning", "bottleneck" */
+/* The method named name (one of pd_method_name's): 0 and *out set, or -1. */
+int pd_method_parse(const char *name, pd_method *out);
 
 typedef struct pd_adapter pd_adapter;
 

@@ -1,7 +1,13 @@
-/* adapter_impl.h - internals shared by adapter.c (the common object), peft.c (PEFT formats:
- * LoRA, IA3, prefix tuning, prompt tuning / P-tuning), bottleneck.c (AdapterHub bottleneck
- * adapters and heads) and trainable.c (training state). Not a public header: only the .c files
- * of adapters/ include it.
+/* adapter_impl.h - internals shared by the files of adapters/ (not a public header):
+ *   adapter.c    the object: loading, saving, references, accessors
+ *   formats.c    the table of formats (PEFT, AdapterHub) and methods, through which adapter.c and
+ *                trainable.c reach a method's code, so no method file calls back into them
+ *   peft.c       the PEFT format (peft.h), with its methods lora.c (LoRA, IA3) and prompt.c
+ *                (prefix tuning, prompt tuning / P-tuning)
+ *   hub.c        the AdapterHub format, with the bottleneck computation in bottleneck.c
+ *   tensors.c    the tensor store, derived buffers, tensor lists, per-thread scratch
+ *   labels.c     label names;  numerics.c  init generator, dropout masks, LayerNorm backward
+ *   trainable.c  training state (trainable.h)
  *
  * Ownership: everything an adapter points to is owned by the adapter (its tensor store, its
  * method state, its head and labels, its gradients) except the base model, which must outlive it.
@@ -13,12 +19,15 @@
 #define PD_ADAPTER_IMPL_H
 
 #include "adapter.h"
+#include "json.h"
+#include "param.h"
 #include "safetensors.h"
 
 #include <cJSON.h>
 #include <stdatomic.h>
 
-typedef enum { PD_FMT_PEFT = 1, PD_FMT_HUB = 2 } pd_format;
+typedef struct pd_format_ops pd_format_ops;
+typedef struct pd_method_ops pd_method_ops;
 
 /* Which file a stored tensor is saved into. PD_FILE_NONE: a trainable adapter's parameter that
  * no file holds (the prefix-projection MLP, folded into prompt_embeddings when saved). */
@@ -43,7 +52,7 @@ typedef struct pd_train {
     int on;           /* training mode: dropout applies */
     uint64_t seed;    /* dropout seed given to pd_adapter_set_training */
     uint64_t pass;    /* training forward passes since then; part of every dropout mask's key */
-    int *param;       /* (n_param) indices into a->t of the parameter tensors, in order */
+    pd_param *param;  /* (n_param) the tensors with a gradient, in store order (data never moves) */
     int n_param;
     pd_head ghead;    /* the own head with w/b pointing at gradients (or at sinks) */
     float *sink[2 * PD_HEAD_MAX_LAYERS]; /* gradients of head layers that do not train (base pooler) */
@@ -52,7 +61,7 @@ typedef struct pd_train {
 struct pd_adapter {
     atomic_int refs;
     pd_method method;
-    pd_format format;
+    const pd_format_ops *format;
     const pd_model *base;
     const pd_config *cfg;  /* the base's config */
     pd_delta delta;
@@ -73,7 +82,7 @@ struct pd_adapter {
     pd_train *train;       /* trainable adapters only */
 };
 
-/* ==== Tensor store (adapter.c) ==== */
+/* ==== Tensor store (tensors.c) ==== */
 
 /* Converts t (any float dtype, 1-D or 2-D) to F32 and stores it under name. *out gets the
  * stored tensor. PD_ERR_UNSUPPORTED for integer dtypes, PD_ERR_MISMATCH for > 2 dims. */
@@ -93,14 +102,7 @@ static inline size_t pd_at_numel(const pd_atensor *t) { return (size_t)(t->shape
  * (zeroed, with the given AdamW decay flag) on first use; NULL on OOM. */
 float *pd_at_grad(pd_adapter *a, const float *p, int decay);
 
-/* ==== JSON helpers (adapter.c): 0 = ok (or absent: *out keeps the default), -1 = wrong type ==== */
-
-int pd_json_bool(const cJSON *o, const char *key, int *out);
-int pd_json_num(const cJSON *o, const char *key, double *out);
-int pd_json_int(const cJSON *o, const char *key, int *out); /* integral number */
-const cJSON *pd_json_get(const cJSON *o, const char *key);  /* NULL if absent or JSON null */
-
-/* ==== Labels (adapter.c) ==== */
+/* ==== Labels (labels.c) ==== */
 
 /* Parses label names for n classes from v: an array of strings, an id2label object
  * {"0": "neg"} or a label2id object {"neg": 0}. *out = NULL when v is NULL. what names the
@@ -111,7 +113,7 @@ pd_status pd_labels_parse(const cJSON *v, int n, const char *what, char ***out, 
 pd_status pd_adapter_set_labels(pd_adapter *a, int n, const cJSON *from_config, const char *config_what,
                                 const pd_adapter_files *f, char *err, size_t errlen);
 
-/* ==== Per-thread scratch for the delta callbacks (adapter.c) ==== */
+/* ==== Per-thread scratch for the delta callbacks (tensors.c) ==== */
 
 /* A buffer of at least n floats private to the calling thread, valid until its next call;
  * NULL if it cannot grow. Freed when the thread exits. */
@@ -128,7 +130,7 @@ int pd_scratch_rows(int rows, size_t per_row, float **buf);
 pd_status pd_adapter_serialize(const pd_adapter *a, pd_adapter_files *f, char *err, size_t errlen);
 void pd_adapter_files_free(pd_adapter_files *f);
 
-/* ==== Training helpers (adapter.c) ==== */
+/* ==== Numerics (numerics.c) ==== */
 
 /* A seeded generator (xoshiro256**) for initialisation: same seed, same adapter. */
 typedef struct pd_rng {
@@ -155,6 +157,8 @@ void pd_ln_bwd(const float *x, const float *w, float eps, int rows, int dim, con
 /* out[j] += sum over rows of x[i][j] */
 void pd_colsum_add(const float *x, int rows, int cols, float *out);
 
+/* ==== Fresh adapters' files (tensors.c, the formats) ==== */
+
 /* A list of tensors being built for a fresh adapter's files. */
 typedef struct pd_tlist {
     pd_st_wtensor *t; /* (n) data malloc'd, names strdup'd */
@@ -180,45 +184,72 @@ typedef struct pd_fresh_head {
     char *const *labels; /* (num_labels) final names */
 } pd_fresh_head;
 
-/* Checks that every key of user is in allowed (NULL-terminated): PD_ERR_INVALID naming it. */
-pd_status pd_cfg_known(const cJSON *user, const char *method, const char *const *allowed, char *err, size_t errlen);
-/* Typed reads of a user config with ranges; absent keys keep *out. Messages "config.<key> ...". */
-pd_status pd_cfg_int(const cJSON *user, const char *key, long lo, long hi, int *out, char *err, size_t errlen);
-pd_status pd_cfg_num(const cJSON *user, const char *key, double lo, double hi, double *out, char *err, size_t errlen);
-pd_status pd_cfg_bool(const cJSON *user, const char *key, int *out, char *err, size_t errlen);
-pd_status pd_cfg_str(const cJSON *user, const char *key, const char **out, char *err, size_t errlen);
+/* ==== Formats and methods (formats.c) ==== */
 
-/* ==== Method loaders ==== */
+/* A file format: its files, how to tell its adapter_config.json, and its loader and writer. */
+struct pd_format_ops {
+    const char *name;                 /* "PEFT", "AdapterHub" */
+    const char *const *files;         /* what pd_adapter_save_dir writes: config, weights */
+    const char *const *files_head;    /* ... with a separate head (config, weights, head config, head weights), or NULL */
+    int pt_metadata;                  /* safetensors metadata {"format": "pt"}, as PEFT's save_file writes */
+    int (*detect)(const cJSON *config);
+    /* a->config holds the parsed adapter_config.json, st the weights file; head_st (may be NULL)
+     * the head weights with f->head_config. Fills a->method, a->delta, a->head, a->labels,
+     * a->task, a->impl and the tensor store. */
+    pd_status (*load)(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f, char *err,
+                      size_t errlen);
+    /* The config (and head config, NULL without one) as saving writes them: labels recorded
+     * where the format keeps them. PD_ERR_NOMEM. */
+    pd_status (*save_config)(const pd_adapter *a, cJSON **config, cJSON **head_config);
+};
 
-/* peft.c: a->config holds the parsed adapter_config.json; st the adapter_model.safetensors.
- * Fills a->delta, a->head, a->labels, a->task, a->method and the tensor store. */
-pd_status pd_peft_load(pd_adapter *a, const pd_st_file *st, const pd_adapter_files *f, char *err, size_t errlen);
-/* bottleneck.c: a->config holds AdapterHub's adapter_config.json, st adapter.safetensors;
- * head_st (may be NULL) model_head.safetensors with f->head_config. */
-pd_status pd_hub_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f,
-                      char *err, size_t errlen);
-/* Writes the labels into a copy of the config for saving (format-specific key). */
-pd_status pd_peft_config_for_save(const pd_adapter *a, cJSON **out);
-pd_status pd_hub_head_config_for_save(const pd_adapter *a, cJSON **out);
+/* A method: its name, format and code. */
+struct pd_method_ops {
+    pd_method method;
+    const char *name;                 /* pd_method_name's */
+    const pd_format_ops *format;
+    /* the method's part of its format's load */
+    pd_status (*load)(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f, char *err,
+                      size_t errlen);
+    /* Makes a loaded adapter trainable: gradient buffers (pd_atensor.grad) for the method tensors
+     * it trains, the *_bwd callbacks and the derived buffers params_changed keeps current. The
+     * head's gradients are trainable.c's. mlp (prefix projection, may be NULL): the initial MLP to
+     * train through (copied). */
+    pd_status (*train_init)(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen);
+    void (*params_changed)(pd_adapter *a);
+    /* A fresh adapter's files: the method's config (with PEFT / AdapterHub defaults, user's
+     * hyperparameters (may be NULL) on top) and initialised tensors, the task head included. */
+    pd_status (*fresh)(const pd_method_ops *self, const pd_model *base, const cJSON *user, const pd_fresh_head *head, pd_rng *rng,
+                       pd_fresh *out, char *err, size_t errlen);
+    /* The prefix-projection MLP of a trainable adapter ([5] = embedding, W1, b1, W2, b2) or NULL;
+     * NULL function: the method has none. */
+    float *const *(*mlp)(const pd_adapter *a, int *hidden);
+};
 
-/* ==== Training (peft.c, bottleneck.c) ==== */
+const pd_format_ops *pd_format_detect(const cJSON *config); /* NULL: no format's */
+const pd_method_ops *pd_method_ops_of(pd_method m);         /* NULL for an unknown method */
 
-/* Fresh adapters: the method's config (with PEFT / AdapterHub defaults) and initialised tensors,
- * the task head included. user: the caller's hyperparameters (may be NULL). */
-pd_status pd_peft_fresh(const pd_model *base, pd_method m, const cJSON *user, const pd_fresh_head *head, pd_rng *rng,
+/* The methods' entry points, for the table: lora.c (LoRA, IA3), prompt.c (prefix, prompt), hub.c. */
+pd_status pd_lora_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f, char *err,
+                       size_t errlen);
+pd_status pd_lora_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen);
+void pd_lora_params_changed(pd_adapter *a);
+pd_status pd_lora_fresh(const pd_method_ops *self, const pd_model *base, const cJSON *user, const pd_fresh_head *head, pd_rng *rng,
                         pd_fresh *out, char *err, size_t errlen);
-pd_status pd_hub_fresh(const pd_model *base, const cJSON *user, const pd_fresh_head *head, pd_rng *rng, pd_fresh *out,
-                       char *err, size_t errlen);
-
-/* Makes a loaded adapter trainable: allocates gradient buffers (pd_atensor.grad) for the method
- * tensors it trains, sets the *_bwd callbacks and the derived buffers *_params_changed keeps
- * current. The head's gradients are trainable.c's. mlp (prefix projection, may be NULL): the
- * initial MLP to train through (copied). */
-pd_status pd_peft_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen);
-pd_status pd_hub_train_init(pd_adapter *a, char *err, size_t errlen);
-void pd_peft_params_changed(pd_adapter *a);
+pd_status pd_prompt_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f, char *err,
+                         size_t errlen);
+pd_status pd_prompt_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen);
+void pd_prompt_params_changed(pd_adapter *a);
+pd_status pd_prompt_fresh(const pd_method_ops *self, const pd_model *base, const cJSON *user, const pd_fresh_head *head, pd_rng *rng,
+                          pd_fresh *out, char *err, size_t errlen);
+float *const *pd_prompt_mlp(const pd_adapter *a, int *hidden);
+int pd_hub_detect(const cJSON *config);
+pd_status pd_hub_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *head_st, const pd_adapter_files *f, char *err,
+                      size_t errlen);
+pd_status pd_hub_head_config_for_save(const pd_adapter *a, cJSON **out);
+pd_status pd_hub_train_init(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen);
 void pd_hub_params_changed(pd_adapter *a);
-/* The prefix-projection MLP of a trainable prefix adapter ([5] = embedding, W1, b1, W2, b2) or NULL. */
-float *const *pd_peft_mlp(const pd_adapter *a, int *hidden);
+pd_status pd_hub_fresh(const pd_method_ops *self, const pd_model *base, const cJSON *user, const pd_fresh_head *head, pd_rng *rng,
+                       pd_fresh *out, char *err, size_t errlen);
 
 #endif

@@ -19,11 +19,12 @@
  *   full re-scan at least FULL_SCAN_EVERY seconds apart for changes the log missed. */
 #include "registry.h"
 
+#include "fs.h"
+
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
@@ -91,21 +92,6 @@ static char *str_dup_n(const char *s, size_t n) {
     return d;
 }
 
-static void labels_free(char **l, int n) {
-    if (!l) return;
-    for (int i = 0; i < n; i++) free(l[i]);
-    free(l);
-}
-
-static char **labels_dup(char *const *l, int n) {
-    if (n <= 0 || !l) return NULL;
-    char **d = calloc((size_t)n, sizeof *d);
-    if (!d) return NULL;
-    for (int i = 0; i < n; i++)
-        if (!(d[i] = strdup(l[i] ? l[i] : ""))) { labels_free(d, n); return NULL; }
-    return d;
-}
-
 /* A version number as written in a directory name: canonical decimal, 1..VERSION_MAX. */
 static int version_parse(const char *s) {
     if (s[0] < '1' || s[0] > '9') return 0;
@@ -118,54 +104,6 @@ static int version_parse(const char *s) {
 }
 
 /* ==== Disk primitives ==== */
-
-/* fsync a file or directory by path; directories need it so a rename or a new entry is durable. */
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-/* Writes len bytes to dir/name (created or truncated) and fsyncs it. */
-static pd_status file_write(const char *dir, const char *name, const void *buf, size_t len, char *err,
-                            size_t errlen) {
-    char path[PATH_CAP];
-    if (pd_path_join(path, sizeof path, dir, name)) return pd_err(err, errlen, PD_ERR_IO, "%s/%s: path too long", dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    const char *p = buf;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : ENOSPC;
-            close(fd);
-            return pd_err(err, errlen, PD_ERR_IO, "%s: write: %s", path, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", path, strerror(e));
-    }
-    if (close(fd) != 0) return pd_err(err, errlen, PD_ERR_IO, "%s: close: %s", path, strerror(errno));
-    return PD_OK;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    remove(path); /* best effort: another replica may be removing the same tree */
-    return 0;
-}
-
-/* Removes a directory tree (depth first, never following symlinks). */
-static void tree_remove(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 typedef struct vlist {
     int *v; /* version numbers, highest first */
@@ -196,7 +134,7 @@ static int versions_list(const char *namedir, int clean, vlist *out) {
             if (pd_path_join(p, sizeof p, namedir, n)) continue;
             struct stat sb;
             if (lstat(p, &sb) != 0) continue;
-            if (trash || now - (double)sb.st_mtime > TMP_MAX_AGE) tree_remove(p);
+            if (trash || now - (double)sb.st_mtime > TMP_MAX_AGE) pd_fs_remove_tree(p);
             continue;
         }
         int v = version_parse(n);
@@ -232,7 +170,7 @@ typedef struct meta {
 } meta;
 
 static void meta_clear(meta *m) {
-    labels_free(m->labels, m->num_labels);
+    pd_strv_free(m->labels, m->num_labels);
     free(m->labels_json);
     memset(m, 0, sizeof *m);
 }
@@ -250,10 +188,8 @@ static pd_status meta_from_adapter(const pd_adapter *a, const char *labels, size
         if (!(m->labels = calloc((size_t)n, sizeof *m->labels))) return PD_ERR_NOMEM;
         m->num_labels = n;
         for (int i = 0; i < n; i++) {
-            const char *l = pd_adapter_label(a, i);
-            char b[32];
-            if (!l) { snprintf(b, sizeof b, "LABEL_%d", i); l = b; }
-            if (!(m->labels[i] = strdup(l))) { meta_clear(m); return PD_ERR_NOMEM; }
+            char b[PD_LABEL_CAP];
+            if (!(m->labels[i] = strdup(pd_label_name(pd_adapter_label(a, i), i, b, sizeof b)))) { meta_clear(m); return PD_ERR_NOMEM; }
         }
     }
     if (labels && labels_len) {
@@ -305,18 +241,6 @@ static char *meta_print(int v, const meta *m) {
     return s;
 }
 
-static int json_method(const char *s, pd_method *out) {
-    for (int k = PD_METHOD_LORA; k <= PD_METHOD_BOTTLENECK; k++)
-        if (!strcmp(pd_method_name((pd_method)k), s)) { *out = (pd_method)k; return 0; }
-    return -1;
-}
-
-static int json_task(const char *s, pd_task *out) {
-    for (int k = PD_TASK_NONE; k <= PD_TASK_QA; k++)
-        if (!strcmp(pd_task_name((pd_task)k), s)) { *out = (pd_task)k; return 0; }
-    return -1;
-}
-
 /* Parses meta.json of version v (the "version" field must say v). */
 static pd_status meta_parse(const char *text, size_t len, int v, meta *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
@@ -340,11 +264,12 @@ static pd_status meta_parse(const char *text, size_t len, int v, meta *m, char *
     m->created_at = cJSON_IsNumber(cr) ? cr->valuedouble : m->updated_at;
     const cJSON *me = cJSON_GetObjectItemCaseSensitive(o, "method");
     const cJSON *ta = cJSON_GetObjectItemCaseSensitive(o, "task");
-    if (!cJSON_IsString(me) || json_method(me->valuestring, &m->method) ||
-        !cJSON_IsString(ta) || json_task(ta->valuestring, &m->task)) {
+    int task = cJSON_IsString(ta) ? pd_task_parse(ta->valuestring) : -1;
+    if (!cJSON_IsString(me) || pd_method_parse(me->valuestring, &m->method) || task < 0) {
         pd_err(err, errlen, st, "meta.json: bad \"method\" or \"task\"");
         goto out;
     }
+    m->task = (pd_task)task;
     const cJSON *pa = cJSON_GetObjectItemCaseSensitive(o, "params");
     const cJSON *by = cJSON_GetObjectItemCaseSensitive(o, "bytes");
     m->params = cJSON_IsNumber(pa) && pa->valuedouble >= 0 ? (int64_t)pa->valuedouble : 0;
@@ -637,19 +562,13 @@ static void upload_names(const pd_adapter *a, int slot[4]) {
 static pd_status meta_write(const char *dir, int v, const meta *m, char *err, size_t errlen) {
     char *txt = meta_print(v, m);
     if (!txt) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    pd_status st = file_write(dir, META_NAME ".new", txt, strlen(txt), err, errlen);
+    pd_status st = pd_fs_write_atomic(dir, META_NAME, txt, strlen(txt), err, errlen);
     free(txt);
-    if (st) return st;
-    char a[PATH_CAP], b[PATH_CAP];
-    if (pd_path_join(a, sizeof a, dir, META_NAME ".new") || pd_path_join(b, sizeof b, dir, META_NAME))
-        return pd_err(err, errlen, PD_ERR_IO, "path too long");
-    if (rename(a, b) != 0) return pd_err(err, errlen, PD_ERR_IO, "%s: rename: %s", a, strerror(errno));
-    if (fsync_path(dir) != 0) return pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", dir, strerror(errno));
-    return PD_OK;
+    return st;
 }
 
-/* fsyncs every file pd_adapter_save_dir wrote into dir and records them in m. */
-static pd_status saved_files_sync(const char *dir, meta *m, char *err, size_t errlen) {
+/* Records in m the files pd_adapter_save_dir wrote (and fsync'd) into dir. */
+static pd_status saved_files_list(const char *dir, meta *m, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", dir, strerror(errno));
     struct dirent *de;
@@ -663,7 +582,6 @@ static pd_status saved_files_sync(const char *dir, meta *m, char *err, size_t er
             st = pd_err(err, errlen, PD_ERR_IO, "%s: unexpected entry %s", dir, de->d_name);
             break;
         }
-        if (fsync_path(p) != 0) st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", p, strerror(errno));
         m->bytes += (size_t)sb.st_size;
         int k = known_index(de->d_name);
         if (k < 0) unknown = 1;
@@ -703,7 +621,8 @@ static pd_status version_write(pd_registry *r, const char *name, int min_version
     char ndir[PATH_CAP], tmp[PATH_CAP], dst[PATH_CAP];
     if (name_dir(r, name, ndir, sizeof ndir)) return pd_err(err, errlen, PD_ERR_IO, "path too long");
     if (mkdir(ndir, 0755) == 0) {
-        if (fsync_path(r->dir) != 0) return pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", r->dir, strerror(errno));
+        pd_status st = pd_fs_sync(r->dir, err, errlen);
+        if (st) return st;
     } else if (errno != EEXIST) {
         return pd_err(err, errlen, PD_ERR_IO, "%s: mkdir: %s", ndir, strerror(errno));
     }
@@ -739,13 +658,15 @@ static pd_status version_write(pd_registry *r, const char *name, int min_version
         size_t plen[4] = {f->config_len, f->weights_len, f->head_config_len, f->head_weights_len};
         for (int i = 0; i < 4 && !st; i++) {
             if (!part[i] || !plen[i]) continue;
-            st = file_write(tmp, known_file[slot[i]], part[i], plen[i], err, errlen);
+            char path[PATH_CAP];
+            st = pd_path_join(path, sizeof path, tmp, known_file[slot[i]]) ? pd_err(err, errlen, PD_ERR_IO, "path too long")
+                                                                           : pd_fs_write(path, part[i], plen[i], err, errlen);
             m->files |= 1u << slot[i];
             m->bytes += plen[i];
         }
     } else if (kind == W_SAVE) {
         st = pd_adapter_save_dir(a, tmp, err, errlen);
-        if (!st) st = saved_files_sync(tmp, m, err, errlen);
+        if (!st) st = saved_files_list(tmp, m, err, errlen);
     }
     if (!st) st = meta_write(tmp, v, m, err, errlen);
 
@@ -770,14 +691,12 @@ static pd_status version_write(pd_registry *r, const char *name, int min_version
         st = meta_write(tmp, v, m, err, errlen);
     }
     if (st) {
-        tree_remove(tmp);
+        pd_fs_remove_tree(tmp);
         return st;
     }
-    if (fsync_path(ndir) != 0) {
-        /* The rename happened; only its durability is in doubt. Report it, but the version
-         * exists and other replicas may already see it, so it stays. */
-        st = pd_err(err, errlen, PD_ERR_IO, "%s: fsync: %s", ndir, strerror(errno));
-    }
+    /* The rename happened; only its durability is in doubt. Report it, but the version exists
+     * and other replicas may already see it, so it stays. */
+    st = pd_fs_sync(ndir, err, errlen);
     log_change(r, name, v);
     *out_v = v;
     return st;
@@ -808,7 +727,7 @@ static int version_prune_one(const char *ndir, const char *sub) {
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, PRUNED_MARK)) continue;
         if (pd_path_join(p, sizeof p, dir, de->d_name)) continue;
-        if (unlink(p) != 0 && errno == EISDIR) tree_remove(p);
+        if (unlink(p) != 0 && errno == EISDIR) pd_fs_remove_tree(p);
     }
     closedir(d);
     return done;
@@ -1095,7 +1014,7 @@ int pd_registry_valid_name(const char *name) {
 
 void pd_adapter_info_clear(pd_adapter_info *i) {
     if (!i) return;
-    labels_free(i->labels, i->num_labels);
+    pd_strv_free(i->labels, i->num_labels);
     memset(i, 0, sizeof *i);
 }
 
@@ -1111,7 +1030,7 @@ static pd_status info_fill(pd_adapter_info *i, const char *name, int v, const me
     i->created_at = m->created_at;
     i->updated_at = m->updated_at;
     if (m->num_labels > 0) {
-        if (!(i->labels = labels_dup(m->labels, m->num_labels))) return PD_ERR_NOMEM;
+        if (!(i->labels = pd_strv_dup(m->labels, m->num_labels))) return PD_ERR_NOMEM;
         i->num_labels = m->num_labels;
     }
     return PD_OK;
@@ -1179,7 +1098,9 @@ void pd_registry_free(pd_registry *r) {
     free(r);
 }
 
-pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+/* pd_registry_get, and pd_registry_get_cached when !may_load: a version that must be read from
+ * disk first (or that another thread is reading) is left alone and *out stays NULL. */
+static pd_status get(pd_registry *r, const char *name, int may_load, pd_adapter **out, int *version, char *err, size_t errlen) {
     *out = NULL;
     if (version) *version = 0;
     if (!pd_registry_valid_name(name)) return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name");
@@ -1206,6 +1127,10 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
             pd_status st = pd_err(err, errlen, e->fail_st, "%s", e->fail_msg ? e->fail_msg : "adapter does not load");
             pthread_mutex_unlock(&r->lock);
             return st;
+        }
+        if (!may_load) {
+            pthread_mutex_unlock(&r->lock);
+            return PD_OK;
         }
         if (e->loading) { /* another get loads it: wait rather than load a second copy */
             pthread_cond_wait(&r->load_done, &r->lock);
@@ -1258,6 +1183,14 @@ pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, in
         /* Superseded while loading: drop this copy (never shared, so this frees it). */
         pd_adapter_release(a);
     }
+}
+
+pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+    return get(r, name, 1, out, version, err, errlen);
+}
+
+pd_status pd_registry_get_cached(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen) {
+    return get(r, name, 0, out, version, err, errlen);
 }
 
 /* Publishes adapter a (one reference, taken over) as the next version of name. f: the upload
@@ -1321,25 +1254,30 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
     return st;
 }
 
-pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter_files *f, int *created,
-                              pd_adapter_info *info, char *err, size_t errlen) {
+/* The outputs cleared and the name checked, before either way of publishing. */
+static pd_status publish_begin(const char *name, int *created, pd_adapter_info *info, char *err, size_t errlen) {
     if (created) *created = 0;
     if (info) memset(info, 0, sizeof *info);
     if (!pd_registry_valid_name(name))
-        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')");
+        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (" PD_ADAPTER_NAME_RULE ")");
+    return PD_OK;
+}
+
+pd_status pd_registry_publish(pd_registry *r, const char *name, const pd_adapter_files *f, int *created,
+                              pd_adapter_info *info, char *err, size_t errlen) {
+    pd_status st = publish_begin(name, created, info, err, errlen);
+    if (st) return st;
     if (!f) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter files");
     pd_adapter *a = NULL;
-    pd_status st = pd_adapter_load(r->base, f, &a, err, errlen); /* validates completely first */
+    st = pd_adapter_load(r->base, f, &a, err, errlen); /* validates completely first */
     if (st) return st;
     return publish(r, name, a, f, created, info, err, errlen);
 }
 
 pd_status pd_registry_publish_adapter(pd_registry *r, const char *name, pd_adapter *a, int *created,
                                       pd_adapter_info *info, char *err, size_t errlen) {
-    if (created) *created = 0;
-    if (info) memset(info, 0, sizeof *info);
-    if (!pd_registry_valid_name(name))
-        return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')");
+    pd_status st = publish_begin(name, created, info, err, errlen);
+    if (st) return st;
     if (!a) return pd_err(err, errlen, PD_ERR_INVALID, "no adapter");
     pd_adapter_retain(a); /* the registry's own reference; the caller keeps theirs */
     return publish(r, name, a, NULL, created, info, err, errlen);

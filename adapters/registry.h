@@ -10,7 +10,8 @@
  * to it (the rename fails if the number exists), so two writers never share a number.
  * docs/STORE.md describes the layout, crash safety and limits.
  *
- * Names match [A-Za-z0-9._-]{1,64} and are not "." or ".."; nothing else reaches a path.
+ * Names match [A-Za-z0-9._-]{1,64} and do not start with '.' (PD_ADAPTER_NAME_RULE): never "."
+ * or "..", and never one of DATA_DIR's own entries (.changes, .jobs); nothing else reaches a path.
  * Thread-safety: every function may be called from any thread. */
 #ifndef PD_REGISTRY_H
 #define PD_REGISTRY_H
@@ -46,11 +47,20 @@ pd_status pd_registry_open(const pd_model *base, const char *data_dir, size_t ma
                            char *err, size_t errlen);
 void pd_registry_free(pd_registry *r);
 
+/* The name rule, for messages. */
+#define PD_ADAPTER_NAME_RULE "1-64 of A-Z a-z 0-9 . _ -, not starting with ."
+
 int pd_registry_valid_name(const char *name);
 
 /* Pins the current version of name: *out gets a reference the caller releases with
  * pd_adapter_release. PD_ERR_NOT_FOUND for unknown names. */
 pd_status pd_registry_get(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen);
+
+/* pd_registry_get without reading from disk, for threads that must not block on it (HTTP
+ * event loops): a resident version is pinned as by pd_registry_get; a version that must be
+ * loaded first gives PD_OK with *out NULL (call pd_registry_get on a thread that may wait).
+ * PD_ERR_NOT_FOUND for unknown names, or the error a version's earlier load attempt gave. */
+pd_status pd_registry_get_cached(pd_registry *r, const char *name, pd_adapter **out, int *version, char *err, size_t errlen);
 
 /* Publishes files as the next version of name. *created = 1 if the name was new. info (may be
  * NULL) gets the new version's description. */

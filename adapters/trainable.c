@@ -20,7 +20,7 @@
 static pd_status attach(pd_adapter *a, float *const *mlp, int mlp_hidden, char *err, size_t errlen) {
     pd_train *tr = a->train = calloc(1, sizeof *a->train);
     if (!tr) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    pd_status st = a->format == PD_FMT_PEFT ? pd_peft_train_init(a, mlp, mlp_hidden, err, errlen) : pd_hub_train_init(a, err, errlen);
+    pd_status st = pd_method_ops_of(a->method)->train_init(a, mlp, mlp_hidden, err, errlen);
     if (st) return st;
     if (a->head.task != PD_TASK_NONE) {
         tr->ghead = a->head;
@@ -39,10 +39,13 @@ static pd_status attach(pd_adapter *a, float *const *mlp, int mlp_hidden, char *
         }
     }
     for (int i = 0; i < a->nt; i++) tr->n_param += a->t[i].grad != NULL;
-    if (!(tr->param = malloc(sizeof(int) * (size_t)(tr->n_param ? tr->n_param : 1)))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (!(tr->param = calloc((size_t)(tr->n_param ? tr->n_param : 1), sizeof *tr->param)))
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     int k = 0;
-    for (int i = 0; i < a->nt; i++)
-        if (a->t[i].grad) tr->param[k++] = i;
+    for (int i = 0; i < a->nt; i++) {
+        const pd_atensor *t = &a->t[i];
+        if (t->grad) tr->param[k++] = (pd_param){t->data, t->grad, pd_at_numel(t), t->decay, t->name};
+    }
     return PD_OK;
 }
 
@@ -87,9 +90,8 @@ static pd_status head_spec(const pd_model *base, pd_task task, char *const *labe
     *own = l;
     *n_own = n;
     for (int i = 0; i < n; i++) {
-        char b[32];
-        snprintf(b, sizeof b, "LABEL_%d", i);
-        const char *src = labels ? labels[i] : cf->labels && cf->num_labels == n ? cf->labels[i] : b;
+        char b[PD_LABEL_CAP];
+        const char *src = labels ? labels[i] : pd_label_name(cf->labels && cf->num_labels == n ? cf->labels[i] : NULL, i, b, sizeof b);
         if (!src || !*src) return pd_err(err, errlen, PD_ERR_INVALID, "labels[%d] is empty", i);
         for (int j = 0; j < i; j++)
             if (!strcmp(l[j], src)) return pd_err(err, errlen, PD_ERR_INVALID, "labels[%d] \"%s\" appears twice", i, src);
@@ -139,17 +141,17 @@ pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const
     pd_rng rng;
     pd_rng_seed(&rng, seed);
     pd_status st = head_spec(base, task, labels, num_labels, &fh, &own, &n_own, err, errlen);
-    if (!st) st = method == PD_METHOD_BOTTLENECK ? pd_hub_fresh(base, config, &fh, &rng, &fr, err, errlen)
-                                                 : pd_peft_fresh(base, method, config, &fh, &rng, &fr, err, errlen);
+    const pd_method_ops *mo = pd_method_ops_of(method);
+    if (!st) st = mo->fresh(mo, base, config, &fh, &rng, &fr, err, errlen);
     if (st) goto fail;
     /* the files, as they would sit in a directory */
     static const char *const meta[] = {"format", "pt"};
     char *buf = NULL;
     size_t len = 0;
-    int hub = method == PD_METHOD_BOTTLENECK;
+    int pt = mo->format->pt_metadata;
     if (!(f.config = cJSON_PrintUnformatted(fr.config))) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto done; }
     f.config_len = strlen(f.config);
-    if ((st = pd_st_write_buffer(fr.w.t, fr.w.n, meta, hub ? 0 : 1, &buf, &len, err, errlen))) goto done;
+    if ((st = pd_st_write_buffer(fr.w.t, fr.w.n, meta, pt ? 1 : 0, &buf, &len, err, errlen))) goto done;
     f.weights = buf;
     f.weights_len = len;
     if (fr.head_config) {
@@ -181,7 +183,8 @@ pd_status pd_adapter_clone_trainable(const pd_adapter *src, pd_adapter **out, ch
     pd_status st = pd_adapter_serialize(src, &f, err, errlen);
     if (st) return st;
     int E = 0;
-    float *const *mlp = src->train ? pd_peft_mlp(src, &E) : NULL;
+    const pd_method_ops *mo = pd_method_ops_of(src->method);
+    float *const *mlp = src->train && mo->mlp ? mo->mlp(src, &E) : NULL;
     st = load_trainable(src->base, &f, mlp, E, out, err, errlen);
     pd_adapter_files_free(&f);
     return st;
@@ -199,25 +202,15 @@ pd_status pd_adapter_snapshot(const pd_adapter *a, pd_adapter **out, char *err, 
 
 /* ==== Parameters ==== */
 
-int pd_adapter_n_param_tensors(const pd_adapter *a) { return a->train ? a->train->n_param : 0; }
-
-void pd_adapter_param(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name) {
-    PD_ASSERT(a->train && i >= 0 && i < a->train->n_param);
-    pd_atensor *t = &a->t[a->train->param[i]];
-    if (data) *data = t->data;
-    if (grad) *grad = t->grad;
-    if (n) *n = pd_at_numel(t);
-    if (decay) *decay = t->decay;
-    if (name) *name = t->name;
+const pd_param *pd_adapter_train_params(pd_adapter *a, int *n) {
+    *n = a->train ? a->train->n_param : 0;
+    return a->train ? a->train->param : NULL;
 }
 
 void pd_adapter_zero_grad(pd_adapter *a) {
     pd_train *tr = a->train;
     if (!tr) return;
-    for (int i = 0; i < tr->n_param; i++) {
-        pd_atensor *t = &a->t[tr->param[i]];
-        memset(t->grad, 0, sizeof(float) * pd_at_numel(t));
-    }
+    for (int i = 0; i < tr->n_param; i++) memset(tr->param[i].grad, 0, sizeof(float) * tr->param[i].n);
     for (int k = 0; k < a->head.n_layers; k++) {
         const pd_head_layer *hl = &a->head.layer[k];
         if (tr->sink[2 * k]) memset(tr->sink[2 * k], 0, sizeof(float) * (size_t)hl->in * hl->out);
@@ -234,8 +227,7 @@ void pd_adapter_set_training(pd_adapter *a, int on, uint64_t seed) {
 
 void pd_adapter_params_changed(pd_adapter *a) {
     if (!a->train) return;
-    if (a->format == PD_FMT_PEFT) pd_peft_params_changed(a);
-    else pd_hub_params_changed(a);
+    pd_method_ops_of(a->method)->params_changed(a);
 }
 
 const pd_head *pd_adapter_head_grad(pd_adapter *a) {

@@ -10,6 +10,7 @@
 #define PD_TRAINABLE_H
 
 #include "adapter.h"
+#include "param.h"
 
 #include <cJSON.h>
 
@@ -62,12 +63,13 @@ pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const
  * adapter does not produce). */
 pd_status pd_adapter_clone_trainable(const pd_adapter *src, pd_adapter **out, char *err, size_t errlen);
 
-/* Parameters for the optimizer: n_param_tensors() of them (0 for an adapter that is not
- * trainable), each with data, grad, size and the tensor's name (as saved; the prefix MLP's
- * "prompt_encoder.*" are never saved). decay is 0 for tensors AdamW should not decay (biases,
- * LayerNorm parameters: HF Trainer's get_decay_parameter_names). */
-int pd_adapter_n_param_tensors(const pd_adapter *a);
-void pd_adapter_param(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name);
+/* The parameters the optimizer trains (train/optim.h), in store order: *n of them (0 and NULL
+ * for an adapter that is not trainable), each with data, gradient, size and the tensor's name
+ * (as saved; the prefix MLP's "prompt_encoder.*" are never saved). decay is 0 for tensors AdamW
+ * should not decay (biases, LayerNorm parameters: HF Trainer's get_decay_parameter_names). The
+ * list and the arrays it points to live, in place, as long as the adapter. After changing the
+ * values call pd_adapter_params_changed. */
+const pd_param *pd_adapter_train_params(pd_adapter *a, int *n);
 
 /* Zeroes every gradient (the head's sinks included). No-op for an adapter that is not trainable. */
 void pd_adapter_zero_grad(pd_adapter *a);

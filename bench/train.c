@@ -123,7 +123,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train: engine: %s\n", err);
         goto out;
     }
-    opt = pd_adamw_new(a, 0.9, 0.999, 1e-8, 0.0);
+    int np = 0;
+    const pd_param *ps = pd_adapter_train_params(a, &np);
+    opt = pd_adamw_new(ps, np, 0.9, 0.999, 1e-8, 0.0);
     int nex = batch * N_BATCHES;
     ids = malloc(sizeof(int32_t) * (size_t)nex * L);
     ex = calloc((size_t)nex, sizeof *ex);

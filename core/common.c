@@ -1,4 +1,4 @@
-/* common.c - status names, error formatting, file helpers. */
+/* common.c - status names, error formatting, file reading, string arrays, the clock. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
@@ -21,6 +21,7 @@ const char *pd_status_name(pd_status s) {
     case PD_ERR_TOO_LARGE: return "too_large";
     case PD_ERR_BUSY: return "busy";
     case PD_ERR_CANCELLED: return "cancelled";
+    case PD_ERR_CONFLICT: return "conflict";
     }
     return "unknown";
 }
@@ -74,6 +75,24 @@ pd_status pd_read_file(const char *path, size_t max, char **out, size_t *len, ch
 int pd_path_join(char *buf, size_t cap, const char *dir, const char *name) {
     int n = snprintf(buf, cap, "%s/%s", dir, name);
     return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+void pd_strv_free(char **v, int n) {
+    if (!v) return;
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+char **pd_strv_dup(char *const *v, int n) {
+    if (n <= 0 || !v) return NULL;
+    char **d = calloc((size_t)n, sizeof *d);
+    if (!d) return NULL;
+    for (int i = 0; i < n; i++)
+        if (!(d[i] = strdup(v[i] ? v[i] : ""))) {
+            pd_strv_free(d, n);
+            return NULL;
+        }
+    return d;
 }
 
 double pd_now(void) {

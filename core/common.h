@@ -23,7 +23,8 @@ typedef enum {
     PD_ERR_IO = -7,          /* read/write/mmap failed */
     PD_ERR_TOO_LARGE = -8,   /* exceeds a configured limit */
     PD_ERR_BUSY = -9,        /* queue full, try later */
-    PD_ERR_CANCELLED = -10,  /* the operation was cancelled */
+    PD_ERR_CANCELLED = -10,  /* the operation was cancelled (or its service is shutting down) */
+    PD_ERR_CONFLICT = -11,   /* conflicts with the state of the thing: already in progress, already ended */
 } pd_status;
 
 /* Short stable name of a status ("invalid_input", "not_found", ...). Never NULL. */
@@ -54,7 +55,29 @@ pd_status pd_read_file(const char *path, size_t max, char **out, size_t *len, ch
 /* Joins dir and name with a '/' into buf. Returns 0, or -1 if it does not fit. */
 int pd_path_join(char *buf, size_t cap, const char *dir, const char *name);
 
+/* Frees v[0..n) and v (an array of malloc'd strings); NULL is a no-op. */
+void pd_strv_free(char **v, int n);
+/* A malloc'd copy of v[0..n) (NULL entries become ""); NULL when n <= 0, v is NULL or out of
+ * memory. */
+char **pd_strv_dup(char *const *v, int n);
+
 /* Monotonic clock in seconds. */
 double pd_now(void);
+
+/* splitmix64 (Steele, Lea, Flood 2014), the one mixer of every seeded stream (weights of the
+ * generated model, adapters' initial values and dropout, data orders, pretraining masks):
+ * pd_mix64 is the output function of state x (the state advanced by the golden gamma, then
+ * mixed); pd_splitmix64 advances *s and returns the next value. Pure, thread-safe. */
+static inline uint64_t pd_mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+static inline uint64_t pd_splitmix64(uint64_t *s) {
+    uint64_t x = *s;
+    *s = x + 0x9E3779B97F4A7C15ull;
+    return pd_mix64(x);
+}
 
 #endif

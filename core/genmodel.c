@@ -5,12 +5,12 @@
  * weights by pd_st_write (tensors sorted by name). */
 #include "genmodel.h"
 
+#include "fs.h"
+#include "json.h"
 #include "safetensors.h"
 
 #include <cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,12 +126,7 @@ typedef struct rng {
     double spare;
 } rng;
 
-static uint64_t rng_next(rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return pd_splitmix64(&r->s); }
 
 /* Uniform in (0, 1]: never 0, so log() below is finite. */
 static double rng_uniform(rng *r) { return ((double)(rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
@@ -404,142 +399,14 @@ static cJSON *special_tokens_map_json(void) {
 
 /* ==== Files and directories ==== */
 
-/* Writes len bytes to path and fsyncs, so a rename after it publishes complete contents. */
-static pd_status write_bytes(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : EIO;
-            close(fd);
-            return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(e));
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    return PD_OK;
-}
-
-/* Re-indents compact JSON the way Python's json.dumps(indent=2) and the Hugging Face tools
- * lay files out (cJSON_Print uses tabs), so the files read like the hub's. Returns a malloc'd
- * string ending in a newline, or NULL. */
-static char *json_indent(const char *s) {
-    /* First pass: structural characters and the deepest nesting, to size the output. */
-    size_t n = strlen(s), depth = 0, max_depth = 0, breaks = 0;
-    int in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
-            breaks++;
-            if (++depth > max_depth) max_depth = depth;
-        } else if (c == '}' || c == ']') {
-            breaks++;
-            depth--;
-        } else if (c == ',' || c == ':') {
-            breaks++;
-        }
-    }
-    /* Each structural character adds at most a newline or space and an indent. */
-    char *out = malloc(n + 2 + breaks * (2 + 2 * max_depth));
-    if (!out) return NULL;
-    char *o = out;
-    depth = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            *o++ = c;
-            if (c == '\\') *o++ = s[++i];
-            else if (c == '"') in_str = 0;
-            continue;
-        }
-        switch (c) {
-        case '"': in_str = 1; *o++ = c; break;
-        case '{': case '[':
-            *o++ = c;
-            if (s[i + 1] == (c == '{' ? '}' : ']')) { *o++ = s[++i]; break; }
-            depth++;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            break;
-        case '}': case ']':
-            depth--;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            *o++ = c;
-            break;
-        case ',':
-            *o++ = c;
-            *o++ = '\n';
-            for (size_t k = 0; k < 2 * depth; k++) *o++ = ' ';
-            break;
-        case ':': *o++ = ':'; *o++ = ' '; break;
-        default: *o++ = c;
-        }
-    }
-    *o++ = '\n';
-    *o = 0;
-    return out;
-}
-
-/* Prints a cJSON tree (consumed) into dir/name. A NULL tree means an allocation failed while
- * it was built. */
+/* Prints a cJSON tree (consumed; NULL: it could not be built) into dir/name. */
 static pd_status write_json(const char *dir, const char *name, cJSON *o, char *err, size_t errlen) {
-    char path[4096];
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    char path[PD_FS_PATH_MAX];
+    pd_status st = !o ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory building %s", name)
+                   : pd_path_join(path, sizeof path, dir, name) ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
+                                                                : pd_json_write_file(path, o, err, errlen);
     cJSON_Delete(o);
-    char *t = s ? json_indent(s) : NULL;
-    free(s);
-    if (!t) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory printing %s", name);
-    pd_status st = pd_path_join(path, sizeof path, dir, name) ? pd_err(err, errlen, PD_ERR_INVALID, "path too long")
-                                                              : write_bytes(path, t, strlen(t), err, errlen);
-    free(t);
     return st;
-}
-
-static pd_status fsync_path(const char *path, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    return rc ? pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(e)) : PD_OK;
-}
-
-/* mkdir -p for the directories above path (not path itself). */
-static pd_status mkdir_parents(const char *path, char *err, size_t errlen) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    return PD_OK;
-}
-
-/* Removes a flat directory and the files in it (our temporary directory: no subdirectories). */
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4096];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            if (!pd_path_join(p, sizeof p, dir, e->d_name)) unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
 }
 
 /* Files in the order they are moved into an existing directory: config.json last, because
@@ -564,8 +431,7 @@ static pd_status write_all(const char *tmp, char *err, size_t errlen) {
     static const char *const meta[] = {"format", "pt"};
     if (!st && pd_path_join(path, sizeof path, tmp, "model.safetensors"))
         st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
-    if (!st) st = pd_st_write(path, ts->t, ts->n, meta, 1, err, errlen);
-    if (!st) st = fsync_path(path, err, errlen);
+    if (!st) st = pd_st_write(path, ts->t, ts->n, meta, 1, err, errlen); /* fsync'd */
     tensors_free(ts);
     free(ts);
     if (!st) {
@@ -576,14 +442,14 @@ static pd_status write_all(const char *tmp, char *err, size_t errlen) {
         if (!b) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         for (int i = 0; b && i < v->n; i++) p += sprintf(p, "%s\n", v->tok[i]);
         if (!st && pd_path_join(path, sizeof path, tmp, "vocab.txt")) st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
-        if (!st) st = write_bytes(path, b, (size_t)(p - b), err, errlen);
+        if (!st) st = pd_fs_write(path, b, (size_t)(p - b), err, errlen);
         free(b);
     }
     if (!st) st = write_json(tmp, "tokenizer_config.json", tokenizer_config_json(), err, errlen);
     if (!st) st = write_json(tmp, "special_tokens_map.json", special_tokens_map_json(), err, errlen);
     if (!st) st = write_json(tmp, "tokenizer.json", tokenizer_json(v), err, errlen);
     if (!st) st = write_json(tmp, "config.json", config_json(v->n), err, errlen);
-    if (!st) st = fsync_path(tmp, err, errlen);
+    if (!st) st = pd_fs_sync(tmp, err, errlen);
     free(v);
     return st;
 }
@@ -598,13 +464,18 @@ pd_status pd_genmodel_write(const char *dir, char *err, size_t errlen) {
     out[n] = 0;
     if (!strcmp(out, "/")) return pd_err(err, errlen, PD_ERR_INVALID, "refusing to write into /");
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
-    pd_status st = mkdir_parents(out, err, errlen);
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else if (slash == parent) parent[1] = 0;
+    else *slash = 0;
+    pd_status st = pd_fs_mkdir_p(parent, err, errlen);
     if (st) return st;
-    remove_flat_dir(tmp); /* a leftover of a crashed run with the same pid */
+    pd_fs_remove_tree(tmp); /* a leftover of a crashed run with the same pid */
     if (mkdir(tmp, 0755) != 0) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
     st = write_all(tmp, err, errlen);
     if (st) {
-        remove_flat_dir(tmp);
+        pd_fs_remove_tree(tmp);
         return st;
     }
     /* A missing or empty dir is replaced in one rename; a non-empty one file by file. */
@@ -612,24 +483,19 @@ pd_status pd_genmodel_write(const char *dir, char *err, size_t errlen) {
         int e = errno;
         struct stat sb;
         if ((e != ENOTEMPTY && e != EEXIST) || stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            remove_flat_dir(tmp);
+            pd_fs_remove_tree(tmp);
             return pd_err(err, errlen, PD_ERR_IO, "rename %s -> %s: %s", tmp, out, strerror(e));
         }
         for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
             char a[4096], b[4096];
             if (pd_path_join(a, sizeof a, tmp, FILES[i]) || pd_path_join(b, sizeof b, out, FILES[i]) || rename(a, b) != 0) {
                 e = errno;
-                remove_flat_dir(tmp);
+                pd_fs_remove_tree(tmp);
                 return pd_err(err, errlen, PD_ERR_IO, "rename into %s: %s", out, strerror(e));
             }
         }
-        remove_flat_dir(tmp);
+        pd_fs_remove_tree(tmp);
     }
     /* Make the rename itself durable. */
-    snprintf(parent, sizeof parent, "%s", out);
-    char *slash = strrchr(parent, '/');
-    if (!slash) snprintf(parent, sizeof parent, ".");
-    else if (slash == parent) parent[1] = 0;
-    else *slash = 0;
-    return fsync_path(parent, err, errlen);
+    return pd_fs_sync(parent, err, errlen);
 }

@@ -7,7 +7,9 @@
  * see one block of rows (the grouping idea of Punica's SGMV). */
 #include "model.h"
 
+#include "fs.h"
 #include "grad_kernels.h"
+#include "json.h"
 #include "safetensors.h"
 #include "train_kernels.h"
 
@@ -48,31 +50,13 @@ const char *pd_arch_name(pd_arch a) {
     return "?";
 }
 
-const char *pd_task_name(pd_task t) {
-    switch (t) {
-    case PD_TASK_CLS: return "classification";
-    case PD_TASK_QA: return "question_answering";
-    case PD_TASK_NONE: return "none";
-    }
-    return "?";
-}
-
 /* ==== config.json ==== */
 
 /* Reads an integer field; the first present name wins. Returns def when none is present,
  * -2 when present but not a non-negative integer. */
 static int json_int(const cJSON *o, const char *a, const char *b, int def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
-    if (!v && b) v = cJSON_GetObjectItemCaseSensitive(o, b);
-    if (!v || cJSON_IsNull(v)) return def;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9 || v->valuedouble != (double)(int)v->valuedouble) return -2;
-    return (int)v->valuedouble;
-}
-
-static void free_labels(char **labels, int n) {
-    if (!labels) return;
-    for (int i = 0; i < n; i++) free(labels[i]);
-    free(labels);
+    long v = def;
+    return pd_json_long(o, pd_json_get(o, a) || !b ? a : b, "", 0, 1000000000, PD_ERR_FORMAT, &v, NULL, 0) ? -2 : (int)v;
 }
 
 static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t errlen) {
@@ -188,7 +172,7 @@ static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t e
 out:
     cJSON_Delete(o);
     if (st != PD_OK) {
-        free_labels(c->labels, c->num_labels);
+        pd_strv_free(c->labels, c->num_labels);
         c->labels = NULL;
         c->num_labels = 0;
     }
@@ -197,20 +181,14 @@ out:
 
 /* ==== Weights ==== */
 
-static int file_exists(const char *dir, const char *name) {
-    char p[4096];
-    struct stat st;
-    return !pd_path_join(p, sizeof p, dir, name) && stat(p, &st) == 0;
-}
-
 static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t errlen) {
     char path[4096];
-    if (file_exists(dir, "model.safetensors")) {
+    if (pd_fs_exists(dir, "model.safetensors")) {
         pd_path_join(path, sizeof path, dir, "model.safetensors");
         m->n_shards = 1;
         return pd_st_open(path, &m->shard[0], err, errlen);
     }
-    if (file_exists(dir, "model.safetensors.index.json")) {
+    if (pd_fs_exists(dir, "model.safetensors.index.json")) {
         pd_path_join(path, sizeof path, dir, "model.safetensors.index.json");
         char *text = NULL;
         size_t len = 0;
@@ -250,7 +228,7 @@ static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t err
         cJSON_Delete(o);
         return st;
     }
-    if (file_exists(dir, "pytorch_model.bin") || file_exists(dir, "model.bin"))
+    if (pd_fs_exists(dir, "pytorch_model.bin") || pd_fs_exists(dir, "model.bin"))
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED,
                       "%s has only a pickle checkpoint (pytorch_model.bin); peftd never loads pickle because unpickling runs code. "
                       "Convert it once with: python3 -c \"import torch; from safetensors.torch import save_file; "
@@ -429,9 +407,8 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
             if (!c->labels) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
             c->num_labels = nl;
             for (int i = 0; i < nl; i++) {
-                char b[32];
-                snprintf(b, sizeof b, "LABEL_%d", i);
-                if (!(c->labels[i] = strdup(b))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+                char b[PD_LABEL_CAP];
+                if (!(c->labels[i] = strdup(pd_label_name(NULL, i, b, sizeof b)))) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
             }
         }
         h->labels = c->labels;
@@ -478,7 +455,7 @@ void pd_model_free(pd_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layer);
-    free_labels(m->cfg.labels, m->cfg.num_labels);
+    pd_strv_free(m->cfg.labels, m->cfg.num_labels);
     pd_tokenizer_free(m->tok);
     free(m);
 }
@@ -659,17 +636,6 @@ static cJSON *params_config_json(const pd_config *c, const char *arch, pd_dtype 
     return o;
 }
 
-/* Writes len bytes to path and fsyncs them. (core/fs.h's pd_fs_write on branch arch does this;
- * this copy goes when main has it.) */
-static pd_status write_sync(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    return bad ? pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path) : PD_OK;
-}
-
 /* Renames dir/tmp to dir/name. */
 static pd_status rename_in(const char *dir, const char *tmp, const char *name, char *err, size_t errlen) {
     char a[4096], b[4096];
@@ -705,7 +671,7 @@ pd_status pd_params_save(const pd_params *p, const pd_st_wtensor *extra, int n_e
         cJSON_Delete(o);
         if (!text) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         else if (pd_path_join(path, sizeof path, dir, "config.json.tmp")) st = pd_err(err, errlen, PD_ERR_INVALID, "path too long");
-        else st = write_sync(path, text, strlen(text), err, errlen);
+        else st = pd_fs_write(path, text, strlen(text), err, errlen);
         free(text);
     }
     if (!st) st = rename_in(dir, "config.json.tmp", "config.json", err, errlen);

@@ -27,14 +27,13 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "names.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
 typedef enum { PD_ARCH_BERT = 1, PD_ARCH_DISTILBERT, PD_ARCH_ROBERTA } pd_arch;
-typedef enum { PD_TASK_NONE = 0, PD_TASK_CLS = 1, PD_TASK_QA = 2 } pd_task;
 
 const char *pd_arch_name(pd_arch a);   /* "bert", "distilbert", "roberta" */
-const char *pd_task_name(pd_task t);   /* "classification", "question_answering", "none" */
 
 typedef struct pd_config {
     pd_arch arch;

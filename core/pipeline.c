@@ -16,23 +16,83 @@ static void window_free(pd_window *w) {
     memset(w, 0, sizeof *w);
 }
 
-void pd_item_free(pd_item *it) {
-    if (!it) return;
-    for (int i = 0; i < it->n_win; i++) window_free(&it->win[i]);
-    free(it->win);
-    free(it->context);
+void pd_item_clear_results(pd_item *it) {
     free(it->logits);
     free(it->start_logits);
     free(it->end_logits);
     for (int i = 0; i < it->n_answers; i++) free(it->answers[i].text);
     free(it->answers);
+    it->logits = it->start_logits = it->end_logits = NULL;
+    it->answers = NULL;
+    it->n_logits = it->n_answers = 0;
+}
+
+void pd_item_free(pd_item *it) {
+    if (!it) return;
+    for (int i = 0; i < it->n_win; i++) window_free(&it->win[i]);
+    free(it->win);
+    free(it->context);
+    pd_item_clear_results(it);
     memset(it, 0, sizeof *it);
 }
 
 int pd_item_tokens(const pd_item *it) {
-    int n = 0;
-    for (int i = 0; i < it->n_win; i++) n += it->win[i].len;
+    int n = 0, virt = it->delta ? it->delta->n_prompt : 0;
+    for (int i = 0; i < it->n_win; i++) n += it->win[i].len + virt;
     return n;
+}
+
+/* ==== Preparing items ==== */
+
+pd_task pd_predict_task(int forced, pd_task own, pd_task shape) {
+    return forced > PD_TASK_NONE ? (pd_task)forced : own != PD_TASK_NONE ? own : shape;
+}
+
+const pd_head *pd_head_for(const pd_model *m, const pd_delta *d, pd_task task) {
+    if (d && d->head && d->head->task == task) return d->head;
+    return pd_model_head(m, task);
+}
+
+pd_status pd_item_prepare(const pd_model *m, const pd_delta *d, pd_task task, const pd_input *in, pd_task shape, const pd_opts *o,
+                          pd_item *it, char *err, size_t errlen) {
+    memset(it, 0, sizeof *it);
+    if (shape != task)
+        return pd_err(err, errlen, PD_ERR_MISMATCH, "a %s input, but the task is %s", pd_task_name(shape), pd_task_name(task));
+    const pd_head *head = pd_head_for(m, d, task);
+    if (!head && d) return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "neither the adapter nor the base model has a %s head", pd_task_name(task));
+    if (!head) return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "the base model has no %s head; name an adapter that has one", pd_task_name(task));
+    pd_status st = pd_item_encode(m, task, in, o, d ? d->n_prompt + d->n_prefix : 0, it, err, errlen);
+    if (st) return st;
+    it->delta = d;
+    it->head = head;
+    return PD_OK;
+}
+
+/* ==== Running items ==== */
+
+pd_status pd_predict_groups(pd_ctx *c, pd_item *const *items, int n, const int *group, const pd_opts *o,
+                            void (*failed)(int first, int count, pd_status st, const char *err, void *arg), void *arg) {
+    char err[256];
+    pd_status st = pd_predict(c, items, n, o, err, sizeof err);
+    if (st == PD_OK) return PD_OK;
+    int single = 1;
+    for (int i = 1; i < n; i++) single &= group[i] == group[0];
+    if (single) {
+        failed(0, n, st, err, arg);
+        return st;
+    }
+    pd_status any = PD_OK;
+    for (int i = 0; i < n;) {
+        int k = i;
+        while (k < n && group[k] == group[i]) k++;
+        for (int t = i; t < k; t++) pd_item_clear_results(items[t]);
+        if ((st = pd_predict(c, items + i, k - i, o, err, sizeof err))) {
+            failed(i, k - i, st, err, arg);
+            any = st;
+        }
+        i = k;
+    }
+    return any;
 }
 
 /* Assembles a window from a[a0..a0+na) and (if b) b[b0..b0+nb) into w. */

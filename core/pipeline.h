@@ -65,11 +65,43 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
                          pd_item *it, char *err, size_t errlen);
 void pd_item_free(pd_item *it); /* frees contents, not the struct; NULL is a no-op */
 
-/* Number of windows / tokens an encoded item adds to a batch. */
+/* Rows an encoded item adds to a batch: its windows' tokens plus, per window, the soft-prompt
+ * tokens of its delta (set it first). */
 int pd_item_tokens(const pd_item *it);
+
+/* Frees the results pd_predict filled in, so the item can run again. */
+void pd_item_clear_results(pd_item *it);
+
+/* ==== Preparing a request's items (the server's /predict and `peftd predict`) ==== */
+
+/* The task of a request: forced (> PD_TASK_NONE), else the adapter's own (own), else the
+ * inputs' shape. */
+pd_task pd_predict_task(int forced, pd_task own, pd_task shape);
+
+/* The head that answers task for delta d: d's own when it has one for task, else the base
+ * model's; NULL when neither has one. */
+const pd_head *pd_head_for(const pd_model *m, const pd_delta *d, pd_task task);
+
+/* Prepares one input of shape (what pd_json_input says it is) for task and delta d (NULL: the
+ * bare base): checks the shape fits the task, picks the head, encodes (room left for d's virtual
+ * tokens), sets item->delta and item->head. it is overwritten. PD_ERR_MISMATCH (a QA input for
+ * classification or the reverse), PD_ERR_UNSUPPORTED (no head for the task), else
+ * pd_item_encode's errors. */
+pd_status pd_item_prepare(const pd_model *m, const pd_delta *d, pd_task task, const pd_input *in, pd_task shape, const pd_opts *o,
+                          pd_item *it, char *err, size_t errlen);
+
+/* ==== Running ==== */
 
 /* Runs all windows of items[0..n) through one forward pass and fills their results. */
 pd_status pd_predict(pd_ctx *c, pd_item *const *items, int n, const pd_opts *o, char *err, size_t errlen);
+
+/* pd_predict over a batch whose items belong to groups (requests, input lines): group[i] is
+ * items[i]'s, a group's items adjacent. When the batch fails and holds
+ * more than one group, each group runs again alone (its results cleared first), so one bad
+ * group cannot fail another. failed(first, count, st, err, arg) is called for each group that fails (for the
+ * whole batch when it holds one group). Returns PD_OK when every item has results. */
+pd_status pd_predict_groups(pd_ctx *c, pd_item *const *items, int n, const int *group, const pd_opts *o,
+                            void (*failed)(int first, int count, pd_status st, const char *err, void *arg), void *arg);
 
 /* Converts a byte offset in UTF-8 text into a code point offset. */
 int pd_utf8_chars(const char *s, size_t bytes);

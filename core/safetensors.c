@@ -15,6 +15,8 @@
 #endif
 #include "safetensors.h"
 
+#include "fs.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -873,21 +875,6 @@ pd_status pd_st_write_buffer(const pd_st_wtensor *t, int n, const char *const *m
     return PD_OK;
 }
 
-/* Writes all n bytes of p to fd; returns 0 or -1 with errno set. */
-static int st_write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 pd_status pd_st_write(const char *path, const pd_st_wtensor *t, int n, const char *const *meta_kv,
                       int n_meta, char *err, size_t errlen) {
     return pd_st_write_as(path, t, n, meta_kv, n_meta, PD_DT_F32, err, errlen);
@@ -910,18 +897,18 @@ pd_status pd_st_write_as(const char *path, const pd_st_wtensor *t, int n, const 
     }
     /* F32 data goes straight from the caller's arrays to the file (no second copy); half
      * precision through a small buffer. */
-    int bad = st_write_all(fd, b.p, b.len);
+    int bad = pd_fs_write_all(fd, b.p, b.len);
     for (int i = 0; !bad && i < n; i++) {
         const pd_st_wtensor *w = o[i];
         if (dtype == PD_DT_F32) {
-            if (st_wbytes(w)) bad = st_write_all(fd, w->data, st_wbytes(w));
+            if (st_wbytes(w)) bad = pd_fs_write_all(fd, w->data, st_wbytes(w));
             continue;
         }
         uint16_t chunk[4096];
         for (size_t k = 0, numel = st_wnumel(w); !bad && k < numel; k += 4096) {
             size_t m = numel - k < 4096 ? numel - k : 4096;
             st_half_chunk(w, dtype, k, m, chunk);
-            bad = st_write_all(fd, chunk, 2 * m);
+            bad = pd_fs_write_all(fd, chunk, 2 * m);
         }
     }
     if (!bad) bad = fsync(fd);

@@ -4,7 +4,7 @@
 # not part of `make test` (a fuzzing run is open-ended; the tests replay known bad inputs).
 #
 #   FUZZ_SECONDS=600 make fuzz        longer
-#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter
+#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config
 #
 # Needs clang (Debian's clang package; libFuzzer ships with it). Builds into build-fuzz/ with
 # -march=native: clang does not read core/kernels.c's `#pragma GCC target` regions, so the
@@ -14,7 +14,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config}
 OUT=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
 PKGS="libcjson openblas"
@@ -25,9 +25,9 @@ mkdir -p "$OUT"
 
 sources() { # the project sources a target links
     case $1 in
-    safetensors) echo core/safetensors.c core/common.c ;;
+    safetensors) echo core/safetensors.c core/common.c core/fs.c ;;
     tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
-    adapter) echo core/*.c adapters/*.c ;;
+    adapter | adapter_config) echo core/*.c adapters/*.c ;;
     esac
 }
 
@@ -44,6 +44,14 @@ seed() { # target corpus-dir
             python3 -c 'import struct,sys; c=open(sys.argv[1],"rb").read(); w=open(sys.argv[2],"rb").read()
 sys.stdout.buffer.write(struct.pack("<I", len(c)) + c + w)' "$d/adapter_config.json" "$w" >"$2/$(basename "$d")"
         done ;;
+    adapter_config) # <weights index><config>[\0<labels>[\0<head_config>]], the index in name order as the target counts
+        python3 -c 'import glob, os, sys
+dirs = sorted(glob.glob("tests/reference/adapters/bert_cls_f32__*"))
+for i, d in enumerate(dirs):
+    c = open(d + "/adapter_config.json", "rb").read()
+    h = open(d + "/head_config.json", "rb").read() if os.path.exists(d + "/head_config.json") else None
+    for k, tail in enumerate([b"", b"\0[\"neg\", \"pos\"]"] + ([b"\0\0" + h, b"\0[\"a\", \"b\"]\0" + h] if h else [])):
+        open("%s/%s-%d" % (sys.argv[1], os.path.basename(d), k), "wb").write(bytes([i]) + c + tail)' "$2" ;;
     esac
 }
 

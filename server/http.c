@@ -1,11 +1,9 @@
-/* http.c - libmicrohttpd glue: routing, request bodies, auth, replies, parking, request log.
- * See http.h for the order of checks and the threading model. */
+/* http.c - libmicrohttpd glue: routing by the table the server gives, request bodies, auth,
+ * replies, parking. See http.h for the order of checks and the threading model. */
 #include "http.h"
 
-#include "console.h"
-#include "jobs.h"
 #include "jsonio.h"
-#include "routes.h"
+#include "log.h"
 
 #include <microhttpd.h>
 
@@ -16,102 +14,96 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ==== Routing table ==== */
-
-typedef struct method_entry {
-    const char *method;
-    pd_req_fn fn;
-    int write;            /* needs the API key even without --auth-all */
-    pd_body_kind body;
-} method_entry;
-
-typedef struct route_def {
-    const char *allow;    /* the Allow header of a 405 */
-    method_entry m[3];
-} route_def;
-
-/* Indexed by pd_route. HEAD is served by the GET handler (MHD sends no body for HEAD). */
-static const route_def ROUTES[PD_ROUTE_COUNT] = {
-    [PD_ROUTE_HEALTH] = {"GET, HEAD", {{"GET", pd_route_health, 0, PD_BODY_NONE}}},
-    [PD_ROUTE_INFO] = {"GET, HEAD", {{"GET", pd_route_info, 0, PD_BODY_NONE}}},
-    [PD_ROUTE_METRICS] = {"GET, HEAD", {{"GET", pd_route_metrics, 0, PD_BODY_NONE}}},
-    [PD_ROUTE_PREDICT] = {"POST", {{"POST", pd_route_predict, 0, PD_BODY_JSON}}},
-    [PD_ROUTE_ADAPTERS] = {"GET, HEAD, POST",
-                           {{"GET", pd_route_adapters_list, 0, PD_BODY_NONE},
-                            {"POST", pd_route_adapter_upload, 1, PD_BODY_MULTIPART}}},
-    [PD_ROUTE_ADAPTER] = {"GET, HEAD, PUT, DELETE",
-                          {{"GET", pd_route_adapter_get, 0, PD_BODY_NONE},
-                           {"PUT", pd_route_adapter_upload, 1, PD_BODY_MULTIPART},
-                           {"DELETE", pd_route_adapter_delete, 1, PD_BODY_NONE}}},
-    [PD_ROUTE_ADAPTER_FILE] = {"GET, HEAD", {{"GET", pd_route_adapter_file, 0, PD_BODY_NONE}}},
-    [PD_ROUTE_TRAIN] = {"POST", {{"POST", pd_route_train, 1, PD_BODY_EITHER}}},
-    [PD_ROUTE_JOBS] = {"GET, HEAD", {{"GET", pd_route_jobs_list, 0, PD_BODY_NONE}}},
-    [PD_ROUTE_JOB] = {"GET, HEAD, DELETE",
-                      {{"GET", pd_route_job_get, 0, PD_BODY_NONE}, {"DELETE", pd_route_job_delete, 1, PD_BODY_NONE}}},
-    [PD_ROUTE_OTHER] = {"", {{NULL, NULL, 0, PD_BODY_NONE}}},
+struct pd_http {
+    pd_http_config c;
+    struct MHD_Daemon *daemon;
+    atomic_int active;      /* requests between their first callback and completion */
+    atomic_int parked;      /* suspended connections */
 };
 
-/* Copies the path segment [p, end) into dst; returns 0, or -1 if empty or it does not fit. */
-static int copy_segment(char *dst, size_t cap, const char *p, size_t n) {
-    if (n == 0 || n >= cap) return -1;
-    memcpy(dst, p, n);
-    dst[n] = 0;
-    return 0;
-}
+/* ==== Routing ==== */
 
-/* Maps a (percent-decoded) path to a route, capturing {name} and {file}. */
-static pd_route match_route(const char *url, pd_req *r) {
-    if (!strcmp(url, "/health")) return PD_ROUTE_HEALTH;
-    if (!strcmp(url, "/info")) return PD_ROUTE_INFO;
-    if (!strcmp(url, "/metrics")) return PD_ROUTE_METRICS;
-    if (!strcmp(url, "/predict")) return PD_ROUTE_PREDICT;
-    if (!strcmp(url, "/train")) return PD_ROUTE_TRAIN;
-    if (!strcmp(url, "/jobs")) return PD_ROUTE_JOBS;
-    if (!strncmp(url, "/jobs/", 6))
-        return strchr(url + 6, '/') || copy_segment(r->name, sizeof r->name, url + 6, strlen(url + 6)) ? PD_ROUTE_OTHER : PD_ROUTE_JOB;
-    if (strncmp(url, "/adapters", 9)) return PD_ROUTE_OTHER;
-    const char *p = url + 9;
-    if (!*p) return PD_ROUTE_ADAPTERS;
-    if (*p++ != '/') return PD_ROUTE_OTHER;
-    const char *slash = strchr(p, '/');
-    if (!slash) return copy_segment(r->name, sizeof r->name, p, strlen(p)) ? PD_ROUTE_OTHER : PD_ROUTE_ADAPTER;
-    if (copy_segment(r->name, sizeof r->name, p, (size_t)(slash - p))) return PD_ROUTE_OTHER;
-    if (strncmp(slash, "/files/", 7)) return PD_ROUTE_OTHER;
-    const char *f = slash + 7;
-    if (strchr(f, '/') || copy_segment(r->file, sizeof r->file, f, strlen(f))) return PD_ROUTE_OTHER;
-    return PD_ROUTE_ADAPTER_FILE;
-}
-
-static const method_entry *find_method(pd_route route, const char *method) {
-    if (!strcmp(method, "HEAD")) method = "GET";
-    for (int i = 0; i < 3; i++) {
-        const method_entry *m = &ROUTES[route].m[i];
-        if (m->method && !strcmp(m->method, method)) return m;
+/* Matches a (percent-decoded) url against a route template: literal characters must agree, a
+ * {field} takes a non-empty segment (up to the next '/') into r->file for {file}, r->name
+ * otherwise. 1 on a match (captures filled), 0 otherwise. */
+static int match(const char *tpl, const char *url, pd_req *r) {
+    const char *t = tpl, *u = url;
+    while (*t) {
+        if (*t != '{') {
+            if (*t++ != *u++) return 0;
+            continue;
+        }
+        const char *close = strchr(t, '}');
+        PD_ASSERT(close);
+        int file = close - t == 5 && !strncmp(t, "{file", 5);
+        char *dst = file ? r->file : r->name;
+        size_t cap = file ? sizeof r->file : sizeof r->name, n = strcspn(u, "/");
+        if (n == 0 || n >= cap) return 0;
+        memcpy(dst, u, n);
+        dst[n] = 0;
+        u += n;
+        t = close + 1;
     }
+    return *u == 0;
+}
+
+static int find_route(const pd_http *h, const char *url, pd_req *r) {
+    for (int i = 0; i < h->c.n_routes; i++)
+        if (h->c.routes[i].path && match(h->c.routes[i].path, url, r)) return i;
+    return -1;
+}
+
+static const pd_method_def *find_method(const pd_route_def *d, const char *method) {
+    if (!strcmp(method, "HEAD")) method = "GET";
+    for (int i = 0; i < 3; i++)
+        if (d->m[i].method && !strcmp(d->m[i].method, method)) return &d->m[i];
     return NULL;
+}
+
+/* The Allow header of a 405: the route's methods, HEAD after GET. */
+static void allow_list(const pd_route_def *d, char *buf, size_t cap) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 3 && d->m[i].method && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s%s", k ? ", " : "", d->m[i].method, strcmp(d->m[i].method, "GET") ? "" : ", HEAD");
 }
 
 /* ==== Replies ==== */
 
+/* The one mapping from a status to HTTP: the status and the error code of the body. */
+static const struct {
+    pd_status st;
+    int http;
+    const char *code; /* NULL: pd_status_name */
+} HTTP_OF[] = {
+    {PD_OK, 200, NULL},
+    {PD_ERR_INVALID, 400, NULL},
+    {PD_ERR_FORMAT, 400, NULL},
+    {PD_ERR_NOT_FOUND, 404, NULL},
+    {PD_ERR_CONFLICT, 409, NULL},
+    {PD_ERR_TOO_LARGE, 413, NULL},
+    {PD_ERR_UNSUPPORTED, 422, NULL},
+    {PD_ERR_MISMATCH, 422, NULL},
+    {PD_ERR_NOMEM, 500, NULL},
+    {PD_ERR_IO, 500, NULL},
+    {PD_ERR_BUSY, 503, NULL},
+    {PD_ERR_CANCELLED, 503, "shutting_down"}, /* what is cancelled under a request: the server stopping */
+};
+
 int pd_http_status(pd_status st) {
-    switch (st) {
-    case PD_OK: return 200;
-    case PD_ERR_INVALID: return 400;
-    case PD_ERR_FORMAT: return 400;
-    case PD_ERR_NOT_FOUND: return 404;
-    case PD_ERR_TOO_LARGE: return 413;
-    case PD_ERR_UNSUPPORTED: return 422;
-    case PD_ERR_MISMATCH: return 422;
-    case PD_ERR_BUSY: return 503;
-    case PD_ERR_CANCELLED: return 503;
-    case PD_ERR_NOMEM: return 500;
-    case PD_ERR_IO: return 500;
-    }
+    for (size_t i = 0; i < sizeof HTTP_OF / sizeof HTTP_OF[0]; i++)
+        if (HTTP_OF[i].st == st) return HTTP_OF[i].http;
     return 500;
 }
 
+static const char *http_code(pd_status st) {
+    for (size_t i = 0; i < sizeof HTTP_OF / sizeof HTTP_OF[0]; i++)
+        if (HTTP_OF[i].st == st && HTTP_OF[i].code) return HTTP_OF[i].code;
+    return pd_status_name(st);
+}
+
 void pd_req_header(pd_req *r, const char *name, const char *value) {
-    if (r->n_extra < 4) {
+    if (r->n_extra < (int)(sizeof r->extra_hdr / sizeof r->extra_hdr[0])) {
         r->extra_hdr[r->n_extra][0] = name;
         r->extra_hdr[r->n_extra][1] = value;
         r->n_extra++;
@@ -132,8 +124,9 @@ static void queue(pd_req *r, int status, struct MHD_Response *resp, const char *
     }
     if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (int i = 0; i < r->n_extra; i++) MHD_add_response_header(resp, r->extra_hdr[i][0], r->extra_hdr[i][1]);
-    if (r->srv->replica[0]) MHD_add_response_header(resp, "X-Peftd-Replica", r->srv->replica);
-    if (atomic_load(&r->srv->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    const pd_http_config *c = &r->http->c;
+    if (c->replica && c->replica[0]) MHD_add_response_header(resp, "X-Peftd-Replica", c->replica);
+    if (atomic_load(c->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (MHD_queue_response(r->conn, (unsigned)status, resp) != MHD_YES) {
         status = 500;
         r->fatal = 1;
@@ -156,13 +149,24 @@ void pd_req_reply(pd_req *r, int status, const char *content_type, char *body, s
     queue(r, status, resp, len ? content_type : NULL);
 }
 
-void pd_req_json(pd_req *r, int status, const cJSON *v) {
-    char *txt = v ? pd_json_print(v) : NULL;
-    if (!txt) {
+void pd_req_reply_static(pd_req *r, int status, const char *content_type, const void *data, size_t len) {
+    PD_ASSERT(!r->replied);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, len ? (void *)data : (void *)"", MHD_RESPMEM_PERSISTENT);
+    queue(r, status, resp, len ? content_type : NULL);
+}
+
+void pd_req_json(pd_req *r, int status, cJSON *v, int built) {
+    char *text = v && built ? pd_json_print(v) : NULL;
+    cJSON_Delete(v);
+    pd_req_json_text(r, status, text);
+}
+
+void pd_req_json_text(pd_req *r, int status, char *json) {
+    if (!json) {
         pd_req_error(r, 500, "out_of_memory", "out of memory building the response");
         return;
     }
-    pd_req_reply(r, status, "application/json", txt, strlen(txt));
+    pd_req_reply(r, status, "application/json", json, strlen(json));
 }
 
 /* Replaces every byte that is not part of valid UTF-8 with '?', in place: messages quote client
@@ -207,7 +211,7 @@ void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...)
 }
 
 void pd_req_fail(pd_req *r, pd_status st, const char *message) {
-    pd_req_error(r, pd_http_status(st), pd_status_name(st), "%s", message);
+    pd_req_error(r, pd_http_status(st), http_code(st), "%s", message);
 }
 
 void pd_req_file(pd_req *r, int fd, size_t size, const char *content_type, const char *filename) {
@@ -233,12 +237,22 @@ const char *pd_req_get_header(pd_req *r, const char *name) {
 void pd_req_park(pd_req *r, pd_req_fn resume) {
     r->resume = resume;
     r->parked = 1;
-    atomic_fetch_add(&r->srv->parked, 1);
+    atomic_fetch_add(&r->http->parked, 1);
     MHD_suspend_connection(r->conn);
 }
 
 void pd_req_unpark(pd_req *r) {
     MHD_resume_connection(r->conn);
+}
+
+void pd_req_park_on(pd_req *r, pd_worker *w, pd_worker_fn fn, pd_req_fn resume) {
+    pd_req_park(r, resume);
+    pd_status st = pd_worker_submit(w, fn, r);
+    if (st) {
+        r->async_st = st;
+        snprintf(r->async_err, sizeof r->async_err, "%s", st == PD_ERR_CANCELLED ? "the server is shutting down" : "out of memory");
+        pd_req_unpark(r);
+    }
 }
 
 /* ==== Auth ==== */
@@ -255,7 +269,7 @@ static int key_equal(const char *a, size_t alen, const char *b, size_t blen) {
 }
 
 static int authorized(pd_req *r) {
-    const pd_server *s = r->srv;
+    const pd_http_config *s = &r->http->c;
     const char *h = pd_req_get_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h) return 0;
     while (*h == ' ') h++;
@@ -268,9 +282,6 @@ static int authorized(pd_req *r) {
 }
 
 /* ==== Bodies ==== */
-
-static const char *const PART_NAMES[PD_PART_COUNT] = {"name", "config", "weights", "labels", "head_config", "head_weights",
-                                                      "spec", "train", "eval"};
 
 static int part_append(pd_part *p, const char *data, size_t n) {
     if (!n) return 0;
@@ -295,11 +306,17 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
                                size_t size) {
     pd_req *r = cls;
     if (r->part_error[0] || !key) return MHD_YES;
-    int id = -1, train = r->route == PD_ROUTE_TRAIN;
-    for (int i = train ? PD_PART_SPEC : 0; i < (train ? PD_PART_COUNT : PD_PART_SPEC); i++) if (!strcmp(key, PART_NAMES[i])) id = i;
+    const char *const *names = r->def->parts;
+    int id = -1;
+    for (int i = 0; names && names[i] && i < PD_PARTS_MAX; i++)
+        if (!strcmp(key, names[i])) id = i;
     if (id < 0) {
-        snprintf(r->part_error, sizeof r->part_error, "unknown form field \"%.40s\" (expected %s)", key,
-                 train ? "spec, train, eval" : "name, config, weights, labels, head_config, head_weights");
+        char list[120];
+        size_t k = 0;
+        list[0] = 0;
+        for (int i = 0; names && names[i] && k < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", names[i]);
+        snprintf(r->part_error, sizeof r->part_error, "unknown form field \"%.40s\" (expected %s)", key, list);
         return MHD_YES;
     }
     pd_part *p = &r->parts[id];
@@ -323,7 +340,7 @@ static void free_body(pd_req *r) {
     free(r->body);
     r->body = NULL;
     r->body_len = r->body_cap = 0;
-    for (int i = 0; i < PD_PART_COUNT; i++) {
+    for (int i = 0; i < PD_PARTS_MAX; i++) {
         free(r->parts[i].data);
         r->parts[i].data = NULL;
         r->parts[i].len = r->parts[i].cap = 0;
@@ -333,7 +350,7 @@ static void free_body(pd_req *r) {
 /* Takes n more body bytes. Returns MHD_NO to drop a client that keeps sending far past the
  * limit. */
 static enum MHD_Result consume(pd_req *r, const char *data, size_t n) {
-    size_t max = r->srv->max_body;
+    size_t max = r->http->c.max_body;
     r->received += n;
     if (r->received > max) {
         if (!r->too_large) {
@@ -372,53 +389,30 @@ static int media_type_is(const char *ct, const char *want) {
     return !strncasecmp(ct, want, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* ==== The web console ==== */
-
-/* Serves an embedded console file (console.h) from memory: GET and HEAD only, before the
- * readiness and key checks (the page holds no data and asks for the key itself), 304 when
- * If-None-Match names its ETag. */
-static void console_reply(pd_req *r, const pd_console_file *f, const char *method) {
-    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
-        pd_req_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        pd_req_error(r, 405, "method_not_allowed", "%s is not allowed on %.200s (allowed: GET, HEAD)", method, r->path);
-        return;
-    }
-    int fresh = pd_console_etag_matches(f, pd_req_get_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH));
-    struct MHD_Response *resp = MHD_create_response_from_buffer(fresh ? 0 : f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
-    for (int i = 0; resp && pd_console_headers[i][0]; i++)
-        MHD_add_response_header(resp, pd_console_headers[i][0], pd_console_headers[i][1]);
-    if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, f->etag);
-    queue(r, fresh ? 304 : 200, resp, fresh ? NULL : f->content_type);
-}
-
 /* ==== Request lifecycle ==== */
 
 /* First callback of a request: headers only. Replies at once when the request cannot succeed,
  * so an unwanted body is never read. */
 static void begin(pd_req *r, const char *url, const char *method) {
-    pd_server *s = r->srv;
-    r->route = match_route(url, r);
-    const pd_console_file *cf = r->route == PD_ROUTE_OTHER ? pd_console_lookup(url) : NULL;
-    if (cf) {
-        console_reply(r, cf, method);
-        return;
-    }
-    if (r->route == PD_ROUTE_OTHER) {
+    const pd_http_config *s = &r->http->c;
+    r->route = find_route(r->http, url, r);
+    if (r->route < 0) {
         pd_req_error(r, 404, "not_found", "no route %s %.200s", method, url);
         return;
     }
-    const method_entry *m = find_method(r->route, method);
+    const pd_route_def *d = &s->routes[r->route];
+    const pd_method_def *m = r->def = find_method(d, method);
     if (!m) {
-        pd_req_header(r, MHD_HTTP_HEADER_ALLOW, ROUTES[r->route].allow);
-        pd_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", method,
-                     pd_route_name(r->route), ROUTES[r->route].allow);
+        allow_list(d, r->hdr_buf, sizeof r->hdr_buf);
+        pd_req_header(r, MHD_HTTP_HEADER_ALLOW, r->hdr_buf);
+        pd_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", method, d->path, r->hdr_buf);
         return;
     }
-    if (!atomic_load(&s->ready) && r->route != PD_ROUTE_HEALTH && r->route != PD_ROUTE_METRICS) {
+    if (!atomic_load(s->ready) && !d->before_ready) {
         pd_req_error(r, 503, "not_ready", "the base model is still loading");
         return;
     }
-    if (s->api_key && (m->write || (s->opt.auth_all && r->route != PD_ROUTE_HEALTH)) && !authorized(r)) {
+    if (s->api_key && (m->write || (s->auth_all && !d->open)) && !authorized(r)) {
         pd_req_error(r, 401, "unauthorized", "%s", pd_req_get_header(r, MHD_HTTP_HEADER_AUTHORIZATION)
                                                         ? "wrong API key"
                                                         : "this route needs \"Authorization: Bearer <key>\"");
@@ -443,7 +437,7 @@ static void begin(pd_req *r, const char *url, const char *method) {
         unsigned long long v = strtoull(cl, &e, 10);
         if (e != cl && v > s->max_body) {
             pd_req_error(r, 413, "too_large", "the body has %llu bytes; the limit is %zu (--max-body-mb %d)", v, s->max_body,
-                         s->opt.max_body_mb);
+                         s->max_body_mb);
             return;
         }
     }
@@ -458,39 +452,40 @@ static void begin(pd_req *r, const char *url, const char *method) {
 }
 
 /* Last callback of a request's upload: the body is complete. */
-static void dispatch(pd_req *r, const char *method) {
-    pd_server *s = r->srv;
+static void dispatch(pd_req *r) {
+    const pd_http_config *s = &r->http->c;
     if (r->pp) {
         if (MHD_destroy_post_processor(r->pp) != MHD_YES && !r->part_error[0] && !r->too_large)
             snprintf(r->part_error, sizeof r->part_error, "truncated multipart/form-data body");
         r->pp = NULL;
     }
     if (r->too_large) {
-        pd_req_error(r, 413, "too_large", "the body exceeds %zu bytes (--max-body-mb %d)", s->max_body, s->opt.max_body_mb);
+        pd_req_error(r, 413, "too_large", "the body exceeds %zu bytes (--max-body-mb %d)", s->max_body, s->max_body_mb);
         return;
     }
     if (r->part_error[0]) {
         pd_req_error(r, 400, "invalid_input", "%s", r->part_error);
         return;
     }
-    find_method(r->route, method)->fn(r);
+    r->def->handler(r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
-    pd_server *s = cls;
+    pd_http *h = cls;
     pd_req *r = *con_cls;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         *con_cls = r;
-        r->srv = s;
+        r->srv = h->c.app;
+        r->http = h;
         r->conn = conn;
         r->t0 = pd_now();
-        r->route = PD_ROUTE_OTHER;
+        r->route = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
-        atomic_fetch_add(&s->active, 1);
+        atomic_fetch_add(&h->active, 1);
         begin(r, url, method);
         return r->fatal ? MHD_NO : MHD_YES;
     }
@@ -505,14 +500,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->parked) { /* resumed */
         r->parked = 0;
-        atomic_fetch_sub(&s->parked, 1);
+        atomic_fetch_sub(&h->parked, 1);
         pd_req_fn fn = r->resume;
         r->resume = NULL;
         fn(r);
+        if (r->parked) return MHD_YES; /* parked again: the next step of the work */
         if (!r->replied) pd_req_error(r, 500, "internal", "no response was produced");
         return r->fatal ? MHD_NO : MHD_YES;
     }
-    dispatch(r, method);
+    dispatch(r);
     if (r->parked) return MHD_YES;
     if (!r->replied) pd_req_error(r, 500, "internal", "no response was produced");
     return r->fatal ? MHD_NO : MHD_YES;
@@ -520,59 +516,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* Writes the request's log line, counts it and frees it. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    pd_server *s = cls;
+    pd_http *h = cls;
     pd_req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
     if (r->parked) { /* closed while resuming */
         r->parked = 0;
-        atomic_fetch_sub(&s->parked, 1);
+        atomic_fetch_sub(&h->parked, 1);
     }
     double dt = pd_now() - r->t0;
     int status = r->replied ? r->status : 499; /* 499: the client went away first */
-    pd_metrics_request(s->metrics, r->route, status, dt);
-
-    char line[2048];
-    size_t pos = 0;
-    char ts[40];
-    pd_time_iso(ts, sizeof ts);
-    pos += (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"method\":", ts);
-    pd_json_escape(line, sizeof line, &pos, r->method);
-    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"path\":");
-    pd_json_escape(line, sizeof line, &pos, r->path);
-    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"status\":%d,\"adapter\":", status);
-    if (r->log_adapter[0]) pd_json_escape(line, sizeof line, &pos, r->log_adapter);
-    else if (pos + 4 < sizeof line) { memcpy(line + pos, "null", 4); pos += 4; }
-    if (pos < sizeof line) {
-        if (r->log_version > 0) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"version\":%d", r->log_version);
-        else pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"version\":null");
-    }
-    if (pos < sizeof line)
-        pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"tokens\":%ld,\"ms\":%.3f}\n", r->tokens, dt * 1000.0);
-    if (pos >= sizeof line) { /* cut: keep it one valid line */
-        pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"status\":%d,\"ms\":%.3f,\"note\":\"log line cut\"}\n", ts,
-                               status, dt * 1000.0);
-    }
-    ssize_t wr = write(2, line, pos);
-    (void)wr;
-
+    if (h->c.completed) h->c.completed(h->c.app, r->route, status, dt);
+    pd_log_request(r->method, r->path, status, r->log_adapter, r->log_version, r->tokens, dt);
     if (r->pp) MHD_destroy_post_processor(r->pp);
-    pd_route_cleanup(r);
+    if (r->ctx_free) r->ctx_free(r->ctx);
     free_body(r);
     free(r);
-    atomic_fetch_sub(&s->active, 1);
+    atomic_fetch_sub(&h->active, 1);
 }
 
-/* Counts open connections for the scheduler's company hook; a closing one may end a batch wait. */
+/* Tells the server of opened and closed client connections. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
-    pd_server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        atomic_fetch_add(&s->connections, 1);
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        atomic_fetch_sub(&s->connections, 1);
-        if (atomic_load(&s->ready)) pd_sched_kick(s->sched);
-    }
+    pd_http *h = cls;
+    if (h->c.connection && (code == MHD_CONNECTION_NOTIFY_STARTED || code == MHD_CONNECTION_NOTIFY_CLOSED))
+        h->c.connection(h->c.app, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -585,50 +553,60 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ==== Daemon ==== */
 
-pd_status pd_http_start(pd_server *s, char *err, size_t errlen) {
+pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char *err, size_t errlen) {
+    *out = NULL;
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->opt.port);
-    int rc = getaddrinfo(*s->opt.host ? s->opt.host : NULL, port, &hints, &res);
-    if (rc || !res) return pd_err(err, errlen, PD_ERR_INVALID, "--host %s: %s", s->opt.host, gai_strerror(rc));
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", c->port);
+    int rc = getaddrinfo(*c->host ? c->host : NULL, ps, &hints, &res);
+    if (rc || !res) return pd_err(err, errlen, PD_ERR_INVALID, "--host %s: %s", c->host, gai_strerror(rc));
+    pd_http *h = calloc(1, sizeof *h);
+    if (!h) {
+        freeaddrinfo(res);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    h->c = *c;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     const unsigned poll_modes[2] = {MHD_USE_EPOLL, MHD_USE_POLL};
-    for (int i = 0; i < 2 && !s->daemon; i++) {
-        s->daemon = MHD_start_daemon(flags | poll_modes[i], (uint16_t)s->opt.port, NULL, NULL, on_request, s,
-                                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+    for (int i = 0; i < 2 && !h->daemon; i++) {
+        h->daemon = MHD_start_daemon(flags | poll_modes[i], (uint16_t)c->port, NULL, NULL, on_request, h,
+                                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
                                      MHD_OPTION_SOCK_ADDR, res->ai_addr,
-                                     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opt.http_threads,
-                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
+                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                                     MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
+                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
                                      MHD_OPTION_END);
     }
     freeaddrinfo(res);
-    if (!s->daemon)
-        return pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available)", s->opt.host,
-                      s->opt.port);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : s->opt.port;
+    if (!h->daemon) {
+        free(h);
+        return pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available)", c->host, c->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : c->port;
+    *out = h;
     return PD_OK;
 }
 
-void pd_http_quiesce(pd_server *s) {
-    if (!s->daemon || s->quiesced_fd >= 0) return;
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    s->quiesced_fd = fd == MHD_INVALID_SOCKET ? -1 : (int)fd;
-}
-
-void pd_http_stop(pd_server *s) {
-    if (!s->daemon) return;
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
-    if (s->quiesced_fd >= 0) close(s->quiesced_fd);
-    s->quiesced_fd = -1;
+void pd_http_stop(pd_http *h) {
+    if (!h) return;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon); /* the listening socket is ours to close now */
+    /* In-flight requests finish: parked ones always do (the scheduler and the workers drain),
+     * others get 10 s (a client that stalls mid-upload must not hold the shutdown forever). */
+    double t0 = pd_now();
+    while (atomic_load(&h->active) > 0) {
+        if (atomic_load(&h->parked) == 0 && pd_now() - t0 > 10.0) break;
+        usleep(2000);
+    }
+    MHD_stop_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    free(h);
 }

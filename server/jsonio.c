@@ -4,45 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen) {
-    *out = NULL;
-    if (len == 0) return pd_err(err, errlen, PD_ERR_INVALID, "empty input; expected a JSON value");
-    const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!v) {
-        size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-        return pd_err(err, errlen, PD_ERR_INVALID, "malformed JSON near byte %zu", at);
-    }
-    /* cJSON stops after the first value: anything but whitespace after it is an error. */
-    for (const char *p = end; p && p < text + len; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            cJSON_Delete(v);
-            return pd_err(err, errlen, PD_ERR_INVALID, "malformed JSON: unexpected data after the value at byte %zu", (size_t)(p - text));
-        }
-    }
-    *out = v;
-    return PD_OK;
-}
-
-int pd_json_task_parse(const char *name) {
-    if (!strcmp(name, "classification") || !strcmp(name, "cls") || !strcmp(name, "text-classification"))
-        return PD_TASK_CLS;
-    if (!strcmp(name, "question_answering") || !strcmp(name, "qa") || !strcmp(name, "question-answering"))
-        return PD_TASK_QA;
-    return -1;
-}
-
 /* ==== Inputs ==== */
-
-/* Reads an optional string field: absent or null leaves *out NULL. */
-static pd_status opt_string(const cJSON *o, const char *key, const char *what, const char **out, char *err, size_t errlen) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, key);
-    *out = NULL;
-    if (!f || cJSON_IsNull(f)) return PD_OK;
-    if (!cJSON_IsString(f) || !f->valuestring) return pd_err(err, errlen, PD_ERR_INVALID, "%s.%s must be a string", what, key);
-    *out = f->valuestring;
-    return PD_OK;
-}
 
 pd_status pd_json_input(const cJSON *v, const char *what, pd_input *in, pd_task *shape, char *err, size_t errlen) {
     memset(in, 0, sizeof *in);
@@ -55,10 +17,11 @@ pd_status pd_json_input(const cJSON *v, const char *what, pd_input *in, pd_task 
         return pd_err(err, errlen, PD_ERR_INVALID,
                       "%s must be a string, {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...}", what);
     pd_status st;
-    if ((st = opt_string(v, "text", what, &in->text, err, errlen))) return st;
-    if ((st = opt_string(v, "text_pair", what, &in->text_pair, err, errlen))) return st;
-    if ((st = opt_string(v, "question", what, &in->question, err, errlen))) return st;
-    if ((st = opt_string(v, "context", what, &in->context, err, errlen))) return st;
+    char where[72];
+    snprintf(where, sizeof where, "%s.", what);
+    if ((st = pd_json_str(v, "text", where, &in->text, err, errlen)) || (st = pd_json_str(v, "text_pair", where, &in->text_pair, err, errlen)) ||
+        (st = pd_json_str(v, "question", where, &in->question, err, errlen)) || (st = pd_json_str(v, "context", where, &in->context, err, errlen)))
+        return st;
     int cls = in->text || in->text_pair, qa = in->question || in->context;
     if (cls && qa)
         return pd_err(err, errlen, PD_ERR_INVALID, "%s mixes \"text\" with \"question\"/\"context\"; give one or the other", what);
@@ -90,9 +53,7 @@ static cJSON *float_array(const float *x, int n) {
 }
 
 static const char *label_of(const pd_head *h, int i, char *buf, size_t cap) {
-    if (h && h->labels && i < h->num_labels && h->labels[i]) return h->labels[i];
-    snprintf(buf, cap, "LABEL_%d", i);
-    return buf;
+    return pd_label_name(h && h->labels && i < h->num_labels ? h->labels[i] : NULL, i, buf, cap);
 }
 
 /* Scores as the Hugging Face text-classification pipeline computes them: softmax over the
@@ -116,7 +77,7 @@ static cJSON *cls_result(const pd_item *it, int return_logits, int top_k) {
         while (j > 0 && p[order[j - 1]] < p[i]) { order[j] = order[j - 1]; j--; }
         order[j] = i;
     }
-    char buf[32];
+    char buf[PD_LABEL_CAP];
     if (n > 0) {
         if (!cJSON_AddStringToObject(o, "label", label_of(it->head, order[0], buf, sizeof buf))) goto fail;
         if (!cJSON_AddNumberToObject(o, "score", p[order[0]])) goto fail;

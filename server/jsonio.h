@@ -12,20 +12,12 @@
 #ifndef PD_JSONIO_H
 #define PD_JSONIO_H
 
+#include "json.h"
 #include "pipeline.h"
-
-#include <cJSON.h>
-
-/* Parses len bytes as exactly one JSON value (whitespace may follow). PD_ERR_INVALID with the
- * byte offset of the problem; PD_ERR_NOMEM. */
-pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen);
 
 /* Reads one input. *shape gets PD_TASK_CLS or PD_TASK_QA. what names the value in messages
  * ("inputs[3]"). Returns PD_OK or PD_ERR_INVALID naming the offending field. */
 pd_status pd_json_input(const cJSON *v, const char *what, pd_input *in, pd_task *shape, char *err, size_t errlen);
-
-/* "classification" / "question_answering" (also the short forms "cls" and "qa"); -1 otherwise. */
-int pd_json_task_parse(const char *name);
 
 /* The result object of an item that pd_predict filled. top_k: classification scores listed
  * (0 = all); QA: answers returned (the first also fills the top-level fields). */

@@ -8,6 +8,7 @@
  * Only main exits; every failure below is reported and turned into an exit status. */
 #include "genmodel.h"
 #include "jsonio.h"
+#include "log.h"
 #include "options.h"
 #include "pretrain.h"
 #include "server.h"
@@ -28,22 +29,33 @@ static void usage(FILE *f) {
             PD_VERSION);
 }
 
+/* A command's options into o from its table (and the environment when use_env). Returns -1 to
+ * go on, else the exit code: 2 for a bad option (said on stderr), 0 once --help printed usage
+ * and the table. */
+static int parse_command(const char *cmd, const char *usage, const pd_opt_def *defs, int ndefs, void *o, int argc, char **argv,
+                         int use_env) {
+    int help = 0;
+    char err[1024];
+    if (pd_opts_parse(defs, ndefs, o, argc, argv, use_env, &help, err, sizeof err)) {
+        fprintf(stderr, "peftd %s: %s\n", cmd, err);
+        return 2;
+    }
+    if (!help) return -1;
+    fputs(usage, stdout);
+    pd_opts_help(stdout, defs, ndefs, use_env);
+    return 0;
+}
+
 /* ==== serve ==== */
 
 static int cmd_serve(int argc, char **argv) {
     pd_serve_opts o;
-    int help = 0;
     char err[1024];
-    if (pd_opts_parse(pd_serve_opt_defs, pd_serve_opt_count, &o, argc, argv, 1, &help, err, sizeof err)) {
-        fprintf(stderr, "peftd serve: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        printf("usage: peftd serve [options]\n\nEvery option can also be set with the environment variable shown; "
-               "flags win over the environment.\n\n");
-        pd_opts_help(stdout, pd_serve_opt_defs, pd_serve_opt_count, 1);
-        return 0;
-    }
+    int rc = parse_command("serve",
+                           "usage: peftd serve [options]\n\nEvery option can also be set with the environment variable shown; "
+                           "flags win over the environment.\n\n",
+                           pd_serve_opt_defs, pd_serve_opt_count, &o, argc, argv, 1);
+    if (rc >= 0) return rc;
     /* Signals are taken by sigwait in this thread only: block them before any thread starts. */
     sigset_t set;
     sigemptyset(&set);
@@ -82,25 +94,27 @@ static void encode_line(const pd_model *m, const pd_adapter *a, int forced, cons
     if ((lr->st = pd_json_parse(line, len, &v, lr->err, sizeof lr->err))) return;
     pd_input in;
     pd_task shape = PD_TASK_NONE;
-    if ((lr->st = pd_json_input(v, "input", &in, &shape, lr->err, sizeof lr->err))) goto out;
-    pd_task own = a ? pd_adapter_task(a) : PD_TASK_NONE;
-    pd_task task = forced >= 0 ? (pd_task)forced : own != PD_TASK_NONE ? own : shape;
-    if (shape != task) {
-        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_MISMATCH, "a %s input but the task is %s", pd_task_name(shape), pd_task_name(task));
-        goto out;
+    if (!(lr->st = pd_json_input(v, "input", &in, &shape, lr->err, sizeof lr->err))) {
+        pd_task task = pd_predict_task(forced, a ? pd_adapter_task(a) : PD_TASK_NONE, shape);
+        lr->st = pd_item_prepare(m, a ? pd_adapter_delta(a) : NULL, task, &in, shape, po, &lr->item, lr->err, sizeof lr->err);
     }
-    const pd_head *head = a ? pd_adapter_head(a, m, task) : pd_model_head(m, task);
-    if (!head) {
-        lr->st = pd_err(lr->err, sizeof lr->err, PD_ERR_UNSUPPORTED, "no %s head in the model%s", pd_task_name(task),
-                        a ? " or the adapter" : "");
-        goto out;
-    }
-    lr->st = pd_item_encode(m, task, &in, po, a ? pd_adapter_n_virtual(a) : 0, &lr->item, lr->err, sizeof lr->err);
-    if (lr->st) goto out;
-    lr->item.delta = a ? pd_adapter_delta(a) : NULL;
-    lr->item.head = head;
-out:
     cJSON_Delete(v);
+}
+
+/* The lines of one batch: res[group[k]] is the line of its k-th item. */
+typedef struct line_batch {
+    line_res *res;
+    const int *group;
+} line_batch;
+
+/* pd_predict_groups' report: the failed items' lines get the error. */
+static void line_failed(int first, int count, pd_status st, const char *err, void *arg) {
+    const line_batch *lb = arg;
+    for (int k = first; k < first + count; k++) {
+        line_res *lr = &lb->res[lb->group[k]];
+        lr->st = st;
+        snprintf(lr->err, sizeof lr->err, "%s", err);
+    }
 }
 
 static void print_json(const cJSON *v) {
@@ -112,21 +126,15 @@ static void print_json(const cJSON *v) {
 
 static int cmd_predict(int argc, char **argv) {
     pd_predict_opts o;
-    int help = 0;
     char err[1024];
-    if (pd_opts_parse(pd_predict_opt_defs, pd_predict_opt_count, &o, argc, argv, 0, &help, err, sizeof err)) {
-        fprintf(stderr, "peftd predict: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        printf("usage: peftd predict [options] < inputs.jsonl\n\n"
-               "Each stdin line is a JSON input: \"text\", {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...};\n"
-               "each stdout line is its result, or {\"error\": {\"code\", \"message\"}} for that line.\n\n");
-        pd_opts_help(stdout, pd_predict_opt_defs, pd_predict_opt_count, 0);
-        return 0;
-    }
+    int rc = parse_command("predict",
+                           "usage: peftd predict [options] < inputs.jsonl\n\n"
+                           "Each stdin line is a JSON input: \"text\", {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...};\n"
+                           "each stdout line is its result, or {\"error\": {\"code\", \"message\"}} for that line.\n\n",
+                           pd_predict_opt_defs, pd_predict_opt_count, &o, argc, argv, 0);
+    if (rc >= 0) return rc;
     int forced = -1;
-    if (*o.task && (forced = pd_json_task_parse(o.task)) < 0) {
+    if (*o.task && (forced = pd_task_parse(o.task)) <= PD_TASK_NONE) {
         fprintf(stderr, "peftd predict: --task must be classification or question_answering\n");
         return 2;
     }
@@ -142,7 +150,7 @@ static int cmd_predict(int argc, char **argv) {
     pd_pool *pool = NULL;
     pd_ctx *ctx = NULL;
     line_res *res = NULL;
-    int rc = 1;
+    rc = 1;
     if (pd_model_load(dir, 0, &m, err, sizeof err)) {
         fprintf(stderr, "peftd predict: %s\n", err);
         goto out;
@@ -155,8 +163,10 @@ static int cmd_predict(int argc, char **argv) {
     ctx = pool ? pd_ctx_new(m, pool) : NULL;
     res = calloc((size_t)o.batch, sizeof *res);
     pd_item **ok = calloc((size_t)o.batch, sizeof *ok);
-    if (!ctx || !res || !ok) {
+    int *group = calloc((size_t)o.batch, sizeof *group);
+    if (!ctx || !res || !ok || !group) {
         free(ok);
+        free(group);
         fprintf(stderr, "peftd predict: out of memory\n");
         goto out;
     }
@@ -174,24 +184,13 @@ static int cmd_predict(int argc, char **argv) {
             n++;
         }
         int nok = 0;
-        for (int i = 0; i < n; i++) if (!res[i].st) ok[nok++] = &res[i].item;
-        if (nok) {
-            char perr[512];
-            if (pd_predict(ctx, ok, nok, &po, perr, sizeof perr)) {
-                /* Find the culprit: run each line alone. */
-                for (int i = 0; i < n; i++) {
-                    if (res[i].st) continue;
-                    pd_item *one = &res[i].item;
-                    free(one->logits); free(one->start_logits); free(one->end_logits);
-                    for (int k = 0; k < one->n_answers; k++) free(one->answers[k].text);
-                    free(one->answers);
-                    one->logits = one->start_logits = one->end_logits = NULL;
-                    one->answers = NULL;
-                    one->n_logits = one->n_answers = 0;
-                    res[i].st = pd_predict(ctx, &one, 1, &po, res[i].err, sizeof res[i].err);
-                }
+        for (int i = 0; i < n; i++)
+            if (!res[i].st) {
+                group[nok] = i; /* each line is its own group: a line that fails the batch fails alone */
+                ok[nok++] = &res[i].item;
             }
-        }
+        line_batch lb = {res, group};
+        if (nok) pd_predict_groups(ctx, ok, nok, group, &po, line_failed, &lb);
         for (int i = 0; i < n; i++) {
             cJSON *v = res[i].st ? pd_json_error(pd_status_name(res[i].st), res[i].err)
                                  : pd_json_result(&res[i].item, o.return_logits, o.top_k);
@@ -203,6 +202,7 @@ static int cmd_predict(int argc, char **argv) {
     }
     free(line);
     free(ok);
+    free(group);
     rc = 0;
 out:
     free(res);
@@ -211,6 +211,20 @@ out:
     pd_adapter_release(a);
     pd_model_free(m);
     return rc;
+}
+
+/* ==== pretrain ==== */
+
+static int cmd_pretrain(int argc, char **argv) {
+    pd_pretrain_opts o;
+    int rc = parse_command("pretrain",
+                           "usage: peftd pretrain --corpus FILE --heldout FILE --vocab DIR --out DIR [options]\n\n"
+                           "Pretrains a BERT encoder with masked-language modelling (see docs/PRETRAINING.md). Progress goes to\n"
+                           "stderr; OUT gets state.safetensors (weights, AdamW state, data position: --resume continues it),\n"
+                           "model/ (a Hugging Face BertForMaskedLM checkpoint peftd serves), heldout.csv and train.csv.\n"
+                           "SIGINT/SIGTERM stop at the next step with a checkpoint.\n\noptions:\n",
+                           pd_pretrain_opt_defs, pd_pretrain_opt_count, &o, argc, argv, 0);
+    return rc >= 0 ? rc : pd_pretrain_run(&o);
 }
 
 /* ==== gen-model ==== */
@@ -250,7 +264,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 2, argv + 2);
-    if (!strcmp(cmd, "pretrain")) return pd_pretrain_cli(argc - 2, argv + 2);
+    if (!strcmp(cmd, "pretrain")) return cmd_pretrain(argc - 2, argv + 2);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("peftd %s\n", PD_VERSION);
         return 0;

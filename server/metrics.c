@@ -8,15 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const ROUTE_NAMES[PD_ROUTE_COUNT] = {
-    "/health", "/info", "/metrics", "/predict", "/adapters", "/adapters/{name}", "/adapters/{name}/files/{file}",
-    "/train", "/jobs", "/jobs/{id}", "other",
-};
-
-const char *pd_route_name(pd_route r) {
-    return r >= 0 && r < PD_ROUTE_COUNT ? ROUTE_NAMES[r] : "other";
-}
-
 /* ==== Histograms ==== */
 
 #define MAX_BUCKETS 16
@@ -53,18 +44,31 @@ static void hist_add(hist *h, double v) {
 
 struct pd_metrics {
     pthread_mutex_t lock;
-    uint64_t requests[PD_ROUTE_COUNT][STATUS_MAX - STATUS_MIN + 1]; /* guarded by lock */
-    hist latency[PD_ROUTE_COUNT];                                   /* guarded by lock */
+    const char *const *names;                                       /* (n_routes) */
+    int n_routes;                                                   /* + 1: "other", the last row */
+    uint64_t (*requests)[STATUS_MAX - STATUS_MIN + 1];              /* (n_routes + 1) guarded by lock */
+    hist *latency;                                                  /* (n_routes + 1) guarded by lock */
     hist batch_inputs, batch_tokens, batch_seconds;                 /* guarded by lock */
     uint64_t inputs, seqs, tokens, rejected;                        /* guarded by lock */
 };
 
-pd_metrics *pd_metrics_new(void) {
+static const char *route_name(const pd_metrics *m, int r) { return r < m->n_routes ? m->names[r] : "other"; }
+
+pd_metrics *pd_metrics_new(const char *const *route_names, int n_routes) {
     pd_metrics *m = calloc(1, sizeof *m);
     if (!m) return NULL;
-    if (pthread_mutex_init(&m->lock, NULL)) { free(m); return NULL; }
+    m->names = route_names;
+    m->n_routes = n_routes;
+    m->requests = calloc((size_t)n_routes + 1, sizeof *m->requests);
+    m->latency = calloc((size_t)n_routes + 1, sizeof *m->latency);
+    if (!m->requests || !m->latency || pthread_mutex_init(&m->lock, NULL)) {
+        free(m->requests);
+        free(m->latency);
+        free(m);
+        return NULL;
+    }
     int nl = (int)(sizeof LAT_LE / sizeof LAT_LE[0]);
-    for (int r = 0; r < PD_ROUTE_COUNT; r++) hist_init(&m->latency[r], LAT_LE, nl);
+    for (int r = 0; r <= n_routes; r++) hist_init(&m->latency[r], LAT_LE, nl);
     hist_init(&m->batch_inputs, SIZE_LE, (int)(sizeof SIZE_LE / sizeof SIZE_LE[0]));
     hist_init(&m->batch_tokens, TOK_LE, (int)(sizeof TOK_LE / sizeof TOK_LE[0]));
     hist_init(&m->batch_seconds, LAT_LE, nl);
@@ -74,11 +78,13 @@ pd_metrics *pd_metrics_new(void) {
 void pd_metrics_free(pd_metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->lock);
+    free(m->requests);
+    free(m->latency);
     free(m);
 }
 
-void pd_metrics_request(pd_metrics *m, pd_route r, int status, double seconds) {
-    if (r < 0 || r >= PD_ROUTE_COUNT) r = PD_ROUTE_OTHER;
+void pd_metrics_request(pd_metrics *m, int r, int status, double seconds) {
+    if (r < 0 || r >= m->n_routes) r = m->n_routes;
     pthread_mutex_lock(&m->lock);
     if (status >= STATUS_MIN && status <= STATUS_MAX) m->requests[r][status - STATUS_MIN]++;
     hist_add(&m->latency[r], seconds);
@@ -170,18 +176,18 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     sb_printf(&b, "peftd_uptime_seconds %.3f\n", g->uptime);
 
     sb_printf(&b, "# HELP peftd_requests_total HTTP requests by route template and status.\n# TYPE peftd_requests_total counter\n");
-    for (int r = 0; r < PD_ROUTE_COUNT; r++)
+    for (int r = 0; r <= m->n_routes; r++)
         for (int s = 0; s <= STATUS_MAX - STATUS_MIN; s++)
             if (m->requests[r][s])
-                sb_printf(&b, "peftd_requests_total{route=\"%s\",status=\"%d\"} %llu\n", ROUTE_NAMES[r], s + STATUS_MIN,
+                sb_printf(&b, "peftd_requests_total{route=\"%s\",status=\"%d\"} %llu\n", route_name(m, r), s + STATUS_MIN,
                           (unsigned long long)m->requests[r][s]);
 
     sb_printf(&b, "# HELP peftd_request_duration_seconds Request latency by route template.\n");
     sb_printf(&b, "# TYPE peftd_request_duration_seconds histogram\n");
-    for (int r = 0; r < PD_ROUTE_COUNT; r++) {
+    for (int r = 0; r <= m->n_routes; r++) {
         if (!m->latency[r].n) continue;
         char lab[96];
-        snprintf(lab, sizeof lab, "route=\"%s\",", ROUTE_NAMES[r]);
+        snprintf(lab, sizeof lab, "route=\"%s\",", route_name(m, r));
         sb_hist(&b, "peftd_request_duration_seconds", lab, &m->latency[r]);
     }
 

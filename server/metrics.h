@@ -1,7 +1,7 @@
 /* metrics.h - counters and histograms of the server, rendered as Prometheus text.
  *
- * Requests are counted per route (a fixed set of route templates, so a client cannot grow the
- * label space) and status; latencies and batch sizes go into fixed-bucket histograms.
+ * Requests are counted per route (the route table's templates, so a client cannot grow the
+ * label space, plus "other" for requests that matched none) and status; latencies and batch sizes go into fixed-bucket histograms.
  * Gauges owned by other modules (queue depth, adapters, memory) are passed in at render time.
  *
  * Ownership: pd_metrics_new returns an object freed with pd_metrics_free; pd_metrics_render
@@ -12,30 +12,15 @@
 
 #include "common.h"
 
-typedef enum {
-    PD_ROUTE_HEALTH = 0,
-    PD_ROUTE_INFO,
-    PD_ROUTE_METRICS,
-    PD_ROUTE_PREDICT,
-    PD_ROUTE_ADAPTERS,      /* /adapters */
-    PD_ROUTE_ADAPTER,       /* /adapters/{name} */
-    PD_ROUTE_ADAPTER_FILE,  /* /adapters/{name}/files/{file} */
-    PD_ROUTE_TRAIN,         /* /train */
-    PD_ROUTE_JOBS,          /* /jobs */
-    PD_ROUTE_JOB,           /* /jobs/{id} */
-    PD_ROUTE_OTHER,         /* anything else (404s) */
-    PD_ROUTE_COUNT
-} pd_route;
-
-const char *pd_route_name(pd_route r); /* the template, e.g. "/adapters/{name}" */
-
 typedef struct pd_metrics pd_metrics;
 
-pd_metrics *pd_metrics_new(void); /* NULL when out of memory */
+/* Metrics for routes 0..n_routes-1 named by route_names (kept: they must outlive the object).
+ * NULL when out of memory. */
+pd_metrics *pd_metrics_new(const char *const *route_names, int n_routes);
 void pd_metrics_free(pd_metrics *m);
 
-/* One finished request: its route, HTTP status and wall time. */
-void pd_metrics_request(pd_metrics *m, pd_route r, int status, double seconds);
+/* One finished request: its route (-1: none matched), HTTP status and wall time. */
+void pd_metrics_request(pd_metrics *m, int route, int status, double seconds);
 
 /* One forward batch: inputs, sequences (QA windows count one each), tokens and compute time. */
 void pd_metrics_batch(pd_metrics *m, int inputs, int seqs, int tokens, double seconds);

@@ -1,6 +1,8 @@
 /* options.c - option tables, parsing and help. See options.h. */
 #include "options.h"
 
+#include "pretrain.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -42,6 +44,46 @@ const pd_opt_def pd_predict_opt_defs[] = {
 };
 const int pd_predict_opt_count = (int)(sizeof pd_predict_opt_defs / sizeof pd_predict_opt_defs[0]);
 #undef PO
+
+#define PT(f) offsetof(pd_pretrain_opts, f)
+const pd_opt_def pd_pretrain_opt_defs[] = {
+    {"corpus", PD_OPT_STR, "", PT(corpus), 0, 0, "training text: one sentence a line, documents separated by blank lines"},
+    {"heldout", PD_OPT_STR, "", PT(heldout), 0, 0, "held-out text, same format: masked-LM loss and accuracy at intervals"},
+    {"vocab", PD_OPT_STR, "", PT(vocab), 0, 0, "directory with the WordPiece tokenizer (tokenizer.json or vocab.txt)"},
+    {"out", PD_OPT_STR, "", PT(out), 0, 0, "output directory: state, model/, CSVs, token caches"},
+    {"layers", PD_OPT_INT, "4", PT(layers), 1, 48, "encoder layers"},
+    {"hidden", PD_OPT_INT, "256", PT(hidden), 8, 4096, "hidden size"},
+    {"heads", PD_OPT_INT, "4", PT(heads), 1, 64, "attention heads (must divide --hidden)"},
+    {"ffn", PD_OPT_INT, "1024", PT(ffn), 8, 16384, "feed-forward size"},
+    {"seq", PD_OPT_INT, "128", PT(seq), 8, 4096, "tokens per window, [CLS] and [SEP] included"},
+    {"max-pos", PD_OPT_INT, "512", PT(max_pos), 8, 8192, "position embeddings (>= --seq; what the model serves later)"},
+    {"batch", PD_OPT_INT, "32", PT(batch), 1, 4096, "windows per optimizer step"},
+    {"lr", PD_OPT_DOUBLE, "1e-3", PT(lr), 0, 10, "peak learning rate (AdamW)"},
+    {"warmup", PD_OPT_DOUBLE, "0.06", PT(warmup), 0, 100000000, "warmup: steps if >= 1, else a share of all steps; then linear decay to 0"},
+    {"tokens", PD_OPT_DOUBLE, "0", PT(tokens), 0, 1e13, "tokens to train on (the schedule's length); 0: from --minutes. With --resume, a larger value lengthens the run's schedule"},
+    {"minutes", PD_OPT_DOUBLE, "0", PT(minutes), 0, 1e7, "schedule length in minutes (steps estimated from the speed of the first steps) when --tokens is 0"},
+    {"stop-minutes", PD_OPT_DOUBLE, "0", PT(stop_minutes), 0, 1e7, "stop this invocation after so many minutes with a checkpoint (resume later); 0: run to the end"},
+    {"stop-steps", PD_OPT_INT, "0", PT(stop_steps), 0, 2147483647, "stop this invocation at this step with a checkpoint (resume later); 0: no such stop"},
+    {"seed", PD_OPT_INT, "1", PT(seed), 0, 2147483647, "seed of the initial weights, the data order and the masks"},
+    {"resume", PD_OPT_BOOL, "false", PT(resume), 0, 1, "continue from OUT/state.safetensors (same options) instead of starting"},
+    {"eval-only", PD_OPT_BOOL, "false", PT(eval_only), 0, 1, "with --resume: print the held-out loss and accuracy of OUT/state.safetensors and stop"},
+    {"mask", PD_OPT_DOUBLE, "0.15", PT(mask), 0, 1, "share of tokens to predict (80% [MASK], 10% random, 10% kept)"},
+    {"wwm", PD_OPT_BOOL, "false", PT(wwm), 0, 1, "whole-word masking"},
+    {"weight-decay", PD_OPT_DOUBLE, "0.01", PT(weight_decay), 0, 1, "AdamW weight decay (not on biases and LayerNorms)"},
+    {"clip", PD_OPT_DOUBLE, "1.0", PT(clip), 0, 1000, "gradient norm clipping; 0: off"},
+    {"beta1", PD_OPT_DOUBLE, "0.9", PT(beta1), 0, 1, "AdamW beta1"},
+    {"beta2", PD_OPT_DOUBLE, "0.98", PT(beta2), 0, 1, "AdamW beta2"},
+    {"adam-eps", PD_OPT_DOUBLE, "1e-6", PT(adam_eps), 0, 1, "AdamW epsilon"},
+    {"threads", PD_OPT_INT, "0", PT(threads), 0, 1024, "compute threads; 0 = every core"},
+    {"eval-minutes", PD_OPT_DOUBLE, "5", PT(eval_minutes), 0, 1e6, "held-out evaluation interval (training time); 0: only at start and end"},
+    {"eval-windows", PD_OPT_INT, "256", PT(eval_windows), 1, 1 << 24, "held-out windows evaluated (the first ones, fixed masks)"},
+    {"ckpt-minutes", PD_OPT_DOUBLE, "10", PT(ckpt_minutes), 0, 1e6, "checkpoint interval; 0: only at the end or on SIGINT/SIGTERM"},
+    {"log-seconds", PD_OPT_DOUBLE, "10", PT(log_seconds), 0, 1e6, "progress line interval on stderr"},
+    {"dtype", PD_OPT_STR, "F32", PT(dtype), 0, 0, "dtype of the exported OUT/model checkpoint: F32, F16 or BF16"},
+    {"quick", PD_OPT_BOOL, "false", PT(quick), 0, 1, "smoke test in about a minute: 2 layers x 64 (FFN 256, 2 heads), windows of 64, batch 16, 300k tokens (overrides those options)"},
+};
+const int pd_pretrain_opt_count = (int)(sizeof pd_pretrain_opt_defs / sizeof pd_pretrain_opt_defs[0]);
+#undef PT
 
 /* ==== Values ==== */
 

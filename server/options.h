@@ -64,6 +64,10 @@ typedef struct pd_predict_opts {
 extern const pd_opt_def pd_predict_opt_defs[];
 extern const int pd_predict_opt_count;
 
+/* Options of `peftd pretrain`: they fill a pd_pretrain_opts (train/pretrain.h). */
+extern const pd_opt_def pd_pretrain_opt_defs[];
+extern const int pd_pretrain_opt_count;
+
 /* Fills out from defaults, then (if use_env) PEFTD_* variables, then argv[0..argc) (the
  * subcommand's arguments, without the subcommand itself). Sets *help when --help/-h is given.
  * Returns PD_OK or PD_ERR_INVALID with a message naming the option or variable. */

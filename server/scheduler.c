@@ -17,7 +17,7 @@ struct pd_sched {
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
-    pd_job *head, *tail;   /* guarded by lock: jobs with items not yet batched */
+    pd_prediction *head, *tail;   /* guarded by lock: jobs with items not yet batched */
     int jobs;              /* guarded by lock: jobs in that list */
     int depth;             /* guarded by lock: inputs submitted, not finished */
     int waiting;           /* guarded by lock: inputs not yet batched */
@@ -28,22 +28,18 @@ struct pd_sched {
 
     /* the current batch; used only by the scheduler thread */
     pd_item **batch;
-    pd_job **owner;
-    pd_job **done;         /* jobs completed by the batch */
+    pd_prediction **owner;
+    int *group;            /* (cap) owner's place in the batch: items of one request share it */
+    pd_prediction **done;         /* jobs completed by the batch */
     int cap;
 };
 
-int pd_sched_item_tokens(const pd_item *it) {
-    int virt = it->delta ? it->delta->n_prompt : 0;
-    return pd_item_tokens(it) + virt * it->n_win;
-}
-
 /* ==== Submitting ==== */
 
-pd_status pd_sched_submit(pd_sched *s, pd_job *job) {
+pd_status pd_sched_submit(pd_sched *s, pd_prediction *job) {
     if (job->n <= 0) return PD_ERR_INVALID;
     long tokens = 0;
-    for (int i = 0; i < job->n; i++) tokens += pd_sched_item_tokens(&job->items[i]);
+    for (int i = 0; i < job->n; i++) tokens += pd_item_tokens(&job->items[i]);
     job->status = PD_OK;
     job->err[0] = 0;
     job->next = job->finished = 0;
@@ -118,12 +114,15 @@ static int grow_batch(pd_sched *s, int need) {
     pd_item **b = realloc(s->batch, sizeof *b * (size_t)cap);
     if (!b) return -1;
     s->batch = b;
-    pd_job **o = realloc(s->owner, sizeof *o * (size_t)cap);
+    pd_prediction **o = realloc(s->owner, sizeof *o * (size_t)cap);
     if (!o) return -1;
     s->owner = o;
-    pd_job **d = realloc(s->done, sizeof *d * (size_t)cap);
+    pd_prediction **d = realloc(s->done, sizeof *d * (size_t)cap);
     if (!d) return -1;
     s->done = d;
+    int *g = realloc(s->group, sizeof *g * (size_t)cap);
+    if (!g) return -1;
+    s->group = g;
     s->cap = cap;
     return 0;
 }
@@ -133,11 +132,11 @@ static int grow_batch(pd_sched *s, int need) {
 static int gather(pd_sched *s, long *tokens_out, pd_opts *qa_out) {
     int n = 0, have_qa = 0;
     long tokens = 0;
-    pd_job *prev = NULL, *job = s->head;
+    pd_prediction *prev = NULL, *job = s->head;
     while (job) {
         while (job->next < job->n) {
             pd_item *it = &job->items[job->next];
-            int c = pd_sched_item_tokens(it);
+            int c = pd_item_tokens(it);
             if (n > 0 && tokens + c > s->lim.max_batch_tokens) goto full;
             if (it->task == PD_TASK_QA) {
                 if (!have_qa) { *qa_out = job->opts; have_qa = 1; }
@@ -150,7 +149,7 @@ static int gather(pd_sched *s, long *tokens_out, pd_opts *qa_out) {
             tokens += c;
             job->next++;
         }
-        pd_job *nx = job->qnext;
+        pd_prediction *nx = job->qnext;
         if (job->next == job->n) { /* fully batched: leaves the queue */
             if (prev) prev->qnext = nx;
             else s->head = nx;
@@ -169,44 +168,19 @@ full:
     return n;
 }
 
-/* Frees whatever results a failed pd_predict left in items, so they can be run again. */
-static void clear_results(pd_item *it) {
-    free(it->logits);
-    free(it->start_logits);
-    free(it->end_logits);
-    for (int i = 0; i < it->n_answers; i++) free(it->answers[i].text);
-    free(it->answers);
-    it->logits = it->start_logits = it->end_logits = NULL;
-    it->answers = NULL;
-    it->n_logits = it->n_answers = 0;
+/* A request of the batch failed (alone, or the whole batch was its): it gets the status. */
+static void batch_failed(int first, int count, pd_status st, const char *err, void *arg) {
+    pd_prediction *p = ((pd_sched *)arg)->owner[first];
+    p->status = st;
+    snprintf(p->err, sizeof p->err, "%s", err);
 }
 
-/* Runs the batch; on failure of a batch holding several jobs, runs each job's items alone and
- * records the failure only on the jobs that fail by themselves. Items of one job are adjacent
- * in the batch (gather takes them in order). */
+/* Runs the batch; items of one request are adjacent in it (gather takes them in order), and a
+ * failure lands only on the requests that fail by themselves. The QA options of a batch are
+ * equal for all its QA items (gather), so a request runs alone with the same ones. */
 static void run_batch(pd_sched *s, int n, const pd_opts *qa) {
-    char err[256];
-    pd_status st = pd_predict(s->ctx, s->batch, n, qa, err, sizeof err);
-    if (st == PD_OK) return;
-    int single = 1;
-    for (int i = 1; i < n; i++) if (s->owner[i] != s->owner[0]) single = 0;
-    if (single) {
-        pd_job *j = s->owner[0];
-        j->status = st;
-        snprintf(j->err, sizeof j->err, "%s", err);
-        return;
-    }
-    for (int i = 0; i < n;) {
-        int k = i;
-        while (k < n && s->owner[k] == s->owner[i]) k++;
-        for (int t = i; t < k; t++) clear_results(s->batch[t]);
-        st = pd_predict(s->ctx, s->batch + i, k - i, &s->owner[i]->opts, err, sizeof err);
-        if (st) {
-            s->owner[i]->status = st;
-            snprintf(s->owner[i]->err, sizeof s->owner[i]->err, "%s", err);
-        }
-        i = k;
-    }
+    for (int i = 0; i < n; i++) s->group[i] = i > 0 && s->owner[i] == s->owner[i - 1] ? s->group[i - 1] : i;
+    pd_predict_groups(s->ctx, s->batch, n, s->group, qa, batch_failed, s);
 }
 
 static void *sched_main(void *arg) {
@@ -252,7 +226,7 @@ static void *sched_main(void *arg) {
         int nd = 0;
         pthread_mutex_lock(&s->lock);
         for (int i = 0; i < n; i++) {
-            pd_job *j = s->owner[i];
+            pd_prediction *j = s->owner[i];
             if (++j->finished == j->n) s->done[nd++] = j; /* nd <= n <= cap */
         }
         s->depth -= n;
@@ -312,6 +286,7 @@ void pd_sched_free(pd_sched *s) {
     pd_pool_free(s->pool);
     free(s->batch);
     free(s->owner);
+    free(s->group);
     free(s->done);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->lock);

@@ -1,8 +1,8 @@
 /* scheduler.h - the one compute thread: gathers pending predictions from every connection into
  * batches and runs each batch through one pd_predict call.
  *
- * A job is one request's inputs, already encoded (pd_item_encode) with each item's delta and
- * head set, so one batch may mix adapters and base-model requests. The scheduler thread waits
+ * A pd_prediction is one request's inputs, already prepared (pd_item_prepare) with each item's
+ * delta and head set, so one batch may mix adapters and base-model requests. The scheduler thread waits
  * until the oldest waiting input has waited batch_wait_ms, or max_batch_tokens tokens wait, or
  * the company hook (pd_sched_set_company) says nothing else can arrive, then takes inputs in
  * arrival order up to max_batch_tokens (always at least one; a job's inputs may span several
@@ -12,8 +12,8 @@
  * scheduler calls job->done on its thread, without locks held; after that call it never
  * touches the job again.
  *
- * If a mixed batch fails, each job in it is run again on its own, so one bad job cannot fail
- * another's request.
+ * If a mixed batch fails, each request in it is run again on its own (pd_predict_groups), so
+ * one bad request cannot fail another's.
  *
  * Sharing compute with training: the scheduler owns the pd_ctx and the pd_pool (kernels.h).
  * A trainer runs its steps on the same pool (pd_pool_run takes turns job by job) and yields
@@ -30,16 +30,16 @@
 #include "pipeline.h"
 
 typedef struct pd_sched pd_sched;
-typedef struct pd_job pd_job;
+typedef struct pd_prediction pd_prediction;
 
-typedef void (*pd_job_done_fn)(pd_job *job, void *arg);
+typedef void (*pd_prediction_done_fn)(pd_prediction *job, void *arg);
 
-struct pd_job {
+struct pd_prediction {
     /* set by the submitter */
     pd_item *items;        /* (n) encoded; delta and head set */
     int n;
     pd_opts opts;          /* top_k / max_answer_length for QA items */
-    pd_job_done_fn done;
+    pd_prediction_done_fn done;
     void *arg;
     /* results, valid in done() */
     pd_status status;
@@ -48,7 +48,7 @@ struct pd_job {
     int next;              /* items handed to a batch */
     int finished;          /* items computed */
     double t_submit;
-    pd_job *qnext;
+    pd_prediction *qnext;
 };
 
 typedef struct pd_sched_limits {
@@ -68,10 +68,7 @@ void pd_sched_free(pd_sched *s);
 /* Queues a job. PD_ERR_BUSY if its inputs do not fit in max_queue next to those already
  * waiting or running; PD_ERR_CANCELLED once the scheduler is stopping; PD_ERR_INVALID for a
  * job without items. On PD_OK, job->done will be called exactly once. */
-pd_status pd_sched_submit(pd_sched *s, pd_job *job);
-
-/* Tokens an encoded item adds to a batch (its windows plus the delta's soft-prompt tokens). */
-int pd_sched_item_tokens(const pd_item *it);
+pd_status pd_sched_submit(pd_sched *s, pd_prediction *job);
 
 /* The company hook: returns how many sources of jobs exist (the server: open client
  * connections, each of which has at most one request at a time). A source with a job in the

@@ -1,10 +1,10 @@
-/* server.c - process lifetime: start in order, stop gracefully, log lines. See server.h. */
+/* server.c - process lifetime: start in order, stop gracefully. See server.h. */
 #include "server.h"
 
+#include "fs.h"
 #include "genmodel.h"
-#include "http.h"
-#include "jobs.h"
-#include "trainer.h"
+#include "log.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -12,61 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ==== Logging ==== */
-
-void pd_json_escape(char *buf, size_t cap, size_t *pos, const char *s) {
-    size_t p = *pos;
-#define PUT(c) do { if (p + 1 < cap) buf[p] = (c); p++; } while (0)
-    PUT('"');
-    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
-        if (*u == '"' || *u == '\\') { PUT('\\'); PUT((char)*u); }
-        else if (*u == '\n') { PUT('\\'); PUT('n'); }
-        else if (*u < 0x20 || *u == 0x7f || *u >= 0x80) {
-            /* control bytes and anything non-ASCII (paths are not trusted to be UTF-8) */
-            char hex[8];
-            snprintf(hex, sizeof hex, "\\u%04x", *u);
-            for (int i = 0; hex[i]; i++) PUT(hex[i]);
-        } else PUT((char)*u);
-    }
-    PUT('"');
-#undef PUT
-    if (p < cap) buf[p] = 0;
-    else if (cap) buf[cap - 1] = 0;
-    *pos = p;
-}
-
-void pd_time_iso(char *buf, size_t cap) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char b[32];
-    strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%03ldZ", b, ts.tv_nsec / 1000000L);
-}
-
-void pd_log(const char *level, const char *msg, const char *extra) {
-    char line[2048], ts[40];
-    pd_time_iso(ts, sizeof ts);
-    size_t pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
-    pd_json_escape(line, sizeof line, &pos, msg);
-    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, "%s}\n", extra ? extra : "");
-    if (pos >= sizeof line) {
-        pos = sizeof line - 1;
-        line[pos - 2] = '}';
-        line[pos - 1] = '\n';
-    }
-    ssize_t w = write(2, line, pos);
-    (void)w;
-}
-
 /* ==== Default model ==== */
-
-static int is_model_dir(const char *dir) {
-    char p[4200];
-    struct stat sb;
-    return !pd_path_join(p, sizeof p, dir, "config.json") && stat(p, &sb) == 0;
-}
 
 pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errlen) {
     char cand[2][4096];
@@ -85,7 +31,7 @@ pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errle
     }
     snprintf(cand[nc++], sizeof cand[0], "models/default");
     for (int i = 0; i < nc; i++)
-        if (is_model_dir(cand[i])) {
+        if (pd_fs_exists(cand[i], "config.json")) {
             if ((size_t)snprintf(dir, cap, "%s", cand[i]) >= cap) return pd_err(err, errlen, PD_ERR_INVALID, "path too long");
             return PD_OK;
         }
@@ -129,20 +75,6 @@ static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     return PD_OK;
 }
 
-/* mkdir -p */
-static pd_status make_dirs(const char *dir, char *err, size_t errlen) {
-    char p[4096];
-    if ((size_t)snprintf(p, sizeof p, "%s", dir) >= sizeof p) return pd_err(err, errlen, PD_ERR_INVALID, "--data-dir: path too long");
-    for (char *q = p + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
-        *q = '/';
-    }
-    if (mkdir(p, 0755) && errno != EEXIST) return pd_err(err, errlen, PD_ERR_IO, "mkdir %s: %s", p, strerror(errno));
-    return PD_OK;
-}
-
 /* Picks up adapters that replicas sharing the data dir published or deleted. */
 static void *sync_main(void *arg) {
     pd_server *s = arg;
@@ -169,18 +101,30 @@ static int open_connections(void *arg) {
     return atomic_load(&s->connections);
 }
 
+/* http.c's hooks: a finished request counts in the metrics; connections are counted, and a
+ * closing one may end the scheduler's wait for company. */
+static void request_completed(pd_server *s, int route, int status, double seconds) {
+    pd_metrics_request(s->metrics, route, status, seconds);
+}
+
+static void connection_changed(pd_server *s, int delta) {
+    atomic_fetch_add(&s->connections, delta);
+    if (delta < 0 && atomic_load(&s->ready)) pd_sched_kick(s->sched);
+}
+
+/* The trainer's yield question (pd_trainer_set_yield): predictions are waiting or in a batch. */
+static int inference_busy(void *arg) { return pd_sched_depth(arg) > 0; }
+
 pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, size_t errlen) {
     *out = NULL;
     pd_server *s = calloc(1, sizeof *s);
     if (!s) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     s->opt = *o;
-    s->quiesced_fd = -1;
     s->t_start = pd_now();
     s->max_body = (size_t)o->max_body_mb << 20;
     atomic_init(&s->ready, 0);
     atomic_init(&s->draining, 0);
-    atomic_init(&s->active, 0);
-    atomic_init(&s->parked, 0);
+    atomic_init(&s->connections, 0);
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -189,7 +133,9 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     pthread_condattr_destroy(&ca);
 
     pd_status st = PD_OK;
-    s->metrics = pd_metrics_new();
+    static const char *route_names[PD_ROUTE_COUNT]; /* the metrics keep them: the table's templates */
+    for (int i = 0; i < PD_ROUTE_COUNT; i++) route_names[i] = pd_route_name(i);
+    s->metrics = pd_metrics_new(route_names, PD_ROUTE_COUNT);
     if (!s->metrics) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto fail; }
     if (*o->api_key_file && (st = read_key(s, err, errlen))) goto fail;
     {
@@ -200,7 +146,10 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
         if (o->port) snprintf(s->replica, sizeof s->replica, "%s:%d", host, o->port);
         else snprintf(s->replica, sizeof s->replica, "%s/%ld", host, (long)getpid());
     }
-    if ((st = pd_http_start(s, err, errlen))) goto fail;
+    s->http_config = (pd_http_config){o->host, o->port, o->http_threads, o->max_connections, s->max_body, o->max_body_mb,
+                                      s->api_key, s->api_key_len, o->auth_all, s->replica, pd_routes, PD_ROUTE_COUNT, s,
+                                      &s->ready, &s->draining, request_completed, connection_changed};
+    if ((st = pd_http_start(&s->http_config, &s->http, &s->port, err, errlen))) goto fail;
     {
         char extra[512];
         size_t pos = 0;
@@ -221,17 +170,18 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     }
     pd_blas_init();
     if ((st = pd_model_load(s->model_dir, 0, &s->model, err, errlen))) goto fail;
-    if ((st = make_dirs(o->data_dir, err, errlen))) goto fail;
+    if ((st = pd_fs_mkdir_p(o->data_dir, err, errlen))) goto fail;
     if ((st = pd_registry_open(s->model, o->data_dir, (size_t)o->max_resident_mb << 20, &s->reg, err, errlen))) goto fail;
     pd_sched_limits lim = {o->max_batch_tokens, o->max_queue, o->batch_wait_ms};
     if ((st = pd_sched_new(s->model, o->threads, &lim, s->metrics, &s->sched, err, errlen))) goto fail;
     pd_sched_set_company(s->sched, open_connections, s);
     s->worker = pd_worker_new();
-    if (!s->worker) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker thread"); goto fail; }
+    s->loader = pd_worker_new();
+    if (!s->worker || !s->loader) { st = pd_err(err, errlen, PD_ERR_NOMEM, "cannot start the worker threads"); goto fail; }
     /* training shares the scheduler's pool and steps aside while predictions are queued or running */
     s->trainer = pd_trainer_new(s->model, s->reg, pd_sched_pool(s->sched), o->data_dir, o->train_threads);
-    if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/jobs)", o->data_dir); goto fail; }
-    pd_trainer_set_yield(s->trainer, pd_jobs_inference_busy, s->sched);
+    if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/.jobs)", o->data_dir); goto fail; }
+    pd_trainer_set_yield(s->trainer, inference_busy, s->sched);
     if (pthread_create(&s->sync_thread, NULL, sync_main, s)) {
         st = pd_err(err, errlen, PD_ERR_IO, "cannot start the sync thread");
         goto fail;
@@ -261,15 +211,8 @@ fail:
 void pd_server_stop(pd_server *s) {
     if (!s) return;
     atomic_store(&s->draining, 1);
-    pd_http_quiesce(s);
-    /* In-flight requests finish: parked ones always do (the scheduler and the worker drain),
-     * others get 10 s (a client that stalls mid-upload must not hold the shutdown forever). */
-    double t0 = pd_now();
-    while (atomic_load(&s->active) > 0) {
-        if (atomic_load(&s->parked) == 0 && pd_now() - t0 > 10.0) break;
-        usleep(2000);
-    }
-    pd_http_stop(s);
+    pd_http_stop(s->http); /* waits for requests in flight: the scheduler and workers still run */
+    s->http = NULL;
     if (s->sync_started) {
         pthread_mutex_lock(&s->sync_lock);
         s->sync_stop = 1;
@@ -278,6 +221,7 @@ void pd_server_stop(pd_server *s) {
         pthread_join(s->sync_thread, NULL);
     }
     pd_worker_free(s->worker);
+    pd_worker_free(s->loader);
     /* running jobs stop between steps and checkpoint (resumed at the next start); before the
      * scheduler: the trainer computes on its pool */
     pd_trainer_free(s->trainer);

@@ -1,28 +1,29 @@
-/* server.h - the serving process: base model, adapter registry, scheduler, background worker,
- * registry sync thread and the HTTP daemon, started and stopped in order.
+/* server.h - the serving process: base model, adapter registry, scheduler, background workers,
+ * trainer, registry sync thread and the HTTP daemon (with the route table of routes.h), started
+ * and stopped in order.
  *
  * pd_server_start brings the HTTP daemon up first (GET /health answers 503 while loading),
  * then loads the model (generating the embedded default model when none is given and none
- * is on disk), opens the registry on the data dir, starts the scheduler, the worker and the
- * sync thread, and only then marks the server ready. pd_server_stop stops accepting, lets
- * in-flight requests finish (parked ones are always finished: the scheduler and the worker
- * drain their queues), stops the daemon and frees everything.
+ * is on disk), opens the registry on the data dir, starts the scheduler, the workers, the
+ * trainer and the sync thread, and only then marks the server ready. pd_server_stop stops
+ * accepting, lets in-flight requests finish (parked ones are always finished: the scheduler and
+ * the workers drain their queues), stops the daemon and frees everything.
  *
  * Ownership: the server owns every object it points to. Thread-safety: fields are set before
  * `ready` is raised (release) and only read afterwards (acquire), except the atomics. */
 #ifndef PD_SERVER_H
 #define PD_SERVER_H
 
+#include "http.h"
 #include "metrics.h"
 #include "options.h"
 #include "registry.h"
 #include "scheduler.h"
+#include "trainer.h"
 #include "worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-
-struct MHD_Daemon;
 
 typedef struct pd_server {
     pd_serve_opts opt;
@@ -30,21 +31,20 @@ typedef struct pd_server {
     pd_model *model;
     pd_registry *reg;
     pd_sched *sched;
-    pd_worker *worker;
-    struct pd_trainer *trainer; /* training jobs (adapters/trainer.h), on the scheduler's pool */
+    pd_worker *worker;      /* registry writes and training requests, in order */
+    pd_worker *loader;      /* registry loads (a version read from disk) for /predict */
+    pd_trainer *trainer;    /* training jobs, on the scheduler's pool */
     pd_metrics *metrics;
     char *api_key;          /* NULL: no authentication */
     size_t api_key_len;
     size_t max_body;        /* bytes */
-    struct MHD_Daemon *daemon;
+    pd_http_config http_config;
+    pd_http *http;
     int port;               /* the bound port */
-    int quiesced_fd;        /* listening socket handed back by MHD_quiesce_daemon, -1 none */
     char replica[128];      /* "<hostname>:<port>", sent as X-Peftd-Replica on every response */
     double t_start;
     atomic_int ready;       /* 1 once model, registry and scheduler are up */
     atomic_int draining;    /* 1 once shutdown began: responses close their connection */
-    atomic_int active;      /* requests between their first callback and completion */
-    atomic_int parked;      /* suspended connections */
     atomic_int connections; /* open client connections (the scheduler's company hook) */
     /* registry sync thread */
     pthread_t sync_thread;
@@ -65,15 +65,5 @@ void pd_server_stop(pd_server *s);
  * directory's parent, else under the current directory. If neither exists, generates it in
  * the first of those places that can be written. Writes the path into dir. */
 pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errlen);
-
-/* One JSON log line on stderr, written with a single write(2): {"ts", "level", "msg", extra}.
- * extra is "" or a string of further members starting with ',' (already JSON). */
-void pd_log(const char *level, const char *msg, const char *extra);
-
-/* Appends s as a JSON string literal (quotes included) into buf at *pos (bounded by cap). */
-void pd_json_escape(char *buf, size_t cap, size_t *pos, const char *s);
-
-/* ISO 8601 UTC time with milliseconds, e.g. 2024-05-01T12:00:00.123Z. */
-void pd_time_iso(char *buf, size_t cap);
 
 #endif

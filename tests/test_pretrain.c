@@ -1,6 +1,7 @@
 /* test_pretrain.c - train/pretrain.c: the corpus cache and windows, masking, the training step,
  * and `peftd pretrain` end to end on a tiny model: the loss falls, a run stopped and resumed
  * ends with exactly the bits of a run that never stopped, and the exported checkpoint loads. */
+#include "options.h"
 #include "pretrain.h"
 #include "safetensors.h"
 #include "test.h"
@@ -232,7 +233,14 @@ static int run_cli(const char *dir, const char *out, const char *extra) {
         argv[argc] = buf[argc];
         argc++;
     }
-    return pd_pretrain_cli(argc, argv);
+    pd_pretrain_opts o;
+    int help = 0;
+    char err[512];
+    if (pd_opts_parse(pd_pretrain_opt_defs, pd_pretrain_opt_count, &o, argc, argv, 0, &help, err, sizeof err)) {
+        fprintf(stderr, "peftd pretrain: %s\n", err);
+        return 2;
+    }
+    return pd_pretrain_run(&o);
 }
 
 /* Compares every tensor of two state files bit for bit. Returns the number that differ (-1: unreadable). */

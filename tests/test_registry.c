@@ -700,6 +700,23 @@ static void test_eviction(const pd_model *base, pd_ctx *c, const char *root) {
         CHECKF(info.resident == lru[i].resident, "%s resident %d", lru[i].name, info.resident);
         pd_adapter_info_clear(&info);
     }
+
+    /* get_cached pins what is resident and never reads the disk (HTTP threads use it) */
+    pd_registry_stats_get(r, &s0);
+    pd_adapter *cached = NULL;
+    int cv = 0;
+    static float out_buf[NTOK * HID];
+    CHECK(pd_registry_get_cached(r, "ad10", &cached, &cv, err, sizeof err) == PD_OK && cached && cv == 1);
+    CHECK(run(c, cached, out_buf, err, sizeof err) == 0 && maxdiff(out_buf, want[10], NTOK * HID) < 1e-6);
+    pd_adapter_release(cached);
+    cached = (pd_adapter *)1;
+    CHECK(pd_registry_get_cached(r, "ad11", &cached, &cv, err, sizeof err) == PD_OK && !cached);
+    CHECK(pd_registry_get_cached(r, "nope", &cached, NULL, err, sizeof err) == PD_ERR_NOT_FOUND && !cached);
+    CHECK(pd_registry_get_cached(r, "a/b", &cached, NULL, err, sizeof err) == PD_ERR_INVALID && !cached);
+    pd_registry_stats_get(r, &s);
+    CHECK(s.loads == s0.loads);
+    CHECK(pd_registry_info(r, "ad11", &info, err, sizeof err) == PD_OK && info.resident == 0);
+    pd_adapter_info_clear(&info);
     pd_registry_free(r);
     for (int i = 0; i < N; i++) lora_free(&l[i]);
 }

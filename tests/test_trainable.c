@@ -30,6 +30,25 @@ static const char *const MODELS[NMODELS] = {"bert_cls_f32", "bert_qa_f32", "robe
 
 /* ==== Helpers ==== */
 
+/* Field by field, parameter i of a trainable adapter as the optimizer sees it
+ * (pd_adapter_train_params); NULL skips a field. */
+static void param_get(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name) {
+    int np = 0;
+    const pd_param *p = pd_adapter_train_params(a, &np);
+    PD_ASSERT(i >= 0 && i < np);
+    if (data) *data = p[i].data;
+    if (grad) *grad = p[i].grad;
+    if (n) *n = p[i].n;
+    if (decay) *decay = p[i].decay;
+    if (name) *name = p[i].name;
+}
+
+static int n_params(pd_adapter *a) {
+    int np = 0;
+    pd_adapter_train_params(a, &np);
+    return np;
+}
+
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
 static uint64_t rnd_u64(void) {
     rs ^= rs << 13;
@@ -90,10 +109,10 @@ static double batch_loss(env *e, pd_adapter *A, pd_adapter *B, int backward, uin
 
 /* Adds N(0, std) to every parameter so that no gradient is trivially zero. */
 static void jitter(pd_adapter *a, double std) {
-    for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
+    for (int t = 0; t < n_params(a); t++) {
         float *d, *g;
         size_t n;
-        pd_adapter_param(a, t, &d, &g, &n, NULL, NULL);
+        param_get(a, t, &d, &g, &n, NULL, NULL);
         for (size_t i = 0; i < n; i++) d[i] += (float)(std * rnd_normal());
     }
     pd_adapter_params_changed(a);
@@ -114,12 +133,12 @@ static double grad_check(env *e, pd_adapter *A, pd_adapter *B, int samples, cons
     if (B) pd_adapter_zero_grad(B);
     batch_loss(e, A, B, 1, seed);
     double worst = 0;
-    int nt = pd_adapter_n_param_tensors(A), reported = 0;
+    int nt = n_params(A), reported = 0;
     for (int t = 0; t < nt; t++) {
         float *d, *g;
         size_t n;
         const char *name;
-        pd_adapter_param(A, t, &d, &g, &n, NULL, &name);
+        param_get(A, t, &d, &g, &n, NULL, &name);
         int k = n < (size_t)samples ? (int)n : samples;
         for (int j = 0; j < k; j++) {
             size_t i = n <= (size_t)samples ? (size_t)j : (size_t)(rnd_u64() % n);
@@ -346,10 +365,10 @@ static void test_gradients(env *e, int mi) {
         jitter(A, 0.1);
         jitter(B, 0.1);
         /* HF Trainer's decay rule: no decay for biases and LayerNorm parameters */
-        for (int t = 0; t < pd_adapter_n_param_tensors(A); t++) {
+        for (int t = 0; t < n_params(A); t++) {
             const char *name;
             int decay;
-            pd_adapter_param(A, t, NULL, NULL, NULL, &decay, &name);
+            param_get(A, t, NULL, NULL, NULL, &decay, &name);
             if (strstr(name, "adapter_down.0.")) continue; /* a LayerNorm only with ln_before */
             int want = !(strstr(name, "bias") || strstr(name, "LayerNorm") || strstr(name, "adapter_norm"));
             CHECKF(decay == want, "%s %s: %s has decay %d", e->name, CASES[k].label, name, decay);
@@ -388,7 +407,7 @@ static void test_view(env *e) {
         if (!A || !B) { pd_adapter_release(A); pd_adapter_release(B); continue; }
         jitter(A, 0.1);
         jitter(B, 0.1);
-        int nt = pd_adapter_n_param_tensors(A);
+        int nt = n_params(A);
         float *ref[256] = {0};
         PD_ASSERT(nt <= 256);
         double loss[3];
@@ -401,7 +420,7 @@ static void test_view(env *e) {
             for (int t = 0; t < nt; t++) {
                 float *g;
                 size_t n;
-                pd_adapter_param(A, t, NULL, &g, &n, NULL, NULL);
+                param_get(A, t, NULL, &g, &n, NULL, NULL);
                 if (!mode) {
                     ref[t] = malloc(sizeof(float) * n);
                     memcpy(ref[t], g, sizeof(float) * n);
@@ -485,7 +504,7 @@ static void test_snapshots(env *e) {
         char *dir = mkdtemp(tmpl), *dir2 = mkdtemp(tmpl2);
         PD_ASSERT(dir && dir2);
         if (s) {
-            CHECK(pd_adapter_n_param_tensors(s) == 0);
+            CHECK(n_params(s) == 0);
             CHECKF(pd_adapter_save_dir(s, dir, err, sizeof err) == PD_OK, "%s: %s", CASES[k].label, err);
             CHECKF(pd_adapter_load_dir(e->m, dir, &l, err, sizeof err) == PD_OK, "%s %s reload: %s", e->name, CASES[k].label, err);
         }
@@ -502,7 +521,7 @@ static void test_snapshots(env *e) {
             CHECK(pd_adapter_params(l) == pd_adapter_params(s));
             if (strstr(CASES[k].label, "projection")) {
                 /* folded: the files hold prompt_embeddings only, the MLP's tensors are not saved */
-                CHECK(pd_adapter_params(l) < pd_adapter_params(a) + 1 && pd_adapter_n_param_tensors(a) > 5);
+                CHECK(pd_adapter_params(l) < pd_adapter_params(a) + 1 && n_params(a) > 5);
                 char p[600];
                 struct stat sb;
                 snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
@@ -531,11 +550,11 @@ static void test_projection_fold(env *e) {
     PD_ASSERT(pd_adapter_snapshot(a, &s0, err, sizeof err) == PD_OK);
     double d0 = out_diff(e, a, s0, NULL);
     int found = 0;
-    for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
+    for (int t = 0; t < n_params(a); t++) {
         float *d, *g;
         size_t n;
         const char *name;
-        pd_adapter_param(a, t, &d, &g, &n, NULL, &name);
+        param_get(a, t, &d, &g, &n, NULL, &name);
         if (!strcmp(name, "prompt_encoder.transform.0.weight")) {
             found = 1;
             for (size_t i = 0; i < n; i++) d[i] *= 1.5f;
@@ -556,8 +575,8 @@ static void test_projection_fold(env *e) {
     if (c && c2) {
         pd_adapter_set_training(c, 0, 0);
         pd_adapter_set_training(c2, 0, 0);
-        CHECK(pd_adapter_n_param_tensors(c) == pd_adapter_n_param_tensors(a));
-        CHECK(pd_adapter_n_param_tensors(c2) == pd_adapter_n_param_tensors(a) - 4); /* 5 MLP tensors -> prompt_embeddings */
+        CHECK(n_params(c) == n_params(a));
+        CHECK(n_params(c2) == n_params(a) - 4); /* 5 MLP tensors -> prompt_embeddings */
         CHECK(out_diff(e, a, c, NULL) < 1e-5 && out_diff(e, a, c2, NULL) < 1e-5);
     }
     pd_adapter_release(c);
@@ -597,12 +616,12 @@ static void test_fresh_details(env *e) {
     int lora = 0, heads = 0, decay_ok = 1;
     const char *q = e->cf->arch == PD_ARCH_DISTILBERT ? ".q_lin.lora_A.weight" : ".query.lora_A.weight";
     int nq = 0;
-    for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
+    for (int t = 0; t < n_params(a); t++) {
         float *d, *g;
         size_t n;
         int decay;
         const char *name;
-        pd_adapter_param(a, t, &d, &g, &n, &decay, &name);
+        param_get(a, t, &d, &g, &n, &decay, &name);
         if (strstr(name, "lora_A")) {
             lora++;
             CHECKF(n == (size_t)8 * e->cf->hidden, "%s: %s has %zu entries, want r = 8", e->name, name, n);
@@ -633,11 +652,11 @@ static void test_fresh_details(env *e) {
         pd_model_extras ex;
         pd_model_get_extras(e->m, &ex);
         int H = e->cf->hidden, same = n == tt.n + pd_tokenizer_num_special(tk, 0) && n >= 3;
-        for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
+        for (int t = 0; t < n_params(a); t++) {
             float *d;
             size_t nn;
             const char *name;
-            pd_adapter_param(a, t, &d, NULL, &nn, NULL, &name);
+            param_get(a, t, &d, NULL, &nn, NULL, &name);
             if (strcmp(name, "prompt_embeddings")) continue;
             for (int r = 0; r < 9 && same; r++) same = !memcmp(d + (size_t)r * H, ex.word_emb + (size_t)ids[r % n] * H, sizeof(float) * H);
         }
@@ -708,7 +727,7 @@ static void test_other_task(env *e) {
     pd_adapter *a = NULL;
     char err[512];
     CHECKF(pd_adapter_new_trainable(e->m, PD_METHOD_LORA, NULL, PD_TASK_NONE, NULL, 0, 1, &a, err, sizeof err) == PD_OK, "%s", err);
-    if (a) CHECK(pd_adapter_task(a) == PD_TASK_NONE && !pd_adapter_head_grad(a) && pd_adapter_n_param_tensors(a) == 2 * e->cf->layers * 2);
+    if (a) CHECK(pd_adapter_task(a) == PD_TASK_NONE && !pd_adapter_head_grad(a) && n_params(a) == 2 * e->cf->layers * 2);
     pd_adapter_release(a);
 }
 
@@ -763,12 +782,12 @@ static void test_validation(env *e) {
         float *da = NULL, *db = NULL, *dc = NULL, *g;
         size_t n = 0;
         const char *name;
-        for (int t = 0; t < pd_adapter_n_param_tensors(a); t++) {
-            pd_adapter_param(a, t, &g, NULL, &n, NULL, &name);
+        for (int t = 0; t < n_params(a); t++) {
+            param_get(a, t, &g, NULL, &n, NULL, &name);
             if (strcmp(name, "prompt_embeddings")) continue;
-            pd_adapter_param(a, t, &da, &g, &n, NULL, NULL);
-            pd_adapter_param(b, t, &db, &g, &n, NULL, NULL);
-            pd_adapter_param(c, t, &dc, &g, &n, NULL, NULL);
+            param_get(a, t, &da, &g, &n, NULL, NULL);
+            param_get(b, t, &db, &g, &n, NULL, NULL);
+            param_get(c, t, &dc, &g, &n, NULL, NULL);
         }
         PD_ASSERT(da && n == (size_t)20 * e->cf->hidden);
         CHECK(!memcmp(da, db, n * sizeof(float)) && memcmp(da, dc, n * sizeof(float)));
@@ -814,7 +833,7 @@ static void test_clones(env *envs) {
         pd_adapter_set_training(c, 0, 0);
         double hd = 0, od = out_diff(e, g, c, &hd);
         CHECKF(od == 0 && hd == 0, "%s: clone differs from the original by %g (hidden %g)", names[k], od, hd);
-        CHECK(pd_adapter_n_param_tensors(c) > 0 && pd_adapter_n_param_tensors(g) == 0);
+        CHECK(n_params(c) > 0 && n_params(g) == 0);
         /* gradients of the clone, mixed with a fresh LoRA in the batch */
         pd_adapter *b = fresh(e, PD_METHOD_LORA, NULL, 8);
         int checked = 0;
@@ -832,17 +851,17 @@ static void test_clones(env *envs) {
             l = batch_loss(e, c, b, 1, 1000 + (uint64_t)step);
             if (step == 0) l0 = l;
             double norm = 0;
-            for (int t = 0; t < pd_adapter_n_param_tensors(c); t++) {
+            for (int t = 0; t < n_params(c); t++) {
                 float *p, *gr;
                 size_t nn;
-                pd_adapter_param(c, t, &p, &gr, &nn, NULL, NULL);
+                param_get(c, t, &p, &gr, &nn, NULL, NULL);
                 for (size_t i = 0; i < nn; i++) norm += (double)gr[i] * gr[i];
             }
             double scale = 0.05 / (sqrt(norm) + 1e-12);
-            for (int t = 0; t < pd_adapter_n_param_tensors(c); t++) {
+            for (int t = 0; t < n_params(c); t++) {
                 float *p, *gr;
                 size_t nn;
-                pd_adapter_param(c, t, &p, &gr, &nn, NULL, NULL);
+                param_get(c, t, &p, &gr, &nn, NULL, NULL);
                 for (size_t i = 0; i < nn; i++) p[i] -= (float)(scale * gr[i]);
             }
             pd_adapter_params_changed(c);

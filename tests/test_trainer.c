@@ -25,6 +25,64 @@ static char err[1024];
 
 /* ==== Helpers ==== */
 
+/* The trainer under test and what parsing a request needs: set by new_trainer. */
+static const pd_model *g_base;
+static pd_registry *g_reg;
+
+static pd_trainer *new_trainer(const pd_model *m, pd_registry *reg, pd_pool *pool, const char *dir, int threads) {
+    g_base = m;
+    g_reg = reg;
+    return pd_trainer_new(m, reg, pool, dir, threads);
+}
+
+/* POST /train's path: the request r (and JSON Lines train data, may be NULL) parsed into a
+ * spec, then queued. */
+static pd_status submit(pd_trainer *t, const cJSON *r, const char *train_jsonl, char *id, size_t cap) {
+    char *txt = cJSON_PrintUnformatted(r);
+    pd_train_spec *spec = NULL;
+    pd_status st = pd_train_spec_parse(g_base, g_reg, txt, strlen(txt), train_jsonl, train_jsonl ? strlen(train_jsonl) : 0, NULL, 0,
+                                       NULL, &spec, err, sizeof err);
+    free(txt);
+    if (!st) st = pd_trainer_submit(t, spec, id, cap, err, sizeof err);
+    return st;
+}
+
+/* A job's JSON as the API shows it (NULL if unknown), and the list. */
+static cJSON *job_get(pd_trainer *t, const char *id) {
+    char *txt = NULL;
+    if (pd_trainer_job_json(t, id, &txt, err, sizeof err)) return NULL;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    return j;
+}
+
+static cJSON *jobs_list(pd_trainer *t) {
+    char *txt = NULL;
+    if (pd_trainer_list_json(t, &txt, err, sizeof err)) return NULL;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    return j;
+}
+
+/* Field by field, parameter i of a trainable adapter as the optimizer sees it
+ * (pd_adapter_train_params); NULL skips a field. */
+static void param_get(pd_adapter *a, int i, float **data, float **grad, size_t *n, int *decay, const char **name) {
+    int np = 0;
+    const pd_param *p = pd_adapter_train_params(a, &np);
+    PD_ASSERT(i >= 0 && i < np);
+    if (data) *data = p[i].data;
+    if (grad) *grad = p[i].grad;
+    if (n) *n = p[i].n;
+    if (decay) *decay = p[i].decay;
+    if (name) *name = p[i].name;
+}
+
+static int n_params(pd_adapter *a) {
+    int np = 0;
+    pd_adapter_train_params(a, &np);
+    return np;
+}
+
 static pd_model *load_model(const char *name) {
     char dir[256];
     snprintf(dir, sizeof dir, REF "%s", name);
@@ -85,7 +143,7 @@ static char *adapter_bytes(pd_registry *reg, const char *name, size_t *len) {
 static cJSON *wait_job(pd_trainer *t, const char *id, double timeout_s) {
     double t0 = pd_now();
     for (;;) {
-        cJSON *j = pd_trainer_job_json(t, id);
+        cJSON *j = job_get(t, id);
         if (!j) return NULL;
         const char *s = cJSON_GetObjectItem(j, "status")->valuestring;
         if (strcmp(s, "queued") && strcmp(s, "running")) return j;
@@ -163,28 +221,29 @@ static void test_clip(const pd_model *m) {
     }
     cJSON_Delete(cfg);
     pd_adapter_zero_grad(a);
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     CHECK(nt >= 2);
     float *d, *g0, *g1;
     size_t n0, n1;
     int dec;
     const char *name;
-    pd_adapter_param(a, 0, &d, &g0, &n0, &dec, &name);
-    pd_adapter_param(a, 1, &d, &g1, &n1, &dec, &name);
+    param_get(a, 0, &d, &g0, &n0, &dec, &name);
+    param_get(a, 1, &d, &g1, &n1, &dec, &name);
     g0[0] = 3; g0[n0 - 1] = 4; g1[0] = 12;
-    CHECK_NEAR(pd_grad_norm(a), 13.0, 1e-9);
-    double norm = pd_grad_clip(a, 100.0);
+    const pd_param *ps = pd_adapter_train_params(a, &nt);
+    CHECK_NEAR(pd_grad_norm(ps, nt), 13.0, 1e-9);
+    double norm = pd_grad_clip(ps, nt, 100.0);
     CHECK_NEAR(norm, 13.0, 1e-9);
     CHECK(g0[0] == 3.0f); /* below the limit: untouched */
-    norm = pd_grad_clip(a, 1.0);
+    norm = pd_grad_clip(ps, nt, 1.0);
     CHECK_NEAR(norm, 13.0, 1e-9);
     CHECK_NEAR(g0[0], 0.23076921701431274, 1e-7);
     CHECK_NEAR(g0[n0 - 1], 0.307692289352417, 1e-7);
     CHECK_NEAR(g1[0], 0.923076868057251, 1e-7);
-    CHECK_NEAR(pd_grad_norm(a), 1.0, 1e-6);
+    CHECK_NEAR(pd_grad_norm(ps, nt), 1.0, 1e-6);
     /* every tensor has data, gradient and a name */
     for (int i = 0; i < nt; i++) {
-        pd_adapter_param(a, i, &d, &g0, &n0, &dec, &name);
+        param_get(a, i, &d, &g0, &n0, &dec, &name);
         CHECK(d && g0 && n0 > 0 && name && *name);
     }
     pd_adapter_release(a);
@@ -217,7 +276,9 @@ static void test_golden(const char *cs, int max_tokens) {
     if (pd_adapter_clone_trainable(src, &a, err, sizeof err)) { CHECKF(0, "clone %s: %s", cs, err); goto out; }
     if (pd_train_engine_new(m, a, task, pool, max_tokens, &e, err, sizeof err)) { CHECKF(0, "engine %s: %s", cs, err); goto out; }
     const cJSON *h = cJSON_GetObjectItem(g, "hyper");
-    o = pd_adamw_new(a, 0.9, 0.999, jnum(h, "eps"), jnum(h, "weight_decay"));
+    int np = 0;
+    const pd_param *ps = pd_adapter_train_params(a, &np);
+    o = pd_adamw_new(ps, np, 0.9, 0.999, jnum(h, "eps"), jnum(h, "weight_decay"));
     /* the batch */
     const cJSON *batch = cJSON_GetObjectItem(g, "batch");
     int n = cJSON_GetArraySize(batch);
@@ -239,14 +300,14 @@ static void test_golden(const char *cs, int max_tokens) {
     }
     /* the trainable tensors are exactly torch's, with the same weight decay */
     const cJSON *decay = cJSON_GetObjectItem(g, "decay");
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     CHECKF(nt == cJSON_GetArraySize(decay), "%s: %d trainable tensors, torch has %d", cs, nt, cJSON_GetArraySize(decay));
     for (int i = 0; i < nt; i++) {
         float *d, *gr;
         size_t sz;
         int dec;
         const char *name;
-        pd_adapter_param(a, i, &d, &gr, &sz, &dec, &name);
+        param_get(a, i, &d, &gr, &sz, &dec, &name);
         const cJSON *dv = golden_tensor(decay, name);
         CHECKF(dv != NULL, "%s: tensor %s is not trained by torch", cs, name);
         if (dv) CHECKF(dv->valueint == dec, "%s: %s decay %d, torch %d", cs, name, dec, dv->valueint);
@@ -280,7 +341,7 @@ static void test_golden(const char *cs, int max_tokens) {
             size_t sz;
             int dec;
             const char *name;
-            pd_adapter_param(a, i, &d, &gr, &sz, &dec, &name);
+            param_get(a, i, &d, &gr, &sz, &dec, &name);
             const cJSON *tg = golden_tensor(grads, name), *tp = golden_tensor(params, name);
             if (!tg || !tp || (size_t)cJSON_GetArraySize(tg) != sz) {
                 CHECKF(0, "%s: tensor %s missing or of another size in the golden", cs, name);
@@ -398,7 +459,7 @@ static cJSON *request(const char *adapter, const char *method, const char *task,
 /* Submits r and expects failure st with every needle in the message. */
 static void expect_reject(pd_trainer *t, cJSON *r, const char *train_jsonl, pd_status st, const char *n1, const char *n2) {
     char id[32];
-    pd_status got = pd_trainer_submit(t, r, train_jsonl, train_jsonl ? strlen(train_jsonl) : 0, NULL, 0, id, sizeof id, err, sizeof err);
+    pd_status got = submit(t, r, train_jsonl, id, sizeof id);
     CHECKF(got == st, "expected %s, got %s (%s)", pd_status_name(st), pd_status_name(got), got ? err : id);
     if (got) {
         CHECKF(!n1 || strstr(err, n1), "message \"%s\" lacks \"%s\"", err, n1);
@@ -499,7 +560,7 @@ static double learn_cls(pd_trainer *t, pd_registry *reg, const char *name, const
     cJSON_AddStringToObject(r, "publish", "best");
     char id[32];
     double acc = NAN;
-    if (pd_trainer_submit(t, r, NULL, 0, NULL, 0, id, sizeof id, err, sizeof err)) {
+    if (submit(t, r, NULL, id, sizeof id)) {
         CHECKF(0, "%s: %s", method, err);
         cJSON_Delete(r);
         return acc;
@@ -550,7 +611,7 @@ static void test_qa_learning(pd_trainer *t, pd_registry *reg) {
     cJSON_AddNumberToObject(r, "batch_size", 16);
     cJSON_AddNumberToObject(r, "learning_rate", 1e-2);
     char id[32];
-    if (pd_trainer_submit(t, r, NULL, 0, NULL, 0, id, sizeof id, err, sizeof err)) {
+    if (submit(t, r, NULL, id, sizeof id)) {
         CHECKF(0, "qa: %s", err);
         cJSON_Delete(r);
         return;
@@ -598,7 +659,7 @@ static cJSON *det_request(const char *name) {
 static char *run_to_end(pd_trainer *t, pd_registry *reg, cJSON *r, size_t *len, cJSON **job_out) {
     char id[32];
     *len = 0;
-    pd_status st = pd_trainer_submit(t, r, NULL, 0, NULL, 0, id, sizeof id, err, sizeof err);
+    pd_status st = submit(t, r, NULL, id, sizeof id);
     CHECKF(st == PD_OK, "submit: %s", err);
     const char *name = jstr(r, "adapter");
     char nm[80];
@@ -632,13 +693,13 @@ static void test_cancel(pd_trainer *t, pd_registry *reg) {
     cJSON *r = det_request("cancel-me");
     cJSON_ReplaceItemInObject(r, "epochs", cJSON_CreateNumber(50));
     char id[32];
-    CHECK(pd_trainer_submit(t, r, NULL, 0, NULL, 0, id, sizeof id, err, sizeof err) == PD_OK);
+    CHECK(submit(t, r, NULL, id, sizeof id) == PD_OK);
     cJSON_Delete(r);
     /* a second job for the same adapter is refused while this one runs */
     r = det_request("cancel-me");
-    expect_reject(t, r, NULL, PD_ERR_BUSY, "cancel-me", id);
+    expect_reject(t, r, NULL, PD_ERR_CONFLICT, "cancel-me", id);
     for (int i = 0; i < 2000; i++) {
-        cJSON *j = pd_trainer_job_json(t, id);
+        cJSON *j = job_get(t, id);
         double step = jnum(j, "step");
         cJSON_Delete(j);
         if (step >= 3) break;
@@ -652,7 +713,7 @@ static void test_cancel(pd_trainer *t, pd_registry *reg) {
     pd_adapter *a = NULL;
     int ver = 0;
     CHECK(pd_registry_get(reg, "cancel-me", &a, &ver, err, sizeof err) == PD_ERR_NOT_FOUND);
-    CHECK(pd_trainer_cancel(t, id, err, sizeof err) == PD_ERR_BUSY); /* already finished */
+    CHECK(pd_trainer_cancel(t, id, err, sizeof err) == PD_ERR_CONFLICT); /* already finished */
     CHECK(pd_trainer_cancel(t, "j-999999", err, sizeof err) == PD_ERR_NOT_FOUND);
     cJSON_Delete(j);
     atomic_store(&slow_ms, 0);
@@ -660,22 +721,22 @@ static void test_cancel(pd_trainer *t, pd_registry *reg) {
     atomic_store(&slow_ms, 5);
     char id1[32], id2[32];
     r = det_request("busy-1");
-    CHECK(pd_trainer_submit(t, r, NULL, 0, NULL, 0, id1, sizeof id1, err, sizeof err) == PD_OK);
+    CHECK(submit(t, r, NULL, id1, sizeof id1) == PD_OK);
     cJSON_Delete(r);
     r = det_request("busy-2");
-    CHECK(pd_trainer_submit(t, r, NULL, 0, NULL, 0, id2, sizeof id2, err, sizeof err) == PD_OK);
+    CHECK(submit(t, r, NULL, id2, sizeof id2) == PD_OK);
     cJSON_Delete(r);
-    j = pd_trainer_job_json(t, id2);
+    j = job_get(t, id2);
     CHECKF(!strcmp(jstr(j, "status"), "queued"), "second job %s", jstr(j, "status"));
     cJSON_Delete(j);
     CHECK(pd_trainer_cancel(t, id2, err, sizeof err) == PD_OK);
-    j = pd_trainer_job_json(t, id2);
+    j = job_get(t, id2);
     CHECK(!strcmp(jstr(j, "status"), "cancelled"));
     cJSON_Delete(j);
     CHECK(pd_trainer_cancel(t, id1, err, sizeof err) == PD_OK);
     cJSON_Delete(wait_job(t, id1, 30));
     atomic_store(&slow_ms, 0);
-    cJSON *list = pd_trainer_list_json(t);
+    cJSON *list = jobs_list(t);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(list, "jobs")) >= 3);
     cJSON_Delete(list);
 }
@@ -688,7 +749,7 @@ static void test_resume(const pd_model *m, pd_pool *pool) {
     pd_registry *reg = NULL;
     CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
     /* uninterrupted */
-    pd_trainer *t = pd_trainer_new(m, reg, pool, NULL, 1);
+    pd_trainer *t = new_trainer(m, reg, pool, NULL, 1);
     size_t la = 0, lb = 0;
     cJSON *r = det_request("resume-a");
     cJSON_ReplaceItemInObject(r, "epochs", cJSON_CreateNumber(6));
@@ -696,18 +757,18 @@ static void test_resume(const pd_model *m, pd_pool *pool) {
     char *a = run_to_end(t, reg, r, &la, NULL);
     pd_trainer_free(t);
     /* interrupted after a few steps */
-    t = pd_trainer_new(m, reg, pool, d1, 1);
+    t = new_trainer(m, reg, pool, d1, 1);
     pd_trainer_set_yield(t, slow_waiting, NULL);
     atomic_store(&slow_ms, 10);
     r = det_request("resume-b");
     cJSON_ReplaceItemInObject(r, "epochs", cJSON_CreateNumber(6));
     cJSON_AddStringToObject(r, "publish", "every_eval");
     char id[32];
-    CHECK(pd_trainer_submit(t, r, NULL, 0, NULL, 0, id, sizeof id, err, sizeof err) == PD_OK);
+    CHECK(submit(t, r, NULL, id, sizeof id) == PD_OK);
     cJSON_Delete(r);
     double step = 0;
     for (int i = 0; i < 4000 && step < 13; i++) {
-        cJSON *j = pd_trainer_job_json(t, id);
+        cJSON *j = job_get(t, id);
         step = jnum(j, "step");
         cJSON_Delete(j);
         sleep_ms(2);
@@ -715,10 +776,10 @@ static void test_resume(const pd_model *m, pd_pool *pool) {
     pd_trainer_free(t); /* shutdown mid-run: checkpoint, job stays resumable */
     atomic_store(&slow_ms, 0);
     char jd[512];
-    snprintf(jd, sizeof jd, "%s/jobs/%s/job.json", d1, id);
+    snprintf(jd, sizeof jd, "%s/.jobs/%s/job.json", d1, id);
     CHECKF(access(jd, F_OK) == 0, "no %s", jd);
     /* a new trainer finds it and finishes it */
-    t = pd_trainer_new(m, reg, pool, d1, 1);
+    t = new_trainer(m, reg, pool, d1, 1);
     cJSON *j = wait_job(t, id, 300);
     CHECKF(!strcmp(jstr(j, "status"), "succeeded"), "resumed job %s (%s)", jstr(j, "status"), jstr(j, "error"));
     double from = jnum(j, "resumed_from_step");
@@ -732,15 +793,15 @@ static void test_resume(const pd_model *m, pd_pool *pool) {
     free(b);
     pd_trainer_free(t);
     /* a third start lists the finished job (and resumes nothing) */
-    t = pd_trainer_new(m, reg, pool, d1, 1);
-    j = pd_trainer_job_json(t, id);
+    t = new_trainer(m, reg, pool, d1, 1);
+    j = job_get(t, id);
     CHECKF(j && !strcmp(jstr(j, "status"), "succeeded"), "finished job not listed after restart");
     cJSON_Delete(j);
     /* checkpoints and data of a finished job are gone; spec and state stay */
     char p[600];
-    snprintf(p, sizeof p, "%s/jobs/%s/train.jsonl", d1, id);
+    snprintf(p, sizeof p, "%s/.jobs/%s/train.jsonl", d1, id);
     CHECK(access(p, F_OK) != 0);
-    snprintf(p, sizeof p, "%s/jobs/%s/spec.json", d1, id);
+    snprintf(p, sizeof p, "%s/.jobs/%s/spec.json", d1, id);
     CHECK(access(p, F_OK) == 0);
     pd_trainer_free(t);
     pd_registry_free(reg);
@@ -754,7 +815,7 @@ static void test_continue(const pd_model *m, pd_pool *pool) {
     if (!mkdtemp(d)) { CHECK(0); return; }
     pd_registry *reg = NULL;
     CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
-    pd_trainer *t = pd_trainer_new(m, reg, pool, d, 1);
+    pd_trainer *t = new_trainer(m, reg, pool, d, 1);
     cJSON *r = request("cont", "prompt_tuning", "classification", "{\"num_virtual_tokens\": 4}");
     cJSON_AddItemToObject(r, "train", cls_examples(64, 21));
     cJSON_AddNumberToObject(r, "epochs", 2);
@@ -803,13 +864,13 @@ static void test_microbatch(const pd_model *m, pd_pool *pool) {
     }
     cJSON_Delete(cfg);
     /* make B non-zero so every gradient is */
-    int nt = pd_adapter_n_param_tensors(a);
+    int nt = n_params(a);
     for (int i = 0; i < nt; i++) {
         float *d, *g;
         size_t n;
         int dec;
         const char *name;
-        pd_adapter_param(a, i, &d, &g, &n, &dec, &name);
+        param_get(a, i, &d, &g, &n, &dec, &name);
         for (size_t k = 0; k < n; k++) d[k] += 0.05f * ((float)(rnd32() % 2001) / 1000.0f - 1.0f);
     }
     pd_adapter_params_changed(a);
@@ -839,7 +900,7 @@ static void test_microbatch(const pd_model *m, pd_pool *pool) {
             size_t n;
             int dec;
             const char *name;
-            pd_adapter_param(a, i, &d, &g, &n, &dec, &name);
+            param_get(a, i, &d, &g, &n, &dec, &name);
             if (!pass) {
                 g1 = realloc(g1, sizeof(float) * (off + n));
                 memcpy(g1 + off, g, sizeof(float) * n);
@@ -860,6 +921,97 @@ static void test_microbatch(const pd_model *m, pd_pool *pool) {
     CHECK_NEAR(l1, l2, 1e-6);
     free(g1);
     pd_adapter_release(a);
+}
+
+/* A data dir of the old layout (jobs in DATA_DIR/jobs/j-<n>, beside the adapters) next to an
+ * adapter legitimately named "jobs": at start-up the jobs move to DATA_DIR/.jobs, a finished
+ * one is listed, an interrupted one resumes and finishes, the adapter "jobs" keeps its
+ * versions and keeps serving, and new jobs count on from the old ids. */
+static void test_old_layout(const pd_model *m, pd_pool *pool) {
+    char d[] = "/tmp/pd_trainer_old_XXXXXX", d2[] = "/tmp/pd_trainer_old2_XXXXXX";
+    if (!mkdtemp(d) || !mkdtemp(d2)) { CHECK(0); return; }
+    /* the adapter "jobs", published in d */
+    pd_registry *reg = NULL;
+    CHECK(pd_registry_open(m, d, 0, &reg, err, sizeof err) == PD_OK);
+    cJSON *cfg = cJSON_Parse("{\"r\": 2}");
+    char *labels[] = {"neg", "pos"};
+    pd_adapter *a = NULL, *snap = NULL;
+    CHECK(pd_adapter_new_trainable(m, PD_METHOD_LORA, cfg, PD_TASK_CLS, labels, 2, 9, &a, err, sizeof err) == PD_OK);
+    cJSON_Delete(cfg);
+    CHECK(a && pd_adapter_snapshot(a, &snap, err, sizeof err) == PD_OK);
+    CHECKF(snap && pd_registry_publish_adapter(reg, "jobs", snap, NULL, NULL, err, sizeof err) == PD_OK, "publish jobs: %s", err);
+    pd_adapter_release(a);
+    pd_adapter_release(snap);
+    pd_registry_free(reg);
+    /* two jobs made in d2 (one finished, one interrupted), moved to where the old layout kept them */
+    CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
+    pd_trainer *t = new_trainer(m, reg, pool, d2, 1);
+    cJSON *r = request("old-a", "lora", "classification", "{\"r\": 2}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 5));
+    cJSON_AddNumberToObject(r, "epochs", 1);
+    size_t len = 0;
+    free(run_to_end(t, reg, r, &len, NULL));
+    pd_trainer_set_yield(t, slow_waiting, NULL);
+    atomic_store(&slow_ms, 10);
+    r = det_request("old-b");
+    char id[32];
+    CHECK(submit(t, r, NULL, id, sizeof id) == PD_OK);
+    cJSON_Delete(r);
+    for (int i = 0; i < 4000; i++) {
+        cJSON *j = job_get(t, id);
+        double step = jnum(j, "step");
+        cJSON_Delete(j);
+        if (step >= 3) break;
+        sleep_ms(2);
+    }
+    pd_trainer_free(t);
+    atomic_store(&slow_ms, 0);
+    pd_registry_free(reg);
+    char from[600], to[600];
+    for (int k = 1; k <= 2; k++) {
+        snprintf(from, sizeof from, "%s/.jobs/j-%d", d2, k);
+        snprintf(to, sizeof to, "%s/jobs/j-%d", d, k);
+        CHECKF(rename(from, to) == 0, "rename %s %s", from, to);
+    }
+    /* start-up on d */
+    CHECK(pd_registry_open(m, d, 0, &reg, err, sizeof err) == PD_OK);
+    t = new_trainer(m, reg, pool, d, 1);
+    cJSON *j1 = job_get(t, "j-1"), *j2 = wait_job(t, "j-2", 300);
+    CHECKF(j1 && !strcmp(jstr(j1, "status"), "succeeded") && !strcmp(jstr(j1, "adapter"), "old-a"), "old finished job: %s",
+           j1 ? jstr(j1, "status") : "missing");
+    CHECKF(j2 && !strcmp(jstr(j2, "status"), "succeeded") && jnum(j2, "resumed_from_step") >= 3, "old interrupted job: %s (%s)",
+           j2 ? jstr(j2, "status") : "missing", j2 ? jstr(j2, "error") : "");
+    cJSON_Delete(j1);
+    cJSON_Delete(j2);
+    snprintf(to, sizeof to, "%s/jobs/j-1", d);
+    CHECK(access(to, F_OK) != 0);
+    snprintf(to, sizeof to, "%s/.jobs/j-1/job.json", d);
+    CHECK(access(to, F_OK) == 0);
+    snprintf(to, sizeof to, "%s/jobs/1", d); /* the adapter's version stays where it was */
+    CHECK(access(to, F_OK) == 0);
+    pd_adapter *ja = NULL;
+    int ver = 0;
+    CHECKF(pd_registry_get(reg, "jobs", &ja, &ver, err, sizeof err) == PD_OK && ver == 1, "adapter jobs: %s", err);
+    pd_adapter_release(ja);
+    r = request("old-c", "lora", "classification", "{\"r\": 2}");
+    cJSON_AddItemToObject(r, "train", cls_examples(8, 6));
+    CHECK(submit(t, r, NULL, id, sizeof id) == PD_OK && !strcmp(id, "j-3"));
+    cJSON_Delete(r);
+    cJSON_Delete(wait_job(t, id, 300));
+    pd_trainer_free(t);
+    pd_registry_free(reg);
+    /* a restart finds everything in its new place, and the adapter still */
+    CHECK(pd_registry_open(m, d, 0, &reg, err, sizeof err) == PD_OK);
+    CHECKF(pd_registry_get(reg, "jobs", &ja, &ver, err, sizeof err) == PD_OK && ver == 1, "adapter jobs after restart: %s", err);
+    pd_adapter_release(ja);
+    t = new_trainer(m, reg, pool, d, 1);
+    cJSON *list = jobs_list(t);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(list, "jobs")) == 3);
+    cJSON_Delete(list);
+    pd_trainer_free(t);
+    pd_registry_free(reg);
+    rm_tree(d);
+    rm_tree(d2);
 }
 
 int main(void) {
@@ -883,7 +1035,7 @@ int main(void) {
     test_golden("roberta_qa_lora", 20);
     pd_registry *reg = NULL;
     CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
-    pd_trainer *t = pd_trainer_new(m, reg, pool, NULL, 1);
+    pd_trainer *t = new_trainer(m, reg, pool, NULL, 1);
     pd_trainer_set_yield(t, slow_waiting, NULL);
     test_validation(t);
     printf("learning (bert_cls_f32, good/bad words, 320 train / 200 eval, chance 0.5)\n");
@@ -894,13 +1046,14 @@ int main(void) {
     pd_registry_free(reg);
     /* QA on its own base */
     CHECK(pd_registry_open(mqa, NULL, 0, &reg, err, sizeof err) == PD_OK);
-    t = pd_trainer_new(mqa, reg, pool, NULL, 1);
+    t = new_trainer(mqa, reg, pool, NULL, 1);
     printf("learning (bert_qa_f32, synthetic extractive QA)\n");
     test_qa_learning(t, reg);
     pd_trainer_free(t);
     pd_registry_free(reg);
     test_resume(m, pool);
     test_continue(m, pool);
+    test_old_layout(m, pool);
     pd_pool_free(pool);
     pd_model_free(m);
     pd_model_free(mqa);

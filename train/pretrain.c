@@ -1,10 +1,10 @@
 /* pretrain.c - masked-LM pretraining: corpus cache and windows, masking, the training step and
  * the `peftd pretrain` loop. See pretrain.h; the choices and their measurements are in
  * docs/PRETRAINING.md. */
+#include "fs.h"
 #include "pretrain.h"
 
 #include "optim.h"
-#include "options.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -19,14 +19,8 @@
  * Counter-based: every stream is splitmix64 over a key, so a window's masks, an epoch's order and
  * a tensor's initial values each depend on their own key alone (no generator state to save). */
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
-static uint64_t rnd_next(uint64_t *s) { return mix64(*s += 0x632BE59BD9B4E019ull); }
+static uint64_t rnd_next(uint64_t *s) { return pd_mix64(*s += 0x632BE59BD9B4E019ull); }
 static double rnd_unit(uint64_t *s) { return (double)(rnd_next(s) >> 11) * (1.0 / 9007199254740992.0); } /* [0, 1) */
 static uint64_t rnd_below(uint64_t *s, uint64_t n) { return (uint64_t)(rnd_unit(s) * (double)n); }
 
@@ -35,7 +29,7 @@ static uint64_t hash_str(const char *s, uint64_t h) {
     return h;
 }
 
-uint64_t pd_mask_key(uint64_t seed, long epoch, long w) { return mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)w); }
+uint64_t pd_mask_key(uint64_t seed, long epoch, long w) { return pd_mix64(pd_mix64(pd_mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)w); }
 
 /* ==== Corpus: tokens, cache, windows ==== */
 
@@ -401,7 +395,7 @@ pd_pretrainer *pd_pretrainer_new(const pd_config *cfg, const pd_pretrain_hyper *
         if (is_ln && !is_bias) {
             for (size_t k = 0; k < p->n; k++) p->data[k] = 1.0f;
         } else if (!is_bias) {
-            uint64_t s = hash_str(p->name, mix64(seed));
+            uint64_t s = hash_str(p->name, pd_mix64(seed));
             for (size_t k = 0; k < p->n; k++) {
                 double u = 1.0 - rnd_unit(&s), v = rnd_unit(&s);
                 p->data[k] = (float)(0.02 * sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v));
@@ -531,109 +525,49 @@ pd_status pd_pretrainer_eval(pd_pretrainer *t, const pd_mlm_batch *b, double *lo
 
 /* ==== Optimizer state file: param.<name>, m.<name>, v.<name> and metadata "step" ==== */
 
+/* The optimizer state file's view of the weights (optim.h): a pd_param on each tensor of w, and
+ * the matching tensors of m and v. Freed with free() on all three; -1 when out of memory. */
+static int state_view(const pd_pretrainer *t, pd_param **p, float ***m, float ***v) {
+    int nt = t->w->n_tensors;
+    *p = calloc((size_t)nt, sizeof **p);
+    *m = calloc((size_t)nt, sizeof **m);
+    *v = calloc((size_t)nt, sizeof **v);
+    if (!*p || !*m || !*v) return -1;
+    for (int i = 0; i < nt; i++) {
+        const pd_param_tensor *w = pd_params_tensor(t->w, i);
+        (*p)[i] = (pd_param){w->data, NULL, w->n, 0, w->name};
+        (*m)[i] = pd_params_tensor(t->m, i)->data;
+        (*v)[i] = pd_params_tensor(t->v, i)->data;
+    }
+    return 0;
+}
+
 pd_status pd_pretrainer_save(const pd_pretrainer *t, const char *path, const char *const *meta_kv, int n_meta, char *err,
                              size_t errlen) {
-    int nt = t->w->n_tensors, n = 3 * nt;
-    pd_st_wtensor *w = calloc((size_t)n, sizeof *w);
-    char (*names)[96] = calloc((size_t)n, sizeof *names);
-    const char **kv = calloc((size_t)(2 * n_meta + 2), sizeof *kv);
-    pd_status st = PD_OK;
-    if (!w || !names || !kv) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    const pd_params *src[3] = {t->w, t->m, t->v};
-    static const char *const pre[3] = {"param.", "m.", "v."};
-    for (int i = 0; !st && i < nt; i++)
-        for (int k = 0; k < 3; k++) {
-            const pd_param_tensor *p = pd_params_tensor(src[k], i);
-            snprintf(names[3 * i + k], sizeof names[0], "%s%s", pre[k], p->name);
-            w[3 * i + k] = (pd_st_wtensor){names[3 * i + k], 1, {(int64_t)p->n}, p->data};
-        }
-    char step[32];
-    snprintf(step, sizeof step, "%ld", t->t);
-    if (!st) {
-        kv[0] = "step";
-        kv[1] = step;
-        for (int i = 0; i < 2 * n_meta; i++) kv[2 + i] = meta_kv[i];
-        st = pd_st_write(path, w, n, kv, n_meta + 1, err, errlen);
-    }
-    free(w);
-    free(names);
-    free(kv);
+    pd_param *p = NULL;
+    float **m = NULL, **v = NULL;
+    pd_status st = state_view(t, &p, &m, &v) ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory")
+                                            : pd_adamw_state_write(path, p, t->w->n_tensors, m, v, t->t, meta_kv, n_meta, err, errlen);
+    free(p);
+    free(m);
+    free(v);
     return st;
 }
 
 pd_status pd_pretrainer_load(pd_pretrainer *t, const char *path, char *err, size_t errlen) {
-    pd_st_file *f = NULL;
-    pd_status st = pd_st_open(path, &f, err, errlen);
-    if (st) return st;
-    const char *step = pd_st_metadata(f, "step");
-    char *end = NULL;
-    long s = step ? strtol(step, &end, 10) : -1;
-    if (!step || *end || s < 0) st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: no valid \"step\" in the metadata", path);
-    pd_params *dst[3] = {t->w, t->m, t->v};
-    static const char *const pre[3] = {"param.", "m.", "v."};
-    for (int i = 0; !st && i < t->w->n_tensors; i++)
-        for (int k = 0; !st && k < 3; k++) {
-            const pd_param_tensor *p = pd_params_tensor(dst[k], i);
-            char key[128];
-            snprintf(key, sizeof key, "%s%s", pre[k], p->name);
-            const pd_st_tensor *x = pd_st_find(f, key);
-            if (!x || x->dtype != PD_DT_F32 || x->nbytes != p->n * sizeof(float))
-                st = pd_err(err, errlen, PD_ERR_FORMAT, "%s: tensor %s is missing or has another shape", path, key);
-            else memcpy(p->data, x->data, x->nbytes);
-        }
-    if (!st) t->t = s;
-    pd_st_close(f);
+    pd_param *p = NULL;
+    float **m = NULL, **v = NULL;
+    long step = 0;
+    pd_status st = state_view(t, &p, &m, &v) ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory")
+                                            : pd_adamw_state_read(path, p, t->w->n_tensors, m, v, &step, err, errlen);
+    if (!st) t->t = step;
+    free(p);
+    free(m);
+    free(v);
     return st;
 }
 
 /* ==== The command ==== */
-
-typedef struct {
-    const char *corpus, *heldout, *vocab, *out, *dtype;
-    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps, quick, eval_only;
-    double lr, warmup, tokens, minutes, stop_minutes, mask, weight_decay, clip, beta1, beta2, adam_eps;
-    double eval_minutes, ckpt_minutes, log_seconds;
-} pt_opts;
-
-#define PT(f) offsetof(pt_opts, f)
-static const pd_opt_def PT_DEFS[] = {
-    {"corpus", PD_OPT_STR, "", PT(corpus), 0, 0, "training text: one sentence a line, documents separated by blank lines"},
-    {"heldout", PD_OPT_STR, "", PT(heldout), 0, 0, "held-out text, same format: masked-LM loss and accuracy at intervals"},
-    {"vocab", PD_OPT_STR, "", PT(vocab), 0, 0, "directory with the WordPiece tokenizer (tokenizer.json or vocab.txt)"},
-    {"out", PD_OPT_STR, "", PT(out), 0, 0, "output directory: state, model/, CSVs, token caches"},
-    {"layers", PD_OPT_INT, "4", PT(layers), 1, 48, "encoder layers"},
-    {"hidden", PD_OPT_INT, "256", PT(hidden), 8, 4096, "hidden size"},
-    {"heads", PD_OPT_INT, "4", PT(heads), 1, 64, "attention heads (must divide --hidden)"},
-    {"ffn", PD_OPT_INT, "1024", PT(ffn), 8, 16384, "feed-forward size"},
-    {"seq", PD_OPT_INT, "128", PT(seq), 8, 4096, "tokens per window, [CLS] and [SEP] included"},
-    {"max-pos", PD_OPT_INT, "512", PT(max_pos), 8, 8192, "position embeddings (>= --seq; what the model serves later)"},
-    {"batch", PD_OPT_INT, "32", PT(batch), 1, 4096, "windows per optimizer step"},
-    {"lr", PD_OPT_DOUBLE, "1e-3", PT(lr), 0, 10, "peak learning rate (AdamW)"},
-    {"warmup", PD_OPT_DOUBLE, "0.06", PT(warmup), 0, 100000000, "warmup: steps if >= 1, else a share of all steps; then linear decay to 0"},
-    {"tokens", PD_OPT_DOUBLE, "0", PT(tokens), 0, 1e13, "tokens to train on (the schedule's length); 0: from --minutes. With --resume, a larger value lengthens the run's schedule"},
-    {"minutes", PD_OPT_DOUBLE, "0", PT(minutes), 0, 1e7, "schedule length in minutes (steps estimated from the speed of the first steps) when --tokens is 0"},
-    {"stop-minutes", PD_OPT_DOUBLE, "0", PT(stop_minutes), 0, 1e7, "stop this invocation after so many minutes with a checkpoint (resume later); 0: run to the end"},
-    {"stop-steps", PD_OPT_INT, "0", PT(stop_steps), 0, 2147483647, "stop this invocation at this step with a checkpoint (resume later); 0: no such stop"},
-    {"seed", PD_OPT_INT, "1", PT(seed), 0, 2147483647, "seed of the initial weights, the data order and the masks"},
-    {"resume", PD_OPT_BOOL, "false", PT(resume), 0, 1, "continue from OUT/state.safetensors (same options) instead of starting"},
-    {"eval-only", PD_OPT_BOOL, "false", PT(eval_only), 0, 1, "with --resume: print the held-out loss and accuracy of OUT/state.safetensors and stop"},
-    {"mask", PD_OPT_DOUBLE, "0.15", PT(mask), 0, 1, "share of tokens to predict (80% [MASK], 10% random, 10% kept)"},
-    {"wwm", PD_OPT_BOOL, "false", PT(wwm), 0, 1, "whole-word masking"},
-    {"weight-decay", PD_OPT_DOUBLE, "0.01", PT(weight_decay), 0, 1, "AdamW weight decay (not on biases and LayerNorms)"},
-    {"clip", PD_OPT_DOUBLE, "1.0", PT(clip), 0, 1000, "gradient norm clipping; 0: off"},
-    {"beta1", PD_OPT_DOUBLE, "0.9", PT(beta1), 0, 1, "AdamW beta1"},
-    {"beta2", PD_OPT_DOUBLE, "0.98", PT(beta2), 0, 1, "AdamW beta2"},
-    {"adam-eps", PD_OPT_DOUBLE, "1e-6", PT(adam_eps), 0, 1, "AdamW epsilon"},
-    {"threads", PD_OPT_INT, "0", PT(threads), 0, 1024, "compute threads; 0 = every core"},
-    {"eval-minutes", PD_OPT_DOUBLE, "5", PT(eval_minutes), 0, 1e6, "held-out evaluation interval (training time); 0: only at start and end"},
-    {"eval-windows", PD_OPT_INT, "256", PT(eval_windows), 1, 1 << 24, "held-out windows evaluated (the first ones, fixed masks)"},
-    {"ckpt-minutes", PD_OPT_DOUBLE, "10", PT(ckpt_minutes), 0, 1e6, "checkpoint interval; 0: only at the end or on SIGINT/SIGTERM"},
-    {"log-seconds", PD_OPT_DOUBLE, "10", PT(log_seconds), 0, 1e6, "progress line interval on stderr"},
-    {"dtype", PD_OPT_STR, "F32", PT(dtype), 0, 0, "dtype of the exported OUT/model checkpoint: F32, F16 or BF16"},
-    {"quick", PD_OPT_BOOL, "false", PT(quick), 0, 1, "smoke test in about a minute: 2 layers x 64 (FFN 256, 2 heads), windows of 64, batch 16, 300k tokens (overrides those options)"},
-};
-#undef PT
-#define PT_NDEFS ((int)(sizeof PT_DEFS / sizeof PT_DEFS[0]))
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = sig; }
@@ -648,7 +582,7 @@ typedef struct {
 } run_state;
 
 /* The options a resumed run must share with the checkpoint (anything that changes the bits). */
-static void opts_fingerprint(const pt_opts *o, const pd_tokenizer *tok, char *buf, size_t cap) {
+static void opts_fingerprint(const pd_pretrain_opts *o, const pd_tokenizer *tok, char *buf, size_t cap) {
     snprintf(buf, cap, "v1 layers=%d hidden=%d heads=%d ffn=%d seq=%d max_pos=%d batch=%d seed=%d mask=%.17g wwm=%d lr=%.17g "
                        "wd=%.17g clip=%.17g b1=%.17g b2=%.17g eps=%.17g vocab=%016llx",
              o->layers, o->hidden, o->heads, o->ffn, o->seq, o->max_pos, o->batch, o->seed, o->mask, o->wwm, o->lr,
@@ -657,7 +591,7 @@ static void opts_fingerprint(const pt_opts *o, const pd_tokenizer *tok, char *bu
 
 /* Epoch e's order of n windows: a Fisher-Yates shuffle keyed by (seed, e). */
 static void epoch_order(int32_t *perm, int n, uint64_t seed, long e) {
-    uint64_t s = mix64(mix64(seed ^ 0xD1B54A32D192ED03ull) ^ (uint64_t)e);
+    uint64_t s = pd_mix64(pd_mix64(seed ^ 0xD1B54A32D192ED03ull) ^ (uint64_t)e);
     for (int i = 0; i < n; i++) perm[i] = i;
     for (int i = n - 1; i > 0; i--) {
         int j = (int)rnd_below(&s, (uint64_t)i + 1);
@@ -786,17 +720,6 @@ static void csv_truncate(const char *out, const char *name, long step) {
     if (fclose(g) == 0) rename(tmp, path);
 }
 
-/* Writes len bytes to path and fsyncs them. (core/fs.h's pd_fs_write on branch arch does this;
- * this copy goes when main has it.) */
-static pd_status write_sync(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return pd_err(err, errlen, PD_ERR_IO, "%s: %s", path, strerror(errno));
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    return bad ? pd_err(err, errlen, PD_ERR_IO, "%s: write failed", path) : PD_OK;
-}
-
 /* Copies the tokenizer files of the vocabulary directory into OUT/model (once). */
 static pd_status copy_tokenizer(const char *vocab, const char *mdir, char *err, size_t errlen) {
     static const char *const files[] = {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
@@ -807,7 +730,7 @@ static pd_status copy_tokenizer(const char *vocab, const char *mdir, char *err, 
         char *buf = NULL;
         size_t len = 0;
         if (pd_read_file(src, 64 << 20, &buf, &len, err, errlen)) continue; /* not every vocabulary has every file */
-        pd_status st = write_sync(dst, buf, len, err, errlen);
+        pd_status st = pd_fs_write(dst, buf, len, err, errlen);
         free(buf);
         if (st) return st;
     }
@@ -815,7 +738,7 @@ static pd_status copy_tokenizer(const char *vocab, const char *mdir, char *err, 
 }
 
 /* OUT/state.safetensors (atomically) and the Hugging Face checkpoint OUT/model. */
-static pd_status checkpoint(pd_pretrainer *t, const pt_opts *o, const run_state *rs, const char *fp, pd_dtype dtype,
+static pd_status checkpoint(pd_pretrainer *t, const pd_pretrain_opts *o, const run_state *rs, const char *fp, pd_dtype dtype,
                             const float *pooler_w, const float *pooler_b, char *err, size_t errlen) {
     char path[4096], tmp[4096], mdir[4096];
     if (pd_path_join(path, sizeof path, o->out, "state.safetensors") || pd_path_join(mdir, sizeof mdir, o->out, "model") ||
@@ -868,27 +791,9 @@ static pd_status resume_state(const char *path, const char *fp, run_state *rs, c
     return st;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: peftd pretrain --corpus FILE --heldout FILE --vocab DIR --out DIR [options]\n\n"
-               "Pretrains a BERT encoder with masked-language modelling (see docs/PRETRAINING.md). Progress goes to\n"
-               "stderr; OUT gets state.safetensors (weights, AdamW state, data position: --resume continues it),\n"
-               "model/ (a Hugging Face BertForMaskedLM checkpoint peftd serves), heldout.csv and train.csv.\n"
-               "SIGINT/SIGTERM stop at the next step with a checkpoint.\n\noptions:\n");
-    pd_opts_help(f, PT_DEFS, PT_NDEFS, 0);
-}
-
-int pd_pretrain_cli(int argc, char **argv) {
-    pt_opts o;
+int pd_pretrain_run(const pd_pretrain_opts *opts) {
+    pd_pretrain_opts o = *opts;
     char err[1024];
-    int help = 0;
-    if (pd_opts_parse(PT_DEFS, PT_NDEFS, &o, argc, argv, 0, &help, err, sizeof err)) {
-        fprintf(stderr, "peftd pretrain: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
     if (o.eval_only && !o.resume) {
         fprintf(stderr, "peftd pretrain: --eval-only needs --resume (see --help)\n");
         return 2;
@@ -990,7 +895,7 @@ int pd_pretrain_cli(int argc, char **argv) {
         goto out;
     }
     { /* the pooler of the exported checkpoint: not trained by MLM, initialised as transformers does */
-        uint64_t s = hash_str("bert.pooler.dense.weight", mix64((uint64_t)o.seed));
+        uint64_t s = hash_str("bert.pooler.dense.weight", pd_mix64((uint64_t)o.seed));
         for (int k = 0; k < o.hidden * o.hidden; k++) {
             double u = 1.0 - rnd_unit(&s), v = rnd_unit(&s);
             pooler_w[k] = (float)(0.02 * sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v));

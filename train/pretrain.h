@@ -11,7 +11,8 @@
  *   - pd_pretrainer: the weights (pd_params with the MLM head), their gradients, AdamW moments,
  *     and one training step (forward, masked-LM loss, backward through every weight, gradient
  *     clipping, AdamW), plus the held-out evaluation.
- *   - pd_pretrain_cli: the loop (schedule, data order, checkpoints, resume, progress, CSVs).
+ *   - pd_pretrain_run: the loop (schedule, data order, checkpoints, resume, progress, CSVs) of
+ *     `peftd pretrain`, whose options server/options.c parses into a pd_pretrain_opts.
  *
  * Determinism: for a fixed seed, thread count and machine, a run and a run stopped and resumed
  * from any checkpoint produce the same bits (data order and masks are functions of the seed and
@@ -123,8 +124,18 @@ pd_status pd_pretrainer_load(pd_pretrainer *t, const char *path, char *err, size
 
 /* ==== The command ==== */
 
-/* `peftd pretrain [options]` (argv without the command name): see --help. Returns the process
- * exit code: 0 when the run finished or stopped at a checkpoint, 1 on an error, 2 on bad options. */
-int pd_pretrain_cli(int argc, char **argv);
+/* `peftd pretrain`'s options; their table (names, defaults, ranges, --help) is
+ * pd_pretrain_opt_defs in server/options.c. */
+typedef struct pd_pretrain_opts {
+    const char *corpus, *heldout, *vocab, *out, *dtype;
+    int layers, hidden, heads, ffn, seq, batch, max_pos, threads, seed, resume, wwm, eval_windows, stop_steps, quick, eval_only;
+    double lr, warmup, tokens, minutes, stop_minutes, mask, weight_decay, clip, beta1, beta2, adam_eps;
+    double eval_minutes, ckpt_minutes, log_seconds;
+} pd_pretrain_opts;
+
+/* Runs `peftd pretrain` with parsed options (--quick overrides the sizes it names). Returns the
+ * process exit code: 0 when the run finished or stopped at a checkpoint, 1 on an error, 2 on
+ * options that do not fit together (said on stderr). */
+int pd_pretrain_run(const pd_pretrain_opts *o);
 
 #endif

@@ -279,8 +279,10 @@ class Client:
             self.conn = None
 
 
-def raw_http(port, data, read_timeout=10):
-    """Sends raw bytes, returns everything the server answers until it closes or times out."""
+def raw_http(port, data, read_timeout=10, until_close=False):
+    """Sends raw bytes, returns what the server answers: its first complete response, or with
+    until_close everything until it closes the connection; either way at most until read_timeout
+    seconds pass without a byte."""
     s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
     try:
         try:
@@ -296,7 +298,7 @@ def raw_http(port, data, read_timeout=10):
             if not b:
                 break
             out += b
-            if b"\r\n\r\n" in out:
+            if not until_close and b"\r\n\r\n" in out:
                 head, _, rest = out.partition(b"\r\n\r\n")
                 m = re.search(rb"content-length:\s*(\d+)", head, re.I)
                 if m and len(rest) >= int(m.group(1)):
@@ -311,6 +313,117 @@ def status_of(raw):
     return int(m.group(1)) if m else None
 
 
+def http_request(method, path, body=b"", headers=(), version=b"HTTP/1.1", host=True, length=True, close=True):
+    """The bytes of one HTTP request, for raw_http: method, path and version as given (bytes or
+    str, sent verbatim), a Host header, headers as (name, value) pairs in order, Content-Length
+    of body when length is true and a body is given, Connection: close when close is true."""
+    def b(x):
+        return x if isinstance(x, (bytes, bytearray)) else str(x).encode("utf-8", "surrogateescape")
+
+    out = [b(method) + b" " + b(path) + b" " + b(version) + b"\r\n"]
+    if host:
+        out.append(b"Host: 127.0.0.1\r\n")
+    for k, v in headers:
+        out.append(b(k) + b": " + b(v) + b"\r\n")
+    if length and body:
+        out.append(b"Content-Length: %d\r\n" % len(body))
+    if close:
+        out.append(b"Connection: close\r\n")
+    return b"".join(out) + b"\r\n" + b(body)
+
+
+def parse_responses(raw, head=False):
+    """Splits the bytes a server sent into responses. Returns ([Resp], leftover bytes that are not
+    a complete response). Bodies are delimited by Content-Length (none after HEAD, 1xx, 204 and
+    304), by chunked encoding, or else run to the end of the bytes."""
+    out = []
+    while raw:
+        head_end = raw.find(b"\r\n\r\n")
+        m = re.match(rb"HTTP/\d\.\d (\d{3})[^\r\n]*\r\n", raw)
+        if head_end < 0 or not m:
+            break
+        status = int(m.group(1))
+        headers = []
+        for line in raw[m.end():head_end].split(b"\r\n"):
+            k, _, v = line.partition(b":")
+            headers.append((k.strip().decode("latin-1"), v.strip().decode("latin-1")))
+        rest = raw[head_end + 4:]
+        resp = Resp(status, headers, b"")
+        te, cl = (resp.header("Transfer-Encoding") or "").lower(), resp.header("Content-Length")
+        if head or status < 200 or status in (204, 304):
+            n = 0
+        elif "chunked" in te:
+            body, p = b"", 0
+            while True:
+                e = rest.find(b"\r\n", p)
+                if e < 0:
+                    return out, raw
+                size = int(rest[p:e].split(b";")[0], 16)
+                if size == 0:
+                    t = rest.find(b"\r\n\r\n", e - 2)
+                    if t < 0:
+                        return out, raw
+                    p = t + 4
+                    break
+                body += rest[e + 2:e + 2 + size]
+                p = e + 2 + size + 2
+            resp.body, raw = body, rest[p:]
+            out.append(resp)
+            continue
+        elif cl is not None and cl.isdigit():
+            n = int(cl)
+            if len(rest) < n:
+                break
+        else:
+            n = len(rest)
+        resp.body, raw = rest[:n], rest[n:]
+        out.append(resp)
+    return out, raw
+
+
+def error_problem(resp, code=None):
+    """What is wrong with resp as a peftd error reply, or None: the body must be strict UTF-8
+    JSON {"error": {"code": str, "message": non-empty str}} sent as application/json, with code
+    equal to the given one."""
+    if not (resp.header("Content-Type") or "").startswith("application/json"):
+        return "Content-Type %r" % resp.header("Content-Type")
+    try:
+        e = json.loads(resp.body.decode("utf-8"))["error"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as x:
+        return "not a JSON error body (%s)" % x
+    if not isinstance(e, dict) or not isinstance(e.get("code"), str) or not isinstance(e.get("message"), str) or not e["message"]:
+        return "error without a code and a message: %r" % e
+    if code is not None and e["code"] != code:
+        return "code %r, wanted %r" % (e["code"], code)
+    return None
+
+
+def proc_status_kb(pid, field="VmRSS"):
+    """A memory figure of a process from /proc/PID/status in KiB (VmRSS, VmHWM, ...), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss(pid):
+    """Resets the process's VmHWM to its current RSS (Linux >= 4.0; needs permission)."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# Lines a sanitizer writes when it finds something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
+
+
 # ============================================================================
 # The server process
 # ============================================================================
@@ -319,8 +432,10 @@ def status_of(raw):
 class Server:
     """`peftd serve` on a free loopback port (--port 0; the port is read from its log)."""
 
-    def __init__(self, binary, args, env=None, log_path=None):
-        self.binary, self.args = binary, list(args)
+    def __init__(self, binary, args, env=None, log_path=None, prefix=()):
+        """prefix: a command that execs the server with its arguments appended (e.g. prlimit
+        --as=N --), so that the process id is still the server's."""
+        self.binary, self.args, self.prefix = binary, list(args), list(prefix)
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.log_path = log_path
@@ -330,7 +445,7 @@ class Server:
     def start(self, timeout=60, wait_ready=True):
         self.logf = open(self.log_path, "ab")
         self.log_start = self.logf.tell()
-        self.proc = subprocess.Popen([self.binary, "serve", "--port", "0"] + self.args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.prefix + [self.binary, "serve", "--port", "0"] + self.args, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:

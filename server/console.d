@@ -1,0 +1,2 @@
+server/console.o: server/console.c server/console.h
+server/console.h:
