@@ -390,7 +390,8 @@ def main():
         blas_pkg = None
 
     kernel = (gemm or {}).get("kernel") or (engines[0]["kernel"] if engines else None) or next(
-        (x.get("kernel") for x in (load(q) for q in sorted(glob.glob(os.path.join(d, "train-peftd-*.json")))) if x), None)
+        (x.get("kernel") for x in (load(q) for q in sorted(glob.glob(os.path.join(d, "train-peftd-*.json")) +
+                                                          glob.glob(os.path.join(d, "pretrain-peftd-*.json")))) if x), None)
     meta = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "host": host, "cpu": cpu_model(), "isa": isa(), "cpus": os.cpu_count(),
             "mem_gib": mem_gib(), "kernel": platform.release(), "openblas_kernel": kernel,
             "openblas_package": blas_pkg, "env_openblas_coretype": a.env_coretype or None,

@@ -63,7 +63,7 @@ const pd_opt_def pd_pretrain_opt_defs[] = {
     {"batch", PD_OPT_INT, "32", PT(batch), 1, 4096, "windows per optimizer step"},
     {"lr", PD_OPT_DOUBLE, "1e-3", PT(lr), 0, 10, "peak learning rate (AdamW)"},
     {"warmup", PD_OPT_DOUBLE, "0.06", PT(warmup), 0, 100000000, "warmup: steps if >= 1, else a share of all steps; then linear decay to 0"},
-    {"tokens", PD_OPT_DOUBLE, "0", PT(tokens), 0, 1e13, "tokens to train on (the schedule's length); 0: from --minutes"},
+    {"tokens", PD_OPT_DOUBLE, "0", PT(tokens), 0, 1e13, "tokens to train on (the schedule's length); 0: from --minutes. With --resume, another value stretches or shrinks the rest of the schedule"},
     {"minutes", PD_OPT_DOUBLE, "0", PT(minutes), 0, 1e7, "schedule length in minutes (steps estimated from the speed of the first steps) when --tokens is 0"},
     {"stop-minutes", PD_OPT_DOUBLE, "0", PT(stop_minutes), 0, 1e7, "stop this invocation after so many minutes with a checkpoint (resume later); 0: run to the end"},
     {"stop-steps", PD_OPT_INT, "0", PT(stop_steps), 0, 2147483647, "stop this invocation at this step with a checkpoint (resume later); 0: no such stop"},

@@ -312,6 +312,20 @@ static void cli_tests(const char *dir) {
     CHECKF(state_diff(sa, sb) == 0, "a resumed run differs from a straight one");
     double rb = last_heldout_loss(b, &rows);
     CHECKF(rows == 2 && rb == ratio, "resumed held-out curve: ratio %g (straight %g), %d rows", rb, ratio, rows);
+    /* a resumed run given more tokens lengthens its schedule (9000 tokens: 41 steps here) */
+    {
+        char c[600], sc[700];
+        snprintf(c, sizeof c, "%s/run-c", dir);
+        snprintf(sc, sizeof sc, "%s/state.safetensors", c);
+        CHECK(run_cli(dir, c, "--stop-steps 5") == 0);
+        CHECK(run_cli(dir, c, "--resume --tokens 18000 --stop-steps 6") == 0);
+        pd_st_file *sf = NULL;
+        char err[256];
+        CHECK(pd_st_open(sc, &sf, err, sizeof err) == PD_OK);
+        const char *tot = sf ? pd_st_metadata(sf, "total_steps") : NULL;
+        CHECKF(tot && atol(tot) > 60 && atol(tot) < 100, "lengthened schedule: %s steps", tot ? tot : "?");
+        pd_st_close(sf);
+    }
     /* refusals: an existing run without --resume, a resume with other options, bad options */
     CHECK(run_cli(dir, a, NULL) == 1);
     CHECK(run_cli(dir, a, "--resume --seed 2") == 1);

@@ -930,6 +930,19 @@ int pd_pretrain_run(const pd_pretrain_opts *opts) {
     }
     double avg_tokens = (double)train->n_wtok / train->n_win * o.batch;
     if (!rs.total && o.tokens > 0) rs.total = (long)ceil(o.tokens / avg_tokens);
+    else if (rs.total && o.tokens > 0 && (long)ceil(o.tokens / avg_tokens) != rs.total) {
+        /* a resumed run given another length: the decay stretches or shrinks to the new end (the
+         * warmup stays); it cannot end before the step it stands at */
+        long was = rs.total, want = (long)ceil(o.tokens / avg_tokens);
+        if (want <= pd_pretrainer_steps(t)) {
+            fprintf(stderr, "peftd pretrain: --tokens %.0f ends at step %ld, but the run is at step %ld\n",
+                    o.tokens, want, pd_pretrainer_steps(t));
+            goto out;
+        }
+        rs.total = want;
+        fprintf(stderr, "pretrain: schedule %s from %ld to %ld steps (%.0f tokens)\n",
+                want > was ? "lengthened" : "shortened", was, rs.total, o.tokens);
+    }
     if (!rs.warmup && rs.total) rs.warmup = o.warmup >= 1 ? (long)o.warmup : (long)ceil(o.warmup * rs.total);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
