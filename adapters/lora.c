@@ -217,7 +217,7 @@ static void lora_input(const lin_delta *ld, uint64_t key, float p, const float *
  * training mode counts its forward passes here (layer 0's query comes first in every pass) and
  * drops out the LoRA input with masks keyed by that count. */
 static void lora_linear(const pd_delta *d, int layer, pd_lin which, const float *x, float *y, int rows, int in, int out,
-                        const float *w, const float *b, pd_pool *pool) {
+                        const pd_wmat *w, const float *b, pd_pool *pool) {
     const pd_adapter *a = d->impl;
     const lora_state *s = a->impl;
     const lin_delta *ld = &s->lin[layer * PD_LIN_COUNT + which];
@@ -266,7 +266,7 @@ static void lora_linear(const pd_delta *d, int layer, pd_lin which, const float 
             int n = rows - r0 < chunk ? rows - r0 : chunk;
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < in; j++) t[(size_t)i * in + j] = x[(size_t)(r0 + i) * in + j] * (ld->ia3[j] - 1.0f);
-            pd_gemm(pool, 0, 1, n, out, in, 1.0f, t, in, w, in, 1.0f, y + (size_t)r0 * out, out);
+            pd_wmat_linear(pool, w, t, n, NULL, y + (size_t)r0 * out, 1);
         }
     }
 }
@@ -276,7 +276,7 @@ static void lora_linear(const pd_delta *d, int layer, pd_lin which, const float 
  * the shifted LoRA input), and adds the delta's part of dL/dx. The dropout mask is regenerated
  * from the same key the forward pass used (no forward pass runs in between). */
 static void lora_linear_bwd(const pd_delta *d, int layer, pd_lin which, const float *x, const float *dy, float *dx, int rows,
-                            int in, int out, const float *w, const float *b, pd_pool *pool) {
+                            int in, int out, const pd_wmat *w, const float *b, pd_pool *pool) {
     const pd_adapter *a = d->impl;
     const lora_state *s = a->impl;
     const lin_delta *ld = &s->lin[layer * PD_LIN_COUNT + which];
@@ -284,12 +284,14 @@ static void lora_linear_bwd(const pd_delta *d, int layer, pd_lin which, const fl
     float p = tr && tr->on ? s->lora_dropout : 0.0f;
     if (ld->cadd && s->g_emb_b) {
         /* cadd = W d: dL/dd += colsum(dy) W */
+        float *c;
+        pd_scratch_rows(1, (size_t)out, &c);
         for (int j = 0; j < out; j++) {
-            double c = 0;
-            for (int i = 0; i < rows; i++) c += dy[(size_t)i * out + j];
-            const float *wr = w + (size_t)j * in;
-            for (int k = 0; k < in; k++) s->g_emb_b[k] += (float)c * wr[k];
+            double t = 0;
+            for (int i = 0; i < rows; i++) t += dy[(size_t)i * out + j];
+            c[j] = (float)t;
         }
+        pd_wmat_dx(pool, w, c, 1, s->g_emb_b, 1);
     }
     if (ld->gbias) pd_colsum_add(dy, rows, out, ld->gbias);
     if (ld->lora) {
@@ -338,14 +340,14 @@ static void lora_linear_bwd(const pd_delta *d, int layer, pd_lin which, const fl
         for (int r0 = 0; r0 < rows; r0 += chunk) {
             int n = rows - r0 < chunk ? rows - r0 : chunk;
             float *y0 = buf, *g = buf + (size_t)n * out;
-            pd_linear(pool, x + (size_t)r0 * in, n, in, w, b, out, y0);
+            pd_wmat_linear(pool, w, x + (size_t)r0 * in, n, b, y0, 0);
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < out; j++) {
                     float gy = dy[(size_t)(r0 + i) * out + j];
                     ld->gia3[j] += gy * y0[(size_t)i * out + j];
                     g[(size_t)i * out + j] = gy * (ld->ia3[j] - 1.0f);
                 }
-            if (dx) pd_gemm(pool, 0, 0, n, in, out, 1.0f, g, out, w, in, 1.0f, dx + (size_t)r0 * in, in);
+            if (dx) pd_wmat_dx(pool, w, g, n, dx + (size_t)r0 * in, 1);
         }
     } else if (ld->ia3 && ld->gia3) {
         /* y = (x * l) W^T + b: g = dy W; gl += colsum(x * g); dx += g * (l - 1) */
@@ -353,7 +355,7 @@ static void lora_linear_bwd(const pd_delta *d, int layer, pd_lin which, const fl
         int chunk = pd_scratch_rows(rows, (size_t)in, &g);
         for (int r0 = 0; r0 < rows; r0 += chunk) {
             int n = rows - r0 < chunk ? rows - r0 : chunk;
-            pd_gemm(pool, 0, 0, n, in, out, 1.0f, dy + (size_t)r0 * out, out, w, in, 0.0f, g, in);
+            pd_wmat_dx(pool, w, dy + (size_t)r0 * out, n, g, 0);
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < in; j++) {
                     float gx = g[(size_t)i * in + j];
@@ -824,12 +826,12 @@ pd_status pd_lora_load(pd_adapter *a, const pd_st_file *st, const pd_st_file *he
      * the constant W d (+ the LoRA part of it), its attention residual the shift itself. */
     if (s->emb_shift) {
         const pd_layer *L0 = pd_model_layer(a->base, 0);
-        const float *W[3] = {L0->wq, L0->wk, L0->wv};
+        const pd_wmat *W[3] = {L0->wq, L0->wk, L0->wv};
         for (int k = 0; k < 3; k++) {
             lin_delta *ld = &s->lin[k];
             float *cadd = pd_adapter_alloc(a, (size_t)H);
             if (!cadd) { ps = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out_r; }
-            pd_gemm(NULL, 0, 1, 1, H, H, 1.0f, s->emb_shift, H, W[k], H, 0.0f, cadd, H);
+            pd_wmat_linear(NULL, W[k], s->emb_shift, 1, NULL, cadd, 0);
             if (ld->lora) {
                 float *t = pd_adapter_alloc(a, (size_t)ld->r);
                 if (!t) { ps = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out_r; }
@@ -912,8 +914,8 @@ void pd_lora_params_changed(pd_adapter *a) {
         pd_model_get_extras(a->base, &ex);
         for (int j = 0; j < H; j++) s->shift_buf[j] = s->emb_b[j] - ex.emb_ln_b[j];
         const pd_layer *L0 = pd_model_layer(a->base, 0);
-        const float *W[3] = {L0->wq, L0->wk, L0->wv};
-        for (int k = 0; k < 3; k++) pd_gemm(NULL, 0, 1, 1, H, H, 1.0f, s->shift_buf, H, W[k], H, 0.0f, s->lin[k].cadd, H);
+        const pd_wmat *W[3] = {L0->wq, L0->wk, L0->wv};
+        for (int k = 0; k < 3; k++) pd_wmat_linear(NULL, W[k], s->shift_buf, 1, NULL, s->lin[k].cadd, 0);
     }
 }
 

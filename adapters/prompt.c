@@ -263,10 +263,8 @@ static pd_status prompt_from_text(const pd_model *base, const char *text, int nv
     int32_t *buf = malloc(sizeof(int32_t) * 4 * (size_t)cap);
     if (!buf) { pd_tokens_free(&t); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
     int n = pd_tokenizer_assemble(tok, t.ids, t.n, NULL, -1, buf, buf + cap, buf + 2 * cap, buf + 3 * cap);
-    pd_model_extras ex;
-    pd_model_get_extras(base, &ex);
     if (n <= 0) st = pd_err(err, errlen, PD_ERR_INVALID, "config.prompt_init_text gives no tokens");
-    for (int i = 0; i < nvt && !st; i++) memcpy(out + (size_t)i * H, ex.word_emb + (size_t)buf[i % n] * H, sizeof(float) * H);
+    for (int i = 0; i < nvt && !st; i++) pd_model_word_row(base, buf[i % n], out + (size_t)i * H);
     free(buf);
     pd_tokens_free(&t);
     return st;

@@ -24,10 +24,16 @@
  * It also dumps the final hidden states of a small batch (ids + floats) for the peers
  * (bench/peers) to check that they compute the same function.
  *
+ * --dtype bf16|int8 loads the base in that dtype (pd_model_load_as, core/gemm.h: the linear
+ * weights packed once, the server's --dtype). Their products never call OpenBLAS, so only the
+ * pool design is timed (the openblas design would time the same kernels on one thread); the
+ * JSON names the dtype and the GEMM kernel, and the load line its weight bytes and RSS.
+ *
  * Usage: engine --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32]
  *               [--runs N] [--warmup W] [--threads T] [--only pool|openblas]
- *               [--roof-samples R (0..8; 0: none, e.g. under a profiler)] */
+ *               [--dtype fp32|bf16|int8] [--roof-samples R (0..8; 0: none, e.g. under a profiler)] */
 #include "bench_util.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -118,7 +124,7 @@ static int dump(const char *dir, pd_ctx *ctx, const pd_config *c, const int32_t 
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *json = NULL, *dumpdir = NULL, *only = NULL;
+    const char *model = NULL, *json = NULL, *dumpdir = NULL, *only = NULL, *dtype_name = "fp32";
     int L = 128, runs = 5, warmup = 2, threads = 2, roof_samples = 3;
     int batches[16] = {1, 8, 32}, nb = 3;
     for (int i = 1; i < argc; i++) {
@@ -126,6 +132,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--dump") && i + 1 < argc) dumpdir = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_name = argv[++i];
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) L = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--roof-samples") && i + 1 < argc) roof_samples = atoi(argv[++i]);
@@ -140,7 +147,7 @@ int main(int argc, char **argv) {
             }
         } else {
             fprintf(stderr, "usage: %s --model DIR [--json FILE] [--dump DIR] [--seq L] [--batches 1,8,32] [--runs N] "
-                            "[--warmup W] [--threads T] [--only pool|openblas] [--roof-samples 0..8]\n", argv[0]);
+                            "[--warmup W] [--threads T] [--only pool|openblas] [--dtype fp32|bf16|int8] [--roof-samples 0..8]\n", argv[0]);
             return 2;
         }
     }
@@ -150,6 +157,9 @@ int main(int argc, char **argv) {
     }
     for (int b = 0; b < nb; b++)
         if (batches[b] < 1 || batches[b] > 1024) { fprintf(stderr, "engine: bad batch size\n"); return 2; }
+    int dtype = pd_wtype_parse(dtype_name);
+    if (dtype < 0) { fprintf(stderr, "engine: --dtype must be fp32, bf16 or int8\n"); return 2; }
+    if (dtype != PD_WTYPE_F32) only = "pool";
     int do_design[2] = {!only || !strcmp(only, "pool"), !only || !strcmp(only, "openblas")};
 
     double gen_s = 0;
@@ -166,7 +176,10 @@ int main(int argc, char **argv) {
     double t0 = pd_now();
     pd_model *m = NULL;
     char err[512];
-    if (pd_model_load(model, 0, &m, err, sizeof err) != PD_OK) { fprintf(stderr, "load %s: %s\n", model, err); return 1; }
+    if (pd_model_load_as(model, 0, (pd_wtype)dtype, &m, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "load %s: %s\n", model, err);
+        return 1;
+    }
     double load_wall = pd_now() - t0;
     long rss_load = bench_status_kb("VmRSS");
     const pd_config *c = pd_model_config(m);
@@ -192,8 +205,9 @@ int main(int argc, char **argv) {
     double first_s = pd_now() - tf;
     long rss_first = bench_status_kb("VmRSS");
 
-    printf("OpenBLAS kernel: %s; pd_pool threads: %d; model %s: %d layers, hidden %d, heads %d, ffn %d, vocab %d\n",
-           kernel, pd_pool_size(pool), model, c->layers, c->hidden, c->heads, c->ffn, c->vocab);
+    printf("OpenBLAS kernel: %s; dtype %s (GEMM kernel %s); pd_pool threads: %d; model %s: %d layers, hidden %d, heads %d, "
+           "ffn %d, vocab %d\n", kernel, dtype_name, pd_wmat_kernel((pd_wtype)dtype), pd_pool_size(pool), model, c->layers,
+           c->hidden, c->heads, c->ffn, c->vocab);
     if (gen_s > 0) printf("checkpoint written in %.1f s\n", gen_s);
     printf("load: %.3f s (pd_model_load_seconds %.3f), weights %.1f MB; VmRSS %.1f MB before, %.1f MB after load, "
            "%.1f MB after the first forward (%.3f s)\n",
@@ -259,7 +273,8 @@ int main(int argc, char **argv) {
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) { perror(json); return 1; }
-        fprintf(f, "{\"kernel\": \"%s\", \"threads\": %d, \"seq\": %d, \"warmup\": %d,\n", kernel, threads, L, warmup);
+        fprintf(f, "{\"kernel\": \"%s\", \"dtype\": \"%s\", \"gemm_kernel\": \"%s\", \"threads\": %d, \"seq\": %d, \"warmup\": %d,\n",
+                kernel, pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype), threads, L, warmup);
         fprintf(f, " \"model\": {\"layers\": %d, \"hidden\": %d, \"heads\": %d, \"ffn\": %d, \"vocab\": %d, \"max_pos\": %d},\n",
                 c->layers, c->hidden, c->heads, c->ffn, c->vocab, c->max_pos);
         fprintf(f, " \"flops_formula\": \"layers * (2*T*(4*H*H + 2*H*F) + n*4*L*L*H), T = n*L\",\n");

@@ -21,6 +21,11 @@ import subprocess
 TARGETS_DOC = {
     "roofline": "engine effective GFLOP/s >= 85% of the machine's sgemm roofline at batch >= 8",
     "vs_ort": "engine seq/s >= 0.9x ONNX Runtime at batch 8 and 32, >= 0.8x at batch 1",
+    "bf16_vs_fp32": "--dtype bf16 seq/s >= 1.7x peftd fp32 at batch 8 and 32",
+    "bf16_vs_ort": "--dtype bf16 seq/s >= 1.6x ONNX Runtime fp32 at batch 8 and 32, >= 1.3x at batch 1",
+    "int8_vs_ort": "--dtype int8 seq/s >= 2.5x ONNX Runtime fp32 at batch 8 and 32",
+    "int8_vs_ort_int8": "--dtype int8 seq/s >= 1.1x ONNX Runtime int8 (quantize_dynamic) at batch 8 and 32",
+    "dtype_bytes": "resident base weights: bf16 <= 0.55x and int8 <= 0.30x fp32's",
     "lora_one": "one LoRA <= 8% slower than the bare base (batch 32)",
     "lora_each": "32 different LoRAs <= 10% slower than one LoRA (batch 32)",
     "server_overhead": "the server adds <= 15% to the compute time of the batches it forms",
@@ -97,15 +102,16 @@ def round_median(r, batch, key=None):
     return None
 
 
-def paired_ratio(engines, peers, batch):
+def paired_ratio(engines, peers, batch, ekey="pool", pkey=None):
     """Median over rounds k of peer_k / engine_k (seconds), pairing the k-th round of each: the
-    rounds of one index ran next to each other, so slow phases of the machine cancel out."""
+    rounds of one index ran next to each other, so slow phases of the machine cancel out.
+    ekey / pkey: the design key of each side's results (peftd's engine rounds: "pool")."""
     by = {r["_round"].split("-")[-1]: r for r in engines}
     v = []
     for p in peers:
         e = by.get(p["_round"].split("-")[-1])
         if e:
-            a, b = round_median(e, batch, "pool"), round_median(p, batch)
+            a, b = round_median(e, batch, ekey), round_median(p, batch, pkey)
             if a and b:
                 v.append(b / a)
     return (statistics.median(v), len(v)) if v else (None, 0)
@@ -288,6 +294,57 @@ def training_section(R, rounds, parity):
     else:
         R.p("Accuracy parity was not measured in this run.")
     return out
+
+
+def dtype_section(R, engines, orts, orts8, dtype_rounds):
+    """The "Base dtypes" section: bench/engine --dtype bf16/int8 rounds, each run right after the
+    fp32 engine round of the same index, against that round's fp32 engine, ONNX Runtime fp32 and
+    (int8) ONNX Runtime on the int8 graph of bench/peers/quantize_int8.py."""
+    e0 = engines[0]
+    R.h("Base dtypes (--dtype), the same forward, BERT-base shape, sequence length %d, 2 threads" % e0["seq"])
+    rows, tab = [], {}
+    for dt, (allr, used) in dtype_rounds.items():
+        if not used:
+            continue
+        ld = used[0]["load"]
+        for r0 in e0["results"]:
+            b = r0["batch"]
+            sd, n = pooled(used, b, "pool")
+            vf, nf = paired_ratio(used, engines, b, "pool", "pool")
+            vo, no = paired_ratio(used, orts, b)
+            v8, n8 = paired_ratio(used, orts8, b) if dt == "int8" else (None, 0)
+            s8, _ = pooled(orts8, b) if dt == "int8" else (None, 0)
+            tab[(dt, b)] = (vf, vo, v8)
+            rows.append([dt, used[0].get("gemm_kernel", "-"), b, "%.2f" % (b / sd) if sd else "-", fmt(vf, ".2f"),
+                         fmt(vo, ".2f"), "%.2f" % (b / s8) if s8 else "-", fmt(v8, ".2f"), "%d/%d/%d/%d" % (n, nf, no, n8)])
+        tab[(dt, "bytes")] = ld["weights_bytes"]
+        R.p("%s: weights %.1f MB (%.3f of fp32's %.1f MB); VmRSS %.1f MB after load, %.1f MB after the first forward "
+            "(fp32: %.1f)." % (dt, ld["weights_bytes"] / 1e6, ld["weights_bytes"] / e0["load"]["weights_bytes"],
+                               e0["load"]["weights_bytes"] / 1e6, ld["rss_after_load_kb"] / 1024,
+                               ld["rss_after_first_forward_kb"] / 1024, e0["load"]["rss_after_first_forward_kb"] / 1024))
+    R.table(["dtype", "GEMM kernel", "batch", "seq/s", "vs peftd fp32", "vs ONNX Runtime fp32", "ORT int8 seq/s",
+             "vs ORT int8", "N / rounds fp32 / ORT / ORT int8"], rows)
+    R.p("vs columns: the median over rounds of the per-round speed ratio (each dtype round ran right after the fp32 "
+        "engine round of the same index). ORT int8: ONNX Runtime on the export rewritten as quantize_dynamic does "
+        "(bench/peers/quantize_int8.py: DynamicQuantizeLinear + MatMulInteger, per-channel int8 weights).")
+    d8 = [x.get("check_max_abs_diff") for x in orts8[:1] if x.get("check_max_abs_diff") is not None]
+    if d8:
+        R.p("ORT int8's last hidden states leave peftd fp32's by max |diff| %.1e (its quantization error, not a check)." % d8[0])
+    for b in (8, 32):
+        vf, vo, _ = tab.get(("bf16", b), (None, None, None))
+        R.check("bf16_vs_fp32", "batch %d: bf16 >= 1.7x peftd fp32" % b, None if vf is None else vf >= 1.7, fmt(vf, ".2f"))
+        R.check("bf16_vs_ort", "batch %d: bf16 >= 1.6x ONNX Runtime fp32" % b, None if vo is None else vo >= 1.6, fmt(vo, ".2f"))
+        _, vo8, v88 = tab.get(("int8", b), (None, None, None))
+        R.check("int8_vs_ort", "batch %d: int8 >= 2.5x ONNX Runtime fp32" % b, None if vo8 is None else vo8 >= 2.5, fmt(vo8, ".2f"))
+        R.check("int8_vs_ort_int8", "batch %d: int8 >= 1.1x ONNX Runtime int8" % b, None if v88 is None else v88 >= 1.1,
+                "n/a (no ONNX Runtime int8 result)" if v88 is None else "%.2fx" % v88)
+    _, vo1, _ = tab.get(("bf16", 1), (None, None, None))
+    R.check("bf16_vs_ort", "batch 1: bf16 >= 1.3x ONNX Runtime fp32", None if vo1 is None else vo1 >= 1.3, fmt(vo1, ".2f"))
+    fb = e0["load"]["weights_bytes"]
+    for dt, lim in (("bf16", 0.55), ("int8", 0.30)):
+        if (dt, "bytes") in tab:
+            r = tab[(dt, "bytes")] / fb
+            R.check("dtype_bytes", "%s weights <= %.2fx fp32's" % (dt, lim), r <= lim, "%.3fx" % r)
 
 
 def main():
@@ -485,6 +542,11 @@ def main():
                 R.check("vs_ort", "batch %d: >= %.1fx ONNX Runtime" % (b, need), None if v is None else v >= need,
                         "n/a (no ORT result)" if v is None else "%.2fx" % v)
 
+    # ==== base dtypes ====
+    dtype_rounds = {dt: rounds("engine_" + dt) for dt in ("bf16", "int8")}
+    if engines and any(used for _, used in dtype_rounds.values()):
+        dtype_section(R, engines, orts, rounds("ort_int8")[1], dtype_rounds)
+
     # ==== adapters ====
     if adapters:
         res = adapters["results"]
@@ -626,7 +688,9 @@ def main():
 
     os.makedirs(a.results, exist_ok=True)
     stem = "%s-%s%s" % (now.strftime("%Y-%m-%d"), host, "-partial" if a.partial == "1" else "")
-    out = {"meta": meta, "steps": steps, "gemm": gemm, "engine_rounds": engines_all, "ort_rounds": orts_all,
+    out = {"meta": meta, "steps": steps, "gemm": gemm, "engine_rounds": engines_all,
+           "engine_dtype_rounds": {dt: allr for dt, (allr, _) in dtype_rounds.items()}, "ort_int8_rounds": rounds("ort_int8")[0],
+           "ort_rounds": orts_all,
            "torch_rounds": torches_all, "rounds_pooled": [x["_round"] for x in engines + orts + torches],
            "engine_summary": {str(k): v for k, v in engine_tab.items()}, "roofline_gflops": roof, "adapters": adapters,
            "server": server, "training": training, "pretraining": pretraining, "targets": R.checks}

@@ -27,6 +27,7 @@ B=${BENCH_BUILD:-build}
 CACHE=bench/.cache
 MODEL=$CACHE/bert-base
 ONNX=$CACHE/bert-base.onnx
+ONNX_INT8=$CACHE/bert-base-int8.onnx   # bench/peers/quantize_int8.py of $ONNX (ORT's dynamic int8)
 PY=/usr/bin/python3
 QUICK=${BENCH_QUICK:-0}
 ONLY=${BENCH_ONLY:-gemm engine peers adapters server train parity pretrain}
@@ -102,6 +103,7 @@ apt_install() {
 want server && ! command -v wrk >/dev/null && { echo "bench: installing wrk"; apt_install wrk; }
 if want peers || want train || want parity || want pretrain; then
     "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "bench: installing python3-torch"; apt_install python3-torch python3-numpy; }
+    "$PY" -c 'import onnx' 2>/dev/null || { echo "bench: installing python3-onnx"; apt_install python3-onnx; }
     command -v node >/dev/null && command -v npm >/dev/null || { echo "bench: installing nodejs npm"; apt_install nodejs npm; }
     if [ ! -d bench/peers/node_modules/onnxruntime-node ] && command -v npm >/dev/null; then
         echo "bench: installing onnxruntime-node into bench/peers (npm install --ignore-scripts)"
@@ -150,11 +152,28 @@ engine() { # round
     step "engine-$1" "$B/bench/engine" --model "$MODEL" --json "$OUT/engine-$1.json" --runs "$RUNS" --warmup 1 \
         --threads 2 --batches 1,8,32 --seq 128 ${2:+--dump "$CACHE/check"}
 }
+# The same forward with the base in bf16 and int8 (--dtype; the pool design only): run right after
+# each fp32 engine round, so report.py pairs them round by round with fp32 and the peers.
+engine_dtypes() { # round
+    local dt
+    for dt in bf16 int8; do
+        step "engine_$dt-$1" "$B/bench/engine" --model "$MODEL" --dtype "$dt" --json "$OUT/engine_$dt-$1.json" --runs "$RUNS" \
+            --warmup 1 --threads 2 --batches 1,8,32 --seq 128 --roof-samples 0
+    done
+}
 ort() {
     [ -f bench/peers/node_modules/onnxruntime-node/package.json ] || { skip "ort-$1" "onnxruntime-node is not installed"; return; }
     [ -f "$ONNX" ] || { skip "ort-$1" "no ONNX export"; return; }
     step "ort-$1" node bench/peers/ort_bench.js --model "$ONNX" --config "$MODEL/config.json" --threads 2 --seq 128 \
         --batches 1,8,32 --runs "$RUNS" --warmup 1 --bench --json "$OUT/ort-$1.json" ${2:+--check "$CACHE/check"}
+}
+# ONNX Runtime on the int8 graph (DynamicQuantizeLinear + MatMulInteger, per-channel weights):
+# the peer of --dtype int8. Its --check against peftd's fp32 dump is informational (int8 error).
+ort8() {
+    [ -f bench/peers/node_modules/onnxruntime-node/package.json ] || { skip "ort_int8-$1" "onnxruntime-node is not installed"; return; }
+    [ -f "$ONNX_INT8" ] || { skip "ort_int8-$1" "no int8 ONNX graph"; return; }
+    step "ort_int8-$1" node bench/peers/ort_bench.js --model "$ONNX_INT8" --config "$MODEL/config.json" --threads 2 --seq 128 \
+        --batches 1,8,32 --runs "$RUNS" --warmup 1 --bench --json "$OUT/ort_int8-$1.json" ${2:+--check "$CACHE/check"}
 }
 torchb() {
     "$PY" -c 'import torch' 2>/dev/null || { skip "torch-$1" "python3-torch is not installed"; return; }
@@ -165,21 +184,26 @@ torchb() {
 if want engine; then
     say "engine round 1 (writes the checkpoint on first use)"
     engine 1 dump || exit 1
+    engine_dtypes 1
     if want peers; then
         if [ ! -f "$ONNX" ] || [ "$MODEL/model.safetensors" -nt "$ONNX" ]; then
             say "exporting the checkpoint to ONNX (torch.onnx.export)"
             nb "$PY" bench/peers/torch_bert.py --model "$MODEL" --export "$ONNX" || echo "bench: ONNX export failed" >&2
         fi
-        say "ONNX Runtime round 1"; ort 1 check
+        if [ -f "$ONNX" ] && { [ ! -f "$ONNX_INT8" ] || [ "$ONNX" -nt "$ONNX_INT8" ]; }; then
+            say "quantizing the ONNX graph to int8 (bench/peers/quantize_int8.py)"
+            "$PY" bench/peers/quantize_int8.py "$ONNX" "$ONNX_INT8" || echo "bench: int8 quantization failed" >&2
+        fi
+        say "ONNX Runtime round 1"; ort 1 check; ort8 1 check
         say "PyTorch round 1"; torchb 1 check
         for ((r = 2; r <= ROUNDS; r++)); do
             if ((r % 2 == 0)); then
                 say "PyTorch round $r"; torchb "$r"
-                say "ONNX Runtime round $r"; ort "$r"
-                say "engine round $r"; engine "$r"
+                say "ONNX Runtime round $r"; ort "$r"; ort8 "$r"
+                say "engine round $r"; engine "$r"; engine_dtypes "$r"
             else
-                say "engine round $r"; engine "$r"
-                say "ONNX Runtime round $r"; ort "$r"
+                say "engine round $r"; engine "$r"; engine_dtypes "$r"
+                say "ONNX Runtime round $r"; ort "$r"; ort8 "$r"
                 say "PyTorch round $r"; torchb "$r"
             fi
         done

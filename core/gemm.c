@@ -31,6 +31,8 @@ struct pd_wmat {
     float *sw;      /* int8: (npan * NR) per-output scales, 0 past out */
     int32_t *wsum;  /* int8: (npan * NR) sum_k q[n][k] */
     size_t bytes;
+    const float *ref; /* pd_wmat_borrow: the caller's fp32 W (no panels), rows ldw apart */
+    size_t ldw;
 };
 
 /* ==== Element conversions (the reference semantics of every body) ==== */
@@ -829,6 +831,20 @@ pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw) {
     return m;
 }
 
+pd_wmat *pd_wmat_borrow(const float *w, int out, int in, size_t ldw) {
+    if (out <= 0 || in <= 0 || ldw < (size_t)in || !w) return NULL;
+    pd_wmat *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->t = PD_WTYPE_F32;
+    m->out = out;
+    m->in = in;
+    m->ref = w;
+    m->ldw = ldw;
+    return m;
+}
+
+int pd_wmat_borrowed(const pd_wmat *w) { return w->ref != NULL; }
+
 void pd_wmat_free(pd_wmat *w) {
     if (!w) return;
     if (w->maplen) munmap(w->pan, w->maplen);
@@ -862,6 +878,10 @@ static inline float wmat_at(const pd_wmat *w, int n, int k) {
 
 void pd_wmat_row(const pd_wmat *w, int n, float *out) {
     PD_ASSERT(n >= 0 && n < w->out);
+    if (w->ref) {
+        memcpy(out, w->ref + (size_t)n * w->ldw, sizeof(float) * (size_t)w->in);
+        return;
+    }
     for (int k = 0; k < w->in; k++) out[k] = wmat_at(w, n, k);
 }
 
@@ -1049,10 +1069,31 @@ static char *conv_buffer(pd_wtype t, int rows, int kp, float **sx, int32_t **zp)
     return buf;
 }
 
+/* A borrowed W through pd_linear / pd_gemm (OpenBLAS, the weight packed by sgemm per call):
+ * the contiguous overwrite is exactly pd_linear, so a model over mutable weights computes the
+ * bits it computed before pd_wmat existed. */
+static void borrowed_gemm(pd_pool *p, const pd_wmat *w, const float *x, size_t ldx, int rows, const float *bias, float *y,
+                          size_t ldy, int accumulate) {
+    if (!accumulate && ldx == (size_t)w->in && ldy == (size_t)w->out && w->ldw == (size_t)w->in) {
+        pd_linear(p, x, rows, w->in, w->ref, bias, w->out, y);
+        return;
+    }
+    if (bias && !accumulate)
+        for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, bias, sizeof(float) * (size_t)w->out);
+    pd_gemm(p, 0, 1, rows, w->out, w->in, 1.0f, x, (int)ldx, w->ref, (int)w->ldw, accumulate || bias ? 1.0f : 0.0f, y, (int)ldy);
+    if (bias && accumulate)
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < w->out; j++) y[(size_t)r * ldy + j] += bias[j];
+}
+
 void pd_wmat_gemm(pd_pool *p, const pd_wmat *w, const float *x, size_t ldx, int rows, const float *bias, float *y,
                   size_t ldy, int accumulate) {
     if (rows <= 0) return;
     PD_ASSERT(ldx >= (size_t)w->in && ldy >= (size_t)w->out);
+    if (w->ref) {
+        borrowed_gemm(p, w, x, ldx, rows, bias, y, ldy, accumulate);
+        return;
+    }
     const kern_set *ks = kset();
     prod_job j = {.ks = ks, .kt = w->t, .rows = rows, .g = w->g, .y = y, .ldy = ldy, .bias = bias, .acc = accumulate,
                   .pan = w->pan, .pstride = w->pstride, .sw = w->sw, .wsum = w->wsum, .npan = w->npan, .ncols = w->out};
@@ -1083,6 +1124,10 @@ void pd_wmat_linear(pd_pool *p, const pd_wmat *w, const float *x, int rows, cons
  * this thread's scratch for the call (W's size in bf16 / fp32; no resident second copy). */
 void pd_wmat_dx(pd_pool *p, const pd_wmat *w, const float *dy, int rows, float *dx, int accumulate) {
     if (rows <= 0) return;
+    if (w->ref) {
+        pd_gemm(p, 0, 0, rows, w->in, w->out, 1.0f, dy, w->out, w->ref, (int)w->ldw, accumulate ? 1.0f : 0.0f, dx, w->in);
+        return;
+    }
     const kern_set *ks = kset();
     int f32 = w->t == PD_WTYPE_F32;
     if (w->t == PD_WTYPE_INT8) pthread_once(&i8_once, i8_bf16_init);

@@ -56,10 +56,18 @@ const char *pd_wtype_name(pd_wtype t);
 pd_wmat *pd_wmat_new(pd_wtype t, const float *w, int out, int in, size_t ldw);
 void pd_wmat_free(pd_wmat *w); /* NULL is a no-op */
 
+/* A fp32 W (out, in) that stays the caller's and is not packed: products read it in place
+ * through OpenBLAS (pd_linear / pd_gemm, which pack it per call), so a model whose weights
+ * change between passes (pretraining updates them in place) computes what it computed before
+ * pd_wmat existed, bit for bit. w must outlive the pd_wmat; pd_wmat_free frees only the
+ * handle. Type PD_WTYPE_F32, 0 bytes (the caller owns them). NULL on bad sizes or no memory. */
+pd_wmat *pd_wmat_borrow(const float *w, int out, int in, size_t ldw);
+int pd_wmat_borrowed(const pd_wmat *w);
+
 pd_wtype pd_wmat_type(const pd_wmat *w);
 int pd_wmat_out(const pd_wmat *w);
 int pd_wmat_in(const pd_wmat *w);
-size_t pd_wmat_bytes(const pd_wmat *w); /* resident bytes: panels, scales, sums */
+size_t pd_wmat_bytes(const pd_wmat *w); /* resident bytes: panels, scales, sums (0 when borrowed) */
 
 /* Row n of W as the kernels see it (bf16 rounded, or s_w[n] q[n][k]), into out (in floats). */
 void pd_wmat_row(const pd_wmat *w, int n, float *out);

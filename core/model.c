@@ -23,20 +23,33 @@
 
 #define MAX_SHARDS 64
 
+/* The word embeddings in the model's dtype (see emb_build). */
+typedef struct {
+    pd_wtype t;
+    int dim;
+    const float *f32;  /* fp32: the mapping, a converted copy or pd_params' array */
+    uint16_t *bf16;    /* (rows, dim) */
+    int8_t *i8;        /* (rows, dim) */
+    float *scale;      /* int8: (rows) */
+} emb_table;
+
 struct pd_model {
     pd_config cfg;
+    pd_wtype wtype;         /* of the linear weights and the word embeddings */
     pd_tokenizer *tok;
     pd_st_file *shard[MAX_SHARDS];
     int n_shards;
-    const float *word_emb;  /* (vocab, hidden) */
+    emb_table word;         /* (vocab, hidden) */
     const float *pos_emb;   /* (max_pos, hidden) */
     const float *type_emb;  /* (type_vocab, hidden) or NULL */
     const float *emb_ln_w, *emb_ln_b;
     pd_layer *layer;        /* (layers) */
     pd_head cls, qa;        /* task == PD_TASK_NONE when absent */
     const float *pooler_w, *pooler_b; /* bert/roberta pooler, NULL when absent */
-    float **owned;          /* converted tensors we free */
+    void **owned;           /* converted tensors and tables we free */
     int n_owned, cap_owned;
+    pd_wmat **wm;           /* the layers' matrices */
+    int n_wm, cap_wm;
     size_t bytes;
     double load_s;
 };
@@ -237,10 +250,14 @@ static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t err
     return pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
 }
 
-static const pd_st_tensor *find_tensor(const pd_model *m, const char *name) {
+/* The tensor named name in any shard (and that shard in *file, when file is not NULL). */
+static const pd_st_tensor *find_tensor(const pd_model *m, const char *name, const pd_st_file **file) {
     for (int i = 0; i < m->n_shards; i++) {
         const pd_st_tensor *t = pd_st_find(m->shard[i], name);
-        if (t) return t;
+        if (t) {
+            if (file) *file = m->shard[i];
+            return t;
+        }
     }
     return NULL;
 }
@@ -250,33 +267,43 @@ typedef struct {
     const char *prefix[2]; /* "bert." and "" */
 } namer;
 
-static const pd_st_tensor *lookup(const pd_model *m, const namer *nm, const char *suffix, char *used, size_t cap) {
+static const pd_st_tensor *lookup(const pd_model *m, const namer *nm, const char *suffix, char *used, size_t cap,
+                                  const pd_st_file **file) {
     char buf[512];
     for (int p = 0; p < 2 && nm->prefix[p]; p++) {
         snprintf(buf, sizeof buf, "%s%s", nm->prefix[p], suffix);
-        const pd_st_tensor *t = find_tensor(m, buf);
+        const pd_st_tensor *t = find_tensor(m, buf, file);
         if (t) { snprintf(used, cap, "%s", buf); return t; }
         /* legacy TF-converted names: LayerNorm.gamma / LayerNorm.beta */
         size_t L = strlen(buf);
         if (L > 16 && !strcmp(buf + L - 16, "LayerNorm.weight")) {
             strcpy(buf + L - 6, "gamma");
-            if ((t = find_tensor(m, buf))) { snprintf(used, cap, "%s", buf); return t; }
+            if ((t = find_tensor(m, buf, file))) { snprintf(used, cap, "%s", buf); return t; }
         } else if (L > 14 && !strcmp(buf + L - 14, "LayerNorm.bias")) {
             strcpy(buf + L - 4, "beta");
-            if ((t = find_tensor(m, buf))) { snprintf(used, cap, "%s", buf); return t; }
+            if ((t = find_tensor(m, buf, file))) { snprintf(used, cap, "%s", buf); return t; }
         }
     }
     snprintf(used, cap, "%s%s", nm->prefix[0], suffix);
     return NULL;
 }
 
-/* Returns a float view of a tensor with the expected shape (d1 = 0 for 1-D), converting
- * half types (and unaligned F32) into an owned copy. required=0 lets it be absent (NULL, OK). */
-static pd_status get_weight(pd_model *m, const namer *nm, const char *suffix, int64_t d0, int64_t d1, int required,
-                            const float **out, char *err, size_t errlen) {
+/* A tensor's values as fp32 while loading: straight from the mapping (aligned F32), or
+ * converted into a copy (F16, BF16, unaligned F32) that `owned` holds. */
+typedef struct {
+    const float *f;
+    float *owned;
+    const pd_st_file *file;
+    const pd_st_tensor *t;
+} wsrc;
+
+/* Finds a tensor with the expected shape (d1 = 0 for 1-D) and gives its fp32 values.
+ * required=0 lets it be absent (s->f NULL, PD_OK). */
+static pd_status weight_open(pd_model *m, const namer *nm, const char *suffix, int64_t d0, int64_t d1, int required,
+                             wsrc *s, char *err, size_t errlen) {
     char name[512];
-    *out = NULL;
-    const pd_st_tensor *t = lookup(m, nm, suffix, name, sizeof name);
+    memset(s, 0, sizeof *s);
+    const pd_st_tensor *t = lookup(m, nm, suffix, name, sizeof name, &s->file);
     if (!t) {
         if (!required) return PD_OK;
         return pd_err(err, errlen, PD_ERR_MISMATCH, "missing tensor %s", name);
@@ -288,27 +315,147 @@ static pd_status get_weight(pd_model *m, const namer *nm, const char *suffix, in
         if (d1) return pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s has shape [%s], expected [%lld, %lld] from config.json", name, got, (long long)d0, (long long)d1);
         return pd_err(err, errlen, PD_ERR_MISMATCH, "tensor %s has shape [%s], expected [%lld] from config.json", name, got, (long long)d0);
     }
+    s->t = t;
     if (t->dtype == PD_DT_F32 && ((uintptr_t)t->data & 3) == 0) {
-        *out = t->data;
-        m->bytes += t->nbytes;
+        s->f = t->data;
         return PD_OK;
     }
     if (t->dtype != PD_DT_F32 && t->dtype != PD_DT_F16 && t->dtype != PD_DT_BF16)
         return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "tensor %s has dtype %s (F32, F16, BF16 are supported)", name, pd_dtype_name(t->dtype));
-    float *f = NULL;
-    pd_status st = pd_st_to_f32(t, &f, err, errlen);
-    if (st) return st;
+    pd_status st = pd_st_to_f32(t, &s->owned, err, errlen);
+    s->f = s->owned;
+    return st;
+}
+
+/* The values were turned into something else (a packed matrix, a table): the copy is freed,
+ * or the mapping's pages of the tensor are handed back (pd_st_release), so the fp32 file does
+ * not stay resident beside them. */
+static void weight_drop(wsrc *s) {
+    if (s->owned) free(s->owned);
+    else if (s->t) pd_st_release(s->file, s->t);
+    memset(s, 0, sizeof *s);
+}
+
+/* Appends p to the pointers the model frees; frees p and fails when memory runs out. */
+static pd_status own(pd_model *m, void *p, char *err, size_t errlen) {
     if (m->n_owned == m->cap_owned) {
         int nc = m->cap_owned ? m->cap_owned * 2 : 64;
-        float **no = realloc(m->owned, (size_t)nc * sizeof *no);
-        if (!no) { free(f); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+        void **no = realloc(m->owned, (size_t)nc * sizeof *no);
+        if (!no) { free(p); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
         m->owned = no;
         m->cap_owned = nc;
     }
-    m->owned[m->n_owned++] = f;
-    m->bytes += (size_t)pd_st_numel(t) * sizeof(float);
-    *out = f;
+    m->owned[m->n_owned++] = p;
     return PD_OK;
+}
+
+/* Returns a float view of a tensor with the expected shape (d1 = 0 for 1-D): the mapping, or
+ * an owned converted copy. required=0 lets it be absent (NULL, OK). */
+static pd_status get_weight(pd_model *m, const namer *nm, const char *suffix, int64_t d0, int64_t d1, int required,
+                            const float **out, char *err, size_t errlen) {
+    wsrc s;
+    *out = NULL;
+    pd_status st = weight_open(m, nm, suffix, d0, d1, required, &s, err, errlen);
+    if (st || !s.f) {
+        free(s.owned);
+        return st;
+    }
+    if (s.owned && (st = own(m, s.owned, err, errlen))) return st;
+    m->bytes += (size_t)pd_st_numel(s.t) * sizeof(float);
+    *out = s.f;
+    return PD_OK;
+}
+
+/* Keeps w among the matrices the model frees (pd_wmat_free on failure). */
+static pd_status own_wmat(pd_model *m, pd_wmat *w, char *err, size_t errlen) {
+    if (!w) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    if (m->n_wm == m->cap_wm) {
+        int nc = m->cap_wm ? m->cap_wm * 2 : 64;
+        pd_wmat **nw = realloc(m->wm, (size_t)nc * sizeof *nw);
+        if (!nw) { pd_wmat_free(w); return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); }
+        m->wm = nw;
+        m->cap_wm = nc;
+    }
+    m->wm[m->n_wm++] = w;
+    m->bytes += pd_wmat_bytes(w);
+    return PD_OK;
+}
+
+/* A linear layer's weight (out, in), packed once in the model's dtype. */
+static pd_status get_linear(pd_model *m, const namer *nm, const char *suffix, int out, int in, const pd_wmat **dst,
+                            char *err, size_t errlen) {
+    wsrc s;
+    pd_status st = weight_open(m, nm, suffix, out, in, 1, &s, err, errlen);
+    if (st) {
+        free(s.owned);
+        return st;
+    }
+    if (m->wtype == PD_WTYPE_INT8 && in > PD_WMAT_INT8_MAX_IN) {
+        weight_drop(&s);
+        return pd_err(err, errlen, PD_ERR_UNSUPPORTED, "int8 weights need at most %d inputs per linear layer", PD_WMAT_INT8_MAX_IN);
+    }
+    pd_wmat *w = pd_wmat_new(m->wtype, s.f, out, in, (size_t)in);
+    weight_drop(&s);
+    if ((st = own_wmat(m, w, err, errlen))) return st;
+    *dst = w;
+    return PD_OK;
+}
+
+/* ==== Word embeddings ==== */
+
+/* fp32 rows (the mapping, or a converted copy the model owns), or bf16 / int8 rows (one scale
+ * per row, s = max|row| / 127, q = rint(v / s), as pd_wmat's int8 channels). */
+static pd_status emb_build(pd_model *m, const float *src, int rows, int dim, char *err, size_t errlen) {
+    emb_table *e = &m->word;
+    e->dim = dim;
+    e->t = m->wtype;
+    size_t n = (size_t)rows * dim;
+    if (e->t == PD_WTYPE_F32) {
+        e->f32 = src;
+        return PD_OK;
+    }
+    if (e->t == PD_WTYPE_BF16) {
+        uint16_t *b = malloc(n * sizeof *b);
+        if (!b) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) b[i] = pd_bf16_round(src[i]);
+        e->bf16 = b;
+        m->bytes += n * sizeof *b;
+        return own(m, b, err, errlen);
+    }
+    int8_t *q = malloc(n);
+    float *sc = malloc((size_t)rows * sizeof *sc);
+    if (!q || !sc) {
+        free(q);
+        free(sc);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    for (int r = 0; r < rows; r++) {
+        const float *x = src + (size_t)r * dim;
+        float mx = 0.0f;
+        for (int k = 0; k < dim; k++) mx = fabsf(x[k]) > mx ? fabsf(x[k]) : mx;
+        float s = mx / 127.0f, inv = s > 0.0f && !isinf(s) ? 1.0f / s : 0.0f;
+        sc[r] = inv > 0.0f ? s : 0.0f;
+        for (int k = 0; k < dim; k++) {
+            float v = nearbyintf(x[k] * inv); /* NaN -> -127 */
+            q[(size_t)r * dim + k] = (int8_t)(v >= 127.0f ? 127 : v > -127.0f ? (int)v : -127);
+        }
+    }
+    e->i8 = q;
+    e->scale = sc;
+    m->bytes += n + (size_t)rows * sizeof *sc;
+    pd_status st = own(m, q, err, errlen);
+    return st ? (free(sc), st) : own(m, sc, err, errlen);
+}
+
+/* Row id of the table as fp32: a pointer into the table, or tmp (dim floats) filled. */
+static const float *emb_row(const emb_table *e, int id, float *tmp) {
+    size_t o = (size_t)id * e->dim;
+    if (e->f32) return e->f32 + o;
+    if (e->bf16)
+        for (int k = 0; k < e->dim; k++) tmp[k] = pd_bf16_float(e->bf16[o + k]);
+    else
+        for (int k = 0; k < e->dim; k++) tmp[k] = e->scale[id] * (float)e->i8[o + k];
+    return tmp;
 }
 
 #define W(suffix, d0, d1, dst) do { st = get_weight(m, &nm, suffix, d0, d1, 1, dst, err, errlen); if (st) return st; } while (0)
@@ -325,10 +472,24 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
     /* dtype for /info: of the word embeddings */
     {
         char used[512];
-        const pd_st_tensor *t = lookup(m, &nm, "embeddings.word_embeddings.weight", used, sizeof used);
+        const pd_st_tensor *t = lookup(m, &nm, "embeddings.word_embeddings.weight", used, sizeof used, NULL);
         snprintf(c->dtype, sizeof c->dtype, "%s", t ? pd_dtype_name(t->dtype) : "?");
     }
-    W("embeddings.word_embeddings.weight", c->vocab, H, &m->word_emb);
+    {
+        /* the word embeddings in the model's dtype: fp32 stays in the mapping */
+        wsrc ws;
+        st = weight_open(m, &nm, "embeddings.word_embeddings.weight", c->vocab, H, 1, &ws, err, errlen);
+        if (st) { free(ws.owned); return st; }
+        if (m->wtype == PD_WTYPE_F32) {
+            if (ws.owned && (st = own(m, ws.owned, err, errlen))) return st;
+            m->bytes += (size_t)c->vocab * H * sizeof(float);
+            st = emb_build(m, ws.f, c->vocab, H, err, errlen);
+        } else {
+            st = emb_build(m, ws.f, c->vocab, H, err, errlen);
+            weight_drop(&ws);
+        }
+        if (st) return st;
+    }
     W("embeddings.position_embeddings.weight", c->max_pos, H, &m->pos_emb);
     if (c->arch != PD_ARCH_DISTILBERT) W("embeddings.token_type_embeddings.weight", c->type_vocab, H, &m->type_emb);
     W("embeddings.LayerNorm.weight", H, 0, &m->emb_ln_w);
@@ -344,24 +505,27 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
         const char *stack = c->arch == PD_ARCH_DISTILBERT ? "transformer" : "encoder";
         if (c->arch == PD_ARCH_DISTILBERT) {
 #define DL(name, d0, d1, dst) snprintf(s, sizeof s, "%s.layer.%d.%s", stack, l, name); W(s, d0, d1, dst)
-            DL("attention.q_lin.weight", H, H, &L->wq); DL("attention.q_lin.bias", H, 0, &L->bq);
-            DL("attention.k_lin.weight", H, H, &L->wk); DL("attention.k_lin.bias", H, 0, &L->bk);
-            DL("attention.v_lin.weight", H, H, &L->wv); DL("attention.v_lin.bias", H, 0, &L->bv);
-            DL("attention.out_lin.weight", H, H, &L->wo); DL("attention.out_lin.bias", H, 0, &L->bo);
+#define DM(name, d0, d1, dst) snprintf(s, sizeof s, "%s.layer.%d.%s", stack, l, name); \
+            if ((st = get_linear(m, &nm, s, d0, d1, dst, err, errlen))) return st
+            DM("attention.q_lin.weight", H, H, &L->wq); DL("attention.q_lin.bias", H, 0, &L->bq);
+            DM("attention.k_lin.weight", H, H, &L->wk); DL("attention.k_lin.bias", H, 0, &L->bk);
+            DM("attention.v_lin.weight", H, H, &L->wv); DL("attention.v_lin.bias", H, 0, &L->bv);
+            DM("attention.out_lin.weight", H, H, &L->wo); DL("attention.out_lin.bias", H, 0, &L->bo);
             DL("sa_layer_norm.weight", H, 0, &L->ln1_w); DL("sa_layer_norm.bias", H, 0, &L->ln1_b);
-            DL("ffn.lin1.weight", F, H, &L->w1); DL("ffn.lin1.bias", F, 0, &L->b1);
-            DL("ffn.lin2.weight", H, F, &L->w2); DL("ffn.lin2.bias", H, 0, &L->b2);
+            DM("ffn.lin1.weight", F, H, &L->w1); DL("ffn.lin1.bias", F, 0, &L->b1);
+            DM("ffn.lin2.weight", H, F, &L->w2); DL("ffn.lin2.bias", H, 0, &L->b2);
             DL("output_layer_norm.weight", H, 0, &L->ln2_w); DL("output_layer_norm.bias", H, 0, &L->ln2_b);
         } else {
-            DL("attention.self.query.weight", H, H, &L->wq); DL("attention.self.query.bias", H, 0, &L->bq);
-            DL("attention.self.key.weight", H, H, &L->wk); DL("attention.self.key.bias", H, 0, &L->bk);
-            DL("attention.self.value.weight", H, H, &L->wv); DL("attention.self.value.bias", H, 0, &L->bv);
-            DL("attention.output.dense.weight", H, H, &L->wo); DL("attention.output.dense.bias", H, 0, &L->bo);
+            DM("attention.self.query.weight", H, H, &L->wq); DL("attention.self.query.bias", H, 0, &L->bq);
+            DM("attention.self.key.weight", H, H, &L->wk); DL("attention.self.key.bias", H, 0, &L->bk);
+            DM("attention.self.value.weight", H, H, &L->wv); DL("attention.self.value.bias", H, 0, &L->bv);
+            DM("attention.output.dense.weight", H, H, &L->wo); DL("attention.output.dense.bias", H, 0, &L->bo);
             DL("attention.output.LayerNorm.weight", H, 0, &L->ln1_w); DL("attention.output.LayerNorm.bias", H, 0, &L->ln1_b);
-            DL("intermediate.dense.weight", F, H, &L->w1); DL("intermediate.dense.bias", F, 0, &L->b1);
-            DL("output.dense.weight", H, F, &L->w2); DL("output.dense.bias", H, 0, &L->b2);
+            DM("intermediate.dense.weight", F, H, &L->w1); DL("intermediate.dense.bias", F, 0, &L->b1);
+            DM("output.dense.weight", H, F, &L->w2); DL("output.dense.bias", H, 0, &L->b2);
             DL("output.LayerNorm.weight", H, 0, &L->ln2_w); DL("output.LayerNorm.bias", H, 0, &L->ln2_b);
         }
+#undef DM
 #undef DL
         (void)s;
     }
@@ -370,7 +534,7 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
     int nl = 0;
     {
         char used[512];
-        const pd_st_tensor *cw = lookup(m, &hn, c->arch == PD_ARCH_ROBERTA ? "classifier.out_proj.weight" : "classifier.weight", used, sizeof used);
+        const pd_st_tensor *cw = lookup(m, &hn, c->arch == PD_ARCH_ROBERTA ? "classifier.out_proj.weight" : "classifier.weight", used, sizeof used, NULL);
         if (cw && cw->ndim == 2) nl = (int)cw->shape[0];
     }
     if (nl > 0) {
@@ -425,13 +589,17 @@ static pd_status load_weights(pd_model *m, char *err, size_t errlen) {
 }
 #undef W
 
-pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, char *err, size_t errlen) {
+pd_status pd_model_load_as(const char *dir, int max_tokens_cap, pd_wtype dtype, pd_model **out, char *err,
+                           size_t errlen) {
     *out = NULL;
     double t0 = pd_now();
+    if (dtype != PD_WTYPE_F32 && dtype != PD_WTYPE_BF16 && dtype != PD_WTYPE_INT8)
+        return pd_err(err, errlen, PD_ERR_INVALID, "dtype must be fp32, bf16 or int8");
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pd_err(err, errlen, PD_ERR_NOT_FOUND, "%s: not a directory", dir);
     pd_model *m = calloc(1, sizeof *m);
     if (!m) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    m->wtype = dtype;
     pd_status st = parse_config(dir, &m->cfg, err, errlen);
     if (!st) st = open_shards(m, dir, err, errlen);
     if (!st) st = load_weights(m, err, errlen);
@@ -449,11 +617,17 @@ pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, cha
     return PD_OK;
 }
 
+pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, char *err, size_t errlen) {
+    return pd_model_load_as(dir, max_tokens_cap, PD_WTYPE_F32, out, err, errlen);
+}
+
 void pd_model_free(pd_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_shards; i++) pd_st_close(m->shard[i]);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    for (int i = 0; i < m->n_wm; i++) pd_wmat_free(m->wm[i]);
+    free(m->wm);
     free(m->layer);
     pd_strv_free(m->cfg.labels, m->cfg.num_labels);
     pd_tokenizer_free(m->tok);
@@ -473,8 +647,13 @@ void pd_model_get_extras(const pd_model *m, pd_model_extras *out) {
     out->emb_ln_b = m->emb_ln_b;
     out->pooler_w = m->pooler_w;
     out->pooler_b = m->pooler_b;
-    out->word_emb = m->word_emb;
 }
+void pd_model_word_row(const pd_model *m, int id, float *out) {
+    PD_ASSERT(id >= 0 && id < m->cfg.vocab);
+    const float *r = emb_row(&m->word, id, out);
+    if (r != out) memcpy(out, r, sizeof(float) * (size_t)m->word.dim);
+}
+pd_wtype pd_model_dtype(const pd_model *m) { return m->wtype; }
 size_t pd_model_bytes(const pd_model *m) { return m->bytes; }
 double pd_model_load_seconds(const pd_model *m) { return m->load_s; }
 
@@ -586,21 +765,36 @@ pd_status pd_model_from_params(const pd_params *p, pd_tokenizer *tok, pd_model *
     m->cfg = p->cfg;
     m->cfg.pos_offset = 0;
     m->cfg.max_tokens = m->cfg.max_pos;
+    m->wtype = PD_WTYPE_F32;
     snprintf(m->cfg.dtype, sizeof m->cfg.dtype, "F32");
     m->layer = calloc((size_t)p->cfg.layers, sizeof *m->layer);
     if (!m->layer) {
         free(m);
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
-    m->word_emb = p->word_emb;
+    int H = p->cfg.hidden, F = p->cfg.ffn;
+    m->word = (emb_table){PD_WTYPE_F32, H, p->word_emb, NULL, NULL, NULL};
     m->pos_emb = p->pos_emb;
     m->type_emb = p->type_emb;
     m->emb_ln_w = p->emb_ln_w;
     m->emb_ln_b = p->emb_ln_b;
-    for (int l = 0; l < p->cfg.layers; l++) {
+    pd_status st = PD_OK;
+    for (int l = 0; l < p->cfg.layers && !st; l++) {
         const pd_layer_params *s = &p->layer[l];
-        m->layer[l] = (pd_layer){s->wq, s->bq, s->wk, s->bk, s->wv, s->bv, s->wo, s->bo, s->ln1_w, s->ln1_b,
-                                 s->w1, s->b1, s->w2, s->b2, s->ln2_w, s->ln2_b};
+        pd_layer *L = &m->layer[l];
+        *L = (pd_layer){.bq = s->bq, .bk = s->bk, .bv = s->bv, .bo = s->bo, .b1 = s->b1, .b2 = s->b2,
+                        .ln1_w = s->ln1_w, .ln1_b = s->ln1_b, .ln2_w = s->ln2_w, .ln2_b = s->ln2_b};
+        struct { const pd_wmat **dst; const float *w; int out, in; } mats[6] = {
+            {&L->wq, s->wq, H, H}, {&L->wk, s->wk, H, H}, {&L->wv, s->wv, H, H},
+            {&L->wo, s->wo, H, H}, {&L->w1, s->w1, F, H}, {&L->w2, s->w2, H, F}};
+        for (int k = 0; k < 6 && !st; k++) {
+            pd_wmat *w = pd_wmat_borrow(mats[k].w, mats[k].out, mats[k].in, (size_t)mats[k].in);
+            if (!(st = own_wmat(m, w, err, errlen))) *mats[k].dst = w;
+        }
+    }
+    if (st) {
+        pd_model_free(m);
+        return st;
     }
     m->tok = tok;
     m->bytes = p->n * sizeof(float);
@@ -723,6 +917,7 @@ struct pd_ctx {
     int32_t *tok_id, *tok_pos, *tok_type; /* (rows) of the last training forward; -1 for prompt rows */
     int cap_tok;
     int grad_oom;          /* a weight-gradient kernel ran out of scratch memory */
+    float *erow;           /* (hidden) a word-embedding row converted from bf16 / int8 */
 };
 
 pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool) {
@@ -730,6 +925,11 @@ pd_ctx *pd_ctx_new(const pd_model *m, pd_pool *pool) {
     if (!c) return NULL;
     c->m = m;
     c->pool = pool;
+    c->erow = malloc(sizeof(float) * (size_t)m->cfg.hidden);
+    if (!c->erow) {
+        free(c);
+        return NULL;
+    }
     pd_blas_init();
     return c;
 }
@@ -770,6 +970,7 @@ void pd_ctx_free(pd_ctx *c) {
     free(c->tok_id);
     free(c->tok_pos);
     free(c->tok_type);
+    free(c->erow);
     free(c);
 }
 
@@ -940,9 +1141,9 @@ static void swap_groups(pd_ctx *c) {
 }
 
 /* y = x W^T + b over all rows, then each delta's linear callback on its own rows. */
-static void linear_with_deltas(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w,
+static void linear_with_deltas(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const pd_wmat *w,
                                const float *b, int out, float *y, int rows) {
-    pd_linear(c->pool, x, rows, in, w, b, out, y);
+    pd_wmat_linear(c->pool, w, x, rows, b, y, 0);
     for (int g = 0; g < c->n_grp; g++) {
         const pd_delta *d = c->grp_delta[g];
         if (!d || !d->linear) continue;
@@ -1075,7 +1276,7 @@ pd_status pd_forward(pd_ctx *c, const pd_seq *seqs, int n, char *err, size_t err
         for (int t = 0; t < c->tot[i]; t++) {
             float *row = emb + (size_t)(c->off[i] + t) * H;
             int real = t - np;
-            const float *we = real < 0 ? d->prompt + (size_t)t * H : m->word_emb + (size_t)s->ids[real] * H;
+            const float *we = real < 0 ? d->prompt + (size_t)t * H : emb_row(&m->word, s->ids[real], c->erow);
             int pos = cf->pos_offset + pf + t;
             const float *pe = m->pos_emb + (size_t)pos * H;
             int ty = (real >= 0 && s->type_ids) ? s->type_ids[real] : 0;
@@ -1367,9 +1568,9 @@ static void sublayer_bwd(pd_ctx *c, int layer, pd_site site, const float *h, con
 
 /* dx (=, or += when accumulate) dy W for a linear y = x W^T + b, plus the deltas' backward; with
  * a gradient sink also dW += dy^T x and db += the column sums of dy. */
-static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const float *w, const float *b, int out,
+static void linear_bwd(pd_ctx *c, int layer, pd_lin which, const float *x, int in, const pd_wmat *w, const float *b, int out,
                        const float *dy, float *dx, int accumulate, int rows) {
-    if (dx) pd_gemm(c->pool, 0, 0, rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in);
+    if (dx) pd_wmat_dx(c->pool, w, dy, rows, dx, accumulate);
     if (c->grad) {
         float *gw, *gb;
         grad_lin(c, layer, which, &gw, &gb);

@@ -4,7 +4,11 @@
  * Loading: DIR/config.json + DIR/model.safetensors (or sharded model-*-of-*.safetensors with
  * model.safetensors.index.json) + the tokenizer files. Architectures bert, distilbert and
  * roberta; heads: sequence classification and extractive QA, when present in the checkpoint.
- * F32 weights are used straight from the read-only mapping; F16/BF16 are converted once.
+ * Every linear weight of the encoder is converted once at load into a packed pd_wmat of the
+ * model's dtype (fp32, bf16 or int8; core/gemm.h) and its pages of the file are given back;
+ * with bf16 and int8 the word embeddings are converted to that type too (int8: one scale per
+ * row). The other tensors (position and type embeddings, LayerNorms, biases, the heads and the
+ * pooler) stay fp32, read from the read-only mapping (F16/BF16 checkpoints: converted once).
  *
  * Deltas: core knows nothing about adapter files. A pd_delta describes, in core's own terms,
  * what changes for the sequences that name it: a soft prompt prepended to the embeddings,
@@ -15,8 +19,9 @@
  * Pretraining: pd_params is every weight of a BERT encoder (plus the masked-LM head) as mutable
  * fp32 arrays in one caller-owned buffer; pd_model_from_params builds a pd_model that reads
  * them in place, pd_ctx_set_grad makes pd_backward accumulate the gradient of every encoder
- * weight into a second pd_params, and pd_params_save writes a Hugging Face checkpoint. Served
- * models are still mapped read-only by pd_model_load.
+ * weight into a second pd_params, and pd_params_save writes a Hugging Face checkpoint. Its
+ * matrices are borrowed fp32 pd_wmats (pd_wmat_borrow: OpenBLAS on the caller's arrays, no
+ * packing), so the passes compute the same bits as before packed weights existed.
  *
  * Ownership and threads: pd_model is immutable after pd_model_load and shared read-only by
  * every thread (a model over pd_params sees the values the caller writes between passes). Each
@@ -26,6 +31,7 @@
 #define PD_MODEL_H
 
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "names.h"
 #include "safetensors.h"
@@ -54,14 +60,17 @@ typedef struct pd_config {
     char dtype[8];  /* dtype of the stored weights: "F32", "F16", "BF16" */
 } pd_config;
 
-/* One encoder layer; every matrix is (out, in) as torch.nn.Linear stores it. */
+/* One encoder layer. The six weight matrices are (out, in) as torch.nn.Linear stores them,
+ * packed in the model's dtype (or borrowed fp32 arrays for a model over pd_params). */
 typedef struct pd_layer {
-    const float *wq, *bq, *wk, *bk, *wv, *bv; /* (hidden, hidden), (hidden) */
-    const float *wo, *bo;                     /* attention output dense (hidden, hidden) */
-    const float *ln1_w, *ln1_b;               /* attention LayerNorm (hidden) */
-    const float *w1, *b1;                     /* intermediate (ffn, hidden), (ffn) */
-    const float *w2, *b2;                     /* output (hidden, ffn), (hidden) */
-    const float *ln2_w, *ln2_b;               /* output LayerNorm (hidden) */
+    const pd_wmat *wq, *wk, *wv;  /* (hidden, hidden) */
+    const pd_wmat *wo;            /* attention output dense (hidden, hidden) */
+    const pd_wmat *w1;            /* intermediate (ffn, hidden) */
+    const pd_wmat *w2;            /* output (hidden, ffn) */
+    const float *bq, *bk, *bv, *bo; /* (hidden) */
+    const float *b1, *b2;         /* (ffn), (hidden) */
+    const float *ln1_w, *ln1_b;   /* attention LayerNorm (hidden) */
+    const float *ln2_w, *ln2_b;   /* output LayerNorm (hidden) */
 } pd_layer;
 
 /* The linear layers of a layer, in the order the forward pass runs them. */
@@ -91,9 +100,10 @@ typedef struct pd_delta pd_delta;
 
 /* Adds the delta's part of a linear layer to y for `rows` consecutive rows that all belong to
  * sequences of this delta: x (rows, in) is the layer input, y (rows, out) already holds
- * x W^T + b. w/b are the base weights (IA3 on feed-forward layers needs them). */
+ * x W^T + b. w/b are the base weights as the base computes with them (IA3 on feed-forward
+ * layers multiplies by w: pd_wmat_linear / pd_wmat_dx / pd_wmat_row, never a float copy). */
 typedef void (*pd_delta_linear_fn)(const pd_delta *d, int layer, pd_lin which, const float *x, float *y,
-                                   int rows, int in, int out, const float *w, const float *b, pd_pool *pool);
+                                   int rows, int in, int out, const pd_wmat *w, const float *b, pd_pool *pool);
 
 /* Computes out = the sub-layer result for `rows` rows of this delta, replacing the base
  * LayerNorm(h + resid) (ln_w/ln_b/eps are the base LayerNorm). Returns 0 if this delta does
@@ -112,7 +122,7 @@ typedef int (*pd_delta_sublayer_fn)(const pd_delta *d, int layer, pd_site site, 
  * the delta's parameter gradients, and if dx != NULL adds the delta's part of dL/dx to dx
  * (core has already written the base part, dy W). */
 typedef void (*pd_delta_linear_bwd_fn)(const pd_delta *d, int layer, pd_lin which, const float *x, const float *dy,
-                                       float *dx, int rows, int in, int out, const float *w, const float *b,
+                                       float *dx, int rows, int in, int out, const pd_wmat *w, const float *b,
                                        pd_pool *pool);
 
 /* Backward of a sub-layer the delta replaced (returned 1 from sublayer): given dout, writes
@@ -147,10 +157,14 @@ struct pd_delta {
 
 typedef struct pd_model pd_model;
 
-/* Loads a checkpoint directory. max_tokens_cap > 0 lowers the usable sequence length.
- * Returns PD_OK, or an error naming the file/tensor: PD_ERR_NOT_FOUND (no config/weights),
- * PD_ERR_FORMAT (corrupt files), PD_ERR_UNSUPPORTED (architecture, activation, pickle
- * checkpoint), PD_ERR_MISMATCH (a tensor missing or mis-shaped against the config). */
+/* Loads a checkpoint directory with its linear weights (and word embeddings) in dtype.
+ * max_tokens_cap > 0 lowers the usable sequence length. Returns PD_OK, or an error naming the
+ * file/tensor: PD_ERR_NOT_FOUND (no config/weights), PD_ERR_FORMAT (corrupt files),
+ * PD_ERR_UNSUPPORTED (architecture, activation, pickle checkpoint), PD_ERR_MISMATCH (a tensor
+ * missing or mis-shaped against the config), PD_ERR_INVALID (dtype), PD_ERR_NOMEM. */
+pd_status pd_model_load_as(const char *dir, int max_tokens_cap, pd_wtype dtype, pd_model **out, char *err,
+                           size_t errlen);
+/* pd_model_load_as with PD_WTYPE_F32. */
 pd_status pd_model_load(const char *dir, int max_tokens_cap, pd_model **out, char *err, size_t errlen);
 void pd_model_free(pd_model *m); /* NULL is a no-op */
 
@@ -159,16 +173,20 @@ const pd_tokenizer *pd_model_tokenizer(const pd_model *m);
 const pd_layer *pd_model_layer(const pd_model *m, int l);
 const pd_head *pd_model_head(const pd_model *m, pd_task t); /* NULL if the checkpoint has none */
 /* Weights outside the encoder layers that adapters need: the embeddings LayerNorm (hidden each)
- * and the pooler of bert/roberta checkpoints (dense (hidden, hidden) + bias, tanh), NULL when the
- * checkpoint has none (distilbert, or a checkpoint saved without pooling layer); the word
- * embeddings (vocab, hidden), from which prompt tuning initialises a soft prompt from text. */
+ * and the pooler of bert/roberta checkpoints (dense (hidden, hidden) + bias, tanh, fp32), NULL
+ * when the checkpoint has none (distilbert, or a checkpoint saved without pooling layer). */
 typedef struct pd_model_extras {
     const float *emb_ln_w, *emb_ln_b;
     const float *pooler_w, *pooler_b;
-    const float *word_emb;
 } pd_model_extras;
 void pd_model_get_extras(const pd_model *m, pd_model_extras *out);
-size_t pd_model_bytes(const pd_model *m);  /* bytes of weights held (mapped or converted) */
+/* Row id (0 <= id < vocab) of the word embeddings as the forward pass adds it (bf16 / int8
+ * models: converted back to fp32), into out (hidden floats): prompt tuning's init from text. */
+void pd_model_word_row(const pd_model *m, int id, float *out);
+pd_wtype pd_model_dtype(const pd_model *m); /* of the encoder's linear weights */
+/* Resident bytes of the weights: packed matrices, converted tables, and the fp32 tensors read
+ * from the mapping (or converted from F16/BF16); borrowed pd_params count whole. */
+size_t pd_model_bytes(const pd_model *m);
 double pd_model_load_seconds(const pd_model *m);
 
 /* One sequence of a batch: ids/type_ids of the real tokens (type_ids NULL = all zero). */
@@ -290,8 +308,9 @@ typedef struct pd_param_tensor {
 const pd_param_tensor *pd_params_tensor(const pd_params *p, int i);
 
 /* A model whose encoder weights are p's arrays, read in place at every forward pass (the caller
- * may change values between passes, never during one). tok (may be NULL) becomes the model's
- * and is freed with it; p must outlive the model. PD_ERR_NOMEM. */
+ * may change values between passes, never during one; dtype fp32, matrices borrowed, nothing
+ * packed). tok (may be NULL) becomes the model's and is freed with it; p must outlive the
+ * model. PD_ERR_NOMEM. */
 pd_status pd_model_from_params(const pd_params *p, pd_tokenizer *tok, pd_model **out, char *err, size_t errlen);
 
 /* Makes pd_backward add the gradient of every encoder weight into g (made from the model's

@@ -616,6 +616,14 @@ void pd_st_close(pd_st_file *f) {
     free(f);
 }
 
+void pd_st_release(const pd_st_file *f, const pd_st_tensor *t) {
+    if (!f->mapped || !t->nbytes) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data, e = a + t->nbytes;
+    a = (a + pg - 1) / pg * pg; /* whole pages inside the tensor only: its neighbours stay */
+    e = e / pg * pg;
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED); /* advice: a failure only keeps the pages */
+}
+
 int pd_st_count(const pd_st_file *f) { return f->count; }
 
 const pd_st_tensor *pd_st_at(const pd_st_file *f, int i) {

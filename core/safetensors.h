@@ -52,6 +52,12 @@ pd_status pd_st_open(const char *path, pd_st_file **out, char *err, size_t errle
 pd_status pd_st_open_buffer(const void *buf, size_t len, pd_st_file **out, char *err, size_t errlen);
 void pd_st_close(pd_st_file *f); /* NULL is a no-op */
 
+/* The caller will not read t's bytes again (it converted them): the whole pages of the mapping
+ * inside t are dropped from the process (MADV_DONTNEED; the file's page cache keeps them, and
+ * a later read would fault them back in). Neighbouring tensors keep their pages. No-op for
+ * pd_st_open_buffer files. */
+void pd_st_release(const pd_st_file *f, const pd_st_tensor *t);
+
 int pd_st_count(const pd_st_file *f);
 const pd_st_tensor *pd_st_at(const pd_st_file *f, int i);              /* 0 <= i < count */
 const pd_st_tensor *pd_st_find(const pd_st_file *f, const char *name); /* NULL if absent */

@@ -149,7 +149,7 @@ if [ "$OK_ASAN" = 0 ] && [ -x build-asan/peftd ]; then
 fi
 if [ "$OK_TSAN" = 0 ] && [ -x build-tsan/peftd ]; then
     # Hot swap under load, and training while 16 clients predict, under ThreadSanitizer.
-    for t in tests/e2e/test_server.py tests/e2e/test_train.py; do
+    for t in tests/e2e/test_server.py tests/e2e/test_train.py tests/e2e/test_dtype.py; do
         [ -f "$t" ] || continue
         PEFTD_BIN=$ROOT/build-tsan/peftd run "e2e-tsan:$(basename "$t")" "$LOGS/e2e-tsan-$(basename "$t").log" "$PYTHON" "$t"
     done

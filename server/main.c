@@ -151,7 +151,13 @@ static int cmd_predict(int argc, char **argv) {
     pd_ctx *ctx = NULL;
     line_res *res = NULL;
     rc = 1;
-    if (pd_model_load(dir, 0, &m, err, sizeof err)) {
+    int dtype;
+    if (pd_opts_dtype(o.dtype, &dtype, err, sizeof err)) {
+        fprintf(stderr, "peftd predict: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    if (pd_model_load_as(dir, 0, (pd_wtype)dtype, &m, err, sizeof err)) {
         fprintf(stderr, "peftd predict: %s\n", err);
         goto out;
     }

@@ -233,6 +233,11 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     sb_printf(&b, "# HELP peftd_training_steps_total Optimizer steps taken by training jobs.\n");
     sb_printf(&b, "# TYPE peftd_training_steps_total counter\npeftd_training_steps_total %llu\n",
               (unsigned long long)g->train_steps);
+    if (g->base_dtype) {
+        sb_printf(&b, "# HELP peftd_base_weight_bytes Resident bytes of the base model's weights, by dtype (--dtype).\n");
+        sb_printf(&b, "# TYPE peftd_base_weight_bytes gauge\npeftd_base_weight_bytes{dtype=\"%s\"} %zu\n", g->base_dtype,
+                  g->base_bytes);
+    }
     sb_printf(&b, "# HELP peftd_resident_memory_bytes Resident set size of the process (/proc/self/statm).\n");
     sb_printf(&b, "# TYPE peftd_resident_memory_bytes gauge\npeftd_resident_memory_bytes %llu\n", resident_bytes());
     if (b.oom) { free(b.p); return NULL; }

@@ -39,6 +39,8 @@ typedef struct pd_metrics_gauges {
     uint64_t train_steps;     /* optimizer steps taken by every job */
     int ready;
     double uptime;
+    const char *base_dtype;   /* "fp32", "bf16", "int8"; NULL before the model is loaded */
+    size_t base_bytes;        /* resident bytes of the base's weights (pd_model_bytes) */
 } pd_metrics_gauges;
 
 /* Prometheus text exposition format 0.0.4. Returns a malloc'd string or NULL. */

@@ -1,6 +1,7 @@
 /* options.c - option tables, parsing and help. See options.h. */
 #include "options.h"
 
+#include "gemm.h"
 #include "pretrain.h"
 
 #include <ctype.h>
@@ -26,6 +27,7 @@ const pd_opt_def pd_serve_opt_defs[] = {
     {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "longest wait of the first waiting input for others to share its batch (none when every open connection is already queued)"},
     {"train-threads", PD_OPT_INT, "1", SO(train_threads), 1, 1024, "training jobs run at once (each on the compute pool)"},
     {"max-connections", PD_OPT_INT, "1024", SO(max_connections), 1, 1 << 20, "concurrent client connections"},
+    {"dtype", PD_OPT_STR, "fp32", SO(dtype), 0, 0, "the base's weights: fp32, bf16 or int8 (packed once at load; adapters and training stay fp32)"},
 };
 const int pd_serve_opt_count = (int)(sizeof pd_serve_opt_defs / sizeof pd_serve_opt_defs[0]);
 #undef SO
@@ -41,6 +43,7 @@ const pd_opt_def pd_predict_opt_defs[] = {
     {"top-k", PD_OPT_INT, "0", PO(top_k), 0, 100, "classification: scores listed (0 = all); QA: answers (0 = 1)"},
     {"max-answer-length", PD_OPT_INT, "0", PO(max_answer_length), 0, 1 << 20, "QA: longest answer in tokens (0 = 15)"},
     {"batch", PD_OPT_INT, "32", PO(batch), 1, 4096, "input lines per forward batch"},
+    {"dtype", PD_OPT_STR, "fp32", PO(dtype), 0, 0, "the base's weights: fp32, bf16 or int8"},
 };
 const int pd_predict_opt_count = (int)(sizeof pd_predict_opt_defs / sizeof pd_predict_opt_defs[0]);
 #undef PO
@@ -84,6 +87,12 @@ const pd_opt_def pd_pretrain_opt_defs[] = {
 };
 const int pd_pretrain_opt_count = (int)(sizeof pd_pretrain_opt_defs / sizeof pd_pretrain_opt_defs[0]);
 #undef PT
+
+pd_status pd_opts_dtype(const char *value, int *out, char *err, size_t errlen) {
+    *out = pd_wtype_parse(value);
+    if (*out < 0) return pd_err(err, errlen, PD_ERR_INVALID, "--dtype: \"%s\" is not fp32, bf16 or int8", value);
+    return PD_OK;
+}
 
 /* ==== Values ==== */
 

@@ -43,6 +43,7 @@ typedef struct pd_serve_opts {
     int batch_wait_ms;
     int train_threads;        /* training jobs run at once */
     int max_connections;
+    const char *dtype;        /* of the base's linear weights: "fp32", "bf16" or "int8" */
 } pd_serve_opts;
 
 extern const pd_opt_def pd_serve_opt_defs[];
@@ -59,6 +60,7 @@ typedef struct pd_predict_opts {
     int top_k;
     int max_answer_length;
     int batch;
+    const char *dtype;
 } pd_predict_opts;
 
 extern const pd_opt_def pd_predict_opt_defs[];
@@ -67,6 +69,10 @@ extern const int pd_predict_opt_count;
 /* Options of `peftd pretrain`: they fill a pd_pretrain_opts (train/pretrain.h). */
 extern const pd_opt_def pd_pretrain_opt_defs[];
 extern const int pd_pretrain_opt_count;
+
+/* The base dtype an option gives (pd_wtype_parse of "fp32", "bf16", "int8"), or PD_ERR_INVALID
+ * with a message naming the option. */
+pd_status pd_opts_dtype(const char *value, int *out, char *err, size_t errlen);
 
 /* Fills out from defaults, then (if use_env) PEFTD_* variables, then argv[0..argc) (the
  * subcommand's arguments, without the subcommand itself). Sets *help when --help/-h is given.

@@ -37,6 +37,8 @@ void pd_route_info(pd_req *r) {
          cJSON_AddNumberToObject(m, "heads", c->heads) && cJSON_AddNumberToObject(m, "ffn", c->ffn) &&
          cJSON_AddNumberToObject(m, "vocab", c->vocab) && cJSON_AddNumberToObject(m, "max_positions", c->max_pos) &&
          cJSON_AddNumberToObject(m, "max_tokens", c->max_tokens) && cJSON_AddStringToObject(m, "dtype", c->dtype) &&
+         cJSON_AddStringToObject(m, "base_dtype", pd_wtype_name(pd_model_dtype(s->model))) &&
+         cJSON_AddStringToObject(m, "kernel", pd_wmat_kernel(pd_model_dtype(s->model))) &&
          cJSON_AddNumberToObject(m, "bytes", (double)pd_model_bytes(s->model)) &&
          cJSON_AddNumberToObject(m, "load_seconds", pd_model_load_seconds(s->model));
     cJSON *labels = ok ? cJSON_AddArrayToObject(m, "labels") : NULL;
@@ -87,6 +89,8 @@ void pd_route_metrics(pd_req *r) {
         g.train_running = ts.running;
         g.train_finished = ts.succeeded + ts.failed + ts.cancelled;
         g.train_steps = ts.steps;
+        g.base_dtype = pd_wtype_name(pd_model_dtype(s->model));
+        g.base_bytes = pd_model_bytes(s->model);
     }
     char *txt = pd_metrics_render(s->metrics, &g);
     if (!txt) {

@@ -169,7 +169,9 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
         goto fail;
     }
     pd_blas_init();
-    if ((st = pd_model_load(s->model_dir, 0, &s->model, err, errlen))) goto fail;
+    int dtype;
+    if ((st = pd_opts_dtype(o->dtype, &dtype, err, errlen))) goto fail;
+    if ((st = pd_model_load_as(s->model_dir, 0, (pd_wtype)dtype, &s->model, err, errlen))) goto fail;
     if ((st = pd_fs_mkdir_p(o->data_dir, err, errlen))) goto fail;
     if ((st = pd_registry_open(s->model, o->data_dir, (size_t)o->max_resident_mb << 20, &s->reg, err, errlen))) goto fail;
     pd_sched_limits lim = {o->max_batch_tokens, o->max_queue, o->batch_wait_ms};
@@ -197,9 +199,14 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
         pd_json_escape(extra, sizeof extra, &pos, s->model_dir);
         if (pos < sizeof extra)
             snprintf(extra + pos, sizeof extra - pos,
-                     ",\"architecture\":\"%s\",\"hidden\":%d,\"layers\":%d,\"load_s\":%.3f,\"threads\":%d,\"port\":%d",
-                     pd_arch_name(c->arch), c->hidden, c->layers, pd_model_load_seconds(s->model), pd_sched_threads(s->sched), s->port);
+                     ",\"architecture\":\"%s\",\"hidden\":%d,\"layers\":%d,\"dtype\":\"%s\",\"kernel\":\"%s\","
+                     "\"weight_bytes\":%zu,\"load_s\":%.3f,\"threads\":%d,\"port\":%d",
+                     pd_arch_name(c->arch), c->hidden, c->layers, pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype),
+                     pd_model_bytes(s->model), pd_model_load_seconds(s->model), pd_sched_threads(s->sched), s->port);
         pd_log("info", "ready", extra);
+        if (strstr(pd_wmat_kernel((pd_wtype)dtype), "emulated"))
+            pd_log("warning", "no dot-product instruction for --dtype on this CPU (or under PD_ISA): its weights are widened to "
+                              "fp32 at each product (it saves memory, not time)", "");
     }
     *out = s;
     return PD_OK;

@@ -34,7 +34,7 @@ static float *lora_gB(int l, int w) { return T.gB + ((size_t)l * 2 + w) * T.H * 
 static int slot(pd_lin which) { return which == PD_LIN_Q ? 0 : which == PD_LIN_FFN2 ? 1 : -1; }
 
 static void t_linear(const pd_delta *d, int layer, pd_lin which, const float *x, float *y, int rows, int in, int out,
-                     const float *w, const float *b, pd_pool *pool) {
+                     const pd_wmat *w, const float *b, pd_pool *pool) {
     int s = slot(which);
     if (s < 0) return;
     float *xa = malloc(sizeof(float) * rows * T.r);
@@ -44,7 +44,7 @@ static void t_linear(const pd_delta *d, int layer, pd_lin which, const float *x,
 }
 
 static void t_linear_bwd(const pd_delta *d, int layer, pd_lin which, const float *x, const float *dy, float *dx, int rows, int in,
-                         int out, const float *w, const float *b, pd_pool *pool) {
+                         int out, const pd_wmat *w, const float *b, pd_pool *pool) {
     int s = slot(which);
     if (s < 0) return;
     float *xa = malloc(sizeof(float) * rows * T.r), *dxa = malloc(sizeof(float) * rows * T.r);

@@ -1,9 +1,24 @@
 /* test_model.c - the engine against the PyTorch goldens in tests/reference/ (made by
- * tests/reference/gen_engine.py), batch invariance, and refusals of broken checkpoints. */
+ * tests/reference/gen_engine.py), batch invariance, and refusals of broken checkpoints.
+ *
+ * Every golden model runs in each dtype (core/gemm.h) on every kernel body the CPU has
+ * (tests/test_isa.h): fp32 within 1e-4 of the goldens; bf16 and int8 against golden_lowp/
+ * (tests/reference/gen_lowp.py: the same models in PyTorch, float64, with the weights and
+ * linear-layer inputs converted as core/gemm.h describes): >= 95% of the logits within EMU_TOL
+ * x max(1, |logit|) (measured: 98% bf16, 99.6% int8; of the fp32 goldens only 24% and 7% are
+ * that close, so this tells the prescribed arithmetic apart) and every one within EMU_MAX x
+ * max(1, |logit|) (a last-bit difference of the fp32 sums can move one bf16 rounding or int8
+ * step, which these models amplify: worst seen 2.2e-2 bf16, 5.7e-2 int8). Their distance
+ * to the fp32 goldens in units of issue 16's bounds (2e-2 x max(1, |logit|) bf16, 1e-1 int8) is
+ * printed, not asserted: these random models (weights std 0.3) are chaotic enough that the
+ * emulation itself leaves those bounds by up to 3.5x (gen_lowp.py's docstring); the bounds
+ * are asserted over HTTP on well-scaled bases in tests/e2e/test_dtype.py. QA answers must
+ * equal the goldens in fp32; in bf16 / int8 the equal ones are counted and printed. */
 #include "model.h"
 #include "pipeline.h"
 #include "safetensors.h"
 #include "test.h"
+#include "test_isa.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -23,17 +38,39 @@ static int ids_equal(const cJSON *arr, const int32_t *ids, int n) {
     return 1;
 }
 
-static double max_diff(const cJSON *arr, const float *x, int n) {
+/* The dtype a golden run loads. Tolerances: fp32 1e-4 absolute against the goldens; bf16 and
+ * int8 EMU_TOL x max(1, |logit|) against the emulation (the engine's fp32 sums run in another
+ * order than float64's, and a last-bit difference can move a bf16 rounding or an int8 step,
+ * which these models amplify); ISSUE_TOL x max(1, |logit|) is issue 16's bound to fp32. */
+static pd_wtype g_dtype = PD_WTYPE_F32;
+#define EMU_TOL 2e-3
+#define EMU_MAX 1e-1
+static const double ISSUE_TOL[3] = {1e-4, 2e-2, 1e-1};
+
+/* Largest |golden - x| / (rel x max(1, |golden|)) over n values, or / abs when rel is 0 (pass:
+ * <= 1); 1e9 when the lengths differ. */
+/* Logits within EMU_TOL x max(1, |l|) of the emulation (count 1), of the fp32 goldens (count 2,
+ * to show what the emulation test tells apart), and all compared. */
+static long n_close[3], n_close_fp32[3], n_all[3];
+static double max_excess(const cJSON *arr, const float *x, int n, double rel, double abs_tol, int count) {
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) return 1e9;
     double m = 0;
     int i = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, arr) {
-        double d = fabs(v->valuedouble - x[i++]);
-        if (d > m) m = d;
+        double mag = fabs(v->valuedouble) > 1 ? fabs(v->valuedouble) : 1;
+        double d = fabs(v->valuedouble - x[i++]) / (rel > 0 ? rel * mag : abs_tol);
+        if (!(d <= m)) m = d; /* NaN counts as a failure */
+        if (count == 1) { n_close[g_dtype] += d <= 1; n_all[g_dtype]++; }
+        if (count == 2) n_close_fp32[g_dtype] += d * rel <= EMU_TOL;
     }
     return m;
 }
+
+/* Per dtype: the worst excess against the emulation (EMU_TOL units) and against the fp32
+ * goldens (ISSUE_TOL units), and QA answers equal to the goldens'. */
+static double worst_emu[3], worst_issue[3];
+static int qa_same[3], qa_total[3];
 
 static int get_int(const cJSON *o, const char *k, int def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -42,6 +79,7 @@ static int get_int(const cJSON *o, const char *k, int def) {
 
 typedef struct {
     cJSON *line;
+    cJSON *low; /* the golden_lowp line (bf16, int8) */
     pd_input in;
     pd_opts o;
     pd_task task;
@@ -74,38 +112,58 @@ static void case_setup(gcase *g, cJSON *line) {
     g->o.max_answer_length = get_int(line, "max_answer_length", 0);
 }
 
-/* Compares an item's results with its golden line; tol on logits. */
-static void check_case(const char *name, int ln, const gcase *g, const pd_item *it, double tol) {
+/* Compares an item's results with its golden line (fp32) or its golden_lowp line (bf16, int8). */
+static void check_case(const char *name, int ln, const gcase *g, const pd_item *it) {
     const cJSON *gids = cJSON_GetObjectItemCaseSensitive(g->line, "ids");
     const cJSON *gtypes = cJSON_GetObjectItemCaseSensitive(g->line, "type_ids");
+    const char *dt = pd_wtype_name(g_dtype);
     CHECKF(cJSON_GetArraySize(gids) == it->n_win, "%s:%d windows %d vs golden %d", name, ln, it->n_win, cJSON_GetArraySize(gids));
     for (int w = 0; w < it->n_win && w < cJSON_GetArraySize(gids); w++) {
         CHECKF(ids_equal(cJSON_GetArrayItem(gids, w), it->win[w].ids, it->win[w].len), "%s:%d window %d ids differ", name, ln, w);
         if (gtypes)
             CHECKF(ids_equal(cJSON_GetArrayItem(gtypes, w), it->win[w].type_ids, it->win[w].len), "%s:%d window %d type ids differ", name, ln, w);
     }
+    int low = g_dtype != PD_WTYPE_F32;
+    const cJSON *ref = low ? g->low : g->line;
+    double rel = low ? EMU_TOL : 0, d, di;
+    CHECKF(ref != NULL, "%s:%d no %s golden line", name, ln, dt);
+    if (!ref) return;
     if (g->task == PD_TASK_CLS) {
-        double d = max_diff(cJSON_GetObjectItemCaseSensitive(g->line, "logits"), it->logits, it->n_logits);
-        CHECKF(d <= tol, "%s:%d logits differ by %g", name, ln, d);
+        d = max_excess(cJSON_GetObjectItemCaseSensitive(ref, "logits"), it->logits, it->n_logits, rel, 1e-4, 1);
+        di = max_excess(cJSON_GetObjectItemCaseSensitive(g->line, "logits"), it->logits, it->n_logits, ISSUE_TOL[g_dtype], 0, 2);
+        CHECKF(d <= (low ? EMU_MAX / EMU_TOL : 1), "%s:%d %s logits differ by %g x %g", name, ln, dt, d, low ? EMU_TOL : 1e-4);
     } else {
-        const cJSON *sl = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g->line, "start_logits"), 0);
-        const cJSON *el = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g->line, "end_logits"), 0);
-        double d1 = max_diff(sl, it->start_logits, it->win[0].len), d2 = max_diff(el, it->end_logits, it->win[0].len);
-        CHECKF(d1 <= tol && d2 <= tol, "%s:%d QA logits differ by %g / %g", name, ln, d1, d2);
+        const cJSON *sl = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ref, "start_logits"), 0);
+        const cJSON *el = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ref, "end_logits"), 0);
+        const cJSON *gs = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g->line, "start_logits"), 0);
+        const cJSON *ge = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g->line, "end_logits"), 0);
+        int L = it->win[0].len;
+        double d1 = max_excess(sl, it->start_logits, L, rel, 1e-4, 1), d2 = max_excess(el, it->end_logits, L, rel, 1e-4, 1);
+        double i1 = max_excess(gs, it->start_logits, L, ISSUE_TOL[g_dtype], 0, 2), i2 = max_excess(ge, it->end_logits, L, ISSUE_TOL[g_dtype], 0, 2);
+        d = d1 > d2 ? d1 : d2;
+        di = i1 > i2 ? i1 : i2;
+        CHECKF(d <= (low ? EMU_MAX / EMU_TOL : 1), "%s:%d %s QA logits differ by %g / %g x %g", name, ln, dt, d1, d2,
+               low ? EMU_TOL : 1e-4);
         const cJSON *ga = cJSON_GetObjectItemCaseSensitive(g->line, "answer");
         CHECKF(it->n_answers >= 1, "%s:%d no answer", name, ln);
         if (it->n_answers >= 1 && ga) {
             const cJSON *at = cJSON_GetObjectItemCaseSensitive(ga, "answer");
-            CHECKF(cJSON_IsString(at) && !strcmp(at->valuestring, it->answers[0].text), "%s:%d answer '%s' vs golden '%s'", name, ln,
-                   it->answers[0].text, cJSON_IsString(at) ? at->valuestring : "?");
-            CHECKF(get_int(ga, "start", -1) == it->answers[0].start && get_int(ga, "end", -1) == it->answers[0].end,
-                   "%s:%d answer span [%d,%d) vs golden [%d,%d)", name, ln, it->answers[0].start, it->answers[0].end,
-                   get_int(ga, "start", -1), get_int(ga, "end", -1));
-            const cJSON *sc = cJSON_GetObjectItemCaseSensitive(ga, "score");
-            CHECKF(cJSON_IsNumber(sc) && fabs(sc->valuedouble - it->answers[0].score) <= 1e-4, "%s:%d score %g vs golden %g", name,
-                   ln, it->answers[0].score, cJSON_IsNumber(sc) ? sc->valuedouble : -1);
+            int same = cJSON_IsString(at) && !strcmp(at->valuestring, it->answers[0].text) &&
+                       get_int(ga, "start", -1) == it->answers[0].start && get_int(ga, "end", -1) == it->answers[0].end;
+            qa_same[g_dtype] += same;
+            qa_total[g_dtype]++;
+            if (g_dtype == PD_WTYPE_F32) {
+                CHECKF(same, "%s:%d answer '%s' [%d,%d) vs golden '%s' [%d,%d)", name, ln, it->answers[0].text,
+                       it->answers[0].start, it->answers[0].end, cJSON_IsString(at) ? at->valuestring : "?",
+                       get_int(ga, "start", -1), get_int(ga, "end", -1));
+                const cJSON *sc = cJSON_GetObjectItemCaseSensitive(ga, "score");
+                CHECKF(cJSON_IsNumber(sc) && fabs(sc->valuedouble - it->answers[0].score) <= 1e-4, "%s:%d score %g vs golden %g",
+                       name, ln, it->answers[0].score, cJSON_IsNumber(sc) ? sc->valuedouble : -1);
+            }
         }
     }
+    if (d > worst_emu[g_dtype] && d < 1e9) worst_emu[g_dtype] = d;
+    if (di > worst_issue[g_dtype] && di < 1e9) worst_issue[g_dtype] = di;
 }
 
 static void run_golden(const char *name, pd_pool *pool) {
@@ -113,9 +171,10 @@ static void run_golden(const char *name, pd_pool *pool) {
     snprintf(dir, sizeof dir, REF "/models/%s", name);
     snprintf(gpath, sizeof gpath, REF "/golden/%s.jsonl", name);
     pd_model *m = NULL;
-    pd_status st = pd_model_load(dir, 0, &m, err, sizeof err);
+    pd_status st = pd_model_load_as(dir, 0, g_dtype, &m, err, sizeof err);
     CHECKF(st == PD_OK, "%s: load failed: %s", name, err);
     if (st) return;
+    CHECK(pd_model_dtype(m) == g_dtype);
     FILE *f = fopen(gpath, "r");
     CHECKF(f != NULL, "%s: no golden file", name);
     if (!f) { pd_model_free(m); return; }
@@ -131,8 +190,15 @@ static void run_golden(const char *name, pd_pool *pool) {
         case_setup(&cases[n], j);
         n++;
     }
-    free(line);
     fclose(f);
+    if (g_dtype != PD_WTYPE_F32) { /* the emulation's lines, in the same order */
+        snprintf(gpath, sizeof gpath, REF "/golden_lowp/%s.%s.jsonl", name, pd_wtype_name(g_dtype));
+        f = fopen(gpath, "r");
+        CHECKF(f != NULL, "%s: no %s", name, gpath);
+        for (int i = 0; f && i < n && getline(&line, &cap, f) > 0; i++) cases[i].low = cJSON_Parse(line);
+        if (f) fclose(f);
+    }
+    free(line);
     pd_ctx *ctx = pd_ctx_new(m, pool);
     /* one by one */
     for (int i = 0; i < n; i++) {
@@ -144,7 +210,7 @@ static void run_golden(const char *name, pd_pool *pool) {
         pd_item *one = it;
         st = pd_predict(ctx, &one, 1, &cases[i].o, err, sizeof err);
         CHECKF(st == PD_OK, "%s:%d predict: %s", name, i + 1, err);
-        if (!st) check_case(name, i + 1, &cases[i], it, 1e-4);
+        if (!st) check_case(name, i + 1, &cases[i], it);
     }
     /* the same cases as one batch (QA and CLS options are per case, so batch the ones that
      * share options: here all cases of a model share the task; group by max_answer_length) */
@@ -166,12 +232,12 @@ static void run_golden(const char *name, pd_pool *pool) {
         int k = 0;
         for (int i = 0; i < n && !st; i++) {
             if (!items[i].n_win) continue;
-            if (cases[i].o.max_answer_length == cases[0].o.max_answer_length) check_case(name, i + 1, &cases[i], &batch[k], 1e-4);
+            if (cases[i].o.max_answer_length == cases[0].o.max_answer_length) check_case(name, i + 1, &cases[i], &batch[k]);
             k++;
         }
     }
     for (int i = 0; i < nb; i++) pd_item_free(&batch[i]);
-    for (int i = 0; i < n; i++) { pd_item_free(&items[i]); cJSON_Delete(cases[i].line); }
+    for (int i = 0; i < n; i++) { pd_item_free(&items[i]); cJSON_Delete(cases[i].line); cJSON_Delete(cases[i].low); }
     pd_ctx_free(ctx);
     pd_model_free(m);
 }
@@ -354,19 +420,37 @@ int main(void) {
         return TEST_SUMMARY("test_model");
     }
     pd_pool *pool = pd_pool_new(2);
+    char *names[64];
+    int nn = 0;
     DIR *d = opendir(REF "/golden");
     struct dirent *e;
-    int ran = 0;
-    while (d && (e = readdir(d))) {
+    while (d && (e = readdir(d)) && nn < 64) {
         size_t L = strlen(e->d_name);
         if (L < 7 || strcmp(e->d_name + L - 6, ".jsonl")) continue;
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(L - 6), e->d_name);
-        run_golden(name, pool);
-        ran++;
+        names[nn++] = strndup(e->d_name, L - 6);
     }
     if (d) closedir(d);
-    CHECKF(ran >= 18, "only %d golden models", ran);
+    CHECKF(nn >= 18, "only %d golden models", nn);
+    const char *isa;
+    for (int k = 0; (isa = test_next_isa(&k));) {
+        for (int t = 0; t < 3; t++) {
+            g_dtype = (pd_wtype)t;
+            for (int i = 0; i < nn; i++) run_golden(names[i], pool);
+        }
+    }
+    for (int t = 0; t < 3; t++)
+        printf("%s: logits within %.3f of the tolerance at worst (%s); %.2f x issue 16's bound to the fp32 goldens;"
+               " QA answers equal to the goldens: %d of %d\n", pd_wtype_name((pd_wtype)t), worst_emu[t],
+               t ? "2e-3 x max(1,|l|) of the emulation" : "1e-4 of the goldens", worst_issue[t], qa_same[t], qa_total[t]);
+    for (int t = 1; t < 3; t++)
+    {
+        printf("%s: %ld of %ld logits within 2e-3 x max(1,|l|) of the emulation, %ld of the fp32 goldens\n",
+               pd_wtype_name((pd_wtype)t), n_close[t], n_all[t], n_close_fp32[t]);
+        CHECKF(n_all[t] > 0 && n_close[t] >= 0.95 * n_all[t], "%s: only %ld of %ld logits near the emulation",
+               pd_wtype_name((pd_wtype)t), n_close[t], n_all[t]);
+    }
+    for (int i = 0; i < nn; i++) free(names[i]);
+    g_dtype = PD_WTYPE_F32;
     test_model_api(pool);
     test_broken();
     pd_pool_free(pool);

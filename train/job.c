@@ -78,6 +78,7 @@ cJSON *pd_train_job_json(const pd_train_job *j, int exact) {
     cJSON_AddStringToObject(o, "adapter", j->adapter);
     cJSON_AddStringToObject(o, "method", pd_method_name(s->method));
     cJSON_AddStringToObject(o, "task", pd_task_name(s->task));
+    cJSON_AddStringToObject(o, "base_dtype", pd_wtype_name(s->base_dtype));
     cJSON_AddStringToObject(o, "status", STATUS_NAME[j->status]);
     cJSON_AddNumberToObject(o, "epoch", s->steps_per_epoch ? round_to((double)j->step / s->steps_per_epoch, 1e3) : 0);
     cJSON_AddNumberToObject(o, "epochs", s->epochs);

@@ -591,6 +591,7 @@ pd_status pd_train_spec_parse(const pd_model *base, pd_registry *reg, const char
     if (!pd_registry_valid_name(s)) FAIL(PD_ERR_INVALID, "adapter: '%.80s' is not a valid name (" PD_ADAPTER_NAME_RULE ")", s);
     snprintf(j->adapter, sizeof j->adapter, "%s", s);
     s = NULL;
+    j->base_dtype = pd_model_dtype(base);
     TRY(pd_json_str(req, "method", "", &s, err, errlen));
     j->fresh = s != NULL;
     if (s && pd_method_parse(s, &j->method))

@@ -36,6 +36,7 @@ typedef struct pd_train_spec {
     int fresh;               /* "method" given: a new adapter; else training continues from a version */
     pd_method method;
     pd_task task;
+    pd_wtype base_dtype;     /* the server's base (--dtype): forward and input gradients run through it */
     char **labels;           /* (num_labels) classification: the head's label names */
     int num_labels;
     int epochs, batch_size, max_seq_len, doc_stride;
