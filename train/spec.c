@@ -191,7 +191,7 @@ static pd_status jsonl_parse(const char *what, const char *text, size_t len, cJS
     *out = NULL;
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    size_t pos = 0;
+    size_t pos = 0, cost = 0;
     int idx = 0, line = 0;
     while (pos < len) {
         size_t e = pos;
@@ -202,12 +202,22 @@ static pd_status jsonl_parse(const char *what, const char *text, size_t len, cJS
         while (b > a && isspace((unsigned char)text[b - 1])) b--;
         pos = e + 1;
         if (a == b) continue;
-        const char *end = NULL;
-        cJSON *v = cJSON_ParseWithLengthOpts(text + a, b - a, &end, 0);
-        if (!v || end != text + b) {
-            cJSON_Delete(v);
+        /* Strict, and within one budget for the whole file (not one per line). */
+        pd_json_stats js;
+        char jerr[160];
+        if (pd_json_check(text + a, b - a, &js, jerr, sizeof jerr)) {
             cJSON_Delete(arr);
-            return pd_err(err, errlen, PD_ERR_INVALID, "%s[%d]: line %d is not valid JSON", what, idx, line);
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s[%d]: line %d: %s", what, idx, line, jerr);
+        }
+        if ((cost += js.cost) > PD_JSON_COST(len)) {
+            cJSON_Delete(arr);
+            return pd_err(err, errlen, PD_ERR_TOO_LARGE, "%s: %zu bytes of JSON Lines would take more than %zu MiB to parse",
+                          what, len, PD_JSON_COST(len) >> 20);
+        }
+        cJSON *v = cJSON_ParseWithLengthOpts(text + a, b - a, NULL, 0);
+        if (!v) {
+            cJSON_Delete(arr);
+            return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         }
         cJSON_AddItemToArray(arr, v);
         if (++idx > MAX_EXAMPLES) {
