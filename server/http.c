@@ -38,10 +38,14 @@ static int match(const char *tpl, const char *url, pd_req *r) {
         PD_ASSERT(close);
         int file = close - t == 5 && !strncmp(t, "{file", 5);
         char *dst = file ? r->file : r->name;
-        size_t cap = file ? sizeof r->file : sizeof r->name, n = strcspn(u, "/");
-        if (n == 0 || n >= cap) return 0;
-        memcpy(dst, u, n);
-        dst[n] = 0;
+        size_t cap = file ? sizeof r->file : sizeof r->name, n = strcspn(u, "/"), k = n;
+        if (n == 0) return 0;
+        if (n >= cap) { /* still this route: a name too long is a bad name, not "no route" */
+            k = cap - 1;
+            r->long_capture = file ? 2 : 1;
+        }
+        memcpy(dst, u, k);
+        dst[k] = 0;
         u += n;
         t = close + 1;
     }
@@ -49,9 +53,35 @@ static int match(const char *tpl, const char *url, pd_req *r) {
 }
 
 static int find_route(const pd_http *h, const char *url, pd_req *r) {
-    for (int i = 0; i < h->c.n_routes; i++)
+    for (int i = 0; i < h->c.n_routes; i++) {
+        r->long_capture = 0;
         if (h->c.routes[i].path && match(h->c.routes[i].path, url, r)) return i;
+    }
+    r->long_capture = 0;
     return -1;
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* MHD_OPTION_UNESCAPE_CALLBACK: percent-decodes the path in place as libmicrohttpd would, but
+ * leaves "%00" as it is: a decoded NUL would end the C string there, and
+ * "/adapters/x/files/adapter_config.json%00.txt" would name adapter_config.json. Kept
+ * literally, the '%' makes the name invalid (400) or the file unknown (404). */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    char *w = s;
+    for (const char *p = s; *p;) {
+        int hi = p[0] == '%' ? hex_digit(p[1]) : -1, lo = hi >= 0 ? hex_digit(p[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
 }
 
 static const pd_method_def *find_method(const pd_route_def *d, const char *method) {
@@ -419,6 +449,14 @@ static void begin(pd_req *r, const char *url, const char *method) {
                                                         : "this route needs \"Authorization: Bearer <key>\"");
         return;
     }
+    if (r->long_capture == 2) {
+        pd_req_error(r, 404, "not_found", "no such file: the name is longer than %zu bytes", sizeof r->file - 1);
+        return;
+    }
+    if (r->long_capture) {
+        pd_req_error(r, 400, "invalid_input", "the name in the path is longer than %zu bytes", sizeof r->name - 1);
+        return;
+    }
     r->body_kind = m->body;
     const char *ct = pd_req_get_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (m->body == PD_BODY_EITHER) r->body_kind = ct && media_type_is(ct, "multipart/form-data") ? PD_BODY_MULTIPART : PD_BODY_JSON;
@@ -584,6 +622,7 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
     for (int i = 0; i < 2 && !h->daemon; i++) {
         h->daemon = MHD_start_daemon(flags | poll_modes[i], (uint16_t)c->port, NULL, NULL, on_request, h,
                                      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+                                     MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
                                      MHD_OPTION_SOCK_ADDR, res->ai_addr,
                                      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

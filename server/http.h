@@ -109,6 +109,7 @@ struct pd_req {
     char path[512];           /* truncated copy, for the log */
     char name[80];            /* {name} / {id} from the path, percent-decoded */
     char file[160];           /* {file} from the path */
+    int long_capture;         /* 1: {name}/{id}, 2: {file} was longer than its field (answered 400 / 404) */
     double t0;
     /* body */
     pd_body_kind body_kind;
