@@ -42,6 +42,8 @@ typedef struct pd_serve_opts {
     int max_queue;
     int batch_wait_ms;
     int train_threads;        /* training jobs run at once */
+    int keep_jobs;            /* finished training jobs kept */
+    int keep_jobs_hours;      /* 0 = no time limit */
     int max_connections;
 } pd_serve_opts;
 

@@ -78,7 +78,7 @@ FINDINGS = {
     10: "lenient JSON grammar (RFC 8259): raw control characters, leading zeros, '1.'",
     11: "a target_modules regex with stacked quantifiers pins the upload worker for hours (fuzzer)",
     12: "finished training jobs are kept without a bound (~4 KiB of RSS each, a directory, GET /jobs); "
-        "seen by make soak, no case here",
+        "seen by make soak; jobs.retention since the fix",
 }
 
 XFAIL = {
@@ -1195,6 +1195,43 @@ def busy_tokens(env):
 
 case("log.busy-tokens", 200, busy_tokens, srv="busy")
 
+
+def jobs_retention(env):
+    """Finding 12: a --keep-jobs 2 server forgets the oldest finished jobs, records and
+    directories; a restart finds the same two, and ids count on."""
+    s, c = env.server("keep"), env.client("keep")
+
+    def run(k):
+        r = c.post("/train", train_spec(adapter="keep-%d" % k))
+        if r.status != 202:
+            raise AssertionError("job %d: %r" % (k, r))
+        job, t = r.json()["job"], time.time()
+        while c.get("/jobs/" + job).json()["status"] in ("queued", "running"):
+            if time.time() - t > 60:
+                raise AssertionError("job %s did not end in 60 s" % job)
+            time.sleep(0.05)
+        return job
+
+    ids = [run(k) for k in range(4)]
+    t = time.time()  # the last job says succeeded a moment before its end is recorded
+    while len(c.get("/jobs").json()["jobs"]) > 2 and time.time() - t < 5:
+        time.sleep(0.05)
+    listed = [j["job"] for j in c.get("/jobs").json()["jobs"]]
+    dirs = sorted(os.listdir(os.path.join(s.data, ".jobs")))
+    if listed != ids[2:] or dirs != sorted(ids[2:]) or c.get("/jobs/" + ids[0]).status != 404:
+        raise AssertionError("kept %r, directories %r; wanted %r" % (listed, dirs, ids[2:]))
+    s.stop(timeout=30)
+    s.start(timeout=120)
+    c = env.clients["keep"] = s.client(timeout=20)
+    listed = [j["job"] for j in c.get("/jobs").json()["jobs"]]
+    nxt = run(4)
+    if listed != ids[2:] or int(nxt[2:]) <= int(ids[-1][2:]):
+        raise AssertionError("after a restart: kept %r, next id %s" % (listed, nxt))
+    return [Resp(200, [], b"{}")]
+
+
+case("jobs.retention", 200, jobs_retention, srv="keep", timeout=300)
+
 # ============================================================================
 # The expected failures (filled in from today's run; see FINDINGS)
 # ============================================================================
@@ -1247,6 +1284,7 @@ class Env:
         "restart": [],
         "halfclose": ["--batch-wait-ms", "100"],
         "regex": [],
+        "keep": ["--keep-jobs", "2"],
     }
 
     def __init__(self):

@@ -256,7 +256,7 @@ def soak():
         check(load.counts.get("train-job", 0) >= 2 and load.counts.get("replace", 0) > 0 and load.counts.get("delete", 0) > 0,
               "every kind of work ran: %r" % load.counts)
         jl = c.get("/jobs")
-        print("  GET /jobs lists %d jobs in %d bytes (finished jobs are kept)" % (len(jl.json()["jobs"]), len(jl.body)))
+        print("  GET /jobs lists %d jobs in %d bytes (--keep-jobs)" % (len(jl.json()["jobs"]), len(jl.body)))
         # RSS flat after the warm-up
         warm = max(20.0, dur / 4)
         pts = [(t, m) for t, m in load.rss if t >= warm]
