@@ -28,6 +28,7 @@ static char err[1024];
 /* The trainer under test and what parsing a request needs: set by new_trainer. */
 static const pd_model *g_base;
 static pd_registry *g_reg;
+static size_t g_max_bytes; /* pd_train_spec_parse's budget; 0 = none */
 
 static pd_trainer *new_trainer(const pd_model *m, pd_registry *reg, pd_pool *pool, const char *dir, int threads) {
     g_base = m;
@@ -41,7 +42,7 @@ static pd_status submit(pd_trainer *t, const cJSON *r, const char *train_jsonl, 
     char *txt = cJSON_PrintUnformatted(r);
     pd_train_spec *spec = NULL;
     pd_status st = pd_train_spec_parse(g_base, g_reg, txt, strlen(txt), train_jsonl, train_jsonl ? strlen(train_jsonl) : 0, NULL, 0,
-                                       NULL, &spec, err, sizeof err);
+                                       NULL, g_max_bytes, &spec, err, sizeof err);
     free(txt);
     if (!st) st = pd_trainer_submit(t, spec, id, cap, err, sizeof err);
     return st;
@@ -493,6 +494,19 @@ static void test_validation(pd_trainer *t) {
     cJSON_AddItemToObject(r, "train", cJSON_Parse("[{\"question\": \"where?\", \"context\": \"in the house\", \"answer\": {\"text\": \"house\", \"start\": 7}},"
                                                   " {\"question\": \"where?\", \"context\": \"in the park\", \"answer\": {\"text\": \"park\", \"start\": 3}}]"));
     expect_reject(t, r, NULL, PD_ERR_MISMATCH, "train[1].answer", "not in the context");
+    /* the cost, estimated from the config before the adapter is built (bert_cls_f32: hidden 32) */
+    g_max_bytes = (size_t)16 << 20;
+    r = request("v1", "bottleneck", "classification", "{\"reduction_factor\": 1e-9}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 1));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "config", "the limit is 16 MiB");
+    r = request("v1", "lora", "classification", "{\"r\": 8, \"rank_pattern\": {\"query\": 1000000}}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 1));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "config", "--max-train-mb");
+    g_max_bytes = 0;
+    r = request("v1", "lora", "classification", NULL);
+    cJSON_AddItemToObject(r, "train", cls_examples(2000, 1));
+    cJSON_AddNumberToObject(r, "epochs", 100000);
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "epochs", "the limit is 1e+08");
     /* hyperparameters out of range */
     r = request("v1", "lora", "classification", "{\"r\": 0}");
     cJSON_AddItemToObject(r, "train", cls_examples(4, 1));

@@ -406,7 +406,7 @@ static pd_status job_resume(pd_trainer *t, const char *id, const cJSON *state, p
     pd_status st = pd_train_store_read_spec(t->store, id, &d, err, errlen);
     if (st) return st;
     st = pd_train_spec_parse(t->base, t->reg, d.spec, d.spec_len, d.train ? d.train : "", d.train_len, d.eval, d.eval_len,
-                             d.source_dir[0] ? d.source_dir : NULL, &spec, e2, sizeof e2);
+                             d.source_dir[0] ? d.source_dir : NULL, 0 /* accepted when submitted */, &spec, e2, sizeof e2);
     pd_train_stored_clear(&d);
     if (st) return pd_err(err, errlen, st, "cannot resume: %s", e2);
     pd_train_spec_drop_texts(spec); /* on disk already */

@@ -1090,6 +1090,24 @@ def costly_then_normal(env):
 case("cost.queue-behind-costly", 200, costly_then_normal, srv="cost", restart=True)
 
 
+def names_limit(env, rs):
+    m = rs[0].json()["error"]["message"] if rs and rs[0].status == 422 else ""
+    return None if not rs or rs[0].status != 422 or ("limit" in m and any(c.isdigit() for c in m)) else "no limit named: " + m
+
+
+# The estimate against --max-train-mb 16 (train/spec.c check_cost), before anything is built.
+MANY = [{"text": "film %d" % i, "label": "pos" if i % 2 else "neg"} for i in range(2000)]
+for k, m, cfg, kw in [("lora-r-4096", "lora", {"r": 4096}, {}), ("lora-rank-pattern-1e6", "lora", {"r": 8, "rank_pattern": {"query": 10 ** 6}}, {}),
+                      ("prefix-projection", "prefix_tuning", {"prefix_projection": True, "encoder_hidden_size": 65536}, {}),
+                      ("bottleneck-rf-0.001", "bottleneck", {"reduction_factor": 0.001}, {}),
+                      ("epochs-x-examples", "lora", None, {"epochs": 100000, "train": MANY})]:
+    case("cost.limit-%s" % k, 422, train_body(method=m, config=cfg, adapter="costlim", **kw), srv="costlim", within=2,
+         check=names_limit)
+for k, m, cfg in [("lora-r-8", "lora", {"r": 8}), ("bottleneck-rf-16", "bottleneck", {"reduction_factor": 16}),
+                  ("prefix", "prefix_tuning", {"num_virtual_tokens": 20})]:
+    case("cost.within-%s" % k, 202, train_body(method=m, config=cfg, adapter="costok-" + k), srv="costlim", within=5)
+
+
 def hub_upload(rf):
     cfg = {"architecture": "bottleneck", "mh_adapter": False, "output_adapter": True, "reduction_factor": rf,
            "non_linearity": "relu", "original_ln_before": True, "original_ln_after": True, "residual_before_ln": True,
@@ -1237,8 +1255,6 @@ case("jobs.retention", 200, jobs_retention, srv="keep", timeout=300)
 # ============================================================================
 
 XFAIL.update({
-    # 1: the cost of a training job is not estimated before it starts
-    "cost.train-bottleneck-rf-1e-9": 1, "cost.train-bottleneck-rf-1e-5": 1, "cost.queue-behind-costly": 1,
     # 4: multipart
     "mp.empty-first-copy": 4, "mp.repeated-config-empty-first": 4, "mp.train-empty-first-spec": 4, "mp.nul-in-part-name": 4,
     "mp.part-without-name": 4, "mp.part-without-disposition": 4, "mp.epilogue": 4, "mp.name-unquoted": 4,
@@ -1280,6 +1296,7 @@ class Env:
         "authall": ["--api-key-file", "@KEY@", "--auth-all"],
         "conn": ["--max-connections", "4", "--http-threads", "1"],
         "cost": ["--threads", "2", "--train-threads", "1"],
+        "costlim": ["--max-train-mb", "16"],
         "busy": ["--max-queue", "2", "--batch-wait-ms", "100", "--threads", "1"],
         "restart": [],
         "halfclose": ["--batch-wait-ms", "100"],
