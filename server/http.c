@@ -2,6 +2,7 @@
  * replies, parking. See http.h for the order of checks and the threading model. */
 #include "http.h"
 
+#include "gate.h"
 #include "jsonio.h"
 #include "log.h"
 
@@ -20,6 +21,8 @@ struct pd_http {
     struct MHD_Daemon *daemon;
     atomic_int active;      /* requests between their first callback and completion */
     atomic_int parked;      /* suspended connections */
+    atomic_int open;        /* connections libmicrohttpd holds */
+    pd_gate *gate;          /* the listening socket and the first request's head (gate.h) */
 };
 
 /* ==== Routing ==== */
@@ -523,6 +526,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0 = pd_now();
         r->route = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
+        /* absolute-form (RFC 9112 3.2.2): "http://host/path" asks for "/path" */
+        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+            const char *s = strchr(strstr(url, "://") + 3, '/');
+            url = s ? s : "/";
+        }
         snprintf(r->path, sizeof r->path, "%s", url);
         atomic_fetch_add(&h->active, 1);
         begin(r, url, method);
@@ -585,6 +593,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
     pd_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED || code == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_add(&h->open, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (h->c.connection && (code == MHD_CONNECTION_NOTIFY_STARTED || code == MHD_CONNECTION_NOTIFY_CLOSED))
         h->c.connection(h->c.app, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
@@ -598,6 +608,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ==== Daemon ==== */
+
+static int gate_open_now(void *arg) { return atomic_load(&((pd_http *)arg)->open); }
+
+static void gate_waiting(void *arg, int delta) {
+    pd_http *h = arg;
+    if (h->c.connection) h->c.connection(h->c.app, delta);
+}
+
+static int gate_handoff(void *arg, int fd, const struct sockaddr *addr, socklen_t len) {
+    return MHD_add_connection(((pd_http *)arg)->daemon, fd, addr, len) == MHD_YES ? 0 : -1;
+}
 
 pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char *err, size_t errlen) {
     *out = NULL;
@@ -616,14 +637,14 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
     h->c = *c;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* the gate listens and hands connections over (MHD_add_connection needs MHD_USE_ITC) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     const unsigned poll_modes[2] = {MHD_USE_EPOLL, MHD_USE_POLL};
     for (int i = 0; i < 2 && !h->daemon; i++) {
         h->daemon = MHD_start_daemon(flags | poll_modes[i], (uint16_t)c->port, NULL, NULL, on_request, h,
                                      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
                                      MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
-                                     MHD_OPTION_SOCK_ADDR, res->ai_addr,
                                      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                                      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
@@ -632,20 +653,29 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
                                      MHD_OPTION_END);
     }
-    freeaddrinfo(res);
+    pd_status st = PD_OK;
+    char e2[200];
     if (!h->daemon) {
-        free(h);
-        return pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available)", c->host, c->port);
+        st = pd_err(err, errlen, PD_ERR_IO, "cannot start libmicrohttpd");
+    } else {
+        pd_gate_config gc = {res->ai_addr, res->ai_addrlen, c->max_connections, (long long)c->max_body, gate_open_now, gate_waiting,
+                              gate_handoff, h};
+        if (pd_gate_start(&gc, &h->gate, port, e2, sizeof e2))
+            st = pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available: %s)", c->host, c->port, e2);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port : c->port;
+    freeaddrinfo(res);
+    if (st) {
+        if (h->daemon) MHD_stop_daemon(h->daemon);
+        free(h);
+        return st;
+    }
     *out = h;
     return PD_OK;
 }
 
 void pd_http_stop(pd_http *h) {
     if (!h) return;
-    MHD_socket fd = MHD_quiesce_daemon(h->daemon); /* the listening socket is ours to close now */
+    pd_gate_stop(h->gate); /* no new connections */
     /* In-flight requests finish: parked ones always do (the scheduler and the workers drain),
      * others get 10 s (a client that stalls mid-upload must not hold the shutdown forever). */
     double t0 = pd_now();
@@ -654,6 +684,5 @@ void pd_http_stop(pd_http *h) {
         usleep(2000);
     }
     MHD_stop_daemon(h->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
     free(h);
 }

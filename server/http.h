@@ -9,6 +9,10 @@
  * queues the response. So hundreds of open connections need no more threads, and nothing slow
  * runs on an event-loop thread.
  *
+ * Connections come through the gate (gate.h): it listens, answers past --max-connections with
+ * 503 + Retry-After, refuses a first request head libmicrohttpd would get wrong or RFC 9112
+ * refuses (400/413/501), and hands the rest over with MHD_add_connection.
+ *
  * Order of checks for every request, before any body byte is buffered: route (404), method
  * (405 + Allow), readiness (503 + Retry-After), API key (401), Content-Type (415),
  * Content-Length against the body limit (413). Bodies are counted while they stream; a body

@@ -788,7 +788,10 @@ case("cl.exponent", 400, predict_raw([("Content-Length", "1e3")]), json=False)
 case("cl.empty", 400, predict_raw([("Content-Length", "")]), json=False)
 case("cl.letters", 400, predict_raw([("Content-Length", "abc")]), json=False)
 case("cl.trailing-junk", 400, predict_raw([("Content-Length", L + "x")]), json=False)
-case("cl.spaces", 200, predict_raw([("Content-Length", " %s " % L)]), why="optional whitespace around a field value")
+# RFC 9110 allows whitespace around a value, but libmicrohttpd 0.9.75 cannot read a Content-Length
+# with whitespace after it (it answered twice over): the gate (server/gate.c) answers 400 instead.
+case("cl.spaces", 400, predict_raw([("Content-Length", " %s " % L)]), code="invalid_input",
+     why="trailing whitespace: refused by the gate, a documented limit (docs/RELIABILITY.md)")
 case("cl.leading-zeros", 200, predict_raw([("Content-Length", "000" + L)]), why="1*DIGIT: leading zeros are digits")
 case("cl.list-equal", (200, 400), predict_raw([("Content-Length", "%s, %s" % (L, L))]), json=False,
      why="RFC 9112 6.3: a list of identical values may be taken as one, or refused")
@@ -1046,6 +1049,9 @@ def past_max_connections(env):
     finally:
         for s in held:
             s.close()
+        t = time.time()  # the server notices the closes a moment later: until then it is still full
+        while time.time() - t < 3 and quick_predict(env, "conn")[0].status == 503:
+            time.sleep(0.05)
 
 
 def after_connections_free(env):
@@ -1258,17 +1264,8 @@ XFAIL.update({
     # 4: multipart
     "mp.empty-first-copy": 4, "mp.repeated-config-empty-first": 4, "mp.train-empty-first-spec": 4, "mp.nul-in-part-name": 4,
     "mp.part-without-name": 4, "mp.part-without-disposition": 4, "mp.epilogue": 4, "mp.name-unquoted": 4,
-    # 5: connections
-    "conn.past-limit": 5,
-    # 6: transport
-    "cl.negative": 6, "cl.26-digits": 6, "cl.hex": 6, "cl.plus": 6, "cl.exponent": 6, "cl.empty": 6, "cl.letters": 6,
-    "cl.trailing-junk": 6, "cl.spaces": 6, "cl.list-equal": 6, "cl.duplicate-differ": 6, "te.gzip-chunked": 6, "te.gzip": 6,
-    "te.identity": 6, "te.chunked-twice": 6, "te.chunked-not-last": 6, "te.unknown": 6, "client.half-close": 6,
     # 7: small ones
     "leak.io-error-message": 7, "log.busy-tokens": 7,
-    # 9: request syntax
-    "path.absolute-form": 9, "auth.duplicate-wrong-first": 9, "hdr.no-host": 9, "hdr.two-hosts": 9, "hdr.space-before-colon": 9,
-    "hdr.nul-value": 9, "hdr.bare-cr": 9, "hdr.non-ascii-name": 9, "hdr.empty-name": 9,
 })
 
 # ============================================================================
