@@ -227,6 +227,22 @@ static void utf8_scrub(char *s) {
     }
 }
 
+/* A server-side failure is told without the server's paths (a temporary name in one holds the
+ * PID): each absolute path in msg becomes "[path]" in out. */
+static void hide_paths(const char *msg, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *p = msg; *p && k + 7 < cap;) {
+        if (*p == '/' && (p == msg || strchr(" \"'(=", p[-1]))) {
+            while (*p && !strchr(" :\"'),", *p)) p++;
+            memcpy(out + k, "[path]", 6);
+            k += 6;
+        } else {
+            out[k++] = *p++;
+        }
+    }
+    out[k] = 0;
+}
+
 void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -234,6 +250,14 @@ void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     utf8_scrub(msg);
+    if (status >= 500) {
+        char shown[1024];
+        hide_paths(msg, shown, sizeof shown);
+        if (strcmp(shown, msg)) {
+            pd_log("warn", msg, ""); /* the whole story for the operator */
+            memcpy(msg, shown, sizeof msg);
+        }
+    }
     cJSON *e = pd_json_error(code, msg);
     char *txt = e ? pd_json_print(e) : NULL;
     cJSON_Delete(e);

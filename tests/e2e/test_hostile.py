@@ -1264,8 +1264,6 @@ XFAIL.update({
     # 4: multipart
     "mp.empty-first-copy": 4, "mp.repeated-config-empty-first": 4, "mp.train-empty-first-spec": 4, "mp.nul-in-part-name": 4,
     "mp.part-without-name": 4, "mp.part-without-disposition": 4, "mp.epilogue": 4, "mp.name-unquoted": 4,
-    # 7: small ones
-    "leak.io-error-message": 7, "log.busy-tokens": 7,
 })
 
 # ============================================================================
