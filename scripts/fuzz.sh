@@ -4,7 +4,7 @@
 # not part of `make test` (a fuzzing run is open-ended; the tests replay known bad inputs).
 #
 #   FUZZ_SECONDS=600 make fuzz        longer
-#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config http_head
+#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config http_head multipart
 #
 # Needs clang (Debian's clang package; libFuzzer ships with it). Builds into build-fuzz/ with
 # -march=native: clang does not read core/kernels.c's `#pragma GCC target` regions, so the
@@ -14,7 +14,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart}
 OUT=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
 PKGS="libcjson openblas"
@@ -29,6 +29,7 @@ sources() { # the project sources a target links
     tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
     http_head) echo server/gate.c core/common.c ;;
+    multipart) echo server/multipart.c core/common.c ;;
     esac
 }
 
@@ -54,6 +55,18 @@ for i, d in enumerate(dirs):
     for k, tail in enumerate([b"", b"\0[\"neg\", \"pos\"]"] + ([b"\0\0" + h, b"\0[\"a\", \"b\"]\0" + h] if h else [])):
         open("%s/%s-%d" % (sys.argv[1], os.path.basename(d), k), "wb").write(bytes([i]) + c + tail)' "$2" ;;
     http_head) python3 tests/e2e/test_hostile.py --dump-corpus "$2" >/dev/null ;;
+    multipart) # the hostile suite's multipart requests: boundary, '\n', body
+        d=$(mktemp -d)
+        python3 tests/e2e/test_hostile.py --dump-corpus "$d" >/dev/null
+        python3 -c 'import os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+for f in os.listdir(src):
+    raw = open(os.path.join(src, f), "rb").read()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    m = re.search(rb"boundary=\"?([^\";\r\n]{1,70})", head)
+    if m:
+        open(os.path.join(dst, f), "wb").write(m.group(1) + b"\n" + body)' "$d" "$2"
+        rm -rf "$d" ;;
     esac
 }
 

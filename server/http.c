@@ -4,6 +4,7 @@
 
 #include "gate.h"
 #include "jsonio.h"
+#include "multipart.h"
 #include "log.h"
 
 #include <microhttpd.h>
@@ -341,29 +342,10 @@ static int authorized(pd_req *r) {
 
 /* ==== Bodies ==== */
 
-static int part_append(pd_part *p, const char *data, size_t n) {
-    if (!n) return 0;
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 4096;
-        while (cap < p->len + n + 1) cap *= 2;
-        char *q = realloc(p->data, cap);
-        if (!q) return -1;
-        p->data = q;
-        p->cap = cap;
-    }
-    memcpy(p->data + p->len, data, n);
-    p->len += n;
-    p->data[p->len] = 0;
-    return 0;
-}
-
-/* MHD's multipart iterator: collects the known fields; the first unknown or repeated field is
- * remembered and answered with 400 once the body is complete. */
-static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                               const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
-                               size_t size) {
-    pd_req *r = cls;
-    if (r->part_error[0] || !key) return MHD_YES;
+/* pd_multipart_parse's callback: each part goes to its field (parts point into the body); an
+ * unknown or repeated field (an empty first copy included) stops the parse. */
+static int on_part(void *arg, const char *key, char *data, size_t len, char *err, size_t errlen) {
+    pd_req *r = arg;
     const char *const *names = r->def->parts;
     int id = -1;
     for (int i = 0; names && names[i] && i < PD_PARTS_MAX; i++)
@@ -374,35 +356,25 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         list[0] = 0;
         for (int i = 0; names && names[i] && k < sizeof list; i++)
             k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", names[i]);
-        snprintf(r->part_error, sizeof r->part_error, "unknown form field \"%.40s\" (expected %s)", key, list);
-        return MHD_YES;
+        snprintf(err, errlen, "unknown form field \"%.40s\" (expected %s)", key, list);
+        return -1;
     }
     pd_part *p = &r->parts[id];
-    int starts = id != r->last_part || (off == 0 && p->len > 0);
-    if (starts) {
-        if (p->seen) {
-            snprintf(r->part_error, sizeof r->part_error, "form field \"%s\" is given twice", key);
-            return MHD_YES;
-        }
-        p->seen = 1;
-        r->last_part = id;
+    if (p->seen) {
+        snprintf(err, errlen, "form field \"%s\" is given twice", key);
+        return -1;
     }
-    if (part_append(p, data, size)) {
-        snprintf(r->part_error, sizeof r->part_error, "out of memory");
-        return MHD_YES;
-    }
-    return MHD_YES;
+    p->seen = 1;
+    p->data = data;
+    p->len = len;
+    return 0;
 }
 
 static void free_body(pd_req *r) {
     free(r->body);
     r->body = NULL;
     r->body_len = r->body_cap = 0;
-    for (int i = 0; i < PD_PARTS_MAX; i++) {
-        free(r->parts[i].data);
-        r->parts[i].data = NULL;
-        r->parts[i].len = r->parts[i].cap = 0;
-    }
+    memset(r->parts, 0, sizeof r->parts); /* they pointed into the body */
 }
 
 /* Takes n more body bytes. Returns MHD_NO to drop a client that keeps sending far past the
@@ -417,7 +389,7 @@ static enum MHD_Result consume(pd_req *r, const char *data, size_t n) {
         }
         return r->received > 2 * max + (1u << 20) ? MHD_NO : MHD_YES;
     }
-    if (r->body_kind == PD_BODY_JSON) {
+    if (r->body_kind == PD_BODY_JSON || r->body_kind == PD_BODY_MULTIPART) {
         if (r->body_len + n + 1 > r->body_cap) {
             size_t cap = r->body_cap ? r->body_cap : 4096;
             while (cap < r->body_len + n + 1) cap *= 2;
@@ -433,9 +405,6 @@ static enum MHD_Result consume(pd_req *r, const char *data, size_t n) {
         memcpy(r->body + r->body_len, data, n);
         r->body_len += n;
         r->body[r->body_len] = 0;
-    } else if (r->body_kind == PD_BODY_MULTIPART && r->pp && !r->part_error[0]) {
-        if (MHD_post_process(r->pp, data, n) != MHD_YES && !r->part_error[0])
-            snprintf(r->part_error, sizeof r->part_error, "malformed multipart/form-data body");
     }
     return MHD_YES;
 }
@@ -507,24 +476,19 @@ static void begin(pd_req *r, const char *url, const char *method) {
             return;
         }
     }
-    if (r->body_kind == PD_BODY_MULTIPART) {
-        r->last_part = -1;
-        r->pp = MHD_create_post_processor(r->conn, 64 * 1024, on_part, r);
-        if (!r->pp) {
-            pd_req_error(r, 400, "invalid_input", "multipart/form-data body without a usable boundary");
-            return;
-        }
+    if (r->body_kind == PD_BODY_MULTIPART && pd_multipart_boundary(ct, r->boundary, sizeof r->boundary) < 0) {
+        pd_req_error(r, 400, "invalid_input", "multipart/form-data without a usable boundary (1 to %d characters)", PD_MP_BOUNDARY_MAX);
+        return;
     }
 }
 
 /* Last callback of a request's upload: the body is complete. */
 static void dispatch(pd_req *r) {
     const pd_http_config *s = &r->http->c;
-    if (r->pp) {
-        if (MHD_destroy_post_processor(r->pp) != MHD_YES && !r->part_error[0] && !r->too_large)
-            snprintf(r->part_error, sizeof r->part_error, "truncated multipart/form-data body");
-        r->pp = NULL;
-    }
+    if (r->body_kind == PD_BODY_MULTIPART && !r->too_large &&
+        pd_multipart_parse(r->body ? r->body : (char[1]){0}, r->body_len, r->boundary, on_part, r, r->part_error, sizeof r->part_error) ==
+            PD_OK)
+        r->part_error[0] = 0;
     if (r->too_large) {
         pd_req_error(r, 413, "too_large", "the body exceeds %zu bytes (--max-body-mb %d)", s->max_body, s->max_body_mb);
         return;
@@ -599,7 +563,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status = r->replied ? r->status : 499; /* 499: the client went away first */
     if (h->c.completed) h->c.completed(h->c.app, r->route, status, dt);
     pd_log_request(r->method, r->path, status, r->log_adapter, r->log_version, r->tokens, dt);
-    if (r->pp) MHD_destroy_post_processor(r->pp);
     if (r->ctx_free) r->ctx_free(r->ctx);
     free_body(r);
     size_t big = r->received;

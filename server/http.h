@@ -98,8 +98,8 @@ void pd_http_stop(pd_http *h);
 /* ==== Requests ==== */
 
 typedef struct pd_part {
-    char *data;
-    size_t len, cap;
+    char *data;               /* into the request's body, NUL-terminated (multipart.h) */
+    size_t len;
     int seen;
 } pd_part;
 
@@ -121,10 +121,9 @@ struct pd_req {
     size_t body_len, body_cap;
     size_t received;          /* every body byte seen, buffered or not */
     int too_large;
-    struct MHD_PostProcessor *pp;
+    char boundary[72];        /* multipart: the Content-Type's boundary (at most 70) */
     pd_part parts[PD_PARTS_MAX]; /* multipart: in the order of def->parts */
-    int last_part;            /* index of the part being received, -1 none */
-    char part_error[160];     /* first multipart problem (unknown or repeated field) */
+    char part_error[160];     /* the multipart problem (malformed, unknown or repeated field) */
     /* state */
     int replied;              /* a response is queued */
     int fatal;                /* no response could be queued: close the connection */
