@@ -72,12 +72,10 @@ static pd_status load_opened(const pd_model *base, const pd_adapter_files *f, co
     atomic_init(&a->refs, 1);
     a->base = base;
     a->cfg = pd_model_config(base);
-    const char *end = NULL;
-    a->config = cJSON_ParseWithLengthOpts(f->config, f->config_len, &end, 0);
-    pd_status s;
-    if (!a->config) {
-        s = pd_err(err, errlen, PD_ERR_FORMAT, "adapter_config.json: not valid JSON (near byte %ld)",
-                   end ? (long)(end - f->config) : 0L);
+    char jerr[160];
+    pd_status s = pd_json_parse(f->config, f->config_len, &a->config, jerr, sizeof jerr);
+    if (s) {
+        s = pd_err(err, errlen, s == PD_ERR_INVALID ? PD_ERR_FORMAT : s, "adapter_config.json: %s", jerr);
     } else if (!cJSON_IsObject(a->config)) {
         s = pd_err(err, errlen, PD_ERR_INVALID, "adapter_config.json: not a JSON object");
     } else if ((a->format = pd_format_detect(a->config))) {

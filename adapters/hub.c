@@ -199,9 +199,9 @@ static pd_status take_checked(pd_adapter *a, const char *name, const pd_st_tenso
 static pd_status hub_head(pd_adapter *a, const pd_st_file *hst, const pd_adapter_files *f, const char *adapter_name, char *err,
                           size_t errlen) {
     int H = a->cfg->hidden;
-    const char *end = NULL;
-    a->head_config = cJSON_ParseWithLengthOpts(f->head_config, f->head_config_len, &end, 0);
-    if (!a->head_config) return pd_err(err, errlen, PD_ERR_FORMAT, "head_config.json: not valid JSON");
+    char jerr[160];
+    pd_status js = pd_json_parse(f->head_config, f->head_config_len, &a->head_config, jerr, sizeof jerr);
+    if (js) return pd_err(err, errlen, js == PD_ERR_INVALID ? PD_ERR_FORMAT : js, "head_config.json: %s", jerr);
     const cJSON *top = a->head_config;
     if (!cJSON_IsObject(top)) return pd_err(err, errlen, PD_ERR_INVALID, "head_config.json: not a JSON object");
     const cJSON *mt = pd_json_get(top, "model_type");

@@ -51,9 +51,11 @@ pd_status pd_adapter_set_labels(pd_adapter *a, int n, const cJSON *from_config, 
     char **l = NULL;
     pd_status st;
     if (f && f->labels && f->labels_len) {
-        const char *end = NULL;
-        cJSON *v = cJSON_ParseWithLengthOpts(f->labels, f->labels_len, &end, 0);
-        if (!v || !cJSON_IsArray(v)) {
+        cJSON *v = NULL;
+        char jerr[160];
+        if ((st = pd_json_parse(f->labels, f->labels_len, &v, jerr, sizeof jerr)))
+            return pd_err(err, errlen, st == PD_ERR_NOMEM ? st : PD_ERR_INVALID, "labels: %s", jerr);
+        if (!cJSON_IsArray(v)) {
             cJSON_Delete(v);
             return pd_err(err, errlen, PD_ERR_INVALID, "labels: not a JSON array of strings");
         }

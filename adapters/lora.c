@@ -16,10 +16,83 @@
 
 /* ==== Python regular expressions on POSIX regex ==== */
 
+/* Patterns come from uploaded configs, and glibc's regcomp builds an automaton whose size (and
+ * time: 67 s for one upload with 24 stacked '+') grows with repetitions of repetitions. So
+ * before anything is compiled, a pattern must be plain (what PEFT configs hold) and small once
+ * expanded: no quantifier after a quantifier (a lazy "?" is fine; Python refuses "+++" too)
+ * or with nothing to repeat, counted repetitions {m,n} of at most REGEX_MAX_COUNT, groups
+ * nested at most REGEX_MAX_DEPTH deep, and at most REGEX_MAX_SIZE atoms once every
+ * repetition is expanded (an estimate of the automaton's states). NULL when sane, else why not. */
+#define REGEX_MAX_COUNT 100
+#define REGEX_MAX_DEPTH 16
+#define REGEX_MAX_SIZE 4096
+static const char *py_regex_unsafe(const char *py) {
+    size_t sz[REGEX_MAX_DEPTH + 1] = {0}, last = 0; /* atoms per open group; the size of the last atom */
+    int d = 0, can_repeat = 0, repeated = 0;
+    for (size_t i = 0; py[i]; i++) {
+        char c = py[i];
+        long count = 0;
+        if (c == '*' || c == '+' || c == '?') {
+            if (repeated && c == '?' && repeated == 1) { repeated = 2; continue; } /* lazy: same language */
+            count = 2;
+        } else if (c == '{' && isdigit((unsigned char)py[i + 1])) {
+            char *e;
+            long m = strtol(py + i + 1, &e, 10), n = m;
+            if (*e == ',') n = isdigit((unsigned char)e[1]) ? strtol(e + 1, &e, 10) : m + 1, e += *e == ',';
+            if (*e != '}') { can_repeat = 1, repeated = 0, last = 1, sz[d]++; continue; } /* a literal '{' */
+            if (m > REGEX_MAX_COUNT || n > REGEX_MAX_COUNT) return "a counted repetition of more than 100";
+            count = n > 1 ? n : 1;
+            i = (size_t)(e - py);
+        }
+        if (count) {
+            if (repeated) return "a quantifier after a quantifier";
+            if (!can_repeat) return "a quantifier with nothing to repeat";
+            sz[d] += last * (size_t)(count - 1);
+            repeated = 1;
+        } else if (c == '(') {
+            if (++d > REGEX_MAX_DEPTH) return "groups nested too deep";
+            sz[d] = 0;
+            can_repeat = 0, repeated = 0;
+            if (py[i + 1] == '?') i++; /* (?: and (?P<..>: the translator checks the rest */
+            continue;
+        } else if (c == ')') {
+            if (d == 0) return "an unbalanced ')'";
+            last = sz[d] + 1;
+            sz[--d] += last;
+            can_repeat = 1, repeated = 0;
+        } else if (c == '|' || c == '^' || c == '$') {
+            sz[d]++;
+            can_repeat = 0, repeated = 0;
+        } else {
+            if (c == '\\' && py[i + 1]) i++;
+            else if (c == '[') { /* a class is one atom */
+                size_t j = i + 1;
+                if (py[j] == '^') j++;
+                if (py[j] == ']') j++;
+                while (py[j] && py[j] != ']') j += py[j] == '\\' && py[j + 1] ? 2 : 1;
+                if (!py[j]) return "an unclosed '['";
+                i = j;
+            }
+            sz[d]++;
+            last = 1;
+            can_repeat = 1, repeated = 0;
+        }
+        if (sz[d] > REGEX_MAX_SIZE) return "too large once its repetitions are expanded";
+    }
+    return d ? "an unclosed '('" : NULL;
+}
+
 /* Translates a Python regex into POSIX ERE. wrap: anchor as a full match ^(...)$.
- * Returns 0, or -1 for syntax peftd cannot translate (or a pattern too long). */
-static int py_to_ere(const char *py, int wrap, char *out, size_t cap) {
+ * Returns 0, or -1 for syntax peftd cannot translate or will not compile (py_regex_unsafe;
+ * *why says so) or a pattern too long. */
+static int py_to_ere(const char *py, int wrap, char *out, size_t cap, const char **why) {
     size_t k = 0;
+    *why = "uses syntax peftd cannot evaluate";
+    const char *u = py_regex_unsafe(py);
+    if (u) {
+        *why = u;
+        return -1;
+    }
 #define PUT(s)                                                   \
     do {                                                         \
         size_t L_ = strlen(s);                                   \
@@ -93,8 +166,9 @@ static int py_to_ere(const char *py, int wrap, char *out, size_t cap) {
 static int py_fullmatch(const char *pattern, const char *s, const char *what, char *err, size_t errlen) {
     char ere[2048];
     regex_t re;
-    if (py_to_ere(pattern, 1, ere, sizeof ere) || regcomp(&re, ere, REG_EXTENDED | REG_NOSUB)) {
-        pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: %s regex \"%s\" uses syntax peftd cannot evaluate", what, pattern);
+    const char *why;
+    if (py_to_ere(pattern, 1, ere, sizeof ere, &why) || regcomp(&re, ere, REG_EXTENDED | REG_NOSUB)) {
+        pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: %s regex \"%.200s\": %s", what, pattern, why);
         return -1;
     }
     int r = regexec(&re, s, 0, NULL, 0) == 0;
@@ -106,9 +180,10 @@ static int py_fullmatch(const char *pattern, const char *s, const char *what, ch
  * ".*\.[^.]*\.(\d+)\." without a pattern. Returns the index, -1 if none, -2 on a bad pattern. */
 static int layer_index(const char *key, const char *pattern, char *err, size_t errlen) {
     char body[1024], ere[1200];
+    const char *why;
     if (pattern) {
-        if (py_to_ere(pattern, 0, body, sizeof body)) {
-            pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: layers_pattern \"%s\" uses syntax peftd cannot evaluate", pattern);
+        if (py_to_ere(pattern, 0, body, sizeof body, &why)) {
+            pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: layers_pattern \"%.200s\": %s", pattern, why);
             return -2;
         }
         snprintf(ere, sizeof ere, "^.*\\.(%s)\\.([0-9]+)\\.", body);
@@ -488,9 +563,10 @@ static const cJSON *pattern_value(const cJSON *patterns, const char *key, const 
     cJSON_ArrayForEach(e, patterns) {
         char ere[1200], body[1024];
         regex_t re;
-        if (py_to_ere(e->string, 0, body, sizeof body) ||
+        const char *why;
+        if (py_to_ere(e->string, 0, body, sizeof body, &why) ||
             (snprintf(ere, sizeof ere, "^(.*\\.)?(%s)$", body), regcomp(&re, ere, REG_EXTENDED | REG_NOSUB))) {
-            pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: %s key \"%s\" uses syntax peftd cannot evaluate", what, e->string);
+            pd_err(err, errlen, PD_ERR_UNSUPPORTED, "adapter_config.json: %s key \"%.200s\": %s", what, e->string, why);
             *bad = 1;
             return NULL;
         }

@@ -18,9 +18,43 @@
 
 #include <cJSON.h>
 
-/* Parses len bytes as exactly one JSON value (whitespace may follow). PD_ERR_INVALID with the
- * byte offset of the problem; PD_ERR_NOMEM. */
+/* ==== Strict reading ====
+ *
+ * Every JSON text from outside (request bodies, JSON Lines, uploaded configs and labels) goes
+ * through pd_json_check before cJSON sees it. cJSON is lenient (raw control characters in
+ * strings, "01", "1.", invalid UTF-8 are accepted) and costs about 80 bytes per value, so a
+ * dense body (60 MB of "1,") would take gigabytes. The check is one streaming pass in O(1)
+ * memory (a bit per nesting level) that enforces RFC 8259's grammar exactly, strict UTF-8
+ * (no overlong forms, no surrogates, nothing past U+10FFFF; escaped surrogates must pair),
+ * refuses "\u0000" (cJSON's strings end at a NUL: a name "a\u0000b" would read as "a"), caps
+ * the nesting at PD_JSON_MAX_DEPTH, and estimates what cJSON will allocate for the tree. */
+
+#define PD_JSON_MAX_DEPTH 1000 /* cJSON's own CJSON_NESTING_LIMIT */
+
+typedef struct pd_json_stats {
+    size_t values;    /* every value, containers included */
+    size_t strings;   /* string values and member names */
+    size_t cost;      /* estimated bytes cJSON allocates for the tree (nodes and strings) */
+    int depth;        /* deepest nesting */
+} pd_json_stats;
+
+/* Checks len bytes as exactly one JSON value with optional surrounding whitespace. PD_OK and
+ * *st filled (st may be NULL), or PD_ERR_INVALID naming the problem and its byte offset. */
+pd_status pd_json_check(const char *text, size_t len, pd_json_stats *st, char *err, size_t errlen);
+
+/* The budget pd_json_parse gives a tree: 8 bytes per byte of text plus a constant. */
+#define PD_JSON_COST(len) ((size_t)(len) * 8 + ((size_t)4 << 20))
+
+/* Parses len bytes as exactly one JSON value (whitespace may follow), after pd_json_check.
+ * PD_ERR_INVALID with the byte offset of the problem; PD_ERR_TOO_LARGE when the tree would
+ * cost more than PD_JSON_COST(len) (a text of tiny values: refused before anything is
+ * allocated); PD_ERR_NOMEM. */
 pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen);
+
+/* The offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence (strict:
+ * no overlong forms, surrogates or code points past U+10FFFF), or n when all of it is valid. */
+size_t pd_utf8_check(const char *s, size_t n);
+static inline int pd_utf8_valid(const char *s, size_t n) { return pd_utf8_check(s, n) == n; }
 
 /* Reads the file at path (at most max bytes) and parses it with pd_json_parse; a file that is
  * not valid JSON is PD_ERR_FORMAT, otherwise pd_read_file's errors. */
@@ -54,6 +88,11 @@ pd_status pd_json_num(const cJSON *o, const char *key, const char *where, double
  * calls with one check at the end. */
 void pd_json_add(cJSON *o, const char *k, cJSON *v, int *bad);
 void pd_json_set(cJSON *o, const char *k, cJSON *v, int *bad);
+
+/* The compact text of v (cJSON_PrintUnformatted) with the guarantee that it is valid UTF-8:
+ * a string that is not (it cannot come from outside: every reader checks, but a bug must not
+ * make a client's JSON invalid) has each bad byte replaced by U+FFFD. NULL when out of memory. */
+char *pd_json_print(const cJSON *v);
 
 /* v as Python's json.dumps(indent=2) and the Hugging Face tools lay files out (cJSON_Print uses
  * tabs), ending in a newline: a malloc'd string, or NULL when out of memory. */

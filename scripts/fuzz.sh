@@ -4,7 +4,7 @@
 # not part of `make test` (a fuzzing run is open-ended; the tests replay known bad inputs).
 #
 #   FUZZ_SECONDS=600 make fuzz        longer
-#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config
+#   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config http_head multipart
 #
 # Needs clang (Debian's clang package; libFuzzer ships with it). Builds into build-fuzz/ with
 # -march=native: clang does not read core/kernels.c's `#pragma GCC target` regions, so the
@@ -14,12 +14,12 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart}
 OUT=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
 PKGS="libcjson openblas"
 CFLAGS="-std=c11 -O1 -g -march=native -D_GNU_SOURCE -w -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        $(pkg-config --cflags $PKGS) -Icore -Iadapters"
+        $(pkg-config --cflags $PKGS) -Icore -Iadapters -Iserver"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -lm"
 mkdir -p "$OUT"
 
@@ -28,6 +28,8 @@ sources() { # the project sources a target links
     safetensors) echo core/safetensors.c core/common.c core/fs.c ;;
     tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
+    http_head) echo server/gate.c core/common.c ;;
+    multipart) echo server/multipart.c core/common.c ;;
     esac
 }
 
@@ -52,6 +54,19 @@ for i, d in enumerate(dirs):
     h = open(d + "/head_config.json", "rb").read() if os.path.exists(d + "/head_config.json") else None
     for k, tail in enumerate([b"", b"\0[\"neg\", \"pos\"]"] + ([b"\0\0" + h, b"\0[\"a\", \"b\"]\0" + h] if h else [])):
         open("%s/%s-%d" % (sys.argv[1], os.path.basename(d), k), "wb").write(bytes([i]) + c + tail)' "$2" ;;
+    http_head) python3 tests/e2e/test_hostile.py --dump-corpus "$2" >/dev/null ;;
+    multipart) # the hostile suite's multipart requests: boundary, '\n', body
+        d=$(mktemp -d)
+        python3 tests/e2e/test_hostile.py --dump-corpus "$d" >/dev/null
+        python3 -c 'import os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+for f in os.listdir(src):
+    raw = open(os.path.join(src, f), "rb").read()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    m = re.search(rb"boundary=\"?([^\";\r\n]{1,70})", head)
+    if m:
+        open(os.path.join(dst, f), "wb").write(m.group(1) + b"\n" + body)' "$d" "$2"
+        rm -rf "$d" ;;
     esac
 }
 

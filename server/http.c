@@ -2,11 +2,14 @@
  * replies, parking. See http.h for the order of checks and the threading model. */
 #include "http.h"
 
+#include "gate.h"
 #include "jsonio.h"
+#include "multipart.h"
 #include "log.h"
 
 #include <microhttpd.h>
 
+#include <malloc.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <string.h>
@@ -19,6 +22,8 @@ struct pd_http {
     struct MHD_Daemon *daemon;
     atomic_int active;      /* requests between their first callback and completion */
     atomic_int parked;      /* suspended connections */
+    atomic_int open;        /* connections libmicrohttpd holds */
+    pd_gate *gate;          /* the listening socket and the first request's head (gate.h) */
 };
 
 /* ==== Routing ==== */
@@ -37,10 +42,14 @@ static int match(const char *tpl, const char *url, pd_req *r) {
         PD_ASSERT(close);
         int file = close - t == 5 && !strncmp(t, "{file", 5);
         char *dst = file ? r->file : r->name;
-        size_t cap = file ? sizeof r->file : sizeof r->name, n = strcspn(u, "/");
-        if (n == 0 || n >= cap) return 0;
-        memcpy(dst, u, n);
-        dst[n] = 0;
+        size_t cap = file ? sizeof r->file : sizeof r->name, n = strcspn(u, "/"), k = n;
+        if (n == 0) return 0;
+        if (n >= cap) { /* still this route: a name too long is a bad name, not "no route" */
+            k = cap - 1;
+            r->long_capture = file ? 2 : 1;
+        }
+        memcpy(dst, u, k);
+        dst[k] = 0;
         u += n;
         t = close + 1;
     }
@@ -48,9 +57,35 @@ static int match(const char *tpl, const char *url, pd_req *r) {
 }
 
 static int find_route(const pd_http *h, const char *url, pd_req *r) {
-    for (int i = 0; i < h->c.n_routes; i++)
+    for (int i = 0; i < h->c.n_routes; i++) {
+        r->long_capture = 0;
         if (h->c.routes[i].path && match(h->c.routes[i].path, url, r)) return i;
+    }
+    r->long_capture = 0;
     return -1;
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* MHD_OPTION_UNESCAPE_CALLBACK: percent-decodes the path in place as libmicrohttpd would, but
+ * leaves "%00" as it is: a decoded NUL would end the C string there, and
+ * "/adapters/x/files/adapter_config.json%00.txt" would name adapter_config.json. Kept
+ * literally, the '%' makes the name invalid (400) or the file unknown (404). */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    char *w = s;
+    for (const char *p = s; *p;) {
+        int hi = p[0] == '%' ? hex_digit(p[1]) : -1, lo = hi >= 0 ? hex_digit(p[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
 }
 
 static const pd_method_def *find_method(const pd_route_def *d, const char *method) {
@@ -193,6 +228,22 @@ static void utf8_scrub(char *s) {
     }
 }
 
+/* A server-side failure is told without the server's paths (a temporary name in one holds the
+ * PID): each absolute path in msg becomes "[path]" in out. */
+static void hide_paths(const char *msg, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *p = msg; *p && k + 7 < cap;) {
+        if (*p == '/' && (p == msg || strchr(" \"'(=", p[-1]))) {
+            while (*p && !strchr(" :\"'),", *p)) p++;
+            memcpy(out + k, "[path]", 6);
+            k += 6;
+        } else {
+            out[k++] = *p++;
+        }
+    }
+    out[k] = 0;
+}
+
 void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -200,6 +251,14 @@ void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     utf8_scrub(msg);
+    if (status >= 500) {
+        char shown[1024];
+        hide_paths(msg, shown, sizeof shown);
+        if (strcmp(shown, msg)) {
+            pd_log("warn", msg, ""); /* the whole story for the operator */
+            memcpy(msg, shown, sizeof msg);
+        }
+    }
     cJSON *e = pd_json_error(code, msg);
     char *txt = e ? pd_json_print(e) : NULL;
     cJSON_Delete(e);
@@ -283,29 +342,10 @@ static int authorized(pd_req *r) {
 
 /* ==== Bodies ==== */
 
-static int part_append(pd_part *p, const char *data, size_t n) {
-    if (!n) return 0;
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 4096;
-        while (cap < p->len + n + 1) cap *= 2;
-        char *q = realloc(p->data, cap);
-        if (!q) return -1;
-        p->data = q;
-        p->cap = cap;
-    }
-    memcpy(p->data + p->len, data, n);
-    p->len += n;
-    p->data[p->len] = 0;
-    return 0;
-}
-
-/* MHD's multipart iterator: collects the known fields; the first unknown or repeated field is
- * remembered and answered with 400 once the body is complete. */
-static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                               const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
-                               size_t size) {
-    pd_req *r = cls;
-    if (r->part_error[0] || !key) return MHD_YES;
+/* pd_multipart_parse's callback: each part goes to its field (parts point into the body); an
+ * unknown or repeated field (an empty first copy included) stops the parse. */
+static int on_part(void *arg, const char *key, char *data, size_t len, char *err, size_t errlen) {
+    pd_req *r = arg;
     const char *const *names = r->def->parts;
     int id = -1;
     for (int i = 0; names && names[i] && i < PD_PARTS_MAX; i++)
@@ -316,35 +356,25 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         list[0] = 0;
         for (int i = 0; names && names[i] && k < sizeof list; i++)
             k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", names[i]);
-        snprintf(r->part_error, sizeof r->part_error, "unknown form field \"%.40s\" (expected %s)", key, list);
-        return MHD_YES;
+        snprintf(err, errlen, "unknown form field \"%.40s\" (expected %s)", key, list);
+        return -1;
     }
     pd_part *p = &r->parts[id];
-    int starts = id != r->last_part || (off == 0 && p->len > 0);
-    if (starts) {
-        if (p->seen) {
-            snprintf(r->part_error, sizeof r->part_error, "form field \"%s\" is given twice", key);
-            return MHD_YES;
-        }
-        p->seen = 1;
-        r->last_part = id;
+    if (p->seen) {
+        snprintf(err, errlen, "form field \"%s\" is given twice", key);
+        return -1;
     }
-    if (part_append(p, data, size)) {
-        snprintf(r->part_error, sizeof r->part_error, "out of memory");
-        return MHD_YES;
-    }
-    return MHD_YES;
+    p->seen = 1;
+    p->data = data;
+    p->len = len;
+    return 0;
 }
 
 static void free_body(pd_req *r) {
     free(r->body);
     r->body = NULL;
     r->body_len = r->body_cap = 0;
-    for (int i = 0; i < PD_PARTS_MAX; i++) {
-        free(r->parts[i].data);
-        r->parts[i].data = NULL;
-        r->parts[i].len = r->parts[i].cap = 0;
-    }
+    memset(r->parts, 0, sizeof r->parts); /* they pointed into the body */
 }
 
 /* Takes n more body bytes. Returns MHD_NO to drop a client that keeps sending far past the
@@ -359,7 +389,7 @@ static enum MHD_Result consume(pd_req *r, const char *data, size_t n) {
         }
         return r->received > 2 * max + (1u << 20) ? MHD_NO : MHD_YES;
     }
-    if (r->body_kind == PD_BODY_JSON) {
+    if (r->body_kind == PD_BODY_JSON || r->body_kind == PD_BODY_MULTIPART) {
         if (r->body_len + n + 1 > r->body_cap) {
             size_t cap = r->body_cap ? r->body_cap : 4096;
             while (cap < r->body_len + n + 1) cap *= 2;
@@ -375,9 +405,6 @@ static enum MHD_Result consume(pd_req *r, const char *data, size_t n) {
         memcpy(r->body + r->body_len, data, n);
         r->body_len += n;
         r->body[r->body_len] = 0;
-    } else if (r->body_kind == PD_BODY_MULTIPART && r->pp && !r->part_error[0]) {
-        if (MHD_post_process(r->pp, data, n) != MHD_YES && !r->part_error[0])
-            snprintf(r->part_error, sizeof r->part_error, "malformed multipart/form-data body");
     }
     return MHD_YES;
 }
@@ -418,6 +445,14 @@ static void begin(pd_req *r, const char *url, const char *method) {
                                                         : "this route needs \"Authorization: Bearer <key>\"");
         return;
     }
+    if (r->long_capture == 2) {
+        pd_req_error(r, 404, "not_found", "no such file: the name is longer than %zu bytes", sizeof r->file - 1);
+        return;
+    }
+    if (r->long_capture) {
+        pd_req_error(r, 400, "invalid_input", "the name in the path is longer than %zu bytes", sizeof r->name - 1);
+        return;
+    }
     r->body_kind = m->body;
     const char *ct = pd_req_get_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (m->body == PD_BODY_EITHER) r->body_kind = ct && media_type_is(ct, "multipart/form-data") ? PD_BODY_MULTIPART : PD_BODY_JSON;
@@ -441,24 +476,19 @@ static void begin(pd_req *r, const char *url, const char *method) {
             return;
         }
     }
-    if (r->body_kind == PD_BODY_MULTIPART) {
-        r->last_part = -1;
-        r->pp = MHD_create_post_processor(r->conn, 64 * 1024, on_part, r);
-        if (!r->pp) {
-            pd_req_error(r, 400, "invalid_input", "multipart/form-data body without a usable boundary");
-            return;
-        }
+    if (r->body_kind == PD_BODY_MULTIPART && pd_multipart_boundary(ct, r->boundary, sizeof r->boundary) < 0) {
+        pd_req_error(r, 400, "invalid_input", "multipart/form-data without a usable boundary (1 to %d characters)", PD_MP_BOUNDARY_MAX);
+        return;
     }
 }
 
 /* Last callback of a request's upload: the body is complete. */
 static void dispatch(pd_req *r) {
     const pd_http_config *s = &r->http->c;
-    if (r->pp) {
-        if (MHD_destroy_post_processor(r->pp) != MHD_YES && !r->part_error[0] && !r->too_large)
-            snprintf(r->part_error, sizeof r->part_error, "truncated multipart/form-data body");
-        r->pp = NULL;
-    }
+    if (r->body_kind == PD_BODY_MULTIPART && !r->too_large &&
+        pd_multipart_parse(r->body ? r->body : (char[1]){0}, r->body_len, r->boundary, on_part, r, r->part_error, sizeof r->part_error) ==
+            PD_OK)
+        r->part_error[0] = 0;
     if (r->too_large) {
         pd_req_error(r, 413, "too_large", "the body exceeds %zu bytes (--max-body-mb %d)", s->max_body, s->max_body_mb);
         return;
@@ -484,6 +514,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0 = pd_now();
         r->route = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
+        /* absolute-form (RFC 9112 3.2.2): "http://host/path" asks for "/path" */
+        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+            const char *s = strchr(strstr(url, "://") + 3, '/');
+            url = s ? s : "/";
+        }
         snprintf(r->path, sizeof r->path, "%s", url);
         atomic_fetch_add(&h->active, 1);
         begin(r, url, method);
@@ -528,17 +563,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status = r->replied ? r->status : 499; /* 499: the client went away first */
     if (h->c.completed) h->c.completed(h->c.app, r->route, status, dt);
     pd_log_request(r->method, r->path, status, r->log_adapter, r->log_version, r->tokens, dt);
-    if (r->pp) MHD_destroy_post_processor(r->pp);
     if (r->ctx_free) r->ctx_free(r->ctx);
     free_body(r);
+    size_t big = r->received;
     free(r);
     atomic_fetch_sub(&h->active, 1);
+#ifdef __GLIBC__
+    /* After a big body (its buffer, its parsed tree, its tokens), give the freed pages back:
+     * glibc keeps them in the arena of whichever thread freed them, so RSS would otherwise
+     * stay at the burst's peak. A few milliseconds, only for bodies of 1 MiB or more. */
+    if (big >= ((size_t)1 << 20)) malloc_trim(0);
+#endif
 }
 
 /* Tells the server of opened and closed client connections. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
     pd_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED || code == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_add(&h->open, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (h->c.connection && (code == MHD_CONNECTION_NOTIFY_STARTED || code == MHD_CONNECTION_NOTIFY_CLOSED))
         h->c.connection(h->c.app, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
@@ -552,6 +595,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ==== Daemon ==== */
+
+static int gate_open_now(void *arg) { return atomic_load(&((pd_http *)arg)->open); }
+
+static void gate_waiting(void *arg, int delta) {
+    pd_http *h = arg;
+    if (h->c.connection) h->c.connection(h->c.app, delta);
+}
+
+static int gate_handoff(void *arg, int fd, const struct sockaddr *addr, socklen_t len) {
+    return MHD_add_connection(((pd_http *)arg)->daemon, fd, addr, len) == MHD_YES ? 0 : -1;
+}
 
 pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char *err, size_t errlen) {
     *out = NULL;
@@ -570,13 +624,14 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
     h->c = *c;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* the gate listens and hands connections over (MHD_add_connection needs MHD_USE_ITC) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     const unsigned poll_modes[2] = {MHD_USE_EPOLL, MHD_USE_POLL};
     for (int i = 0; i < 2 && !h->daemon; i++) {
         h->daemon = MHD_start_daemon(flags | poll_modes[i], (uint16_t)c->port, NULL, NULL, on_request, h,
                                      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-                                     MHD_OPTION_SOCK_ADDR, res->ai_addr,
+                                     MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
                                      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                                      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
@@ -585,20 +640,29 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
                                      MHD_OPTION_END);
     }
-    freeaddrinfo(res);
+    pd_status st = PD_OK;
+    char e2[200];
     if (!h->daemon) {
-        free(h);
-        return pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available)", c->host, c->port);
+        st = pd_err(err, errlen, PD_ERR_IO, "cannot start libmicrohttpd");
+    } else {
+        pd_gate_config gc = {res->ai_addr, res->ai_addrlen, c->max_connections, (long long)c->max_body, gate_open_now, gate_waiting,
+                              gate_handoff, h};
+        if (pd_gate_start(&gc, &h->gate, port, e2, sizeof e2))
+            st = pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available: %s)", c->host, c->port, e2);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port : c->port;
+    freeaddrinfo(res);
+    if (st) {
+        if (h->daemon) MHD_stop_daemon(h->daemon);
+        free(h);
+        return st;
+    }
     *out = h;
     return PD_OK;
 }
 
 void pd_http_stop(pd_http *h) {
     if (!h) return;
-    MHD_socket fd = MHD_quiesce_daemon(h->daemon); /* the listening socket is ours to close now */
+    pd_gate_stop(h->gate); /* no new connections */
     /* In-flight requests finish: parked ones always do (the scheduler and the workers drain),
      * others get 10 s (a client that stalls mid-upload must not hold the shutdown forever). */
     double t0 = pd_now();
@@ -607,6 +671,5 @@ void pd_http_stop(pd_http *h) {
         usleep(2000);
     }
     MHD_stop_daemon(h->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
     free(h);
 }

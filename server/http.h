@@ -9,6 +9,10 @@
  * queues the response. So hundreds of open connections need no more threads, and nothing slow
  * runs on an event-loop thread.
  *
+ * Connections come through the gate (gate.h): it listens, answers past --max-connections with
+ * 503 + Retry-After, refuses a first request head libmicrohttpd would get wrong or RFC 9112
+ * refuses (400/413/501), and hands the rest over with MHD_add_connection.
+ *
  * Order of checks for every request, before any body byte is buffered: route (404), method
  * (405 + Allow), readiness (503 + Retry-After), API key (401), Content-Type (415),
  * Content-Length against the body limit (413). Bodies are counted while they stream; a body
@@ -94,8 +98,8 @@ void pd_http_stop(pd_http *h);
 /* ==== Requests ==== */
 
 typedef struct pd_part {
-    char *data;
-    size_t len, cap;
+    char *data;               /* into the request's body, NUL-terminated (multipart.h) */
+    size_t len;
     int seen;
 } pd_part;
 
@@ -109,6 +113,7 @@ struct pd_req {
     char path[512];           /* truncated copy, for the log */
     char name[80];            /* {name} / {id} from the path, percent-decoded */
     char file[160];           /* {file} from the path */
+    int long_capture;         /* 1: {name}/{id}, 2: {file} was longer than its field (answered 400 / 404) */
     double t0;
     /* body */
     pd_body_kind body_kind;
@@ -116,10 +121,9 @@ struct pd_req {
     size_t body_len, body_cap;
     size_t received;          /* every body byte seen, buffered or not */
     int too_large;
-    struct MHD_PostProcessor *pp;
+    char boundary[72];        /* multipart: the Content-Type's boundary (at most 70) */
     pd_part parts[PD_PARTS_MAX]; /* multipart: in the order of def->parts */
-    int last_part;            /* index of the part being received, -1 none */
-    char part_error[160];     /* first multipart problem (unknown or repeated field) */
+    char part_error[160];     /* the multipart problem (malformed, unknown or repeated field) */
     /* state */
     int replied;              /* a response is queued */
     int fatal;                /* no response could be queued: close the connection */

@@ -151,7 +151,3 @@ cJSON *pd_json_error(const char *code, const char *message) {
     }
     return o;
 }
-
-char *pd_json_print(const cJSON *v) {
-    return cJSON_PrintUnformatted(v);
-}

@@ -26,7 +26,4 @@ cJSON *pd_json_result(const pd_item *it, int return_logits, int top_k);
 /* {"error": {"code": code, "message": message}} */
 cJSON *pd_json_error(const char *code, const char *message);
 
-/* Prints a tree compactly into a malloc'd string (NULL when out of memory). */
-char *pd_json_print(const cJSON *v);
-
 #endif

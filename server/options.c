@@ -26,6 +26,9 @@ const pd_opt_def pd_serve_opt_defs[] = {
     {"max-queue", PD_OPT_INT, "1024", SO(max_queue), 1, 1 << 24, "inputs waiting or running; beyond it 503 with Retry-After"},
     {"batch-wait-ms", PD_OPT_INT, "2", SO(batch_wait_ms), 0, 10000, "longest wait of the first waiting input for others to share its batch (none when every open connection is already queued)"},
     {"train-threads", PD_OPT_INT, "1", SO(train_threads), 1, 1024, "training jobs run at once (each on the compute pool)"},
+    {"max-train-mb", PD_OPT_INT, "2048", SO(max_train_mb), 1, 1 << 20, "memory a training job's adapter may take (parameters, gradients, optimizer), estimated before it starts; beyond it 422"},
+    {"keep-jobs", PD_OPT_INT, "1000", SO(keep_jobs), 1, 1 << 24, "finished training jobs kept (GET /jobs, DATA_DIR/.jobs); older ones are forgotten"},
+    {"keep-jobs-hours", PD_OPT_INT, "168", SO(keep_jobs_hours), 0, 1 << 20, "finished training jobs are forgotten this long after they end; 0 = no time limit"},
     {"max-connections", PD_OPT_INT, "1024", SO(max_connections), 1, 1 << 20, "concurrent client connections"},
     {"dtype", PD_OPT_STR, "fp32", SO(dtype), 0, 0, "the base's weights: fp32, bf16 or int8 (packed once at load; adapters and training stay fp32)"},
 };

@@ -42,6 +42,9 @@ typedef struct pd_serve_opts {
     int max_queue;
     int batch_wait_ms;
     int train_threads;        /* training jobs run at once */
+    int max_train_mb;         /* a training job's trainable state, estimated before it is built */
+    int keep_jobs;            /* finished training jobs kept */
+    int keep_jobs_hours;      /* 0 = no time limit */
     int max_connections;
     const char *dtype;        /* of the base's linear weights: "fp32", "bf16" or "int8" */
 } pd_serve_opts;

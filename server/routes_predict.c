@@ -242,6 +242,7 @@ static void prepare_and_submit(pd_req *r) {
     pd_status st = pd_sched_submit(r->srv->sched, &c->pred);
     if (st) {
         r->async_st = st;
+        r->tokens = 0; /* none computed: the log must not count them */
         if (st == PD_ERR_BUSY)
             snprintf(r->async_err, sizeof r->async_err, "the queue is full (--max-queue %d inputs); retry later", r->srv->opt.max_queue);
         else

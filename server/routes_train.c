@@ -23,7 +23,7 @@ static void submit_task(void *arg) {
     pd_train_spec *spec = NULL;
     r->async_st = pd_train_spec_parse(r->srv->model, r->srv->reg, body ? body : "", body ? len : 0,
                                       tr->seen ? (tr->data ? tr->data : "") : NULL, tr->len, ev->seen ? (ev->data ? ev->data : "") : NULL,
-                                      ev->len, NULL, &spec, r->async_err, sizeof r->async_err);
+                                      ev->len, NULL, (size_t)r->srv->opt.max_train_mb << 20, &spec, r->async_err, sizeof r->async_err);
     if (!r->async_st) {
         snprintf(r->log_adapter, sizeof r->log_adapter, "%s", spec->adapter);
         r->async_st = pd_trainer_submit(r->srv->trainer, spec, r->name, sizeof r->name, r->async_err, sizeof r->async_err);

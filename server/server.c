@@ -184,6 +184,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     s->trainer = pd_trainer_new(s->model, s->reg, pd_sched_pool(s->sched), o->data_dir, o->train_threads);
     if (!s->trainer) { st = pd_err(err, errlen, PD_ERR_IO, "cannot start the trainer (--data-dir %s/.jobs)", o->data_dir); goto fail; }
     pd_trainer_set_yield(s->trainer, inference_busy, s->sched);
+    pd_trainer_set_retention(s->trainer, o->keep_jobs, o->keep_jobs_hours * 3600.0);
     if (pthread_create(&s->sync_thread, NULL, sync_main, s)) {
         st = pd_err(err, errlen, PD_ERR_IO, "cannot start the sync thread");
         goto fail;

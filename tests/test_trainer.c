@@ -28,6 +28,7 @@ static char err[1024];
 /* The trainer under test and what parsing a request needs: set by new_trainer. */
 static const pd_model *g_base;
 static pd_registry *g_reg;
+static size_t g_max_bytes; /* pd_train_spec_parse's budget; 0 = none */
 
 static pd_trainer *new_trainer(const pd_model *m, pd_registry *reg, pd_pool *pool, const char *dir, int threads) {
     g_base = m;
@@ -41,7 +42,7 @@ static pd_status submit(pd_trainer *t, const cJSON *r, const char *train_jsonl, 
     char *txt = cJSON_PrintUnformatted(r);
     pd_train_spec *spec = NULL;
     pd_status st = pd_train_spec_parse(g_base, g_reg, txt, strlen(txt), train_jsonl, train_jsonl ? strlen(train_jsonl) : 0, NULL, 0,
-                                       NULL, &spec, err, sizeof err);
+                                       NULL, g_max_bytes, &spec, err, sizeof err);
     free(txt);
     if (!st) st = pd_trainer_submit(t, spec, id, cap, err, sizeof err);
     return st;
@@ -493,6 +494,19 @@ static void test_validation(pd_trainer *t) {
     cJSON_AddItemToObject(r, "train", cJSON_Parse("[{\"question\": \"where?\", \"context\": \"in the house\", \"answer\": {\"text\": \"house\", \"start\": 7}},"
                                                   " {\"question\": \"where?\", \"context\": \"in the park\", \"answer\": {\"text\": \"park\", \"start\": 3}}]"));
     expect_reject(t, r, NULL, PD_ERR_MISMATCH, "train[1].answer", "not in the context");
+    /* the cost, estimated from the config before the adapter is built (bert_cls_f32: hidden 32) */
+    g_max_bytes = (size_t)16 << 20;
+    r = request("v1", "bottleneck", "classification", "{\"reduction_factor\": 1e-9}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 1));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "config", "the limit is 16 MiB");
+    r = request("v1", "lora", "classification", "{\"r\": 8, \"rank_pattern\": {\"query\": 1000000}}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 1));
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "config", "--max-train-mb");
+    g_max_bytes = 0;
+    r = request("v1", "lora", "classification", NULL);
+    cJSON_AddItemToObject(r, "train", cls_examples(2000, 1));
+    cJSON_AddNumberToObject(r, "epochs", 100000);
+    expect_reject(t, r, NULL, PD_ERR_MISMATCH, "epochs", "the limit is 1e+08");
     /* hyperparameters out of range */
     r = request("v1", "lora", "classification", "{\"r\": 0}");
     cJSON_AddItemToObject(r, "train", cls_examples(4, 1));
@@ -1014,6 +1028,62 @@ static void test_old_layout(const pd_model *m, pd_pool *pool) {
     rm_tree(d2);
 }
 
+/* Finished jobs beyond pd_trainer_set_retention's limits are forgotten, records and directories,
+ * oldest first; the newest stays even past the time limit, so ids count on after a restart. */
+static int n_listed(pd_trainer *t) {
+    cJSON *list = jobs_list(t);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(list, "jobs"));
+    cJSON_Delete(list);
+    return n;
+}
+
+static int job_dir_exists(const char *d, int k) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/.jobs/j-%d", d, k);
+    return access(p, F_OK) == 0;
+}
+
+static void test_retention(const pd_model *m, pd_pool *pool) {
+    char d[] = "/tmp/pd_trainer_keep_XXXXXX";
+    if (!mkdtemp(d)) { CHECK(0); return; }
+    pd_registry *reg = NULL;
+    CHECK(pd_registry_open(m, NULL, 0, &reg, err, sizeof err) == PD_OK);
+    pd_trainer *t = new_trainer(m, reg, pool, d, 1);
+    pd_trainer_set_retention(t, 2, 0);
+    char id[32];
+    for (int k = 1; k <= 5; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "keep-%d", k);
+        cJSON *r = request(name, "lora", "classification", "{\"r\": 2}");
+        cJSON_AddItemToObject(r, "train", cls_examples(16, (uint64_t)k));
+        CHECKF(submit(t, r, NULL, id, sizeof id) == PD_OK, "submit %d: %s", k, err);
+        cJSON_Delete(r);
+        cJSON_Delete(wait_job(t, id, 300));
+    }
+    /* the last job's status says succeeded a moment before its end is recorded */
+    for (int i = 0; i < 500 && n_listed(t) != 2; i++) sleep_ms(10);
+    CHECKF(n_listed(t) == 2, "kept 2 of 5 finished jobs: %d listed", n_listed(t));
+    cJSON *j = job_get(t, "j-1");
+    CHECK(j == NULL);
+    cJSON_Delete(j);
+    CHECK(!job_dir_exists(d, 1) && !job_dir_exists(d, 3) && job_dir_exists(d, 4) && job_dir_exists(d, 5));
+    pd_trainer_free(t);
+    /* a restart with a time limit: the newest stays, and the next id counts on from it */
+    t = new_trainer(m, reg, pool, d, 1);
+    CHECK(n_listed(t) == 2);
+    sleep_ms(20);
+    pd_trainer_set_retention(t, 100, 0.01);
+    CHECKF(n_listed(t) == 1 && !job_dir_exists(d, 4) && job_dir_exists(d, 5), "time limit: %d listed", n_listed(t));
+    cJSON *r = request("keep-6", "lora", "classification", "{\"r\": 2}");
+    cJSON_AddItemToObject(r, "train", cls_examples(16, 6));
+    CHECKF(submit(t, r, NULL, id, sizeof id) == PD_OK && !strcmp(id, "j-6"), "next id after forgetting: %s", id);
+    cJSON_Delete(r);
+    cJSON_Delete(wait_job(t, id, 300));
+    pd_trainer_free(t);
+    pd_registry_free(reg);
+    rm_tree(d);
+}
+
 int main(void) {
     test_adamw();
     test_schedule();
@@ -1054,6 +1124,7 @@ int main(void) {
     test_resume(m, pool);
     test_continue(m, pool);
     test_old_layout(m, pool);
+    test_retention(m, pool);
     pd_pool_free(pool);
     pd_model_free(m);
     pd_model_free(mqa);

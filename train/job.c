@@ -219,6 +219,8 @@ pd_train_job *pd_train_job_frozen(cJSON *state, pd_job_status status) {
     cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc");
     cJSON_DeleteItemFromObjectCaseSensitive(state, "loss_acc_n");
     j->frozen = state;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(state, "finished_at");
+    if (cJSON_IsNumber(f)) j->finished_at = f->valuedouble;
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(state, "adapter");
     if (cJSON_IsString(a)) snprintf(j->adapter, sizeof j->adapter, "%s", a->valuestring);
     return j;

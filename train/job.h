@@ -33,6 +33,7 @@ typedef struct pd_train_job {
     /* progress: guarded by the trainer's lock */
     pd_job_status status;
     int hold;                /* queued but not yet on disk: workers skip it */
+    int ended;               /* finished and its end recorded (job.json, files): the record may be forgotten */
     long step;
     double ex_per_s, eta_s;
     long *loss_step;

@@ -183,6 +183,65 @@ static pd_status check_config(pd_method m, const cJSON *c, const pd_config *cf, 
     return PD_OK;
 }
 
+/* ==== Cost ==== */
+
+/* Bytes a trainable parameter costs while its job runs: the fp32 value, its gradient, AdamW's m
+ * and v, the snapshot a publish makes, and the file image the adapter is first built from. */
+#define BYTES_PER_PARAM 24
+/* epochs x examples: what one job may ask of the queue (docs/TRAINING.md) */
+#define MAX_EXAMPLE_PASSES 1e8
+
+/* An upper bound on the trainable parameters of a new adapter of method m with config c (its
+ * ranges already checked) on a base of shape cf, with a classification head of num_labels
+ * outputs (0: none), from the config alone: nothing is allocated. LoRA counts every linear of
+ * every layer at its largest rank (r or any rank_pattern value). */
+static double fresh_params(pd_method m, const cJSON *c, const pd_config *cf, int num_labels) {
+    double H = cf->hidden, F = cf->ffn, L = cf->layers, head = num_labels > 0 ? H * H + H + H * num_labels + num_labels : 0;
+    const cJSON *v;
+    switch (m) {
+    case PD_METHOD_LORA: {
+        double r = cJSON_IsNumber(v = pd_json_get(c, "r")) ? v->valuedouble : 8;
+        const cJSON *rp = pd_json_get(c, "rank_pattern"), *it;
+        if (cJSON_IsObject(rp)) cJSON_ArrayForEach(it, rp) if (cJSON_IsNumber(it) && it->valuedouble > r) r = it->valuedouble;
+        return head + r * (4 * (H + H) + 2 * (H + F)) * L; /* (in + out) x r per linear */
+    }
+    case PD_METHOD_IA3:
+        return head + (2 * H + F) * L;
+    case PD_METHOD_PROMPT:
+    case PD_METHOD_PREFIX: {
+        double nv = cJSON_IsNumber(v = pd_json_get(c, "num_virtual_tokens")) ? v->valuedouble : 20;
+        if (m == PD_METHOD_PROMPT) return head + nv * H;
+        double E = cJSON_IsNumber(v = pd_json_get(c, "encoder_hidden_size")) ? v->valuedouble : H;
+        if (cJSON_IsTrue(pd_json_get(c, "prefix_projection"))) return head + nv * H + H * E + E + E * 2 * H * L + 2 * H * L;
+        return head + nv * 2 * H * L;
+    }
+    case PD_METHOD_BOTTLENECK: {
+        double rf = cJSON_IsNumber(v = pd_json_get(c, "reduction_factor")) ? v->valuedouble : 16;
+        double w = floor(H / rf);
+        if (w < 1) w = 1;
+        v = pd_json_get(c, "architecture");
+        double per = cJSON_IsString(v) && !strcmp(v->valuestring, "double_seq_bn") ? 2 : 1;
+        return head + per * L * (2 * H * w + w + H);
+    }
+    }
+    return head;
+}
+
+/* Refuses a job whose trainable state would pass max_bytes (0: no limit), or whose epochs x
+ * examples pass MAX_EXAMPLE_PASSES, before anything is built: PD_ERR_MISMATCH naming the
+ * estimate and the limit. params: fresh_params, or a continued adapter's own. */
+static pd_status check_cost(double params, long epochs, int n_examples, size_t max_bytes, char *err, size_t errlen) {
+    double bytes = params * BYTES_PER_PARAM, mib = 1024.0 * 1024.0;
+    if (max_bytes && bytes > (double)max_bytes)
+        return pd_err(err, errlen, PD_ERR_MISMATCH,
+                      "config: the adapter would have up to %.3g trainable parameters, about %.0f MiB while it trains; "
+                      "the limit is %.0f MiB (--max-train-mb)", params, bytes / mib, (double)max_bytes / mib);
+    if ((double)epochs * n_examples > MAX_EXAMPLE_PASSES)
+        return pd_err(err, errlen, PD_ERR_MISMATCH, "epochs: %ld epochs x %d examples = %.3g example passes; the limit is %.0e",
+                      epochs, n_examples, (double)epochs * n_examples, MAX_EXAMPLE_PASSES);
+    return PD_OK;
+}
+
 /* ==== Examples ==== */
 
 /* Parses JSON Lines text into a JSON array (blank lines skipped). The index in messages counts
@@ -191,7 +250,7 @@ static pd_status jsonl_parse(const char *what, const char *text, size_t len, cJS
     *out = NULL;
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
-    size_t pos = 0;
+    size_t pos = 0, cost = 0;
     int idx = 0, line = 0;
     while (pos < len) {
         size_t e = pos;
@@ -202,12 +261,22 @@ static pd_status jsonl_parse(const char *what, const char *text, size_t len, cJS
         while (b > a && isspace((unsigned char)text[b - 1])) b--;
         pos = e + 1;
         if (a == b) continue;
-        const char *end = NULL;
-        cJSON *v = cJSON_ParseWithLengthOpts(text + a, b - a, &end, 0);
-        if (!v || end != text + b) {
-            cJSON_Delete(v);
+        /* Strict, and within one budget for the whole file (not one per line). */
+        pd_json_stats js;
+        char jerr[160];
+        if (pd_json_check(text + a, b - a, &js, jerr, sizeof jerr)) {
             cJSON_Delete(arr);
-            return pd_err(err, errlen, PD_ERR_INVALID, "%s[%d]: line %d is not valid JSON", what, idx, line);
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s[%d]: line %d: %s", what, idx, line, jerr);
+        }
+        if ((cost += js.cost) > PD_JSON_COST(len)) {
+            cJSON_Delete(arr);
+            return pd_err(err, errlen, PD_ERR_TOO_LARGE, "%s: %zu bytes of JSON Lines would take more than %zu MiB to parse",
+                          what, len, PD_JSON_COST(len) >> 20);
+        }
+        cJSON *v = cJSON_ParseWithLengthOpts(text + a, b - a, NULL, 0);
+        if (!v) {
+            cJSON_Delete(arr);
+            return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
         }
         cJSON_AddItemToArray(arr, v);
         if (++idx > MAX_EXAMPLES) {
@@ -562,7 +631,7 @@ static char *jsonl_print(const cJSON *arr) {
 
 pd_status pd_train_spec_parse(const pd_model *base, pd_registry *reg, const char *json, size_t len, const char *train_jsonl,
                               size_t train_len, const char *eval_jsonl, size_t eval_len, const char *source_dir,
-                              pd_train_spec **out, char *err, size_t errlen) {
+                              size_t max_bytes, pd_train_spec **out, char *err, size_t errlen) {
     *out = NULL;
     const pd_config *cf = pd_model_config(base);
     cJSON *req = NULL, *train = NULL, *eval = NULL, *spec_out = NULL;
@@ -716,6 +785,10 @@ pd_status pd_train_spec_parse(const pd_model *base, pd_registry *reg, const char
         if (j->num_labels < 2)
             FAIL(PD_ERR_MISMATCH, "labels: a classifier needs at least 2 labels (the training data has %d)", j->num_labels);
     }
+    /* -- its cost, before the adapter is built or an example tokenized -- */
+    TRY(check_cost(j->fresh ? fresh_params(j->method, config, cf, task == PD_TASK_CLS ? j->num_labels : 0)
+                            : (double)pd_adapter_bytes(src) / sizeof(float),
+                   j->epochs, cJSON_GetArraySize(train), max_bytes, err, errlen));
     /* -- the adapter -- */
     if (j->fresh) {
         char e2[400];

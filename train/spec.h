@@ -63,10 +63,14 @@ typedef struct pd_train_spec {
  *   PD_ERR_MISMATCH  well-formed but unusable values: unknown labels, answers not in their
  *                    context, hyperparameters out of range, empty data
  *   PD_ERR_NOT_FOUND "method" omitted and the adapter does not exist
- *   PD_ERR_TOO_LARGE more than 10,000,000 examples; PD_ERR_UNSUPPORTED, PD_ERR_NOMEM. */
+ *   PD_ERR_TOO_LARGE more than 10,000,000 examples; PD_ERR_UNSUPPORTED, PD_ERR_NOMEM.
+ * The cost is checked before the adapter is built or any example tokenized (PD_ERR_MISMATCH
+ * naming the estimate and the limit): the trainable state, estimated from the config and the
+ * base's shape at 24 bytes per parameter (value, gradient, AdamW m and v, a snapshot, the
+ * image it is built from), within max_bytes (0 = no limit); epochs x examples within 1e8. */
 pd_status pd_train_spec_parse(const pd_model *base, pd_registry *reg, const char *json, size_t len, const char *train_jsonl,
                               size_t train_len, const char *eval_jsonl, size_t eval_len, const char *source_dir,
-                              pd_train_spec **out, char *err, size_t errlen);
+                              size_t max_bytes, pd_train_spec **out, char *err, size_t errlen);
 void pd_train_spec_free(pd_train_spec *s); /* NULL is a no-op */
 
 /* Drops what only the job store needs once it has written it: the texts and the source. */

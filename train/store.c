@@ -272,6 +272,17 @@ void pd_train_store_finish(pd_train_store *s, const char *id) {
     pd_train_store_ckpt_prune(s, id, NULL);
 }
 
+void pd_train_store_remove(pd_train_store *s, const char *id) {
+    char jd[PATH_CAP], tmp[PATH_CAP + 32];
+    if (!s->dir || job_path(s, id, NULL, jd, sizeof jd)) return;
+    snprintf(tmp, sizeof tmp, "%s.tmp-rm-%ld", jd, (long)getpid());
+    if (rename(jd, tmp)) {
+        if (errno != ENOENT) fprintf(stderr, "peftd: trainer: cannot remove %s: %s\n", jd, strerror(errno));
+        return;
+    }
+    pd_fs_remove_tree(tmp);
+}
+
 /* ==== Start-up ==== */
 
 static int cmp_long(const void *a, const void *b) {

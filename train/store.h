@@ -61,6 +61,10 @@ void pd_train_store_ckpt_prune(pd_train_store *s, const char *id, const char *ke
 /* A finished job keeps job.json and spec.json; its data, source, lock and checkpoints go. */
 void pd_train_store_finish(pd_train_store *s, const char *id);
 
+/* Forgets a finished job: its directory goes (renamed to a temporary name first, so that a
+ * crash halfway leaves nothing that looks like a job). */
+void pd_train_store_remove(pd_train_store *s, const char *id);
+
 /* The job numbers on disk in increasing order (malloc'd into *nums); job directories being
  * created that are older than 10 minutes (left by a crash) are removed. */
 pd_status pd_train_store_list(pd_train_store *s, long **nums, int *n);

@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -46,6 +47,8 @@ struct pd_trainer {
     int (*waiting)(void *arg);/* guarded by lock */
     void *waiting_arg;
     int n_queued, n_running;  /* guarded by lock */
+    int keep;                 /* guarded by lock: finished jobs kept (pd_trainer_set_retention) */
+    double max_age;           /* guarded by lock: seconds a finished job is kept; 0 = no limit */
     uint64_t n_succeeded, n_failed, n_cancelled, n_steps;
 };
 
@@ -308,13 +311,51 @@ static void job_unlink(pd_trainer *t, pd_train_job *j) { /* caller holds t->lock
     }
 }
 
+/* Unlinks the finished jobs past the retention limits, oldest first: beyond the newest
+ * t->keep, and those that finished more than t->max_age seconds ago (but the newest job, whose
+ * number the next ids count from after a restart). Returns them as a list for jobs_forget.
+ * Caller holds t->lock. */
+static pd_train_job *jobs_expire(pd_trainer *t) {
+    int finished = 0;
+    for (const pd_train_job *j = t->jobs; j; j = j->next) finished += j->ended;
+    double now = wall_now();
+    pd_train_job *gone = NULL, **end = &gone;
+    for (pd_train_job *j = t->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (!j->ended) continue;
+        int old = t->max_age > 0 && j != t->tail && j->finished_at > 0 && now - j->finished_at > t->max_age;
+        if (finished <= t->keep && !old) continue;
+        job_unlink(t, j);
+        j->next = NULL;
+        *end = j;
+        end = &j->next;
+        finished--;
+    }
+    return gone;
+}
+
+/* Removes the directories of expired jobs and frees their records. Without the lock. */
+static void jobs_forget(pd_trainer *t, pd_train_job *gone) {
+    for (pd_train_job *nx; gone; gone = nx) {
+        nx = gone->next;
+        pd_train_store_remove(t->store, gone->id);
+        pd_train_job_free(gone);
+    }
+}
+
 /* A job that ended: job.json says how, its data and checkpoints go (the published versions are
- * in the registry), this process gives up its lock, and the memory it trained with is freed. */
+ * in the registry), this process gives up its lock, and the memory it trained with is freed.
+ * Finished jobs past the retention limits are forgotten. */
 static void job_ended(pd_trainer *t, pd_train_job *j) {
     job_save_state(t, j);
     pd_train_store_finish(t->store, j->id);
     pd_train_job_unlock(j);
     pd_train_job_drop_data(j); /* only the thread that ended the job touches its data */
+    pthread_mutex_lock(&t->lock);
+    j->ended = 1;
+    pd_train_job *gone = jobs_expire(t);
+    pthread_mutex_unlock(&t->lock);
+    jobs_forget(t, gone);
 }
 
 static void *worker_main(void *arg) {
@@ -365,7 +406,7 @@ static pd_status job_resume(pd_trainer *t, const char *id, const cJSON *state, p
     pd_status st = pd_train_store_read_spec(t->store, id, &d, err, errlen);
     if (st) return st;
     st = pd_train_spec_parse(t->base, t->reg, d.spec, d.spec_len, d.train ? d.train : "", d.train_len, d.eval, d.eval_len,
-                             d.source_dir[0] ? d.source_dir : NULL, &spec, e2, sizeof e2);
+                             d.source_dir[0] ? d.source_dir : NULL, 0 /* accepted when submitted */, &spec, e2, sizeof e2);
     pd_train_stored_clear(&d);
     if (st) return pd_err(err, errlen, st, "cannot resume: %s", e2);
     pd_train_spec_drop_texts(spec); /* on disk already */
@@ -393,7 +434,7 @@ static void job_load(pd_trainer *t, const char *id) {
     pd_train_job *j = NULL;
     int lock_fd = -1;
     if (status != PD_JOB_QUEUED && status != PD_JOB_RUNNING) {
-        j = pd_train_job_frozen(state, status);
+        if ((j = pd_train_job_frozen(state, status))) j->ended = 1;
     } else if ((lock_fd = pd_train_store_lock(t->store, id)) < 0) {
         /* a live process (a replica sharing the data dir) owns it: show it as its job.json says */
         j = pd_train_job_frozen(state, status);
@@ -426,6 +467,7 @@ pd_trainer *pd_trainer_new(const pd_model *base, pd_registry *reg, pd_pool *pool
     t->base = base;
     t->reg = reg;
     t->pool = pool;
+    t->keep = INT_MAX;
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cv, NULL);
     char err[512];
@@ -482,6 +524,15 @@ void pd_trainer_set_yield(pd_trainer *t, int (*waiting)(void *arg), void *arg) {
     t->waiting = waiting;
     t->waiting_arg = arg;
     pthread_mutex_unlock(&t->lock);
+}
+
+void pd_trainer_set_retention(pd_trainer *t, int keep, double max_age_s) {
+    pthread_mutex_lock(&t->lock);
+    t->keep = keep < 1 ? 1 : keep;
+    t->max_age = max_age_s > 0 ? max_age_s : 0;
+    pd_train_job *gone = jobs_expire(t);
+    pthread_mutex_unlock(&t->lock);
+    jobs_forget(t, gone);
 }
 
 pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, size_t id_cap, char *err, size_t errlen) {
@@ -550,8 +601,10 @@ pd_status pd_trainer_job_json(pd_trainer *t, const char *job_id, char **json, ch
 
 pd_status pd_trainer_list_json(pd_trainer *t, char **json, char *err, size_t errlen) {
     pthread_mutex_lock(&t->lock);
+    pd_train_job *gone = jobs_expire(t); /* the time limit: nothing else may have ended a job lately */
     pd_status st = pd_train_jobs_print(t->jobs, json, err, errlen);
     pthread_mutex_unlock(&t->lock);
+    jobs_forget(t, gone);
     return st;
 }
 
@@ -578,11 +631,14 @@ pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t
     }
     int zero = 0;
     atomic_compare_exchange_strong(&j->cancel, &zero, 1);
-    /* the worker stops between micro-batches; wait a little so the answer usually shows it */
+    /* the worker stops between micro-batches; wait a little so the answer usually shows it (the
+     * record is looked up again each time: once ended, retention may forget it) */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
-    while (j->status == PD_JOB_RUNNING && !t->stop)
+    char id[sizeof j->id];
+    memcpy(id, j->id, sizeof id);
+    while ((j = job_find(t, id)) && j->status == PD_JOB_RUNNING && !t->stop)
         if (pthread_cond_timedwait(&t->cv, &t->lock, &until) == ETIMEDOUT) break;
     pthread_mutex_unlock(&t->lock);
     return PD_OK;

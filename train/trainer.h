@@ -28,6 +28,13 @@ void pd_trainer_free(pd_trainer *t);
  * between steps and sleeps briefly while it returns nonzero. */
 void pd_trainer_set_yield(pd_trainer *t, int (*waiting)(void *arg), void *arg);
 
+/* Finished jobs (succeeded, failed, cancelled) are kept, listed by GET /jobs with their
+ * job.json on disk, until more than keep (at least 1) have finished after them or, with
+ * max_age_s > 0, they finished more than max_age_s seconds ago (the newest job always stays:
+ * ids count on from it after a restart). Then the record and its directory go, oldest first,
+ * when a job ends or the list is read. Applies at once. Default: no limit. */
+void pd_trainer_set_retention(pd_trainer *t, int keep, double max_age_s);
+
 /* Queues a job for spec (pd_train_spec_parse), taken over whatever the outcome, and writes its
  * directory. On success job_id gets the new id ("j-<n>"). Failures:
  *   PD_ERR_CONFLICT  the adapter already has a queued or running job, or too many jobs wait
