@@ -487,8 +487,8 @@ case("nest.inputs-array-990", 400, post_json("/predict", b'{"inputs": ' + nested
 case("nest.inputs-array-2", 400, post_json("/predict", b'{"inputs": [["a"]]}'), code="invalid_input")
 case("nest.text-object-500", 400, post_json("/predict", b'{"inputs": [{"text": ' + nested_object(500) + b"}]}"),
      code="invalid_input")
-case("nest.ignored-field-500", 200, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(500) + b"}"),
-     why="unknown fields are ignored (docs/API.md), nesting within the parser's limit included")
+case("nest.unknown-field-500", 400, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(500) + b"}"),
+     code="invalid_input", why="unknown fields are refused (docs/API.md), nesting within the parser's limit included")
 case("nest.ignored-field-5000", 400, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(5000) + b"}"),
      code="invalid_input")
 case("nest.unclosed-1000000", 400, post_json("/predict", b"[" * 1000000), code="invalid_input")
@@ -598,7 +598,8 @@ case("type.task-qa-on-text", 422, post_json("/predict", {"inputs": ["a"], "task"
 case("type.inputs-mixed", 400, post_json("/predict", {"inputs": ["a", {"question": "q", "context": "c"}]}), code="invalid_input")
 case("type.duplicate-key", (200, 400), post_json("/predict", b'{"inputs": ["a"], "inputs": ["b", "c"]}'),
      why="RFC 8259 4: names should be unique; a parser may take one or refuse")
-case("type.empty-key", 200, post_json("/predict", b'{"inputs": ["a"], "": 1}'))
+case("type.empty-key", 400, post_json("/predict", b'{"inputs": ["a"], "": 1}'), code="invalid_input",
+     why="an unknown field (docs/API.md), even an empty name")
 # Training fields.
 for fld, vals in {"adapter": {"num": 1, "list": [], "null": None}, "method": {"num": 1, "upper": "LORA", "unknown": "dora"},
                   "task": {"num": 1, "unknown": "translation"}, "labels": {"str": "a", "nums": [1, 2], "empty": [], "one": ["a"]},
@@ -1185,8 +1186,7 @@ XFAIL.update({
     # 1: the cost of a training job is not estimated before it starts
     "cost.train-bottleneck-rf-1e-9": 1, "cost.train-bottleneck-rf-1e-5": 1, "cost.queue-behind-costly": 1,
     # 2: UTF-8 is not checked at the boundary
-    "utf8.predict.key-ff": 2, "utf8.predict.key-surrogate": 2, "utf8.predict.ignored-value-ff": 2,
-    "utf8.predict.ignored-value-surrogate": 2, "utf8.upload.labels-part-ff": 2, "utf8.upload.labels-part-surrogate": 2,
+    "utf8.upload.labels-part-ff": 2, "utf8.upload.labels-part-surrogate": 2,
     "utf8.upload.config-id2label-ff": 2, "utf8.upload.config-id2label-surrogate": 2, "utf8.upload.config-labels-ff": 2,
     "utf8.upload.config-labels-surrogate": 2, "utf8.upload.config-stored-string-ff": 2,
     "utf8.upload.config-stored-string-surrogate": 2, "utf8.upload.labels-persist-restart": 2,
