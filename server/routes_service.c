@@ -31,15 +31,20 @@ void pd_route_ready(pd_req *r) {
     pd_req_reply_static(r, 200, "application/json", ok, sizeof ok - 1);
 }
 
+/* The model's name: the last component of its directory. */
+static const char *model_name(const pd_server *s) {
+    const char *base = strrchr(s->model_dir, '/');
+    return base && base[1] ? base + 1 : s->model_dir;
+}
+
 void pd_route_info(pd_req *r) {
     pd_server *s = r->srv;
     const pd_config *c = pd_model_config(s->model);
     const pd_head *cls = pd_model_head(s->model, PD_TASK_CLS), *qa = pd_model_head(s->model, PD_TASK_QA);
-    const char *base = strrchr(s->model_dir, '/');
     cJSON *o = cJSON_CreateObject();
     int ok = o && cJSON_AddStringToObject(o, "peftd_version", PD_VERSION);
     cJSON *m = ok ? cJSON_AddObjectToObject(o, "model") : NULL;
-    ok = m && cJSON_AddStringToObject(m, "name", base && base[1] ? base + 1 : s->model_dir) &&
+    ok = m && cJSON_AddStringToObject(m, "name", model_name(s)) &&
          cJSON_AddStringToObject(m, "architecture", pd_arch_name(c->arch)) &&
          cJSON_AddNumberToObject(m, "hidden", c->hidden) && cJSON_AddNumberToObject(m, "layers", c->layers) &&
          cJSON_AddNumberToObject(m, "heads", c->heads) && cJSON_AddNumberToObject(m, "ffn", c->ffn) &&
@@ -78,6 +83,7 @@ void pd_route_metrics(pd_req *r) {
     memset(&g, 0, sizeof g);
     g.ready = atomic_load(&s->ready);
     g.uptime = pd_now() - s->t_start;
+    g.model = model_name(s);
     if (g.ready) {
         pd_registry_stats rs;
         memset(&rs, 0, sizeof rs);
@@ -93,7 +99,9 @@ void pd_route_metrics(pd_req *r) {
         pd_trainer_stats_get(s->trainer, &ts);
         g.train_queued = ts.queued;
         g.train_running = ts.running;
-        g.train_finished = ts.succeeded + ts.failed + ts.cancelled;
+        g.train_succeeded = ts.succeeded;
+        g.train_failed = ts.failed;
+        g.train_cancelled = ts.cancelled;
         g.train_steps = ts.steps;
     }
     char *txt = pd_metrics_render(s->metrics, &g);

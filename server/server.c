@@ -136,6 +136,7 @@ static int open_connections(void *arg) {
  * closing one may end the scheduler's wait for company. */
 static void request_completed(pd_server *s, const pd_req *r, double seconds) {
     pd_metrics_request(s->metrics, r->route, r->status, seconds);
+    if (r->route == PD_ROUTE_PREDICT && r->status == 200) pd_metrics_adapter_request(s->metrics, r->log_adapter);
 }
 
 static void connection_changed(pd_server *s, int delta) {

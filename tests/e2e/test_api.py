@@ -284,7 +284,88 @@ def test_ready_health_openapi():
         finish(s)
 
 
-TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi]
+def metric_lines(c):
+    r = c.get("/metrics")
+    out = {}
+    for ln in r.body.decode().splitlines():
+        if ln and not ln.startswith("#"):
+            k, _, v = ln.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def test_metrics():
+    s = start("metrics")
+    try:
+        c = s.client()
+        n = 22
+        for i in range(n):
+            r = c.upload("a%02d" % i, lora_files(i + 1))
+            check(r.status == 201, "upload a%02d: %r" % (i, r))
+        inputs = 0
+        for i in range(n):  # adapter a<i> gets i + 1 requests
+            for _ in range(i + 1):
+                r = c.predict({"adapter": "a%02d" % i, "inputs": ["a", "b"]})
+                inputs += 2
+        for _ in range(3):
+            c.predict({"inputs": ["base"]})
+            inputs += 1
+        c.predict({"adapter": "nosuch", "inputs": ["x"]})  # 404: not counted per adapter
+        m = metric_lines(c)
+        per = {k: v for k, v in m.items() if k.startswith("peftd_adapter_requests_total{")}
+        named = {k for k in per if ".other" not in k and ".base" not in k}
+        check(len(named) == 20, "the 20 most requested adapters have a series: %d" % len(named))
+        check(per.get('peftd_adapter_requests_total{adapter="a21"}') == 22, "a21's count: %r" % per)
+        check(per.get('peftd_adapter_requests_total{adapter="a02"}') == 3, "a02's count")
+        check(per.get('peftd_adapter_requests_total{adapter=".other"}') == 1 + 2, "the two least requested in .other: %r" % per)
+        check(per.get('peftd_adapter_requests_total{adapter=".base"}') == 3, "the base model's requests in .base")
+        check(m.get("peftd_queue_wait_seconds_count") == inputs, "one queue wait per input: %r vs %d" %
+              (m.get("peftd_queue_wait_seconds_count"), inputs))
+        check(m.get('peftd_queue_wait_seconds_bucket{le="+Inf"}') == inputs, "queue wait buckets")
+        check(m.get("peftd_batch_duration_seconds_count", 0) >= 1, "compute histogram beside it")
+        check(m.get('peftd_model_info{model="model"}') == 1, "the model's name: %r" % [k for k in m if "model_info" in k])
+        for st in ("succeeded", "failed", "cancelled"):
+            check('peftd_training_jobs_finished_total{status="%s"}' % st in m, "job outcome %s" % st)
+        # a cancelled job counts as cancelled
+        two = [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}] * 200
+        r = c.post("/train", {"adapter": "t", "method": "lora", "task": "classification", "train": two, "epochs": 50})
+        job = r.json().get("job") if r.status == 202 else None
+        check(job is not None, "job queued: %r" % r)
+        if job:
+            c.request("DELETE", "/jobs/" + job)
+            t0 = time.time()
+            while time.time() - t0 < 60 and c.get("/jobs/" + job).json().get("status") not in ("cancelled", "succeeded", "failed"):
+                time.sleep(0.2)
+            m = metric_lines(c)
+            check(m.get('peftd_training_jobs_finished_total{status="cancelled"}') == 1, "one cancelled job counted")
+        # the job's lifecycle in the log
+        time.sleep(0.3)
+        ev = [ln for ln in s.log_lines() if ln.get("job") == job and "msg" in ln]
+        msgs = [ln["msg"] for ln in ev]
+        check("job queued" in msgs and "job ended" in msgs, "job lifecycle lines: %r" % msgs)
+        ended = [ln for ln in ev if ln["msg"] == "job ended"]
+        check(len(ended) == 1 and ended[0].get("status") == "cancelled" and ended[0].get("reason"), "ended with a reason: %r" % ended)
+        # a job that runs to its end: started, evaluated, published, ended
+        small = [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]
+        r = c.post("/train", {"adapter": "t2", "method": "lora", "task": "classification", "train": small * 4, "eval": small,
+                              "epochs": 1, "batch_size": 4})
+        job2 = r.json().get("job") if r.status == 202 else None
+        t0 = time.time()
+        while job2 and time.time() - t0 < 60 and c.get("/jobs/" + job2).json().get("status") not in ("succeeded", "failed"):
+            time.sleep(0.2)
+        time.sleep(0.3)
+        ev = [ln for ln in s.log_lines() if ln.get("job") == job2 and "msg" in ln]
+        msgs = [ln["msg"] for ln in ev]
+        check(msgs == ["job queued", "job started", "job evaluated", "job published", "job ended"], "a job's lines in order: %r" % msgs)
+        check(ev and ev[-1].get("status") == "succeeded" and ev[2].get("accuracy") is not None and ev[3].get("version") == 1,
+              "their fields: %r" % ev)
+        m = metric_lines(c)
+        check(m.get('peftd_training_jobs_finished_total{status="succeeded"}') == 1, "one succeeded job counted")
+    finally:
+        finish(s)
+
+
+TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics]
 
 
 class Timeout(Exception):
