@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,27 @@ pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errle
 
 /* ==== Start and stop ==== */
 
+pd_status pd_api_key_check(const char *key, size_t len, char *err, size_t errlen) {
+    /* words of the examples people copy; a real key (openssl rand -hex 32) holds none */
+    static const char *const PLACEHOLDERS[] = {"changeme", "change-me", "change_me", "placeholder", "replaceme", "replace-me",
+                                               "replace_me", "your-key", "your_key", "yourkey", "your-api-key", "example",
+                                               "dummy", "password", "insecure", NULL};
+    if (len < PD_API_KEY_MIN)
+        return pd_err(err, errlen, PD_ERR_INVALID, "the key has %zu characters; use at least %d (e.g. openssl rand -hex 32)", len,
+                      PD_API_KEY_MIN);
+    for (int i = 0; PLACEHOLDERS[i]; i++) {
+        size_t w = strlen(PLACEHOLDERS[i]);
+        for (size_t k = 0; k + w <= len; k++)
+            if (!strncasecmp(key + k, PLACEHOLDERS[i], w))
+                return pd_err(err, errlen, PD_ERR_INVALID, "the key looks like a placeholder (\"%s\"); make one with openssl rand -hex 32",
+                              PLACEHOLDERS[i]);
+    }
+    size_t same = 1;
+    while (same < len && key[same] == key[0]) same++;
+    if (same == len) return pd_err(err, errlen, PD_ERR_INVALID, "the key is one character repeated; make one with openssl rand -hex 32");
+    return PD_OK;
+}
+
 static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     char *text = NULL;
     size_t len = 0;
@@ -71,6 +93,12 @@ static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     }
     memmove(text, text + a, n - a);
     text[n - a] = 0;
+    if ((st = pd_api_key_check(text, n - a, err, errlen))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        free(text);
+        return pd_err(err, errlen, st, "--api-key-file %s: %s", s->opt.api_key_file, why);
+    }
     s->api_key = text;
     s->api_key_len = n - a;
     return PD_OK;

@@ -76,4 +76,10 @@ void pd_server_stop(pd_server *s);
  * the first of those places that can be written. Writes the path into dir. */
 pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errlen);
 
+/* Refuses an API key a client could guess: shorter than PD_API_KEY_MIN characters, holding a
+ * placeholder word ("change-me", "example", ...; case ignored) or one character repeated.
+ * PD_ERR_INVALID saying why. */
+#define PD_API_KEY_MIN 16
+pd_status pd_api_key_check(const char *key, size_t len, char *err, size_t errlen);
+
 #endif

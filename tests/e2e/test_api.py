@@ -365,7 +365,68 @@ def test_metrics():
         finish(s)
 
 
-TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics]
+def test_api_key_rules():
+    d = os.path.join(TMP, "keys")
+    os.makedirs(d, exist_ok=True)
+    for key, why in [("short-key-12345", "characters"), ("change-me-placeholder-key", "placeholder"),
+                     ("MY-EXAMPLE-KEY-0123456789", "placeholder"), ("aaaaaaaaaaaaaaaaaaaa", "repeated")]:
+        kf = os.path.join(d, "k")
+        with open(kf, "w") as f:
+            f.write(key + "\n")
+        p = subprocess.run([BIN, "serve", "--port", "0", "--model", MODEL, "--data-dir", os.path.join(d, "data"), "--api-key-file", kf],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode != 0 and why in p.stderr and key not in p.stderr, "key %r refused (%s): %d %s" % (key, why, p.returncode,
+                                                                                                       p.stderr[-300:]))
+    with open(os.path.join(d, "k"), "w") as f:
+        f.write("0123456789abcdef\n")  # 16 characters: the shortest accepted
+    s = start("keys-ok", ["--api-key-file", os.path.join(d, "k")])
+    try:
+        check(s.client("0123456789abcdef").request("DELETE", "/adapters/nosuch").status == 404, "a 16-character key works")
+        check(s.client().request("DELETE", "/adapters/nosuch").status == 401, "and is needed")
+    finally:
+        finish(s)
+
+
+def help_options():
+    """[(flag, default, env, meaning)] from `peftd serve --help`."""
+    out = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=60).stdout.splitlines()
+    rows = []
+    for i, ln in enumerate(out):
+        m = re.match(r"  (--[a-z0-9-]+)(?: \S+)?\s{2,}(.*)$", ln)
+        d = re.match(r"\s+default: (.*); env (PEFTD_[A-Z0-9_]+)$", out[i + 1]) if m and i + 1 < len(out) else None
+        if m and d:
+            rows.append((m.group(1), d.group(1), d.group(2), m.group(2).strip()))
+    return rows
+
+
+def doc_table(path, heading):
+    """[(flag, default, env, meaning)] of the first "| flag | environment |" table after heading."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        text = f.read()
+    at = text.index("| flag | environment | default | meaning |", text.index(heading))
+    rows = []
+    for ln in text[at:].splitlines()[2:]:
+        if not ln.startswith("|"):
+            break
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        rows.append((cells[0].strip("`").split()[0], cells[2].replace("`", ""), cells[1].strip("`"), cells[3].replace("`", "")))
+    return rows
+
+
+def test_config_tables():
+    opts = help_options()
+    check(len(opts) >= 15, "serve --help lists the options: %d" % len(opts))
+    readme = doc_table("README.md", "## Configuration")
+    want = [(f, "none" if d == "(none)" else d, e, m) for f, d, e, m in opts]
+    check(readme == want, "README's configuration table is `peftd serve --help`:\n  %s" %
+          "\n  ".join("README %r\n  help   %r" % (a, b) for a, b in zip(readme + [None] * 99, want) if a != b))
+    api = doc_table("docs/API.md", "### peftd serve")
+    check([(f, e) for f, _, e, _ in api] == [(f, e) for f, _, e, _ in opts], "docs/API.md lists the same options and variables")
+    check([d for f, d, _, _ in api if f != "--model"] == [("none" if d == "(none)" else d) for f, d, _, _ in opts if f != "--model"],
+          "docs/API.md's defaults are the binary's")
+
+
+TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables]
 
 
 class Timeout(Exception):

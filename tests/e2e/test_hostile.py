@@ -58,7 +58,7 @@ from peftio import (SANITIZER_MARKS, Resp, Server, error_problem, http_request, 
                     parse_responses, proc_status_kb, raw_http, reset_peak_rss, st_bytes, upload_fields)
 
 BIN = os.path.abspath(os.environ.get("PEFTD_BIN", "build/peftd"))
-KEY = "k3y-Secret_0"
+KEY = "k3y-Secret_0-9Wc4"
 
 # ============================================================================
 # Expected failures: the next phase's work list
