@@ -52,6 +52,11 @@ LIB_OBJ     := $(OBJ_SERVER) $(OBJ_TRAIN) $(OBJ_ADAPTER) $(OBJ_CORE)
 CONSOLE_FILES := $(sort $(wildcard $(addprefix server/console/*.,html css js svg png txt)))
 OBJ_CONSOLE := $(B)/obj/gen/console_files.o
 LIB_OBJ     += $(OBJ_CONSOLE)
+# The OpenAPI description: docs/openapi.yaml (the one source) is converted to JSON by
+# openapi-embed (server/openapi/embed.c, a small converter for the YAML subset the file uses:
+# no YAML library in the product) into a C array GET /openapi.json serves (server/openapi.h).
+OBJ_OPENAPI := $(B)/obj/gen/openapi_json.o
+LIB_OBJ     += $(OBJ_OPENAPI)
 TESTS       := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCHES     := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
@@ -81,6 +86,18 @@ $(B)/gen/console_files.c: $(B)/tools/console-embed $(CONSOLE_FILES) server/conso
 	$(B)/tools/console-embed $@ $(CONSOLE_FILES)
 
 $(OBJ_CONSOLE): $(B)/gen/console_files.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC_server) -c $< -o $@
+
+$(B)/tools/openapi-embed: server/openapi/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Wpedantic -O2 $(if $(WERROR),-Werror) $< -o $@
+
+$(B)/gen/openapi_json.c: $(B)/tools/openapi-embed docs/openapi.yaml
+	@mkdir -p $(dir $@)
+	$(B)/tools/openapi-embed $@ docs/openapi.yaml
+
+$(OBJ_OPENAPI): $(B)/gen/openapi_json.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC_server) -c $< -o $@
 

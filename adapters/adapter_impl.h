@@ -224,7 +224,13 @@ struct pd_method_ops {
     /* The prefix-projection MLP of a trainable adapter ([5] = embedding, W1, b1, W2, b2) or NULL;
      * NULL function: the method has none. */
     float *const *(*mlp)(const pd_adapter *a, int *hidden);
+    /* The hyperparameters fresh() accepts (NULL-terminated); anything else is refused. */
+    const char *const *config_keys;
 };
+
+/* The methods' hyperparameter names (PEFT / AdapterHub names), for the table. */
+extern const char *const pd_lora_config_keys[], *const pd_ia3_config_keys[], *const pd_prefix_config_keys[],
+    *const pd_prompt_config_keys[], *const pd_hub_config_keys[];
 
 const pd_format_ops *pd_format_detect(const cJSON *config); /* NULL: no format's */
 const pd_method_ops *pd_method_ops_of(pd_method m);         /* NULL for an unknown method */

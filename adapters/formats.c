@@ -55,13 +55,15 @@ static const pd_format_ops HUB = {"AdapterHub", HUB_FILES, HUB_FILES_HEAD, 0, pd
 static const pd_format_ops *const FORMATS[] = {&PEFT, &HUB};
 
 static const pd_method_ops METHODS[] = {
-    {PD_METHOD_LORA, "lora", &PEFT, pd_lora_load, pd_lora_train_init, pd_lora_params_changed, pd_lora_fresh, NULL},
-    {PD_METHOD_IA3, "ia3", &PEFT, pd_lora_load, pd_lora_train_init, pd_lora_params_changed, pd_lora_fresh, NULL},
+    {PD_METHOD_LORA, "lora", &PEFT, pd_lora_load, pd_lora_train_init, pd_lora_params_changed, pd_lora_fresh, NULL,
+     pd_lora_config_keys},
+    {PD_METHOD_IA3, "ia3", &PEFT, pd_lora_load, pd_lora_train_init, pd_lora_params_changed, pd_lora_fresh, NULL, pd_ia3_config_keys},
     {PD_METHOD_PREFIX, "prefix_tuning", &PEFT, pd_prompt_load, pd_prompt_train_init, pd_prompt_params_changed, pd_prompt_fresh,
-     pd_prompt_mlp},
+     pd_prompt_mlp, pd_prefix_config_keys},
     {PD_METHOD_PROMPT, "prompt_tuning", &PEFT, pd_prompt_load, pd_prompt_train_init, pd_prompt_params_changed, pd_prompt_fresh,
-     pd_prompt_mlp},
-    {PD_METHOD_BOTTLENECK, "bottleneck", &HUB, pd_hub_load, pd_hub_train_init, pd_hub_params_changed, pd_hub_fresh, NULL},
+     pd_prompt_mlp, pd_prompt_config_keys},
+    {PD_METHOD_BOTTLENECK, "bottleneck", &HUB, pd_hub_load, pd_hub_train_init, pd_hub_params_changed, pd_hub_fresh, NULL,
+     pd_hub_config_keys},
 };
 
 #define N_METHODS (sizeof METHODS / sizeof METHODS[0])

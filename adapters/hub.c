@@ -527,10 +527,10 @@ void pd_hub_params_changed(pd_adapter *a) {
 #define FRESH_NAME "peftd"
 #define HUB_VERSION "adapters.1.1.0"
 
-static const char *const HUB_KEYS[] = {"architecture", "reduction_factor", "non_linearity", "mh_adapter", "output_adapter",
-                                       "original_ln_before", "original_ln_after", "ln_before", "ln_after", "residual_before_ln",
-                                       "adapter_residual_before_ln", "scaling", "is_parallel", "leave_out", "init_weights", "dropout",
-                                       NULL};
+const char *const pd_hub_config_keys[] = {"architecture", "reduction_factor", "non_linearity", "mh_adapter", "output_adapter",
+                                          "original_ln_before", "original_ln_after", "ln_before", "ln_after", "residual_before_ln",
+                                          "adapter_residual_before_ln", "scaling", "is_parallel", "leave_out", "init_weights", "dropout",
+                                          NULL};
 
 static const char *hub_class(pd_arch a) {
     return a == PD_ARCH_BERT ? "BertAdapterModel" : a == PD_ARCH_ROBERTA ? "RobertaAdapterModel" : "DistilBertAdapterModel";
@@ -719,7 +719,7 @@ pd_status pd_hub_fresh(const pd_method_ops *self, const pd_model *base, const cJ
     int L = cf->layers, H = cf->hidden, bad = 0;
     char what[48];
     snprintf(what, sizeof what, "%s option", self->name);
-    pd_status st = pd_json_known(u, USER, what, HUB_KEYS, err, errlen);
+    pd_status st = pd_json_known(u, USER, what, self->config_keys, err, errlen);
     if (st) return st;
     cJSON *c = NULL;
     if ((st = hub_config_dict(u, &c, err, errlen))) return st;

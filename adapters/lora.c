@@ -997,11 +997,11 @@ void pd_lora_params_changed(pd_adapter *a) {
 
 /* ==== Fresh adapters ==== */
 
-static const char *const LORA_KEYS[] = {"r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "bias",
-                                        "lora_bias", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
-                                        "alpha_pattern", NULL};
-static const char *const IA3_KEYS[] = {"target_modules", "feedforward_modules", "exclude_modules", "init_ia3_weights",
-                                       "layers_to_transform", "layers_pattern", NULL};
+const char *const pd_lora_config_keys[] = {"r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "bias",
+                                           "lora_bias", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
+                                           "alpha_pattern", NULL};
+const char *const pd_ia3_config_keys[] = {"target_modules", "feedforward_modules", "exclude_modules", "init_ia3_weights",
+                                          "layers_to_transform", "layers_pattern", NULL};
 
 /* The user's value of k (copied) or the default. */
 static void jput_user(cJSON *o, const cJSON *user, const char *k, cJSON *dflt, int *bad) {
@@ -1068,7 +1068,7 @@ pd_status pd_lora_fresh(const pd_method_ops *self, const pd_model *base, const c
     int ia3 = self->method == PD_METHOD_IA3;
     char what[48];
     snprintf(what, sizeof what, "%s option", self->name);
-    pd_status st = pd_peft_fresh_config(self->method, what, u, ia3 ? IA3_KEYS : LORA_KEYS, fh, out, err, errlen);
+    pd_status st = pd_peft_fresh_config(self->method, what, u, self->config_keys, fh, out, err, errlen);
     if (!st) st = fresh_lora_check(u, ia3, err, errlen);
     if (st) return st;
     cJSON *c = out->config;

@@ -245,9 +245,9 @@ float *const *pd_prompt_mlp(const pd_adapter *a, int *hidden) {
 
 /* ==== Fresh adapters ==== */
 
-static const char *const PREFIX_KEYS[] = {"num_virtual_tokens", "prefix_projection", "encoder_hidden_size", NULL};
-static const char *const PROMPT_KEYS[] = {"num_virtual_tokens", "prompt_init_text", "prompt_tuning_init", "prompt_tuning_init_text",
-                                          "tokenizer_name_or_path", NULL};
+const char *const pd_prefix_config_keys[] = {"num_virtual_tokens", "prefix_projection", "encoder_hidden_size", NULL};
+const char *const pd_prompt_config_keys[] = {"num_virtual_tokens", "prompt_init_text", "prompt_tuning_init", "prompt_tuning_init_text",
+                                             "tokenizer_name_or_path", NULL};
 
 
 /* Prompt tuning's TEXT init: the word embeddings of the text's tokens (special tokens included,
@@ -364,7 +364,7 @@ pd_status pd_prompt_fresh(const pd_method_ops *self, const pd_model *base, const
     int prefix = self->method == PD_METHOD_PREFIX;
     char what[48];
     snprintf(what, sizeof what, "%s option", self->name);
-    pd_status st = pd_peft_fresh_config(self->method, what, u, prefix ? PREFIX_KEYS : PROMPT_KEYS, fh, out, err, errlen);
+    pd_status st = pd_peft_fresh_config(self->method, what, u, self->config_keys, fh, out, err, errlen);
     if (!st) st = fresh_prompt(base, prefix, u, rng, out, out->config, err, errlen);
     if (!st) st = pd_peft_fresh_head(base, fh, "base_model.", rng, out, err, errlen); /* prompt learning: heads under "base_model." */
     return st;

@@ -124,6 +124,15 @@ static void config_msg(char *err, size_t errlen) {
     snprintf(err, errlen, "%s", tmp);
 }
 
+pd_status pd_adapter_config_known(pd_method method, const cJSON *config, char *err, size_t errlen) {
+    const pd_method_ops *ops = pd_method_ops_of(method);
+    if (!ops) return pd_err(err, errlen, PD_ERR_INVALID, "unknown method");
+    if (!config) return PD_OK;
+    char what[48];
+    snprintf(what, sizeof what, "%s option", ops->name);
+    return pd_json_known(config, "config.", what, ops->config_keys, err, errlen);
+}
+
 pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const cJSON *config, pd_task task,
                                    char *const *labels, int num_labels, uint64_t seed, pd_adapter **out, char *err,
                                    size_t errlen) {

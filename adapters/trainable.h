@@ -55,6 +55,11 @@ pd_status pd_adapter_new_trainable(const pd_model *base, pd_method method, const
                                    char *const *labels, int num_labels, uint64_t seed, pd_adapter **out, char *err,
                                    size_t errlen);
 
+/* Checks that config (a fresh adapter's hyperparameters, may be NULL) names only keys method
+ * accepts (PEFT / AdapterHub names). PD_ERR_INVALID naming the first other key as
+ * "config.<key>: unknown <method> option", with a suggestion when one is close. */
+pd_status pd_adapter_config_known(pd_method method, const cJSON *config, char *err, size_t errlen);
+
 /* A trainable deep copy of an existing adapter (training continues from it): every tensor of
  * its files becomes a parameter, the head included. A published prefix_projection adapter
  * holds only the folded prefix, so its clone trains prompt_embeddings directly (PEFT cannot

@@ -1,10 +1,12 @@
-/* common.c - status names, error formatting, file reading, string arrays, the clock. */
+/* common.c - status names, error formatting, file reading, string arrays, suggestions, the clock. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -93,6 +95,47 @@ char **pd_strv_dup(char *const *v, int n) {
             return NULL;
         }
     return d;
+}
+
+/* Optimal string alignment distance of a and b (case ignored), or max + 1 once it exceeds
+ * max; the strings are names (bounded to 64 characters here). */
+static int osa_distance(const char *a, const char *b, int max) {
+    enum { N = 65 };
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la >= N || lb >= N) return max + 1;
+    if (la - lb > max || lb - la > max) return max + 1;
+    int d[N][N];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++) {
+        for (int j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+            int v = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) && tolower((unsigned char)a[i - 2]) == cb &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb] > max ? max + 1 : d[la][lb];
+}
+
+const char *pd_suggest(const char *word, const char *const *words) {
+    const char *best = NULL;
+    int best_d = 3, lw = (int)strlen(word);
+    for (int i = 0; words && words[i]; i++) {
+        if (!strcmp(word, words[i])) return NULL;
+        int d = osa_distance(word, words[i], 2);
+        int lc = (int)strlen(words[i]), m = lw < lc ? lw : lc;
+        if (m >= 4 && !strncasecmp(word, words[i], (size_t)m) && d > 1) d = 1;
+        if (d < best_d) {
+            best_d = d;
+            best = words[i];
+        }
+    }
+    return best && best_d * 2 <= lw ? best : NULL;
 }
 
 double pd_now(void) {

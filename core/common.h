@@ -61,6 +61,13 @@ void pd_strv_free(char **v, int n);
  * memory. */
 char **pd_strv_dup(char *const *v, int n);
 
+/* The word of words (NULL-terminated) closest to word, for "did you mean" in messages about
+ * unknown names: the smallest optimal-string-alignment distance (insertions, deletions,
+ * substitutions, adjacent swaps; case ignored), or 1 when one is a prefix of the other (4
+ * characters at least); suggested only when that distance is at most 2 and at most half of
+ * word's length. NULL when none is close, or word is in words. */
+const char *pd_suggest(const char *word, const char *const *words);
+
 /* Monotonic clock in seconds. */
 double pd_now(void);
 

@@ -274,6 +274,10 @@ pd_status pd_json_known(const cJSON *o, const char *where, const char *what, con
         list[0] = 0;
         for (int i = 0; allowed[i] && k < sizeof list; i++)
             k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", allowed[i]);
+        const char *near = it->string ? pd_suggest(it->string, allowed) : NULL;
+        if (near)
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: unknown %s; did you mean \"%s\"? (known: %s)", where, it->string, what,
+                          near, list);
         return pd_err(err, errlen, PD_ERR_INVALID, "%s%s: unknown %s (known: %s)", where, it->string ? it->string : "?", what, list);
     }
     return PD_OK;

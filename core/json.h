@@ -73,7 +73,8 @@ pd_status pd_json_int(const cJSON *o, const char *key, const char *where, int lo
                       char *err, size_t errlen);
 
 /* Checks that every member of o is named in allowed (NULL-terminated). PD_ERR_INVALID naming
- * the first other one as "<where><key>: unknown <what> (known: ...)". */
+ * the first other one as "<where><key>: unknown <what> (known: ...)", with "; did you mean
+ * \"<name>\"?" before the list when one is close (pd_suggest). */
 pd_status pd_json_known(const cJSON *o, const char *where, const char *what, const char *const *allowed, char *err,
                         size_t errlen);
 

@@ -161,6 +161,14 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
         int na = a.n, nb = pair ? b.n : 0;
         if (pair) longest_first(&na, &nb, budget);
         else if (na > budget) na = budget;
+        if (na < a.n || nb < (pair ? b.n : 0)) {
+            if (o && o->no_truncate) {
+                st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "%d tokens (special tokens included) do not fit in %d and truncate is false",
+                            a.n + (pair ? b.n : 0) + pd_tokenizer_num_special(tk, pair), maxlen);
+                goto out;
+            }
+            it->truncated = 1;
+        }
         it->win = calloc(1, sizeof *it->win);
         if (!it->win) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
         it->n_win = 1;

@@ -23,6 +23,7 @@ typedef struct pd_opts {
     int doc_stride;        /* QA: overlapping context tokens between windows; 0 = min(max_length/2, 128) */
     int max_answer_length; /* QA: longest answer in tokens; 0 = 15 */
     int top_k;             /* classification: scores listed (0 = all); QA: answers returned (0 = 1) */
+    int no_truncate;       /* classification: refuse a longer input (PD_ERR_TOO_LARGE) instead of cutting it */
 } pd_opts;
 
 typedef struct pd_window {
@@ -46,6 +47,7 @@ typedef struct pd_item {
     const pd_head *head;   /* set by the caller; must match task */
     int n_win;
     pd_window *win;
+    int truncated;         /* classification: the input was cut to max_length */
     char *context;         /* QA: copy of the context, for answers and offsets */
     size_t context_len;
     /* classification results */

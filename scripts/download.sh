@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # download.sh NAME FILE [OUT] - saves one file of adapter NAME's current version
 # (e.g. adapter_config.json, adapter_model.safetensors) to OUT (default: ./FILE).
+# A name starting with "-" goes after "--".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-[ $# -ge 2 ] && [ $# -le 3 ] || { echo "usage: $0 NAME FILE [OUT]" >&2; exit 2; }
-name=$1 file=$2 out=${3:-$(basename "$2")}
+pd_positional "$@"
+[ ${#POS[@]} -ge 2 ] && [ ${#POS[@]} -le 3 ] || pd_usage_error "usage: $(basename "$0") NAME FILE [OUT]"
+name=${POS[0]} file=${POS[1]} out=${POS[2]:-$(basename "${POS[1]}")}
 tmp="$out.part.$$"
 trap 'rm -f "$tmp"' EXIT
 # Errors come back as a JSON body: show it instead of saving it as the file.

@@ -12,6 +12,9 @@
 # Findings (crash-*, leak-*, timeout-*) land in build-fuzz/findings/<target>/; the script
 # exits 1 if any target found one.
 set -u
+. "$(dirname "$0")/args.sh"
+pd_positional "$@"
+[ ${#POS[@]} -eq 0 ] || pd_usage_error "takes no arguments (settings: FUZZ_SECONDS, FUZZ_TARGETS)"
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
 TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart}

@@ -142,6 +142,9 @@ const uint64_t pd_uc_nfd_table[{len(nfd)}] = {{
 
 
 def main():
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return
     check = sys.argv[1:] == ["--check"]
     if sys.argv[1:] and not check:
         sys.exit(__doc__)

@@ -9,6 +9,7 @@
 # available; otherwise prints the apt-get command to run and fails. Used by `make run`,
 # `make test` and .ci/run. The image build installs its own tools (docker/build-image.sh).
 set -euo pipefail
+. "$(dirname "$0")/args.sh"
 
 # Each entry is "pkg" or "pkg|alternative": satisfied when any of them is installed, the first
 # one is installed otherwise.
@@ -18,10 +19,10 @@ RUNTIME=(gcc make libc6-dev pkg-config libmicrohttpd-dev libcjson-dev libopenbla
 TEST=("nginx-light|nginx" python3-yaml)
 
 want=("${RUNTIME[@]}")
-case "${1:-}" in
-    --test) want+=("${TEST[@]}") ;;
-    "") ;;
-    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+case "$#:${1:-}" in
+    1:--test) want+=("${TEST[@]}") ;;
+    0:) ;;
+    *) pd_usage_error "usage: $(basename "$0") [--test]" ;;
 esac
 
 # One dpkg-query for every name: "pkg<TAB>status" per line. It exits 1 when some name is

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# lib.sh - sourced by the ops scripts: the server URL, the API key and one curl wrapper.
+# lib.sh - sourced by the ops scripts: --help and argument checks (args.sh), the server URL,
+# the API key and one curl wrapper.
 #
 #   PEFTD_URL       server (or load balancer) address, default http://127.0.0.1:8080
 #   PEFTD_API_KEY   sent as "Authorization: Bearer KEY" when set
@@ -7,6 +8,8 @@
 #
 # api METHOD PATH [curl args...] prints the response body; on an HTTP error it prints the
 # server's {"error": ...} body to stderr and returns curl's status (22).
+
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 
 PEFTD_URL=${PEFTD_URL:-http://127.0.0.1:8080}
 PEFTD_URL=${PEFTD_URL%/}

@@ -13,6 +13,9 @@
 # Environment: PD_SHARED (default ../shared), JOBS (default 2), TEST_TIMEOUT (seconds per
 # program, default 900), KEEP_LOGS=1 keeps the per-program logs (printed path).
 set -uo pipefail
+. "$(dirname "$0")/args.sh"
+pd_positional "$@"
+[ ${#POS[@]} -eq 0 ] || pd_usage_error "takes no arguments (settings come from the environment)"
 
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD

@@ -16,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { pd_help >&2; exit 2; }
 
 if [ $# -eq 1 ] && [ -f "$1" ]; then
     name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("adapter", ""))' "$1" 2>/dev/null || true)
@@ -29,7 +29,7 @@ fi
 adapter="" data="" evalf="" spec="" method="" task=""
 add() { spec+="${spec:+, }$(json_str "$1"): $2"; }   # add KEY JSON-VALUE
 while [ $# -gt 0 ]; do
-    [ $# -ge 2 ] || usage
+    [ $# -ge 2 ] || pd_usage_error "$1 needs a value"
     case "$1" in
         --adapter) adapter=$2; add adapter "$(json_str "$2")" ;;
         --data) data=$2 ;;
@@ -42,12 +42,12 @@ while [ $# -gt 0 ]; do
             for p in "${parts[@]}"; do l+="${l:+, }$(json_str "$p")"; done
             add labels "[$l]" ;;
         --config) add config "$2" ;;
-        --epochs) add epochs "$2" ;;
-        --batch-size) add batch_size "$2" ;;
-        --learning-rate) add learning_rate "$2" ;;
-        --eval-fraction) add eval_fraction "$2" ;;
+        --epochs) pd_int --epochs "$2" 1; add epochs "$2" ;;
+        --batch-size) pd_int --batch-size "$2" 1; add batch_size "$2" ;;
+        --learning-rate) pd_number --learning-rate "$2"; add learning_rate "$2" ;;
+        --eval-fraction) pd_number --eval-fraction "$2"; add eval_fraction "$2" ;;
         --set) add "${2%%=*}" "${2#*=}" ;;
-        *) usage ;;
+        *) pd_usage_error "unknown option $1" ;;
     esac
     shift 2
 done

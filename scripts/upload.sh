@@ -6,11 +6,13 @@
 # adapter (adapter_config.json + adapter.safetensors [+ head_config.json + model_head.safetensors]).
 # An optional labels.json (a JSON array of label names) overrides the labels in the files.
 # Pickle files (*.bin) are refused by the server; convert them to safetensors first.
+# A name starting with "-" goes after "--".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -eq 2 ] || { echo "usage: $0 NAME DIR" >&2; exit 2; }
-name=$1 dir=${2%/}
+pd_positional "$@"
+[ ${#POS[@]} -eq 2 ] || pd_usage_error "usage: $(basename "$0") NAME DIR"
+name=${POS[0]} dir=${POS[1]%/}
 [ -d "$dir" ] || { echo "$0: $dir is not a directory" >&2; exit 2; }
 [ -f "$dir/adapter_config.json" ] || { echo "$0: $dir has no adapter_config.json" >&2; exit 2; }
 

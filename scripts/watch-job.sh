@@ -4,8 +4,10 @@
 # evaluation (docs/TRAINING.md), until the job has ended. Exits 0 if it succeeded, 1 otherwise.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 ID [INTERVAL]" >&2; exit 2; }
-id=$1 interval=${2:-1}
+pd_positional "$@"
+[ ${#POS[@]} -ge 1 ] && [ ${#POS[@]} -le 2 ] || pd_usage_error "usage: $(basename "$0") ID [INTERVAL]"
+id=${POS[0]} interval=${POS[1]:-1}
+pd_number INTERVAL "$interval"
 command -v python3 >/dev/null 2>&1 || { echo "$0: needs python3 to read the job's JSON" >&2; exit 1; }
 
 last=""

@@ -6,6 +6,7 @@
 #include "jsonio.h"
 #include "multipart.h"
 #include "log.h"
+#include "reqlog.h"
 
 #include <microhttpd.h>
 
@@ -14,6 +15,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@ struct pd_http {
     atomic_int parked;      /* suspended connections */
     atomic_int open;        /* connections libmicrohttpd holds */
     pd_gate *gate;          /* the listening socket and the first request's head (gate.h) */
+    uint64_t id_seed;       /* random: request ids differ across processes */
+    atomic_ullong id_next;  /* request ids generated so far */
 };
 
 /* ==== Routing ==== */
@@ -159,6 +163,7 @@ static void queue(pd_req *r, int status, struct MHD_Response *resp, const char *
     }
     if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (int i = 0; i < r->n_extra; i++) MHD_add_response_header(resp, r->extra_hdr[i][0], r->extra_hdr[i][1]);
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     const pd_http_config *c = &r->http->c;
     if (c->replica && c->replica[0]) MHD_add_response_header(resp, "X-Peftd-Replica", c->replica);
     if (atomic_load(c->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -260,6 +265,11 @@ void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...)
         }
     }
     cJSON *e = pd_json_error(code, msg);
+    cJSON *inner = e ? cJSON_GetObjectItemCaseSensitive(e, "error") : NULL;
+    if (inner && !cJSON_AddStringToObject(inner, "request_id", r->request_id)) {
+        cJSON_Delete(e);
+        e = NULL;
+    }
     char *txt = e ? pd_json_print(e) : NULL;
     cJSON_Delete(e);
     if (!txt) txt = strdup("{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}");
@@ -418,6 +428,24 @@ static int media_type_is(const char *ct, const char *want) {
 
 /* ==== Request lifecycle ==== */
 
+/* r->request_id: the client's X-Request-Id when it is 1..PD_REQUEST_ID_MAX characters of
+ * printable ASCII without spaces (it goes into headers, JSON and logs as it is), else a new
+ * one: 16 hex digits of splitmix64 over a per-process random seed plus a counter, so ids never
+ * repeat within a process (the mixer is a bijection) and differ across replicas. */
+static void request_id_init(pd_http *h, pd_req *r) {
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = 0;
+    if (v) {
+        while (n <= PD_REQUEST_ID_MAX && v[n] > 0x20 && v[n] < 0x7f) n++;
+        if (n > 0 && n <= PD_REQUEST_ID_MAX && !v[n]) {
+            memcpy(r->request_id, v, n + 1);
+            return;
+        }
+    }
+    uint64_t k = atomic_fetch_add(&h->id_next, 1);
+    snprintf(r->request_id, sizeof r->request_id, "%016llx", (unsigned long long)pd_mix64(h->id_seed + k));
+}
+
 /* First callback of a request: headers only. Replies at once when the request cannot succeed,
  * so an unwanted body is never read. */
 static void begin(pd_req *r, const char *url, const char *method) {
@@ -520,6 +548,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             url = s ? s : "/";
         }
         snprintf(r->path, sizeof r->path, "%s", url);
+        request_id_init(h, r);
         atomic_fetch_add(&h->active, 1);
         begin(r, url, method);
         return r->fatal ? MHD_NO : MHD_YES;
@@ -560,9 +589,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_fetch_sub(&h->parked, 1);
     }
     double dt = pd_now() - r->t0;
-    int status = r->replied ? r->status : 499; /* 499: the client went away first */
-    if (h->c.completed) h->c.completed(h->c.app, r->route, status, dt);
-    pd_log_request(r->method, r->path, status, r->log_adapter, r->log_version, r->tokens, dt);
+    r->status = r->replied ? r->status : 499; /* 499: the client went away first */
+    if (h->c.completed) h->c.completed(h->c.app, r, dt);
+    pd_log_request(r->request_id, r->method, r->path, r->status, r->log_adapter, r->log_version, r->tokens, dt);
     if (r->ctx_free) r->ctx_free(r->ctx);
     free_body(r);
     size_t big = r->received;
@@ -624,6 +653,10 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
     h->c = *c;
+    /* the seed of request ids: random per process (the clock and pid when getrandom fails) */
+    if (getrandom(&h->id_seed, sizeof h->id_seed, 0) != (ssize_t)sizeof h->id_seed)
+        h->id_seed = pd_mix64((uint64_t)getpid() ^ (uint64_t)(pd_now() * 1e9));
+    atomic_init(&h->id_next, 0);
     /* the gate listens and hands connections over (MHD_add_connection needs MHD_USE_ITC) */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;

@@ -20,8 +20,13 @@
  * more than twice the limit is disconnected).
  *
  * Every reply goes through pd_req_reply / pd_req_error; every error body is
- * {"error": {"code", "message"}} built in one place (pd_req_error), and one table in http.c maps a
- * pd_status to its HTTP status and error code (pd_req_fail, pd_http_status).
+ * {"error": {"code", "message", "request_id"}} built in one place (pd_req_error), and one table in
+ * http.c maps a pd_status to its HTTP status and error code (pd_req_fail, pd_http_status).
+ *
+ * Request ids: every request has one, r->request_id: the client's X-Request-Id when it is 1 to
+ * PD_REQUEST_ID_MAX printable ASCII characters without spaces, else a new one (16 hex digits,
+ * unique in the process, random across processes). Every response peftd builds echoes it in
+ * X-Request-Id, error bodies carry it, and the access line logs it.
  *
  * Ownership: a pd_req lives from the first callback of a request to its completion callback; a
  * handler keeps its own state behind r->ctx, freed there with r->ctx_free.
@@ -49,6 +54,7 @@ typedef void (*pd_req_fn)(pd_req *r);
 typedef enum { PD_BODY_NONE = 0, PD_BODY_JSON, PD_BODY_MULTIPART, PD_BODY_EITHER } pd_body_kind;
 
 #define PD_PARTS_MAX 8
+#define PD_REQUEST_ID_MAX 128
 
 typedef struct pd_method_def {
     const char *method;        /* "GET" (also answers HEAD), "POST", "PUT", "DELETE" */
@@ -82,8 +88,8 @@ typedef struct pd_http_config {
     struct pd_server *app;     /* handed to handlers as r->srv */
     const atomic_int *ready;   /* nonzero once the server serves (before: 503 but on before_ready routes) */
     const atomic_int *draining;/* nonzero once shutdown began: responses close their connection */
-    /* a request finished (route: its index, -1 when none matched), for the metrics */
-    void (*completed)(struct pd_server *app, int route, int status, double seconds);
+    /* a request finished (r->route: its index, -1 when none matched; r->status), for the metrics */
+    void (*completed)(struct pd_server *app, const pd_req *r, double seconds);
     /* a client connection opened (+1) or closed (-1) */
     void (*connection)(struct pd_server *app, int delta);
 } pd_http_config;
@@ -114,6 +120,7 @@ struct pd_req {
     char name[80];            /* {name} / {id} from the path, percent-decoded */
     char file[160];           /* {file} from the path */
     int long_capture;         /* 1: {name}/{id}, 2: {file} was longer than its field (answered 400 / 404) */
+    char request_id[PD_REQUEST_ID_MAX + 1]; /* the client's X-Request-Id if valid, else generated */
     double t0;
     /* body */
     pd_body_kind body_kind;
@@ -157,7 +164,7 @@ void pd_req_json(pd_req *r, int status, cJSON *v, int built);
 void pd_req_reply_static(pd_req *r, int status, const char *content_type, const void *data, size_t len);
 /* A JSON body already printed (taken over, as pd_req_reply). */
 void pd_req_json_text(pd_req *r, int status, char *json);
-/* The one error reply: {"error": {"code", "message"}}. */
+/* The one error reply: {"error": {"code", "message", "request_id"}}. */
 void pd_req_error(pd_req *r, int status, const char *code, const char *fmt, ...) PD_PRINTF(4, 5);
 /* An error from a pd_status: HTTP status and code from pd_http_status / pd_status_name. */
 void pd_req_fail(pd_req *r, pd_status st, const char *message);

@@ -13,12 +13,25 @@ pd_status pd_json_input(const cJSON *v, const char *what, pd_input *in, pd_task 
         *shape = PD_TASK_CLS;
         return PD_OK;
     }
+    if (cJSON_IsArray(v)) { /* TEI's pair form ["text", "text_pair"] */
+        const cJSON *a = v->child, *b = a ? a->next : NULL;
+        if (!cJSON_IsString(a) || !cJSON_IsString(b) || b->next || !a->valuestring || !b->valuestring)
+            return pd_err(err, errlen, PD_ERR_INVALID, "%s: a pair must be a list of two strings [\"text\", \"text_pair\"]", what);
+        in->text = a->valuestring;
+        in->text_pair = b->valuestring;
+        *shape = PD_TASK_CLS;
+        return PD_OK;
+    }
     if (!cJSON_IsObject(v))
         return pd_err(err, errlen, PD_ERR_INVALID,
-                      "%s must be a string, {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., \"context\": ...}", what);
+                      "%s must be a string, [\"text\", \"text_pair\"], {\"text\": ..., \"text_pair\": ...} or {\"question\": ..., "
+                      "\"context\": ...}",
+                      what);
+    static const char *const KEYS[] = {"text", "text_pair", "question", "context", NULL};
     pd_status st;
     char where[72];
     snprintf(where, sizeof where, "%s.", what);
+    if ((st = pd_json_known(v, where, "field", KEYS, err, errlen))) return st;
     if ((st = pd_json_str(v, "text", where, &in->text, err, errlen)) || (st = pd_json_str(v, "text_pair", where, &in->text_pair, err, errlen)) ||
         (st = pd_json_str(v, "question", where, &in->question, err, errlen)) || (st = pd_json_str(v, "context", where, &in->context, err, errlen)))
         return st;
@@ -97,6 +110,7 @@ static cJSON *cls_result(const pd_item *it, int return_logits, int top_k) {
         cJSON *l = float_array(it->logits, n);
         if (!l || !cJSON_AddItemToObject(o, "logits", l)) { cJSON_Delete(l); goto fail; }
     }
+    if (it->truncated && !cJSON_AddTrueToObject(o, "truncated")) goto fail;
     free(p);
     free(order);
     return o;

@@ -1,8 +1,9 @@
 /* jsonio.h - engine inputs and results as JSON, shared by the CLI (`peftd predict`) and HTTP.
  *
- * An input is a string (classification text), {"text", "text_pair"?} or {"question",
- * "context"}. A classification result is {"label", "score", "scores": [{"label","score"}...]
- * (descending), "logits"? (label-id order)}; a question-answering result is {"answer",
+ * An input is a string (classification text), a pair ["text", "text_pair"] (TEI's form),
+ * {"text", "text_pair"?} or {"question", "context"} (other fields refused). A classification
+ * result is {"label", "score", "scores": [{"label","score"}...] (descending), "logits"?
+ * (label-id order), "truncated": true when the input was cut}; a question-answering result is {"answer",
  * "score", "start", "end"} (character offsets into the context), "answers" (the best top_k,
  * when top_k > 1) and "start_logits"/"end_logits"? (first window, every token).
  *

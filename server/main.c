@@ -176,7 +176,7 @@ static int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "peftd predict: out of memory\n");
         goto out;
     }
-    pd_opts po = {o.max_length, 0, o.max_answer_length, o.top_k};
+    pd_opts po = {.max_length = o.max_length, .max_answer_length = o.max_answer_length, .top_k = o.top_k};
     char *line = NULL;
     size_t cap = 0;
     int eof = 0;

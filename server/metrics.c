@@ -39,6 +39,7 @@ static void hist_add(hist *h, double v) {
     h->n++;
 }
 
+#define ADAPTER_NAME_CAP 65 /* registry names: 1-64 characters */
 #define STATUS_MIN 100
 #define STATUS_MAX 599
 
@@ -49,7 +50,15 @@ struct pd_metrics {
     uint64_t (*requests)[STATUS_MAX - STATUS_MIN + 1];              /* (n_routes + 1) guarded by lock */
     hist *latency;                                                  /* (n_routes + 1) guarded by lock */
     hist batch_inputs, batch_tokens, batch_seconds;                 /* guarded by lock */
+    hist queue_wait;                                                /* guarded by lock */
     uint64_t inputs, seqs, tokens, rejected;                        /* guarded by lock */
+    /* /predict requests per adapter: exact counts of the first PD_METRICS_TRACKED_ADAPTERS
+     * names (linear search: a handful of cache lines per request), the rest and the base model
+     * apart; guarded by lock */
+    char (*adapter_names)[ADAPTER_NAME_CAP];
+    uint64_t *adapter_counts;
+    int n_adapters;
+    uint64_t untracked, base;
 };
 
 static const char *route_name(const pd_metrics *m, int r) { return r < m->n_routes ? m->names[r] : "other"; }
@@ -61,9 +70,13 @@ pd_metrics *pd_metrics_new(const char *const *route_names, int n_routes) {
     m->n_routes = n_routes;
     m->requests = calloc((size_t)n_routes + 1, sizeof *m->requests);
     m->latency = calloc((size_t)n_routes + 1, sizeof *m->latency);
-    if (!m->requests || !m->latency || pthread_mutex_init(&m->lock, NULL)) {
+    m->adapter_names = calloc(PD_METRICS_TRACKED_ADAPTERS, sizeof *m->adapter_names);
+    m->adapter_counts = calloc(PD_METRICS_TRACKED_ADAPTERS, sizeof *m->adapter_counts);
+    if (!m->requests || !m->latency || !m->adapter_names || !m->adapter_counts || pthread_mutex_init(&m->lock, NULL)) {
         free(m->requests);
         free(m->latency);
+        free(m->adapter_names);
+        free(m->adapter_counts);
         free(m);
         return NULL;
     }
@@ -72,6 +85,7 @@ pd_metrics *pd_metrics_new(const char *const *route_names, int n_routes) {
     hist_init(&m->batch_inputs, SIZE_LE, (int)(sizeof SIZE_LE / sizeof SIZE_LE[0]));
     hist_init(&m->batch_tokens, TOK_LE, (int)(sizeof TOK_LE / sizeof TOK_LE[0]));
     hist_init(&m->batch_seconds, LAT_LE, nl);
+    hist_init(&m->queue_wait, LAT_LE, nl);
     return m;
 }
 
@@ -80,6 +94,8 @@ void pd_metrics_free(pd_metrics *m) {
     pthread_mutex_destroy(&m->lock);
     free(m->requests);
     free(m->latency);
+    free(m->adapter_names);
+    free(m->adapter_counts);
     free(m);
 }
 
@@ -99,6 +115,27 @@ void pd_metrics_batch(pd_metrics *m, int inputs, int seqs, int tokens, double se
     m->inputs += (uint64_t)inputs;
     m->seqs += (uint64_t)seqs;
     m->tokens += (uint64_t)tokens;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void pd_metrics_queue_wait(pd_metrics *m, double seconds) {
+    pthread_mutex_lock(&m->lock);
+    hist_add(&m->queue_wait, seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void pd_metrics_adapter_request(pd_metrics *m, const char *adapter) {
+    pthread_mutex_lock(&m->lock);
+    if (!adapter || !*adapter) {
+        m->base++;
+    } else {
+        int i = 0;
+        while (i < m->n_adapters && strcmp(m->adapter_names[i], adapter)) i++;
+        if (i == m->n_adapters && i < PD_METRICS_TRACKED_ADAPTERS && strlen(adapter) < ADAPTER_NAME_CAP)
+            snprintf(m->adapter_names[m->n_adapters++], ADAPTER_NAME_CAP, "%s", adapter);
+        if (i < m->n_adapters) m->adapter_counts[i]++;
+        else m->untracked++;
+    }
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -155,6 +192,30 @@ static void sb_hist(sbuf *b, const char *name, const char *labels, const hist *h
     }
 }
 
+/* Writes the per-adapter counters: the PD_METRICS_TOP_ADAPTERS largest (ties: first seen),
+ * then ".other" (every other adapter) and ".base" (adapter names cannot start with '.'). */
+static void sb_adapters(sbuf *b, const pd_metrics *m) {
+    int shown[PD_METRICS_TOP_ADAPTERS], ns = 0;
+    uint64_t other = m->untracked;
+    for (int i = 0; i < m->n_adapters; i++) { /* insertion into the top list, largest first */
+        int pos = ns;
+        while (pos > 0 && m->adapter_counts[shown[pos - 1]] < m->adapter_counts[i]) pos--;
+        if (pos == PD_METRICS_TOP_ADAPTERS) {
+            other += m->adapter_counts[i];
+            continue;
+        }
+        if (ns == PD_METRICS_TOP_ADAPTERS) other += m->adapter_counts[shown[--ns]];
+        memmove(shown + pos + 1, shown + pos, sizeof *shown * (size_t)(ns - pos));
+        shown[pos] = i;
+        ns++;
+    }
+    for (int k = 0; k < ns; k++)
+        sb_printf(b, "peftd_adapter_requests_total{adapter=\"%s\"} %llu\n", m->adapter_names[shown[k]],
+                  (unsigned long long)m->adapter_counts[shown[k]]);
+    sb_printf(b, "peftd_adapter_requests_total{adapter=\".other\"} %llu\n", (unsigned long long)other);
+    sb_printf(b, "peftd_adapter_requests_total{adapter=\".base\"} %llu\n", (unsigned long long)m->base);
+}
+
 /* Resident set size from /proc/self/statm (second field, in pages); 0 if unreadable. */
 static unsigned long long resident_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -171,6 +232,19 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     pthread_mutex_lock(&m->lock);
     sb_printf(&b, "# HELP peftd_build_info peftd version.\n# TYPE peftd_build_info gauge\n");
     sb_printf(&b, "peftd_build_info{version=\"%s\"} 1\n", PD_VERSION);
+    sb_printf(&b, "# HELP peftd_model_info The base model served.\n# TYPE peftd_model_info gauge\n");
+    {
+        /* a label value: backslash and quote escaped; bytes that are not printable ASCII (a
+         * directory name need not be UTF-8) become '_' */
+        char name[256];
+        size_t k = 0;
+        for (const unsigned char *u = (const unsigned char *)(g->model ? g->model : ""); *u && k + 3 < sizeof name; u++) {
+            if (*u == '\\' || *u == '"') name[k++] = '\\';
+            name[k++] = *u >= 0x20 && *u < 0x7f ? (char)*u : '_';
+        }
+        name[k] = 0;
+        sb_printf(&b, "peftd_model_info{model=\"%s\"} 1\n", name);
+    }
     sb_printf(&b, "# HELP peftd_ready 1 once the base model is loaded.\n# TYPE peftd_ready gauge\npeftd_ready %d\n", g->ready);
     sb_printf(&b, "# HELP peftd_uptime_seconds Seconds since the process started.\n# TYPE peftd_uptime_seconds gauge\n");
     sb_printf(&b, "peftd_uptime_seconds %.3f\n", g->uptime);
@@ -191,6 +265,13 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
         sb_hist(&b, "peftd_request_duration_seconds", lab, &m->latency[r]);
     }
 
+    sb_printf(&b, "# HELP peftd_adapter_requests_total /predict requests by adapter: the %d most requested, .other, .base.\n",
+              PD_METRICS_TOP_ADAPTERS);
+    sb_printf(&b, "# TYPE peftd_adapter_requests_total counter\n");
+    sb_adapters(&b, m);
+    sb_printf(&b, "# HELP peftd_queue_wait_seconds Time an input waited in the queue before its batch started.\n");
+    sb_printf(&b, "# TYPE peftd_queue_wait_seconds histogram\n");
+    sb_hist(&b, "peftd_queue_wait_seconds", "", &m->queue_wait);
     sb_printf(&b, "# HELP peftd_batch_size Inputs per forward batch.\n# TYPE peftd_batch_size histogram\n");
     sb_hist(&b, "peftd_batch_size", "", &m->batch_inputs);
     sb_printf(&b, "# HELP peftd_batch_tokens Tokens per forward batch.\n# TYPE peftd_batch_tokens histogram\n");
@@ -227,9 +308,11 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     sb_printf(&b, "# HELP peftd_training_jobs Training jobs by state.\n# TYPE peftd_training_jobs gauge\n");
     sb_printf(&b, "peftd_training_jobs{state=\"queued\"} %d\npeftd_training_jobs{state=\"running\"} %d\n", g->train_queued,
               g->train_running);
-    sb_printf(&b, "# HELP peftd_training_jobs_finished_total Training jobs that ended.\n");
-    sb_printf(&b, "# TYPE peftd_training_jobs_finished_total counter\npeftd_training_jobs_finished_total %llu\n",
-              (unsigned long long)g->train_finished);
+    sb_printf(&b, "# HELP peftd_training_jobs_finished_total Training jobs that ended, by outcome.\n");
+    sb_printf(&b, "# TYPE peftd_training_jobs_finished_total counter\n");
+    sb_printf(&b, "peftd_training_jobs_finished_total{status=\"succeeded\"} %llu\n", (unsigned long long)g->train_succeeded);
+    sb_printf(&b, "peftd_training_jobs_finished_total{status=\"failed\"} %llu\n", (unsigned long long)g->train_failed);
+    sb_printf(&b, "peftd_training_jobs_finished_total{status=\"cancelled\"} %llu\n", (unsigned long long)g->train_cancelled);
     sb_printf(&b, "# HELP peftd_training_steps_total Optimizer steps taken by training jobs.\n");
     sb_printf(&b, "# TYPE peftd_training_steps_total counter\npeftd_training_steps_total %llu\n",
               (unsigned long long)g->train_steps);

@@ -2,6 +2,10 @@
  *
  * Requests are counted per route (the route table's templates, so a client cannot grow the
  * label space, plus "other" for requests that matched none) and status; latencies and batch sizes go into fixed-bucket histograms.
+ * Predictions are also counted per adapter, rendered as the PD_METRICS_TOP_ADAPTERS most
+ * requested plus ".other" (and ".base" for the base model), so the series stay few whatever
+ * the number of adapters; a prediction's wait in the queue and its batch's compute time are
+ * two histograms.
  * Gauges owned by other modules (queue depth, adapters, memory) are passed in at render time.
  *
  * Ownership: pd_metrics_new returns an object freed with pd_metrics_free; pd_metrics_render
@@ -25,6 +29,15 @@ void pd_metrics_request(pd_metrics *m, int route, int status, double seconds);
 /* One forward batch: inputs, sequences (QA windows count one each), tokens and compute time. */
 void pd_metrics_batch(pd_metrics *m, int inputs, int seqs, int tokens, double seconds);
 
+/* How long one input waited between its request's submission and the start of its batch. */
+void pd_metrics_queue_wait(pd_metrics *m, double seconds);
+
+/* One finished /predict request naming adapter (NULL: the base model). Adapter names beyond
+ * the PD_METRICS_TRACKED_ADAPTERS first count in ".other" only. */
+#define PD_METRICS_TOP_ADAPTERS 20
+#define PD_METRICS_TRACKED_ADAPTERS 1024
+void pd_metrics_adapter_request(pd_metrics *m, const char *adapter);
+
 /* Inputs rejected because the queue was full. */
 void pd_metrics_rejected(pd_metrics *m, int inputs);
 
@@ -35,8 +48,9 @@ typedef struct pd_metrics_gauges {
     size_t adapters_resident_bytes;
     uint64_t swaps, loads, evictions;
     int train_running, train_queued; /* training jobs */
-    uint64_t train_finished;
+    uint64_t train_succeeded, train_failed, train_cancelled; /* jobs ended, by outcome */
     uint64_t train_steps;     /* optimizer steps taken by every job */
+    const char *model;        /* the model's name (last component of its directory) */
     int ready;
     double uptime;
     const char *base_dtype;   /* "fp32", "bf16", "int8"; NULL before the model is loaded */

@@ -19,7 +19,7 @@ const pd_opt_def pd_serve_opt_defs[] = {
     {"threads", PD_OPT_INT, "0", SO(threads), 0, 1024, "compute threads; 0 = every core"},
     {"http-threads", PD_OPT_INT, "4", SO(http_threads), 1, 64, "HTTP event-loop threads"},
     {"api-key-file", PD_OPT_STR, "", SO(api_key_file), 0, 0, "file whose first line is the API key; enables authentication"},
-    {"auth-all", PD_OPT_BOOL, "false", SO(auth_all), 0, 1, "require the key on every route but /health (default: only on writes)"},
+    {"auth-all", PD_OPT_BOOL, "false", SO(auth_all), 0, 1, "require the key on every route but /health, /ready, /openapi.json and the console (default: only on writes)"},
     {"max-body-mb", PD_OPT_INT, "64", SO(max_body_mb), 1, 4096, "largest request body in MiB (413 beyond)"},
     {"max-batch-tokens", PD_OPT_INT, "8192", SO(max_batch_tokens), 16, 1 << 24, "tokens per forward batch; also the most one input may use"},
     {"max-resident-mb", PD_OPT_INT, "1024", SO(max_resident_mb), 0, 1 << 20, "memory for loaded adapters in MiB; least recently used leave first; 0 = no limit"},

@@ -9,8 +9,11 @@ static const char *const TRAIN_PARTS[] = {"spec", "train", "eval", NULL};
 /* HEAD is answered by the GET handler (libmicrohttpd sends no body for HEAD). */
 const pd_route_def pd_routes[PD_ROUTE_COUNT] = {
     [PD_ROUTE_HEALTH] = {"/health", 1, 1, {{"GET", pd_route_health, 0, PD_BODY_NONE, NULL}}},
+    [PD_ROUTE_READY] = {"/ready", 1, 1, {{"GET", pd_route_ready, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_INFO] = {"/info", 0, 0, {{"GET", pd_route_info, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_METRICS] = {"/metrics", 1, 0, {{"GET", pd_route_metrics, 0, PD_BODY_NONE, NULL}}},
+    /* the API's description holds no data: open, and served while the model loads */
+    [PD_ROUTE_OPENAPI] = {"/openapi.json", 1, 1, {{"GET", pd_route_openapi, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_PREDICT] = {"/predict", 0, 0, {{"POST", pd_route_predict, 0, PD_BODY_JSON, NULL}}},
     [PD_ROUTE_ADAPTERS] = {"/adapters", 0, 0,
                            {{"GET", pd_route_adapters_list, 0, PD_BODY_NONE, NULL},

@@ -3,8 +3,8 @@
  * One table (routes.c) says every route's path template, methods, body and auth rules; it
  * drives the dispatch (http.c), the route names of the metrics and the check of
  * docs/openapi.yaml (tests/test_routes.c). The handlers live by subject: routes_service.c
- * (/health, /info, /metrics), routes_predict.c, routes_adapters.c, routes_train.c (/train,
- * /jobs), routes_console.c (the embedded web console, console.h).
+ * (/health, /ready, /info, /metrics, /openapi.json), routes_predict.c, routes_adapters.c,
+ * routes_train.c (/train, /jobs), routes_console.c (the embedded web console, console.h).
  *
  * A handler runs on an event-loop thread once the request body is complete (and checked for
  * size, type and auth by http.c). It either replies (pd_req_reply / pd_req_error) or parks the
@@ -19,8 +19,10 @@
 
 typedef enum {
     PD_ROUTE_HEALTH = 0,
+    PD_ROUTE_READY,
     PD_ROUTE_INFO,
     PD_ROUTE_METRICS,
+    PD_ROUTE_OPENAPI,       /* /openapi.json */
     PD_ROUTE_PREDICT,
     PD_ROUTE_ADAPTERS,      /* /adapters */
     PD_ROUTE_ADAPTER,       /* /adapters/{name} */
@@ -46,8 +48,10 @@ enum { PD_PART_SPEC = 0, PD_PART_TRAIN, PD_PART_EVAL };
 /* ==== Handlers ==== */
 
 void pd_route_health(pd_req *r);           /* GET /health */
+void pd_route_ready(pd_req *r);            /* GET /ready */
 void pd_route_info(pd_req *r);             /* GET /info */
 void pd_route_metrics(pd_req *r);          /* GET /metrics */
+void pd_route_openapi(pd_req *r);          /* GET /openapi.json */
 void pd_route_predict(pd_req *r);          /* POST /predict */
 void pd_route_adapters_list(pd_req *r);    /* GET /adapters */
 void pd_route_adapter_post(pd_req *r);     /* POST /adapters: the name is a form field */

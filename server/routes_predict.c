@@ -15,6 +15,7 @@
 /* A /predict request, behind r->ctx. */
 typedef struct predict_ctx {
     cJSON *json;           /* the body, while the inputs point into it */
+    const cJSON *params;   /* its "parameters" object (LoRAX / Hugging Face style), or NULL */
     const char *name;      /* the adapter (into json or the X-Adapter header), NULL: the base model */
     int forced;            /* the "task" field; PD_TASK_NONE when absent */
     int return_logits;
@@ -46,34 +47,113 @@ static void drop_request(predict_ctx *c) {
     free(c->ins);
     free(c->shapes);
     c->json = NULL;
+    c->params = NULL;
     c->ins = NULL;
     c->shapes = NULL;
 }
 
 /* ==== The request ==== */
 
-/* Reads an optional integer field in [lo, hi]; replies 400 and returns -1 if it is not one. */
-static int opt_int(pd_req *r, const cJSON *o, const char *key, int lo, int hi, int *out) {
+/* The body's fields (docs/API.md); any other is a 400 naming it. */
+static const char *const BODY_KEYS[] = {"inputs", "adapter", "adapter_id", "parameters", "return_logits", "top_k",
+                                        "max_answer_length", "max_length", "doc_stride", "task", "truncate", NULL};
+/* What "parameters" may hold: the options and the adapter, as LoRAX and the Hugging Face
+ * Inference API put them there; never the inputs. */
+static const char *const PARAM_KEYS[] = {"adapter", "adapter_id", "return_logits", "top_k", "max_answer_length", "max_length",
+                                         "doc_stride", "task", "truncate", NULL};
+
+/* Refuses unknown fields (with a suggestion) and a field given both at the top level and in
+ * "parameters"; sets c->params. */
+static int check_fields(pd_req *r, predict_ctx *c) {
+    char err[512];
+    pd_status st = pd_json_known(c->json, "", "field", BODY_KEYS, err, sizeof err);
+    if (st) {
+        pd_req_fail(r, st, err);
+        return -1;
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->json, "parameters");
+    if (!p || cJSON_IsNull(p)) return 0;
+    if (!cJSON_IsObject(p)) {
+        pd_req_error(r, 400, "invalid_input", "parameters must be an object");
+        return -1;
+    }
+    if ((st = pd_json_known(p, "parameters.", "field", PARAM_KEYS, err, sizeof err))) {
+        pd_req_fail(r, st, err);
+        return -1;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p) {
+        if (it->string && cJSON_GetObjectItemCaseSensitive(c->json, it->string)) {
+            pd_req_error(r, 400, "invalid_input", "%s is given both at the top level and in parameters; give it once", it->string);
+            return -1;
+        }
+    }
+    c->params = p;
+    return 0;
+}
+
+/* The object holding an option (the body, or "parameters" when it is there) and its prefix
+ * in messages. */
+static const cJSON *holder(const predict_ctx *c, const char *key, const char **where) {
+    if (c->params && cJSON_GetObjectItemCaseSensitive(c->params, key)) {
+        *where = "parameters.";
+        return c->params;
+    }
+    *where = "";
+    return c->json;
+}
+
+/* Reads an optional integer option in [lo, hi]; replies 400 and returns -1 if it is not one. */
+static int opt_int(pd_req *r, const predict_ctx *c, const char *key, int lo, int hi, int *out) {
     char err[256];
-    pd_status st = pd_json_int(o, key, "", lo, hi, PD_ERR_INVALID, out, err, sizeof err);
+    const char *where;
+    const cJSON *o = holder(c, key, &where);
+    pd_status st = pd_json_int(o, key, where, lo, hi, PD_ERR_INVALID, out, err, sizeof err);
     if (st) pd_req_fail(r, st, err);
     return st ? -1 : 0;
 }
 
-/* Which adapter: the body's "adapter" or the X-Adapter header; both must agree. */
+/* Reads an optional boolean option; replies 400 and returns -1 if it is not one. */
+static int opt_bool(pd_req *r, const predict_ctx *c, const char *key, int *out) {
+    const char *where;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(holder(c, key, &where), key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) {
+        pd_req_error(r, 400, "invalid_input", "%s%s must be a boolean", where, key);
+        return -1;
+    }
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Which adapter: the body's "adapter", LoRAX's "adapter_id" (top level or in "parameters") or
+ * the X-Adapter header; those given must agree. */
 static int parse_adapter(pd_req *r, predict_ctx *c) {
-    const cJSON *ja = cJSON_GetObjectItemCaseSensitive(c->json, "adapter");
-    if (ja && !cJSON_IsNull(ja)) {
+    static const char *const KEYS[] = {"adapter", "adapter_id"};
+    const char *from = NULL;
+    char where[32];
+    for (int k = 0; k < 4; k++) {
+        const cJSON *o = k < 2 ? c->json : c->params;
+        const cJSON *ja = o ? cJSON_GetObjectItemCaseSensitive(o, KEYS[k % 2]) : NULL;
+        if (!ja || cJSON_IsNull(ja)) continue;
+        snprintf(where, sizeof where, "%s%s", k < 2 ? "" : "parameters.", KEYS[k % 2]);
         if (!cJSON_IsString(ja) || !ja->valuestring) {
-            pd_req_error(r, 400, "invalid_input", "adapter must be a string or null");
+            pd_req_error(r, 400, "invalid_input", "%s must be a string or null", where);
+            return -1;
+        }
+        if (c->name && strcmp(c->name, ja->valuestring)) {
+            pd_req_error(r, 400, "invalid_input", "%s names adapter \"%.64s\" but %s says \"%.64s\"", from, c->name, where,
+                         ja->valuestring);
             return -1;
         }
         c->name = ja->valuestring;
+        from = k < 2 ? KEYS[k % 2] : (k == 2 ? "parameters.adapter" : "parameters.adapter_id");
     }
     const char *hdr = pd_req_get_header(r, "X-Adapter");
     if (hdr && *hdr) {
         if (c->name && strcmp(c->name, hdr)) {
-            pd_req_error(r, 400, "invalid_input", "the body names adapter \"%.64s\" but X-Adapter says \"%.64s\"", c->name, hdr);
+            pd_req_error(r, 400, "invalid_input", "the body's %s names adapter \"%.64s\" but X-Adapter says \"%.64s\"", from,
+                         c->name, hdr);
             return -1;
         }
         c->name = hdr;
@@ -81,27 +161,22 @@ static int parse_adapter(pd_req *r, predict_ctx *c) {
     return c->name && pd_route_check_name(r, c->name) ? -1 : 0;
 }
 
-/* return_logits, top_k, max_answer_length, max_length, doc_stride, task. */
+/* return_logits, top_k, max_answer_length, max_length, doc_stride, task, truncate. */
 static int parse_options(pd_req *r, predict_ctx *c) {
     const pd_config *cfg = pd_model_config(r->srv->model);
-    const cJSON *body = c->json;
-    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(body, "return_logits");
-    if (jl && !cJSON_IsNull(jl)) {
-        if (!cJSON_IsBool(jl)) {
-            pd_req_error(r, 400, "invalid_input", "return_logits must be a boolean");
-            return -1;
-        }
-        c->return_logits = cJSON_IsTrue(jl);
-    }
-    if (opt_int(r, body, "top_k", 0, 100, &c->opts.top_k) ||
-        opt_int(r, body, "max_answer_length", 0, cfg->max_tokens, &c->opts.max_answer_length) ||
-        opt_int(r, body, "max_length", 0, cfg->max_tokens, &c->opts.max_length) ||
-        opt_int(r, body, "doc_stride", 0, cfg->max_tokens, &c->opts.doc_stride))
+    int truncate = 1;
+    if (opt_bool(r, c, "return_logits", &c->return_logits) || opt_bool(r, c, "truncate", &truncate) ||
+        opt_int(r, c, "top_k", 0, 100, &c->opts.top_k) ||
+        opt_int(r, c, "max_answer_length", 0, cfg->max_tokens, &c->opts.max_answer_length) ||
+        opt_int(r, c, "max_length", 0, cfg->max_tokens, &c->opts.max_length) ||
+        opt_int(r, c, "doc_stride", 0, cfg->max_tokens, &c->opts.doc_stride))
         return -1;
-    const cJSON *jt = cJSON_GetObjectItemCaseSensitive(body, "task");
+    c->opts.no_truncate = !truncate;
+    const char *where;
+    const cJSON *jt = cJSON_GetObjectItemCaseSensitive(holder(c, "task", &where), "task");
     if (jt && !cJSON_IsNull(jt)) {
         if (!cJSON_IsString(jt) || !jt->valuestring || (c->forced = pd_task_parse(jt->valuestring)) <= PD_TASK_NONE) {
-            pd_req_error(r, 400, "invalid_input", "task must be \"classification\" or \"question_answering\"");
+            pd_req_error(r, 400, "invalid_input", "%stask must be \"classification\" or \"question_answering\"", where);
             return -1;
         }
     }
@@ -284,7 +359,7 @@ void pd_route_predict(pd_req *r) {
         pd_req_error(r, 400, "invalid_input", "the body must be a JSON object with \"inputs\"");
         return;
     }
-    if (parse_adapter(r, c) || parse_options(r, c) || parse_inputs(r, c)) return;
+    if (check_fields(r, c) || parse_adapter(r, c) || parse_options(r, c) || parse_inputs(r, c)) return;
     if (c->name) {
         /* Pin the adapter's current version for the whole request. */
         snprintf(r->log_adapter, sizeof r->log_adapter, "%s", c->name);

@@ -1,37 +1,50 @@
-/* routes_service.c - the routes about the service itself: GET /health (liveness and
- * readiness), GET /info (the model, limits, threads, auth), GET /metrics (Prometheus text).
- * See routes.h and docs/API.md. */
+/* routes_service.c - the routes about the service itself: GET /health (liveness: the process
+ * answers), GET /ready (readiness: the model is loaded and the adapter store readable), GET
+ * /info (the model, limits, threads, auth), GET /metrics (Prometheus text), GET /openapi.json
+ * (the API's description, embedded from docs/openapi.yaml). See routes.h and docs/API.md. */
 #include "routes.h"
 
+#include "openapi.h"
 #include "server.h"
 #include "version.h"
 
 #include <string.h>
 
+/* Liveness: an event loop answered, so the process is alive; loading, draining or a lost
+ * store do not change that (a liveness probe must not restart a replica that is loading). */
 void pd_route_health(pd_req *r) {
-    if (atomic_load(&r->srv->draining)) {
-        pd_req_error(r, 503, "shutting_down", "the server is shutting down");
+    static const char ok[] = "{\"status\":\"ok\"}";
+    pd_req_reply_static(r, 200, "application/json", ok, sizeof ok - 1);
+}
+
+/* Readiness: 200 once the model is loaded, the adapter store opened and read, and the sync
+ * thread has reached the store within the last PD_STORE_STALE_S seconds; 503 otherwise (and
+ * while shutting down), saying which. */
+void pd_route_ready(pd_req *r) {
+    pd_server *s = r->srv;
+    char why[512];
+    if (!pd_server_ready(s, why, sizeof why)) {
+        pd_req_error(r, 503, atomic_load(&s->draining) ? "shutting_down" : "not_ready", "%s", why);
         return;
     }
-    if (!atomic_load(&r->srv->ready)) {
-        pd_req_error(r, 503, "not_ready", "the base model is still loading");
-        return;
-    }
-    const char *ok = "{\"status\":\"ok\"}";
-    char *b = strdup(ok);
-    if (!b) { pd_req_error(r, 500, "out_of_memory", "out of memory"); return; }
-    pd_req_reply(r, 200, "application/json", b, strlen(ok));
+    static const char ok[] = "{\"status\":\"ready\"}";
+    pd_req_reply_static(r, 200, "application/json", ok, sizeof ok - 1);
+}
+
+/* The model's name: the last component of its directory. */
+static const char *model_name(const pd_server *s) {
+    const char *base = strrchr(s->model_dir, '/');
+    return base && base[1] ? base + 1 : s->model_dir;
 }
 
 void pd_route_info(pd_req *r) {
     pd_server *s = r->srv;
     const pd_config *c = pd_model_config(s->model);
     const pd_head *cls = pd_model_head(s->model, PD_TASK_CLS), *qa = pd_model_head(s->model, PD_TASK_QA);
-    const char *base = strrchr(s->model_dir, '/');
     cJSON *o = cJSON_CreateObject();
     int ok = o && cJSON_AddStringToObject(o, "peftd_version", PD_VERSION);
     cJSON *m = ok ? cJSON_AddObjectToObject(o, "model") : NULL;
-    ok = m && cJSON_AddStringToObject(m, "name", base && base[1] ? base + 1 : s->model_dir) &&
+    ok = m && cJSON_AddStringToObject(m, "name", model_name(s)) &&
          cJSON_AddStringToObject(m, "architecture", pd_arch_name(c->arch)) &&
          cJSON_AddNumberToObject(m, "hidden", c->hidden) && cJSON_AddNumberToObject(m, "layers", c->layers) &&
          cJSON_AddNumberToObject(m, "heads", c->heads) && cJSON_AddNumberToObject(m, "ffn", c->ffn) &&
@@ -72,6 +85,7 @@ void pd_route_metrics(pd_req *r) {
     memset(&g, 0, sizeof g);
     g.ready = atomic_load(&s->ready);
     g.uptime = pd_now() - s->t_start;
+    g.model = model_name(s);
     if (g.ready) {
         pd_registry_stats rs;
         memset(&rs, 0, sizeof rs);
@@ -87,7 +101,9 @@ void pd_route_metrics(pd_req *r) {
         pd_trainer_stats_get(s->trainer, &ts);
         g.train_queued = ts.queued;
         g.train_running = ts.running;
-        g.train_finished = ts.succeeded + ts.failed + ts.cancelled;
+        g.train_succeeded = ts.succeeded;
+        g.train_failed = ts.failed;
+        g.train_cancelled = ts.cancelled;
         g.train_steps = ts.steps;
         g.base_dtype = pd_wtype_name(pd_model_dtype(s->model));
         g.base_bytes = pd_model_bytes(s->model);
@@ -98,4 +114,13 @@ void pd_route_metrics(pd_req *r) {
         return;
     }
     pd_req_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", txt, strlen(txt));
+}
+
+/* The embedded OpenAPI JSON with its ETag; If-None-Match that names it gets 304 without a body. */
+void pd_route_openapi(pd_req *r) {
+    const pd_console_file *f = &pd_openapi_file;
+    int fresh = pd_console_etag_matches(f, pd_req_get_header(r, "If-None-Match"));
+    pd_req_header(r, "ETag", f->etag);
+    pd_req_header(r, "Cache-Control", "no-cache");
+    pd_req_reply_static(r, fresh ? 304 : 200, fresh ? NULL : f->content_type, f->data, fresh ? 0 : f->len);
 }

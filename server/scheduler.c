@@ -216,6 +216,7 @@ static void *sched_main(void *arg) {
         pthread_mutex_unlock(&s->lock);
 
         double t0 = pd_now();
+        for (int i = 0; s->metrics && i < n; i++) pd_metrics_queue_wait(s->metrics, t0 - s->owner[i]->t_submit);
         if (n > 0) run_batch(s, n, &qa);
         double dt = pd_now() - t0;
         int seqs = 0;

@@ -6,8 +6,10 @@
 #include "log.h"
 #include "routes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,27 @@ pd_status pd_server_default_model(char *dir, size_t cap, char *err, size_t errle
 
 /* ==== Start and stop ==== */
 
+pd_status pd_api_key_check(const char *key, size_t len, char *err, size_t errlen) {
+    /* words of the examples people copy; a real key (openssl rand -hex 32) holds none */
+    static const char *const PLACEHOLDERS[] = {"changeme", "change-me", "change_me", "placeholder", "replaceme", "replace-me",
+                                               "replace_me", "your-key", "your_key", "yourkey", "your-api-key", "example",
+                                               "dummy", "password", "insecure", NULL};
+    if (len < PD_API_KEY_MIN)
+        return pd_err(err, errlen, PD_ERR_INVALID, "the key has %zu characters; use at least %d (e.g. openssl rand -hex 32)", len,
+                      PD_API_KEY_MIN);
+    for (int i = 0; PLACEHOLDERS[i]; i++) {
+        size_t w = strlen(PLACEHOLDERS[i]);
+        for (size_t k = 0; k + w <= len; k++)
+            if (!strncasecmp(key + k, PLACEHOLDERS[i], w))
+                return pd_err(err, errlen, PD_ERR_INVALID, "the key looks like a placeholder (\"%s\"); make one with openssl rand -hex 32",
+                              PLACEHOLDERS[i]);
+    }
+    size_t same = 1;
+    while (same < len && key[same] == key[0]) same++;
+    if (same == len) return pd_err(err, errlen, PD_ERR_INVALID, "the key is one character repeated; make one with openssl rand -hex 32");
+    return PD_OK;
+}
+
 static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     char *text = NULL;
     size_t len = 0;
@@ -70,9 +93,44 @@ static pd_status read_key(pd_server *s, char *err, size_t errlen) {
     }
     memmove(text, text + a, n - a);
     text[n - a] = 0;
+    if ((st = pd_api_key_check(text, n - a, err, errlen))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        free(text);
+        return pd_err(err, errlen, st, "--api-key-file %s: %s", s->opt.api_key_file, why);
+    }
     s->api_key = text;
     s->api_key_len = n - a;
     return PD_OK;
+}
+
+/* Reads the data dir's listing (opendir revalidates a network file system's view) and records
+ * when that last worked, for GET /ready. */
+static void store_check(pd_server *s) {
+    DIR *d = opendir(s->opt.data_dir);
+    int e = d ? 0 : errno ? errno : EIO;
+    if (d) closedir(d);
+    if (!e && access(s->opt.data_dir, W_OK) != 0) e = errno ? errno : EACCES;
+    atomic_store(&s->store_errno, e);
+    if (!e) atomic_store(&s->store_ok_ms, (long long)(pd_now() * 1000.0));
+}
+
+int pd_server_ready(pd_server *s, char *why, size_t cap) {
+    if (atomic_load(&s->draining)) {
+        snprintf(why, cap, "the server is shutting down");
+        return 0;
+    }
+    if (!atomic_load(&s->ready)) {
+        snprintf(why, cap, "the base model is still loading");
+        return 0;
+    }
+    double age = pd_now() - (double)atomic_load(&s->store_ok_ms) / 1000.0;
+    int e = atomic_load(&s->store_errno);
+    if (age > PD_STORE_STALE_S) {
+        snprintf(why, cap, "the adapter store (--data-dir) was last read %.0f s ago%s%s", age, e ? ": " : "", e ? strerror(e) : "");
+        return 0;
+    }
+    return 1;
 }
 
 /* Picks up adapters that replicas sharing the data dir published or deleted. */
@@ -88,6 +146,7 @@ static void *sync_main(void *arg) {
         if (s->sync_stop) break;
         pthread_mutex_unlock(&s->sync_lock);
         pd_registry_sync(s->reg);
+        store_check(s);
         pthread_mutex_lock(&s->sync_lock);
     }
     pthread_mutex_unlock(&s->sync_lock);
@@ -103,8 +162,9 @@ static int open_connections(void *arg) {
 
 /* http.c's hooks: a finished request counts in the metrics; connections are counted, and a
  * closing one may end the scheduler's wait for company. */
-static void request_completed(pd_server *s, int route, int status, double seconds) {
-    pd_metrics_request(s->metrics, route, status, seconds);
+static void request_completed(pd_server *s, const pd_req *r, double seconds) {
+    pd_metrics_request(s->metrics, r->route, r->status, seconds);
+    if (r->route == PD_ROUTE_PREDICT && r->status == 200) pd_metrics_adapter_request(s->metrics, r->log_adapter);
 }
 
 static void connection_changed(pd_server *s, int delta) {
@@ -125,6 +185,8 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     atomic_init(&s->ready, 0);
     atomic_init(&s->draining, 0);
     atomic_init(&s->connections, 0);
+    atomic_init(&s->store_ok_ms, 0);
+    atomic_init(&s->store_errno, 0);
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -190,6 +252,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
         goto fail;
     }
     s->sync_started = 1;
+    store_check(s); /* the registry just read it */
     atomic_store(&s->ready, 1);
     {
         const pd_config *c = pd_model_config(s->model);

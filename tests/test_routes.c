@@ -1,131 +1,89 @@
-/* test_routes.c - the route table (server/routes.c) against docs/openapi.yaml, both ways:
- * every documented path and operation is in the table and every table entry is documented,
- * with the same authentication class (security: [{}] = open, [bearer: []] = a write that
- * always needs the key, none = the key only with --auth-all), the same request body media
- * types, the same multipart fields (for inline schemas), and a 401 response exactly where a
- * key can be asked for. Also: the metrics name each route by its template.
- *
- * The YAML is read line by line by indentation (the file's own layout: paths at 2 spaces,
- * operations at 4, their keys at 6), which is all this file needs. */
+/* test_routes.c - the route table (server/routes.c) against the OpenAPI description the server
+ * serves at GET /openapi.json (server/openapi.h: docs/openapi.yaml converted at build time), both
+ * ways: every documented path and operation is in the table and every table entry is
+ * documented, with the same authentication class (security: [{}] = open, [bearer: []] = a write
+ * that always needs the key, none = the key only with --auth-all), the same request body media
+ * types, exactly the multipart fields the table reads (the schema's properties, $ref and allOf
+ * resolved), a 401 response exactly where a key can be asked for, and a 503 wherever the route
+ * can answer before the model is loaded only when it is not served then. Also: the metrics name
+ * each route by its template, and the document is what docs/openapi.yaml says (the converter's
+ * own check against PyYAML is tests/e2e/test_openapi.py). */
 #include "test.h"
 
 #include "metrics.h"
+#include "openapi.h"
 #include "routes.h"
 
+#include <cJSON.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define OPENAPI "docs/openapi.yaml"
-#define MAX_OPS 64
+static cJSON *doc;
 
-typedef struct {
-    char path[128];
-    char method[8];   /* upper case */
-    int security;     /* 0 none, 1 open ({}), 2 bearer */
-    int json, multipart, has_401, n_parts;
-    char parts[8][32];
-} op;
-
-static op ops[MAX_OPS];
-static int n_ops;
-
-static int indent_of(const char *s) {
-    int n = 0;
-    while (s[n] == ' ') n++;
-    return n;
-}
-
-/* "  key:" or "  key: value" at indentation ind: copies key, returns 1. */
-static int key_at(const char *line, int ind, char *key, size_t cap) {
-    if (indent_of(line) != ind || line[ind] == '-' || line[ind] == '#') return 0;
-    const char *s = line + ind, *c = strchr(s, ':');
-    if (!c || (size_t)(c - s) >= cap) return 0;
-    memcpy(key, s, (size_t)(c - s));
-    key[c - s] = 0;
-    return 1;
-}
-
-static int parse(void) {
-    FILE *f = fopen(OPENAPI, "r");
-    if (!f) return -1;
-    char line[512], key[128], path[128] = "";
-    int in_paths = 0, in_body = 0, in_content = 0, in_props = -1;
-    op *cur = NULL;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0] || line[indent_of(line)] == 0) continue;
-        int ind = indent_of(line);
-        if (ind == 0) {
-            in_paths = !strcmp(line, "paths:");
-            cur = NULL;
-            continue;
-        }
-        if (!in_paths) continue;
-        if (ind == 2 && key_at(line, 2, key, sizeof key)) {
-            snprintf(path, sizeof path, "%s", key);
-            cur = NULL;
-            continue;
-        }
-        if (ind == 4 && key_at(line, 4, key, sizeof key)) {
-            cur = NULL;
-            if (!strcmp(key, "parameters") || n_ops == MAX_OPS) continue;
-            cur = &ops[n_ops++];
-            memset(cur, 0, sizeof *cur);
-            snprintf(cur->path, sizeof cur->path, "%s", path);
-            for (size_t i = 0; key[i] && i < sizeof cur->method - 1; i++) cur->method[i] = (char)toupper((unsigned char)key[i]);
-            in_body = in_content = 0;
-            in_props = -1;
-            continue;
-        }
-        if (!cur) continue;
-        if (ind == 6) {
-            in_body = key_at(line, 6, key, sizeof key) && !strcmp(key, "requestBody");
-            in_content = 0;
-            in_props = -1;
-            if (key_at(line, 6, key, sizeof key) && !strcmp(key, "security")) {
-                const char *v = strchr(line, ':') + 1;
-                cur->security = strstr(v, "bearer") ? 2 : strstr(v, "{}") ? 1 : 0;
-            }
-            continue;
-        }
-        if (ind == 8 && key_at(line, 8, key, sizeof key)) {
-            if (!strcmp(key, "\"401\"")) cur->has_401 = 1;
-            in_content = in_body && !strcmp(key, "content");
-            continue;
-        }
-        if (in_content && ind == 10 && key_at(line, 10, key, sizeof key)) {
-            cur->json |= !strcmp(key, "application/json");
-            cur->multipart |= !strcmp(key, "multipart/form-data");
-            in_props = -1;
-            continue;
-        }
-        /* inline multipart fields: "properties:" of the multipart schema, one key per field */
-        if (in_content && cur->multipart && key_at(line, ind, key, sizeof key)) {
-            if (in_props >= 0 && ind == in_props + 2 && cur->n_parts < 8)
-                snprintf(cur->parts[cur->n_parts++], sizeof cur->parts[0], "%.31s", key);
-            else if (in_props >= 0 && ind <= in_props)
-                in_props = -1;
-            if (in_props < 0 && !strcmp(key, "properties") && ind == 14) in_props = ind;
-        }
+/* The object a local $ref ("#/components/schemas/X") names; NULL if it names nothing. */
+static const cJSON *deref(const cJSON *v) {
+    for (int hops = 0; hops < 16; hops++) {
+        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(v, "$ref");
+        if (!cJSON_IsString(ref)) return v;
+        if (strncmp(ref->valuestring, "#/", 2)) return NULL;
+        char path[256];
+        snprintf(path, sizeof path, "%s", ref->valuestring + 2);
+        const cJSON *cur = doc;
+        for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok && cur; tok = strtok_r(NULL, "/", &save))
+            cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+        if (!cur) return NULL;
+        v = cur;
     }
-    fclose(f);
-    return 0;
-}
-
-static const op *find_op(const char *path, const char *method) {
-    for (int i = 0; i < n_ops; i++)
-        if (!strcmp(ops[i].path, path) && !strcmp(ops[i].method, method)) return &ops[i];
     return NULL;
 }
 
-int main(void) {
-    if (parse() != 0) {
-        TEST_SKIP("%s not found (run from the repository root)", OPENAPI);
-        return TEST_SUMMARY("test_routes");
+/* Adds the property names of a schema (through $ref and allOf) to names[*n]. */
+static void schema_props(const cJSON *schema, const char **names, int *n, int cap) {
+    schema = deref(schema);
+    if (!schema) return;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(schema, "allOf")) schema_props(it, names, n, cap);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(schema, "properties")) {
+        int seen = 0;
+        for (int i = 0; i < *n; i++) seen |= !strcmp(names[i], it->string);
+        if (!seen && *n < cap) names[(*n)++] = it->string;
     }
-    CHECKF(n_ops >= 10, "%d operations in %s", n_ops, OPENAPI);
+}
+
+/* 0 none, 1 open ([{}]), 2 bearer ([{bearer: []}]); -1 anything else. */
+static int security_of(const cJSON *op) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(op, "security");
+    if (!s) return 0;
+    if (!cJSON_IsArray(s) || cJSON_GetArraySize(s) != 1) return -1;
+    const cJSON *e = s->child;
+    if (cJSON_IsObject(e) && !e->child) return 1;
+    if (cJSON_IsObject(e) && cJSON_GetObjectItemCaseSensitive(e, "bearer") && !e->child->next) return 2;
+    return -1;
+}
+
+static const cJSON *operation(const char *path, const char *method) {
+    char m[16];
+    size_t i = 0;
+    for (; method[i] && i < sizeof m - 1; i++) m[i] = (char)tolower((unsigned char)method[i]);
+    m[i] = 0;
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "paths"), path), m);
+}
+
+static int is_method_key(const char *k) {
+    static const char *const M[] = {"get", "put", "post", "delete", "options", "head", "patch", "trace", NULL};
+    for (int i = 0; M[i]; i++) if (!strcmp(k, M[i])) return 1;
+    return 0;
+}
+
+int main(void) {
+    const pd_console_file *f = &pd_openapi_file;
+    CHECK(!strcmp(f->content_type, "application/json") && f->len > 1000);
+    doc = cJSON_ParseWithLength((const char *)f->data, f->len);
+    CHECKF(doc != NULL, "the embedded OpenAPI document is not JSON");
+    if (!doc) return TEST_SUMMARY("test_routes");
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(doc, "openapi");
+    CHECK(cJSON_IsString(ver) && !strncmp(ver->valuestring, "3.0.", 4));
 
     /* table -> document */
     int n_table = 0;
@@ -135,42 +93,70 @@ int main(void) {
         for (int k = 0; k < 3 && d->m[k].method; k++) {
             const pd_method_def *m = &d->m[k];
             n_table++;
-            const op *o = find_op(d->path, m->method);
-            CHECKF(o, "%s %s is served but not in %s", m->method, d->path, OPENAPI);
+            const cJSON *o = operation(d->path, m->method);
+            CHECKF(o, "%s %s is served but not documented", m->method, d->path);
             if (!o) continue;
             int want_security = d->open ? 1 : m->write ? 2 : 0;
-            CHECKF(o->security == want_security, "%s %s: security %d in the document, %d in the table", m->method,
-                   d->path, o->security, want_security);
-            CHECKF(o->has_401 == !d->open, "%s %s: a 401 response must be documented exactly when a key can be asked",
-                   m->method, d->path);
+            CHECKF(security_of(o) == want_security, "%s %s: security %d in the document, %d in the table", m->method, d->path,
+                   security_of(o), want_security);
+            const cJSON *resp = cJSON_GetObjectItemCaseSensitive(o, "responses");
+            CHECKF(!cJSON_GetObjectItemCaseSensitive(resp, "401") == !!d->open,
+                   "%s %s: a 401 response must be documented exactly when a key can be asked", m->method, d->path);
+            /* routes refused while the model loads answer 503 then (and every route while stopping
+             * may; the ones served before ready document it where they can say not_ready) */
+            if (!d->before_ready)
+                CHECKF(cJSON_GetObjectItemCaseSensitive(resp, "503") != NULL, "%s %s: 503 (not_ready) is not documented",
+                       m->method, d->path);
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "requestBody"), "content");
             int json = m->body == PD_BODY_JSON || m->body == PD_BODY_EITHER;
             int multipart = m->body == PD_BODY_MULTIPART || m->body == PD_BODY_EITHER;
-            CHECKF(o->json == json && o->multipart == multipart, "%s %s: body json %d multipart %d documented, %d %d served",
-                   m->method, d->path, o->json, o->multipart, json, multipart);
+            int djson = cJSON_GetObjectItemCaseSensitive(content, "application/json") != NULL;
+            const cJSON *dmp = cJSON_GetObjectItemCaseSensitive(content, "multipart/form-data");
+            CHECKF(djson == json && !!dmp == multipart, "%s %s: body json %d multipart %d documented, %d %d served", m->method,
+                   d->path, djson, !!dmp, json, multipart);
             CHECKF(!m->parts == !multipart, "%s %s: multipart fields only with a multipart body", m->method, d->path);
-            /* inline multipart schemas list exactly the table's fields (uploads use UploadForm) */
-            for (int p = 0; o->n_parts && m->parts && p < o->n_parts; p++) {
-                int found = 0;
-                for (int q = 0; m->parts[q]; q++) found |= !strcmp(m->parts[q], o->parts[p]);
-                CHECKF(found, "%s %s: documented field %s is not read", m->method, d->path, o->parts[p]);
-            }
-            if (o->n_parts && m->parts) {
+            if (dmp && m->parts) {
+                const char *names[16];
+                int n = 0;
+                schema_props(cJSON_GetObjectItemCaseSensitive(dmp, "schema"), names, &n, 16);
                 int q = 0;
-                while (m->parts[q]) q++;
-                CHECKF(q == o->n_parts, "%s %s: %d fields read, %d documented", m->method, d->path, q, o->n_parts);
+                for (; m->parts[q]; q++) {
+                    int found = 0;
+                    for (int p = 0; p < n; p++) found |= !strcmp(names[p], m->parts[q]);
+                    /* PUT takes the name from the path: its form documents "name" as optional */
+                    CHECKF(found, "%s %s: field %s is read but not documented", m->method, d->path, m->parts[q]);
+                }
+                CHECKF(q == n, "%s %s: %d fields read, %d documented", m->method, d->path, q, n);
             }
         }
     }
 
     /* document -> table */
-    for (int i = 0; i < n_ops; i++) {
-        int found = 0;
-        for (int r = 0; r < PD_ROUTE_COUNT && !found; r++)
-            for (int k = 0; k < 3 && pd_routes[r].m[k].method; k++)
-                found |= !strcmp(pd_routes[r].path, ops[i].path) && !strcmp(pd_routes[r].m[k].method, ops[i].method);
-        CHECKF(found, "%s %s is documented but not served", ops[i].method, ops[i].path);
+    int n_ops = 0;
+    const cJSON *path;
+    cJSON_ArrayForEach(path, cJSON_GetObjectItemCaseSensitive(doc, "paths")) {
+        const cJSON *op;
+        cJSON_ArrayForEach(op, path) {
+            if (!is_method_key(op->string)) {
+                CHECKF(!strcmp(op->string, "parameters") || !strcmp(op->string, "summary") || !strcmp(op->string, "description"),
+                       "%s: unknown key %s", path->string, op->string);
+                continue;
+            }
+            n_ops++;
+            int found = 0;
+            for (int r = 0; r < PD_ROUTE_COUNT && !found; r++)
+                for (int k = 0; k < 3 && pd_routes[r].m[k].method; k++) {
+                    char up[16];
+                    size_t i = 0;
+                    for (; op->string[i] && i < sizeof up - 1; i++) up[i] = (char)toupper((unsigned char)op->string[i]);
+                    up[i] = 0;
+                    found |= !strcmp(pd_routes[r].path, path->string) && !strcmp(pd_routes[r].m[k].method, up);
+                }
+            CHECKF(found, "%s %s is documented but not served", op->string, path->string);
+        }
     }
     CHECKF(n_table == n_ops, "%d operations served, %d documented", n_table, n_ops);
+    CHECKF(n_ops >= 15, "%d operations documented", n_ops);
 
     /* the metrics label requests by the table's templates, "other" when none matched */
     const char *names[PD_ROUTE_COUNT];
@@ -188,6 +174,7 @@ int main(void) {
         pd_metrics_free(m);
     }
     CHECK(!strcmp(pd_route_name(-1), "other") && !strcmp(pd_route_name(PD_ROUTE_COUNT), "other"));
-    printf("%d operations in the route table, %d in %s\n", n_table, n_ops, OPENAPI);
+    printf("%d operations in the route table, %d in /openapi.json\n", n_table, n_ops);
+    cJSON_Delete(doc);
     return TEST_SUMMARY("test_routes");
 }

@@ -135,7 +135,8 @@ static pd_status check_config(pd_method m, const cJSON *c, const pd_config *cf, 
     if (!c) return PD_OK;
     if (!cJSON_IsObject(c)) return pd_err(err, errlen, PD_ERR_INVALID, "config: must be an object");
     const char *w = "config.";
-    pd_status st = PD_OK;
+    pd_status st = pd_adapter_config_known(m, c, err, errlen); /* a misspelled option is a 400, not its default */
+    if (st) return st;
     long l = 0;
     double x = 0;
     int flag = 0;

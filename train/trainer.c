@@ -6,6 +6,7 @@
 
 #include "eval.h"
 #include "job.h"
+#include "log.h"
 #include "store.h"
 
 #include <errno.h>
@@ -153,6 +154,26 @@ static int job_hook(void *arg) {
 }
 
 /* Publishes a snapshot of the adapter as the next version of its name. */
+/* ==== The job's lifecycle in the log ==== */
+
+/* One line {"msg": "job <what>", "job", "adapter", ...} (docs/TRAINING.md, "Logs"); key/value
+ * pairs follow: a string for a key starting with '$' (the '$' dropped), else a number. */
+static void job_log(const pd_train_job *j, const char *what, const char *k1, const void *v1, const char *k2, const void *v2) {
+    char extra[900], msg[32];
+    size_t pos = 0;
+    extra[0] = 0;
+    pd_log_str(extra, sizeof extra, &pos, "job", j->id);
+    pd_log_str(extra, sizeof extra, &pos, "adapter", j->adapter);
+    const char *keys[2] = {k1, k2};
+    const void *vals[2] = {v1, v2};
+    for (int i = 0; i < 2 && keys[i]; i++) {
+        if (keys[i][0] == '$') pd_log_str(extra, sizeof extra, &pos, keys[i] + 1, vals[i]);
+        else pd_log_num(extra, sizeof extra, &pos, keys[i], *(const double *)vals[i]);
+    }
+    snprintf(msg, sizeof msg, "job %s", what);
+    pd_log(strcmp(what, "ended") || j->status != PD_JOB_FAILED ? "info" : "warn", msg, extra);
+}
+
 static pd_status job_publish(pd_trainer *t, pd_train_job *j, char *err, size_t errlen) {
     pd_adapter *snap = NULL;
     pd_status st = pd_adapter_snapshot(j->spec->a, &snap, err, errlen);
@@ -165,6 +186,8 @@ static pd_status job_publish(pd_trainer *t, pd_train_job *j, char *err, size_t e
     pthread_mutex_lock(&t->lock);
     int bad = pd_train_job_push_version(j, info.version);
     pthread_mutex_unlock(&t->lock);
+    double version = info.version, at = (double)j->step;
+    job_log(j, "published", "version", &version, "step", &at);
     pd_adapter_info_clear(&info);
     return bad ? pd_err(err, errlen, PD_ERR_NOMEM, "out of memory") : PD_OK;
 }
@@ -186,6 +209,8 @@ static pd_status job_eval(pd_trainer *t, pd_train_job *j, pd_train_engine *e, lo
     }
     pthread_mutex_unlock(&t->lock);
     if (bad) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    double at = (double)step;
+    job_log(j, "evaluated", "step", &at, s->task == PD_TASK_CLS ? "accuracy" : "f1", &metric);
     if (s->publish == PD_PUBLISH_EVERY_EVAL || (s->publish == PD_PUBLISH_BEST && improved)) return job_publish(t, j, err, errlen);
     return PD_OK;
 }
@@ -373,12 +398,18 @@ static void *worker_main(void *arg) {
         j->started_at = wall_now();
         t->n_queued--;
         t->n_running++;
+        double from = (double)j->step, total = (double)j->spec->total_steps;
         pthread_mutex_unlock(&t->lock);
+        job_log(j, "started", "step", &from, "total_steps", &total);
         char err[512] = "";
         pd_job_status res = run_job(t, j, err, sizeof err);
         pthread_mutex_lock(&t->lock);
         t->n_running--;
-        if (res == PD_JOB_RUNNING) continue; /* shutdown: job.json still says running */
+        if (res == PD_JOB_RUNNING) { /* shutdown: job.json still says running */
+            double at = (double)j->step;
+            job_log(j, "paused", "step", &at, "$reason", "the server is shutting down; the job resumes at the next start");
+            continue;
+        }
         j->status = res;
         j->finished_at = wall_now();
         j->eta_s = 0;
@@ -386,7 +417,12 @@ static void *worker_main(void *arg) {
         if (res == PD_JOB_SUCCEEDED) t->n_succeeded++;
         else if (res == PD_JOB_FAILED) t->n_failed++;
         else t->n_cancelled++;
+        char reason[600];
+        if (res == PD_JOB_FAILED) snprintf(reason, sizeof reason, "%s", j->error);
+        else if (res == PD_JOB_CANCELLED) snprintf(reason, sizeof reason, "cancelled while running (DELETE /jobs/%s)", j->id);
+        else snprintf(reason, sizeof reason, "trained %ld steps", j->step);
         pthread_mutex_unlock(&t->lock);
+        job_log(j, "ended", "$status", pd_job_status_name(res), "$reason", reason);
         job_ended(t, j);
         pthread_mutex_lock(&t->lock);
         pthread_cond_broadcast(&t->cv); /* pd_trainer_cancel may wait for this */
@@ -582,8 +618,10 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
         snprintf(j->id, sizeof j->id, "%s", id);
         j->hold = 0;
         t->n_queued++;
-        pthread_cond_broadcast(&t->cv);
         snprintf(job_id, id_cap, "%s", j->id);
+        double steps = (double)spec->total_steps; /* logged before a worker can take the job */
+        job_log(j, "queued", "$method", pd_method_name(spec->method), "total_steps", &steps);
+        pthread_cond_broadcast(&t->cv);
     }
     pthread_mutex_unlock(&t->lock);
     if (st) pd_train_job_free(j);
@@ -621,6 +659,7 @@ pd_status pd_trainer_cancel(pd_trainer *t, const char *job_id, char *err, size_t
         t->n_queued--;
         t->n_cancelled++;
         pthread_mutex_unlock(&t->lock);
+        job_log(j, "ended", "$status", "cancelled", "$reason", "cancelled while queued (DELETE /jobs/{id})");
         job_ended(t, j); /* no worker takes a cancelled pd_train_job */
         return PD_OK;
     }

@@ -58,7 +58,7 @@ from peftio import (SANITIZER_MARKS, Resp, Server, error_problem, http_request, 
                     parse_responses, proc_status_kb, raw_http, reset_peak_rss, st_bytes, upload_fields)
 
 BIN = os.path.abspath(os.environ.get("PEFTD_BIN", "build/peftd"))
-KEY = "k3y-Secret_0"
+KEY = "k3y-Secret_0-9Wc4"
 
 # ============================================================================
 # Expected failures: the next phase's work list
@@ -491,8 +491,8 @@ case("nest.inputs-array-990", 400, post_json("/predict", b'{"inputs": ' + nested
 case("nest.inputs-array-2", 400, post_json("/predict", b'{"inputs": [["a"]]}'), code="invalid_input")
 case("nest.text-object-500", 400, post_json("/predict", b'{"inputs": [{"text": ' + nested_object(500) + b"}]}"),
      code="invalid_input")
-case("nest.ignored-field-500", 200, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(500) + b"}"),
-     why="unknown fields are ignored (docs/API.md), nesting within the parser's limit included")
+case("nest.unknown-field-500", 400, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(500) + b"}"),
+     code="invalid_input", why="unknown fields are refused (docs/API.md), nesting within the parser's limit included")
 case("nest.ignored-field-5000", 400, post_json("/predict", b'{"inputs": ["a"], "meta": ' + nested_array(5000) + b"}"),
      code="invalid_input")
 case("nest.unclosed-1000000", 400, post_json("/predict", b"[" * 1000000), code="invalid_input")
@@ -602,7 +602,8 @@ case("type.task-qa-on-text", 422, post_json("/predict", {"inputs": ["a"], "task"
 case("type.inputs-mixed", 400, post_json("/predict", {"inputs": ["a", {"question": "q", "context": "c"}]}), code="invalid_input")
 case("type.duplicate-key", (200, 400), post_json("/predict", b'{"inputs": ["a"], "inputs": ["b", "c"]}'),
      why="RFC 8259 4: names should be unique; a parser may take one or refuse")
-case("type.empty-key", 200, post_json("/predict", b'{"inputs": ["a"], "": 1}'))
+case("type.empty-key", 400, post_json("/predict", b'{"inputs": ["a"], "": 1}'), code="invalid_input",
+     why="an unknown field (docs/API.md), even an empty name")
 # Training fields.
 for fld, vals in {"adapter": {"num": 1, "list": [], "null": None}, "method": {"num": 1, "upper": "LORA", "unknown": "dora"},
                   "task": {"num": 1, "unknown": "translation"}, "labels": {"str": "a", "nums": [1, 2], "empty": [], "one": ["a"]},

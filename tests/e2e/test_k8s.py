@@ -5,12 +5,15 @@
    pinned by tests/e2e/k8s/package-lock.json, installed with `npm ci` into build/k8s-schema/).
    That checks types, required fields and enums; like the Kubernetes schemas themselves it
    does not reject unknown field names, so step 2 checks the fields peftd relies on.
-2. Structure (python3-yaml): the Deployment runs 2 replicas with readiness and liveness probes
-   on /health, takes its environment from the ConfigMap, reads the API key from the Secret
-   mounted as a file named by PEFTD_API_KEY_FILE, requests resources and mounts the
-   ReadWriteMany claim at PEFTD_DATA_DIR; the Service selects the pods; every PEFTD_* name is
-   an option the server knows (from `peftd serve --help` when PEFTD_BIN is set); the compose
-   file runs two replicas over one named volume behind nginx with docker/nginx.conf.
+2. Structure (python3-yaml): the Deployment runs 2 replicas with a startup and a liveness probe
+   on /health and a readiness probe on /ready, takes its environment from the ConfigMap, reads
+   the API key from a Secret mounted as a file named by PEFTD_API_KEY_FILE, requests as many
+   CPUs as PEFTD_THREADS and mounts the ReadWriteMany claim at PEFTD_DATA_DIR; a
+   PodDisruptionBudget keeps one replica; a headless Service lists the pods and an nginx router
+   hashes X-Adapter over its DNS name, behind the Service clients use; the Secret is an example
+   kustomize does not apply, whose placeholder key peftd refuses (PEFTD_BIN); every PEFTD_*
+   name is an option the server knows (from `peftd serve --help` when PEFTD_BIN is set); the
+   compose file runs two replicas over one named volume behind nginx with docker/nginx.conf.
 
 Prints "e2e_k8s: N passed, N failed".
 """
@@ -20,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -71,7 +75,7 @@ def schema_check(files):
             check(False, line)
     check(r.returncode == 0, "schema validation exited %d: %s" % (r.returncode, r.stderr.strip()))
     # Every kind peftd ships must have been checked against a schema.
-    for kind in ("ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service"):
+    for kind in ("ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service", "PodDisruptionBudget"):
         check(re.search(r"^ok .*: %s " % kind, r.stdout, re.M), "%s was not schema-checked" % kind)
 
 
@@ -93,12 +97,37 @@ def one(objs, kind):
     return items[0][1] if items else {}
 
 
+def named(objs, kind, name):
+    items = [o for _, o in objs.get(kind, []) if o.get("metadata", {}).get("name") == name]
+    check(len(items) == 1, "one %s %s (found %d)" % (kind, name, len(items)))
+    return items[0] if items else {}
+
+
+def file_of(objs, kind):
+    return {f for f, _ in objs.get(kind, [])}
+
+
 def structure_check(files, objs):
-    cm, sec, pvc = one(objs, "ConfigMap"), one(objs, "Secret"), one(objs, "PersistentVolumeClaim")
-    dep, svc = one(objs, "Deployment"), one(objs, "Service")
+    cm, sec, pvc = named(objs, "ConfigMap", "peftd-config"), one(objs, "Secret"), one(objs, "PersistentVolumeClaim")
+    dep, svc = named(objs, "Deployment", "peftd"), named(objs, "Service", "peftd-pods")
     kust = one(objs, "Kustomization")
-    check(sorted(kust.get("resources", [])) == sorted(f for f in files if f != "kustomization.yaml"),
-          "kustomization.yaml lists every manifest")
+    res = kust.get("resources", [])
+    check(sorted(res) == sorted(f for f in files if f not in ("kustomization.yaml", "secret.example.yaml")),
+          "kustomization.yaml lists every manifest but the example Secret")
+    check(not (file_of(objs, "Secret") & set(res)), "no Secret is applied by default")
+    binary = os.environ.get("PEFTD_BIN")
+    if binary and os.access(binary, os.X_OK):
+        placeholder = (sec.get("stringData") or {}).get("api-key", "")
+        d = tempfile.mkdtemp(prefix="peftd-k8s-")
+        try:
+            kf = os.path.join(d, "key")
+            with open(kf, "w") as f:
+                f.write(placeholder + "\n")
+            r = subprocess.run([binary, "serve", "--port", "0", "--data-dir", os.path.join(d, "data"), "--api-key-file", kf],
+                               capture_output=True, text=True, timeout=120)
+            check(r.returncode != 0 and "placeholder" in r.stderr, "peftd refuses the example's key: %s" % r.stderr[-200:])
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
     env = cm.get("data", {})
     check(all(k.startswith("PEFTD_") for k in env), "ConfigMap keys are PEFTD_* variables")
@@ -122,14 +151,20 @@ def structure_check(files, objs):
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
     port = int(env.get("PEFTD_PORT", 8080))
     check(port in ports.values(), "the container port is PEFTD_PORT")
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe, path in (("startupProbe", "/health"), ("readinessProbe", "/ready"), ("livenessProbe", "/health")):
         hg = c.get(probe, {}).get("httpGet", {})
         p = hg.get("port")
-        check(hg.get("path") == "/health" and (p == port or ports.get(p) == port), probe + " on /health")
+        check(hg.get("path") == path and (p == port or ports.get(p) == port), "%s on %s" % (probe, path))
     check(any(e.get("configMapRef", {}).get("name") == cm.get("metadata", {}).get("name")
               for e in c.get("envFrom", [])), "environment from the ConfigMap")
     req = c.get("resources", {}).get("requests", {})
     check("cpu" in req and "memory" in req, "cpu and memory requests")
+    check(str(req.get("cpu")) == str(env.get("PEFTD_THREADS")), "the CPU request is PEFTD_THREADS (%r vs %r)" %
+          (req.get("cpu"), env.get("PEFTD_THREADS")))
+    pdb = one(objs, "PodDisruptionBudget")
+    psel = pdb.get("spec", {}).get("selector", {}).get("matchLabels", {})
+    check(pdb.get("spec", {}).get("minAvailable") == 1 and psel and all(labels.get(k) == v for k, v in psel.items()),
+          "the PodDisruptionBudget keeps one replica")
 
     vols = {v.get("name"): v for v in pod.get("volumes", [])}
     mounts = {m.get("mountPath"): m.get("name") for m in c.get("volumeMounts", [])}
@@ -149,9 +184,25 @@ def structure_check(files, objs):
         check(not any(e.get("name") == "PEFTD_API_KEY" for e in c.get("env", [])), "the key is not in the environment")
 
     ssel = svc.get("spec", {}).get("selector", {})
-    check(ssel and all(labels.get(k) == v for k, v in ssel.items()), "the Service selects the pods")
+    check(svc.get("spec", {}).get("clusterIP") == "None", "peftd-pods is headless")
+    check(ssel and all(labels.get(k) == v for k, v in ssel.items()), "the headless Service selects the pods")
     tps = [p.get("targetPort") for p in svc.get("spec", {}).get("ports", [])]
     check(tps and all(t == port or ports.get(t) == port for t in tps), "the Service targets the container port")
+
+    # the router: nginx hashing X-Adapter over the headless Service, behind the Service "peftd"
+    rdep, rcm, front = named(objs, "Deployment", "peftd-router"), named(objs, "ConfigMap", "peftd-router"), named(objs, "Service", "peftd")
+    conf = rcm.get("data", {}).get("nginx.conf", "")
+    check("hash $http_x_adapter consistent;" in conf, "the router hashes X-Adapter consistently")
+    m = re.search(r"server\s+(\S+):(\d+)\s+resolve", conf)
+    check(m is not None and m.group(1).startswith("peftd-pods.") and int(m.group(2)) == port,
+          "the router's upstream is the headless Service, re-resolved")
+    check(re.search(r"^\s*resolver\s", conf, re.M) and re.search(r"zone\s+peftd", conf), "resolver and a shared zone for resolve")
+    rlabels = rdep.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+    fsel = front.get("spec", {}).get("selector", {})
+    check(fsel and all(rlabels.get(k) == v for k, v in fsel.items()), "the Service peftd selects the router")
+    rpod = rdep.get("spec", {}).get("template", {}).get("spec", {})
+    mounts = {v.get("name"): v for v in rpod.get("volumes", [])}
+    check(any(v.get("configMap", {}).get("name") == "peftd-router" for v in mounts.values()), "the router mounts its nginx.conf")
 
 
 def compose_check():

@@ -98,12 +98,14 @@ def upload(base, name, adir, headers=None):
     return http("POST", base + "/adapters", body, h)
 
 
-def wait_health(url, proc, limit=60.0):
+def wait_health(url, proc, limit=60.0, path="/ready"):
+    """Waits until url answers 200 on path (/ready: the model loaded; nginx has no /ready of its
+    own, it passes it to a replica)."""
     t0 = time.time()
     while time.time() - t0 < limit:
         if proc.poll() is not None:
             return False
-        st, _, _ = http("GET", url + "/health", timeout=2)
+        st, _, _ = http("GET", url + path, timeout=2)
         if st == 200:
             return True
         time.sleep(0.1)

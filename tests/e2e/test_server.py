@@ -509,17 +509,17 @@ def st_offsets_broken(w):
 def test_auth():
     keyfile = os.path.join(new_dir("auth"), "key")
     with open(keyfile, "w") as f:
-        f.write("s3cret-key\nsecond line is ignored\n")
+        f.write("s3cret-key-7Hq2xw\nsecond line is ignored\n")
     s = start("auth1", ["--api-key-file", keyfile])
     try:
-        anon, good, bad = s.client(), s.client("s3cret-key"), s.client("wrong")
+        anon, good, bad = s.client(), s.client("s3cret-key-7Hq2xw"), s.client("wrong")
         check(anon.get("/info").json()["auth"] == {"enabled": True, "all_routes": False}, "info says auth on")
         f = lora_files(11)
         r = anon.upload("a", f)
         check(is_error(r, 401, "unauthorized") and (r.header("WWW-Authenticate") or "").startswith("Bearer"), "upload without key")
         check(is_error(bad.upload("a", f), 401), "upload with a wrong key")
         check(is_error(s.client("s3cret-ke").upload("a", f), 401), "prefix of the key")
-        check(is_error(s.client("s3cret-key2").upload("a", f), 401), "key plus a byte")
+        check(is_error(s.client("s3cret-key-7Hq2xw2").upload("a", f), 401), "key plus a byte")
         r = anon.request("POST", "/adapters", b"x" * 10, headers={"Authorization": "Basic czNjcmV0LWtleQ=="},
                          ctype="multipart/form-data; boundary=x")
         check(is_error(r, 401), "Basic auth is not a bearer key")
@@ -534,7 +534,7 @@ def test_auth():
     # --auth-all from the environment; the key file too
     s = start("auth2", env={"PEFTD_AUTH_ALL": "true", "PEFTD_API_KEY_FILE": keyfile})
     try:
-        anon, good = s.client(), s.client("s3cret-key")
+        anon, good = s.client(), s.client("s3cret-key-7Hq2xw")
         check(anon.get("/health").status == 200, "/health stays open")
         for method, path, body in [("GET", "/info", None), ("GET", "/metrics", None), ("GET", "/adapters", None),
                                    ("POST", "/predict", {"inputs": ["x"]}), ("GET", "/adapters/x", None)]:

@@ -220,10 +220,10 @@ def test_validation():
 def test_auth():
     key = os.path.join(TMP, "key")
     with open(key, "w") as f:
-        f.write("train-key\n")
+        f.write("train-key-5Tz8Pq1m\n")
     s = start("auth", ["--api-key-file", key])
     try:
-        anon, good = s.client(), s.client("train-key")
+        anon, good = s.client(), s.client("train-key-5Tz8Pq1m")
         body = {"adapter": "a", "method": "lora", "task": "classification",
                 "train": [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}], "epochs": 1}
         check(anon.post("/train", body).status == 401, "POST /train needs the key")

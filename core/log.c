@@ -26,6 +26,26 @@ void pd_json_escape(char *buf, size_t cap, size_t *pos, const char *s) {
     *pos = p;
 }
 
+void pd_log_str(char *buf, size_t cap, size_t *pos, const char *key, const char *str) {
+    size_t p = *pos;
+    if (p >= cap) return;
+    p += (size_t)snprintf(buf + p, cap - p, ",\"%s\":", key);
+    if (p < cap && str) pd_json_escape(buf, cap, &p, str);
+    else if (p < cap) p += (size_t)snprintf(buf + p, cap - p, "null");
+    if (p < cap) *pos = p;
+    else buf[*pos] = 0; /* did not fit: leave the member out */
+}
+
+void pd_log_num(char *buf, size_t cap, size_t *pos, const char *key, double num) {
+    size_t p = *pos;
+    if (p >= cap) return;
+    /* JSON has no NaN or infinity */
+    if (num != num || num > 1e300 || num < -1e300) p += (size_t)snprintf(buf + p, cap - p, ",\"%s\":null", key);
+    else p += (size_t)snprintf(buf + p, cap - p, ",\"%s\":%.10g", key, num);
+    if (p < cap) *pos = p;
+    else buf[*pos] = 0;
+}
+
 void pd_time_iso(char *buf, size_t cap) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -42,38 +62,13 @@ void pd_log(const char *level, const char *msg, const char *extra) {
     size_t pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
     pd_json_escape(line, sizeof line, &pos, msg);
     if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, "%s}\n", extra ? extra : "");
-    if (pos >= sizeof line) {
-        pos = sizeof line - 1;
-        line[pos - 2] = '}';
-        line[pos - 1] = '\n';
+    if (pos >= sizeof line) { /* too long: the message and level only, still one valid line */
+        pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
+        char cut[512];
+        snprintf(cut, sizeof cut, "%s", msg);
+        pd_json_escape(line, sizeof line, &pos, cut);
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"note\":\"log line cut\"}\n");
     }
     ssize_t w = write(2, line, pos);
     (void)w;
-}
-
-void pd_log_request(const char *method, const char *path, int status, const char *adapter, int version, long tokens,
-                    double seconds) {
-    char line[2048];
-    size_t pos = 0;
-    char ts[40];
-    pd_time_iso(ts, sizeof ts);
-    pos += (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"method\":", ts);
-    pd_json_escape(line, sizeof line, &pos, method);
-    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"path\":");
-    pd_json_escape(line, sizeof line, &pos, path);
-    if (pos < sizeof line) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"status\":%d,\"adapter\":", status);
-    if (adapter && *adapter) pd_json_escape(line, sizeof line, &pos, adapter);
-    else if (pos + 4 < sizeof line) { memcpy(line + pos, "null", 4); pos += 4; }
-    if (pos < sizeof line) {
-        if (version > 0) pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"version\":%d", version);
-        else pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"version\":null");
-    }
-    if (pos < sizeof line)
-        pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"tokens\":%ld,\"ms\":%.3f}\n", tokens, seconds * 1000.0);
-    if (pos >= sizeof line) { /* cut: keep it one valid line */
-        pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"status\":%d,\"ms\":%.3f,\"note\":\"log line cut\"}\n", ts,
-                               status, seconds * 1000.0);
-    }
-    ssize_t wr = write(2, line, pos);
-    (void)wr;
 }
