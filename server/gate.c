@@ -158,7 +158,7 @@ static void answer(int fd, int status, const char *code, const char *msg) {
     size_t k = 0;
     for (const char *m = msg; *m && k + 2 < sizeof esc; m++) {
         if (*m == '"' || *m == '\\') esc[k++] = '\\';
-        esc[k++] = (unsigned char)*m < 0x20 ? ' ' : *m;
+        esc[k++] = (unsigned char)*m < 0x20 || (unsigned char)*m >= 0x7f ? '?' : *m; /* an echoed value may not be UTF-8 */
     }
     esc[k] = 0;
     int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
