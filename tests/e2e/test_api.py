@@ -426,7 +426,32 @@ def test_config_tables():
           "docs/API.md's defaults are the binary's")
 
 
-TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables]
+def test_versions():
+    s = start("versions")
+    try:
+        c = s.client()
+        for i in range(4):
+            r = c.upload("v", lora_files(i + 1), method="PUT" if i else "POST")
+            check(r.status in (200, 201) and r.json()["version"] == i + 1, "version %d: %r" % (i + 1, r))
+        r = c.get("/adapters/v/versions")
+        j = r.json() if r.status == 200 else {}
+        check(r.status == 200 and j.get("name") == "v" and j.get("current") == 4, "the history names the current version: %r" % r)
+        vs = j.get("versions", [])
+        check([v["version"] for v in vs] == [4, 3, 2], "the three kept versions, newest first: %r" % [v.get("version") for v in vs])
+        check([v["current"] for v in vs] == [True, False, False], "only the newest is current")
+        check(all(v["method"] == "lora" and v["task"] == "classification" and v["bytes"] > 0 for v in vs), "each described: %r" % vs)
+        one = c.get("/adapters/v").json()
+        check(vs and {k: vs[0][k] for k in one} == one, "the current entry equals GET /adapters/v")
+        check(c.get("/adapters/nosuch/versions").status == 404, "unknown adapter: 404")
+        check(c.get("/adapters/..x/versions").status in (400, 404), "invalid name refused")
+        check(c.request("DELETE", "/adapters/v/versions").status == 405, "only GET")
+        check(c.request("DELETE", "/adapters/v").status == 204, "delete")
+        check(c.get("/adapters/v/versions").status == 404, "a deleted adapter has no history")
+    finally:
+        finish(s)
+
+
+TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables, test_versions]
 
 
 class Timeout(Exception):
