@@ -451,7 +451,33 @@ def test_versions():
         finish(s)
 
 
-TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables, test_versions]
+def test_jobs_from_any_replica():
+    a = start("rep-a")
+    d = os.path.join(TMP, "rep-b")
+    os.makedirs(d, exist_ok=True)
+    b = Server(BIN, ["--model", MODEL, "--data-dir", a.data], log_path=os.path.join(d, "server.log")).start(timeout=120)
+    try:
+        ca, cb = a.client(), b.client()
+        two = [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]
+        r = ca.post("/train", {"adapter": "shared", "method": "lora", "task": "classification", "train": two * 2, "epochs": 1})
+        job = r.json().get("job") if r.status == 202 else None
+        check(job is not None, "job queued on A: %r" % r)
+        t0 = time.time()
+        while job and time.time() - t0 < 60 and ca.get("/jobs/" + job).json().get("status") != "succeeded":
+            time.sleep(0.2)
+        rb = cb.get("/jobs/" + job)
+        ja = ca.get("/jobs/" + job).json()
+        check(rb.status == 200 and rb.json().get("job") == job and rb.json().get("adapter") == "shared" and
+              rb.json().get("status") == ja.get("status") == "succeeded", "B answers A's job from the store: %r" % rb)
+        check(rb.json().get("published_versions") == ja.get("published_versions"), "with its published versions")
+        for bad in ("j-999999", "j-../../x", "nope", "j-01"):
+            check(cb.get("/jobs/" + bad).status == 404, "unknown job %r: 404 on B" % bad)
+    finally:
+        finish(b)
+        finish(a)
+
+
+TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables, test_versions, test_jobs_from_any_replica]
 
 
 class Timeout(Exception):
