@@ -1352,6 +1352,53 @@ pd_status pd_registry_list(pd_registry *r, pd_adapter_info **out, int *n) {
     return PD_OK;
 }
 
+pd_status pd_registry_versions(pd_registry *r, const char *name, pd_adapter_info **out, int *n, int *current, char *err,
+                               size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    if (!pd_registry_valid_name(name)) return pd_err(err, errlen, PD_ERR_INVALID, "invalid adapter name");
+    pthread_mutex_lock(&r->lock);
+    entry *e = table_find(r, name);
+    int live = e && e->live, cur = live ? e->version : 0, resident = live && e->a != NULL;
+    pd_adapter_info one;
+    pd_status st = live && !r->dir ? info_fill(&one, e->name, cur, &e->m, resident) : PD_OK;
+    pthread_mutex_unlock(&r->lock);
+    if (!live) return pd_err(err, errlen, PD_ERR_NOT_FOUND, "adapter \"%s\" not found", name);
+    if (st) return pd_err(err, errlen, st, "out of memory");
+    *current = cur;
+    if (!r->dir) { /* memory only: the current version is all there is */
+        if (!(*out = malloc(sizeof one))) {
+            pd_adapter_info_clear(&one);
+            return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+        }
+        **out = one;
+        *n = 1;
+        return PD_OK;
+    }
+    char ndir[PATH_CAP];
+    vlist vl;
+    if (name_dir(r, name, ndir, sizeof ndir) || versions_list(ndir, 0, &vl) < 0)
+        return pd_err(err, errlen, PD_ERR_IO, "cannot read the versions of \"%s\"", name);
+    pd_adapter_info *l = calloc(vl.n > 0 ? (size_t)vl.n : 1, sizeof *l);
+    int k = 0;
+    for (int i = 0; l && i < vl.n; i++) { /* newest first; pruned versions and tombstones have no meta */
+        meta m = {0};
+        if (meta_load(r, name, vl.v[i], &m, NULL, 0) == PD_OK && !m.deleted) {
+            if (info_fill(&l[k], name, vl.v[i], &m, resident && vl.v[i] == cur)) {
+                meta_clear(&m);
+                break;
+            }
+            k++;
+        }
+        meta_clear(&m);
+    }
+    free(vl.v);
+    if (!l) return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    *out = l;
+    *n = k;
+    return PD_OK;
+}
+
 void pd_registry_list_free(pd_adapter_info *l, int n) {
     if (!l) return;
     for (int i = 0; i < n; i++) pd_adapter_info_clear(&l[i]);

@@ -79,6 +79,13 @@ pd_status pd_registry_info(pd_registry *r, const char *name, pd_adapter_info *ou
 pd_status pd_registry_list(pd_registry *r, pd_adapter_info **out, int *n);
 void pd_registry_list_free(pd_adapter_info *l, int n);
 
+/* The versions of name kept on disk (the current one and up to two before it; older ones are
+ * pruned), newest first, in *out (free with pd_registry_list_free); *current gets the version
+ * requests use. Reads meta.json files: call it off the event loops. PD_ERR_NOT_FOUND for an
+ * unknown or deleted name. */
+pd_status pd_registry_versions(pd_registry *r, const char *name, pd_adapter_info **out, int *n, int *current, char *err,
+                               size_t errlen);
+
 /* Full path of a file of the current version (for downloads). PD_ERR_NOT_FOUND if the name,
  * or a file of that name, does not exist. file must be one of pd_adapter_file_names. */
 pd_status pd_registry_file_path(pd_registry *r, const char *name, const char *file, char *path, size_t cap,

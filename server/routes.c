@@ -23,6 +23,8 @@ const pd_route_def pd_routes[PD_ROUTE_COUNT] = {
                            {"PUT", pd_route_adapter_put, 1, PD_BODY_MULTIPART, UPLOAD_PARTS},
                            {"DELETE", pd_route_adapter_delete, 1, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_ADAPTER_FILE] = {"/adapters/{name}/files/{file}", 0, 0, {{"GET", pd_route_adapter_file, 0, PD_BODY_NONE, NULL}}},
+    [PD_ROUTE_ADAPTER_VERSIONS] = {"/adapters/{name}/versions", 0, 0,
+                                   {{"GET", pd_route_adapter_versions, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_TRAIN] = {"/train", 0, 0, {{"POST", pd_route_train, 1, PD_BODY_EITHER, TRAIN_PARTS}}},
     [PD_ROUTE_JOBS] = {"/jobs", 0, 0, {{"GET", pd_route_jobs_list, 0, PD_BODY_NONE, NULL}}},
     [PD_ROUTE_JOB] = {"/jobs/{id}", 0, 0,

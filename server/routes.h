@@ -27,6 +27,7 @@ typedef enum {
     PD_ROUTE_ADAPTERS,      /* /adapters */
     PD_ROUTE_ADAPTER,       /* /adapters/{name} */
     PD_ROUTE_ADAPTER_FILE,  /* /adapters/{name}/files/{file} */
+    PD_ROUTE_ADAPTER_VERSIONS, /* /adapters/{name}/versions */
     PD_ROUTE_TRAIN,         /* /train */
     PD_ROUTE_JOBS,          /* /jobs */
     PD_ROUTE_JOB,           /* /jobs/{id} */
@@ -58,6 +59,7 @@ void pd_route_adapter_post(pd_req *r);     /* POST /adapters: the name is a form
 void pd_route_adapter_put(pd_req *r);      /* PUT /adapters/{name} */
 void pd_route_adapter_get(pd_req *r);      /* GET /adapters/{name} */
 void pd_route_adapter_delete(pd_req *r);   /* DELETE /adapters/{name} */
+void pd_route_adapter_versions(pd_req *r); /* GET /adapters/{name}/versions */
 void pd_route_adapter_file(pd_req *r);     /* GET /adapters/{name}/files/{file} */
 void pd_route_train(pd_req *r);            /* POST /train: JSON, or multipart spec + train + eval */
 void pd_route_jobs_list(pd_req *r);        /* GET /jobs */

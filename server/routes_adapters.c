@@ -1,5 +1,5 @@
-/* routes_adapters.c - the adapter routes: list, describe, upload (POST /adapters, PUT
- * /adapters/{name}), delete, download a file. Uploads and deletes are registry writes: they run
+/* routes_adapters.c - the adapter routes: list, describe, version history, upload (POST
+ * /adapters, PUT /adapters/{name}), delete, download a file. Uploads and deletes are registry writes: they run
  * on the server's worker with the connection parked. See routes.h and docs/API.md. */
 #include "routes.h"
 
@@ -87,6 +87,59 @@ void pd_route_adapter_get(pd_req *r) {
     cJSON *o = info_json(&info);
     pd_adapter_info_clear(&info);
     pd_req_json(r, 200, o, 1);
+}
+
+/* The version history, read on the loader worker (meta.json files) with the connection parked. */
+typedef struct versions_ctx {
+    pd_adapter_info *l;
+    int n, current;
+} versions_ctx;
+
+static void versions_ctx_free(void *p) {
+    versions_ctx *c = p;
+    if (!c) return;
+    pd_registry_list_free(c->l, c->n);
+    free(c);
+}
+
+static void versions_task(void *arg) {
+    pd_req *r = arg;
+    versions_ctx *c = r->ctx;
+    r->async_st = pd_registry_versions(r->srv->reg, r->name, &c->l, &c->n, &c->current, r->async_err, sizeof r->async_err);
+    pd_req_unpark(r);
+}
+
+/* {"name", "current", "versions": [AdapterInfo + "current": bool, ...]} newest first */
+static void versions_done(pd_req *r) {
+    versions_ctx *c = r->ctx;
+    if (r->async_st) {
+        pd_req_fail(r, r->async_st, r->async_err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && cJSON_AddStringToObject(o, "name", r->name) && cJSON_AddNumberToObject(o, "current", c->current);
+    cJSON *a = ok ? cJSON_AddArrayToObject(o, "versions") : NULL;
+    ok = a != NULL;
+    for (int i = 0; ok && i < c->n; i++) {
+        cJSON *e = info_json(&c->l[i]);
+        if (!e || !cJSON_AddBoolToObject(e, "current", c->l[i].version == c->current) || !cJSON_AddItemToArray(a, e)) {
+            cJSON_Delete(e);
+            ok = 0;
+        }
+    }
+    pd_req_json(r, 200, o, ok);
+}
+
+void pd_route_adapter_versions(pd_req *r) {
+    if (pd_route_check_name(r, r->name)) return;
+    versions_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        pd_req_error(r, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    r->ctx = c;
+    r->ctx_free = versions_ctx_free;
+    pd_req_park_on(r, r->srv->loader, versions_task, versions_done);
 }
 
 void pd_route_adapter_file(pd_req *r) {

@@ -61,10 +61,32 @@ void pd_route_jobs_list(pd_req *r) {
     else pd_req_json_text(r, 200, json);
 }
 
+/* A job this process does not list may be another replica's (jobs live in the shared store):
+ * its job.json is read on the loader worker with the connection parked. */
+static void stored_job_task(void *arg) {
+    pd_req *r = arg;
+    char *json = NULL;
+    r->async_st = pd_trainer_job_json_stored(r->srv->trainer, r->name, &json, r->async_err, sizeof r->async_err);
+    r->ctx = json;
+    r->ctx_free = free;
+    pd_req_unpark(r);
+}
+
+static void stored_job_done(pd_req *r) {
+    if (r->async_st) {
+        pd_req_fail(r, r->async_st, r->async_err);
+        return;
+    }
+    char *json = r->ctx;
+    r->ctx = NULL;
+    pd_req_json_text(r, 200, json);
+}
+
 void pd_route_job_get(pd_req *r) {
     char *json = NULL, err[256];
     pd_status st = pd_trainer_job_json(r->srv->trainer, r->name, &json, err, sizeof err);
-    if (st) pd_req_fail(r, st, err);
+    if (st == PD_ERR_NOT_FOUND && !r->ctx) pd_req_park_on(r, r->srv->loader, stored_job_task, stored_job_done);
+    else if (st) pd_req_fail(r, st, err);
     else pd_req_json_text(r, 200, json);
 }
 

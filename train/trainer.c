@@ -637,6 +637,25 @@ pd_status pd_trainer_job_json(pd_trainer *t, const char *job_id, char **json, ch
     return st;
 }
 
+pd_status pd_trainer_job_json_stored(pd_trainer *t, const char *job_id, char **json, char *err, size_t errlen) {
+    *json = NULL;
+    size_t n = strlen(job_id);
+    int ok = n > 2 && n < 22 && job_id[0] == 'j' && job_id[1] == '-' && job_id[2] != '0';
+    for (size_t i = 2; ok && i < n; i++) ok = job_id[i] >= '0' && job_id[i] <= '9';
+    cJSON *state = NULL;
+    char e2[256];
+    if (!ok || pd_train_store_read_state(t->store, job_id, &state, e2, sizeof e2))
+        return pd_err(err, errlen, PD_ERR_NOT_FOUND, "job \"%.40s\" not found", job_id);
+    pd_train_job *j = pd_train_job_frozen(state, pd_train_job_state_status(state));
+    if (!j) {
+        cJSON_Delete(state);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    pd_status st = pd_train_job_print(j, json, err, errlen);
+    pd_train_job_free(j);
+    return st;
+}
+
 pd_status pd_trainer_list_json(pd_trainer *t, char **json, char *err, size_t errlen) {
     pthread_mutex_lock(&t->lock);
     pd_train_job *gone = jobs_expire(t); /* the time limit: nothing else may have ended a job lately */

@@ -46,6 +46,10 @@ pd_status pd_trainer_submit(pd_trainer *t, pd_train_spec *spec, char *job_id, si
  * them as {"jobs": [...]} in submission order: compact JSON text into *json (malloc'd).
  * PD_ERR_NOT_FOUND for an unknown job, PD_ERR_NOMEM. */
 pd_status pd_trainer_job_json(pd_trainer *t, const char *job_id, char **json, char *err, size_t errlen);
+/* The same for a job this process does not list (one another replica sharing the data dir
+ * queued after this one started): its job.json as the store has it. Reads the disk: call it
+ * off the event loops. PD_ERR_NOT_FOUND when the store has no such job. */
+pd_status pd_trainer_job_json_stored(pd_trainer *t, const char *job_id, char **json, char *err, size_t errlen);
 pd_status pd_trainer_list_json(pd_trainer *t, char **json, char *err, size_t errlen);
 
 /* Cancels a queued or running job (a running one stops between two micro-batches; this waits up

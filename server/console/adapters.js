@@ -2,8 +2,8 @@
 // upload and replace through one form with drag and drop (POST /adapters, PUT
 // /adapters/{name}), delete after a confirmation in the row (DELETE /adapters/{name}), and a
 // detail panel: the files of the current version (downloaded through fetch, so an API key
-// never lands in a URL) and the version history the API can tell: the versions this page
-// saw current (and which it uploaded itself) and those training jobs published.
+// never lands in a URL) and the version history (GET /adapters/{name}/versions), with who made
+// each version when this page (an upload) or a training job (its published versions) can tell.
 
 import { api } from "./api.js";
 import { $, h, status, errorText, fmtBytes, fmtTime, poller, redraw, saveBlob } from "./ui.js";
@@ -135,23 +135,36 @@ async function showDetail(name, focus) {
     h("li", {}, h("code", {}, f), ` ${fmtBytes(len)} `,
       h("button", { type: "button", class: "quiet", "aria-label": `Download ${f}`, onclick: () => download(name, f) }, "Download"))));
 
-  // Versions: the current one, and those published by the training jobs this server lists.
-  let jobs = [];
+  // Versions: those kept on disk (GET /adapters/{name}/versions), who made them when this page
+  // or a training job can tell, and versions jobs published that are no longer kept.
+  let kept = [], jobs = [];
+  try {
+    kept = (await api("GET", `/adapters/${enc(name)}/versions`)).versions;
+  } catch (e) {
+    status($("#adapters-status"), "error", "Cannot read the version history: " + errorText(e));
+  }
   try {
     jobs = (await api("GET", "/jobs")).jobs.filter((j) => j.adapter === name);
   } catch (e) {
     status($("#adapters-status"), "error", "Cannot list the training jobs: " + errorText(e));
   }
   const rows = new Map();
-  for (const [v, x] of seen.get(name) || []) rows.set(v, { by: x.by || "—", when: fmtTime(x.when) });
+  for (const v of kept) rows.set(v.version, { by: "—", when: fmtTime(v.updated_at), size: fmtBytes(v.bytes), current: v.current });
+  for (const [v, x] of seen.get(name) || [])
+    if (rows.has(v) && x.by) rows.get(v).by = x.by;
   for (const j of jobs)
-    for (const v of j.published_versions)
-      rows.set(v, { by: `training job ${j.job} (${j.method || "continued"}, ${j.status})`,
-                    when: rows.has(v) ? rows.get(v).when : j.finished_at ? "by " + fmtTime(j.finished_at) : "during the job" });
-  $("#detail-versions tbody").replaceChildren(...[...rows.keys()].sort((x, y) => y - x).map((v) =>
-    h("tr", {}, h("td", { class: "num" }, v + (v === a.version ? " (current)" : "")), h("td", {}, rows.get(v).by), h("td", {}, rows.get(v).when))));
-  $("#detail-versions-note").textContent = "Versions this page saw current and versions training jobs published. The API " +
-    "serves and describes the current version only; the store keeps the three most recent versions on disk.";
+    for (const v of j.published_versions) {
+      const by = `training job ${j.job} (${j.method || "continued"}, ${j.status})`;
+      if (rows.has(v)) rows.get(v).by = by;
+      else rows.set(v, { by, when: j.finished_at ? "by " + fmtTime(j.finished_at) : "during the job", size: "no longer kept", current: false });
+    }
+  $("#detail-versions tbody").replaceChildren(...[...rows.keys()].sort((x, y) => y - x).map((v) => {
+    const r = rows.get(v);
+    return h("tr", { "data-version": String(v) }, h("td", { class: "num" }, v + (r.current ? " (current)" : "")), h("td", {}, r.by),
+      h("td", {}, r.when), h("td", { class: "num" }, r.size));
+  }));
+  $("#detail-versions-note").textContent = "The store keeps the current version and the two before it " +
+    "(GET /adapters/{name}/versions); requests use the current one.";
 }
 
 function closeDetail() {

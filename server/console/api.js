@@ -10,10 +10,11 @@ let asking = null; // the pending key prompt, shared by every request that got a
 let infoPromise = null;
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, requestId) {
     super(message);
     this.status = status;
     this.code = code;
+    this.requestId = requestId || null; // X-Request-Id: what the server's log line names
   }
 }
 
@@ -86,19 +87,21 @@ export function askKey(reason, err) {
   return asking;
 }
 
-// The {"error": {"code", "message"}} body of a failed response, as an ApiError.
+// The {"error": {"code", "message", "request_id"}} body of a failed response, as an ApiError.
 async function errorOf(resp) {
   let code = "http_" + resp.status, message = resp.statusText || "HTTP " + resp.status;
+  let rid = resp.headers.get("X-Request-Id");
   try {
     const body = await resp.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      rid = body.error.request_id || rid;
     }
   } catch (e) {
     // not JSON (a proxy's page): keep the status line
   }
-  return new ApiError(resp.status, code, message);
+  return new ApiError(resp.status, code, message, rid);
 }
 
 // api(method, path, {json, form, as}): json is sent as an application/json body, form (a

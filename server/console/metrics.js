@@ -37,6 +37,9 @@ export function parse(text) {
   return out;
 }
 
+// Mean of a histogram since start (its _sum over its _count); NaN before any observation.
+const meanOf = (ms, name) => sum(ms, name + "_sum") / sum(ms, name + "_count");
+
 // Sum of the samples named name whose labels include every pair of want.
 function sum(ms, name, want = {}) {
   let s = 0;
@@ -133,9 +136,12 @@ function render(now) {
     ["batch", "Mean batch size", w && w.batches > 0 ? fmtNum(w.batchInputs / w.batches, 3) : "—", w ? `inputs per forward pass; ${fmtNum(w.tokens, 3)} tokens/s` : span],
     ["adapters", "Resident adapters", `${fmtNum(sum(m, "peftd_adapters_resident"))} of ${fmtNum(sum(m, "peftd_adapters_registered"))}`,
       `${fmtBytes(sum(m, "peftd_adapters_resident_bytes"))} in memory; ${fmtNum(sum(m, "peftd_adapter_loads_total"))} loads, ${fmtNum(sum(m, "peftd_adapter_evictions_total"))} evictions`],
+    ["wait", "Queue wait / batch compute", `${ms(meanOf(m, "peftd_queue_wait_seconds") * 1000)} / ${ms(meanOf(m, "peftd_batch_duration_seconds") * 1000)}`,
+      "mean since start: an input's wait for its batch, a batch's forward pass"],
     ["memory", "Memory (RSS)", fmtBytes(sum(m, "peftd_resident_memory_bytes")), "resident set of the process"],
     ["training", "Training jobs", `${fmtNum(sum(m, "peftd_training_jobs", { state: "running" }))} running, ${fmtNum(sum(m, "peftd_training_jobs", { state: "queued" }))} queued`,
-      `${fmtNum(sum(m, "peftd_training_jobs_finished_total"))} finished, ${fmtNum(sum(m, "peftd_training_steps_total"))} steps`],
+      ["succeeded", "failed", "cancelled"].map((s) => `${fmtNum(sum(m, "peftd_training_jobs_finished_total", { status: s }))} ${s}`).join(", ") +
+        `; ${fmtNum(sum(m, "peftd_training_steps_total"))} steps`],
     ["uptime", "Uptime", fmtDuration(sum(m, "peftd_uptime_seconds")), sum(m, "peftd_ready") ? "ready" : "loading the model"],
   ];
   $("#server-cards").replaceChildren(...cards.map(([key, title, big, sub]) =>
@@ -147,6 +153,11 @@ function render(now) {
     { xLabel: "seconds (0 = now)", yLabel: "requests/s", yMin: 0, title: "Requests per second" });
   lineChart($("#latency-chart"), [{ name: "p50", points: pts("p50") }, { name: "p99", points: pts("p99") }],
     { xLabel: "seconds (0 = now)", yLabel: "ms", yMin: 0, title: "/predict latency" });
+
+  // Answered predictions per adapter (the server's top 20, .other, .base), most first.
+  const per = m.filter((x) => x.name === "peftd_adapter_requests_total" && x.value > 0).sort((x, y) => y.value - x.value);
+  barList($("#adapter-bars"), per.map((x) => ({ label: x.labels.adapter, value: x.value, text: fmtNum(x.value) + (x.value === 1 ? " request" : " requests") })));
+  if (!per.length) $("#adapter-bars").replaceChildren(h("p", { class: "muted" }, "no predictions yet"));
 
   // Batch sizes since start: the count in each histogram bucket, up to the last one used.
   const bk = buckets(m, "peftd_batch_size");

@@ -67,8 +67,10 @@ async function predict(e) {
   status(st, "busy", "Predicting…");
   try {
     const t0 = performance.now();
-    const r = await api("POST", "/predict", { json: body });
-    status(st, "ok", `Answered in ${fmtNum(performance.now() - t0, 3)} ms.`);
+    const resp = await api("POST", "/predict", { json: body, as: "response" });
+    const r = await resp.json();
+    const rid = resp.headers.get("X-Request-Id");
+    status(st, "ok", `Answered in ${fmtNum(performance.now() - t0, 3)} ms` + (rid ? ` (request ${rid}).` : "."));
     await render(r, body.inputs[0]);
   } catch (err) {
     status(st, "error", "Prediction failed: " + errorText(err));

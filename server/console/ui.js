@@ -25,7 +25,8 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export function errorText(e) {
-  if (e instanceof ApiError) return e.status ? `${e.message} (${e.code}, HTTP ${e.status})` : e.message;
+  if (e instanceof ApiError)
+    return e.status ? `${e.message} (${e.code}, HTTP ${e.status}${e.requestId ? ", request " + e.requestId : ""})` : e.message;
   return String(e && e.message ? e.message : e);
 }
 

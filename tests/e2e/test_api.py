@@ -426,7 +426,58 @@ def test_config_tables():
           "docs/API.md's defaults are the binary's")
 
 
-TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables]
+def test_versions():
+    s = start("versions")
+    try:
+        c = s.client()
+        for i in range(4):
+            r = c.upload("v", lora_files(i + 1), method="PUT" if i else "POST")
+            check(r.status in (200, 201) and r.json()["version"] == i + 1, "version %d: %r" % (i + 1, r))
+        r = c.get("/adapters/v/versions")
+        j = r.json() if r.status == 200 else {}
+        check(r.status == 200 and j.get("name") == "v" and j.get("current") == 4, "the history names the current version: %r" % r)
+        vs = j.get("versions", [])
+        check([v["version"] for v in vs] == [4, 3, 2], "the three kept versions, newest first: %r" % [v.get("version") for v in vs])
+        check([v["current"] for v in vs] == [True, False, False], "only the newest is current")
+        check(all(v["method"] == "lora" and v["task"] == "classification" and v["bytes"] > 0 for v in vs), "each described: %r" % vs)
+        one = c.get("/adapters/v").json()
+        check(vs and {k: vs[0][k] for k in one} == one, "the current entry equals GET /adapters/v")
+        check(c.get("/adapters/nosuch/versions").status == 404, "unknown adapter: 404")
+        check(c.get("/adapters/..x/versions").status in (400, 404), "invalid name refused")
+        check(c.request("DELETE", "/adapters/v/versions").status == 405, "only GET")
+        check(c.request("DELETE", "/adapters/v").status == 204, "delete")
+        check(c.get("/adapters/v/versions").status == 404, "a deleted adapter has no history")
+    finally:
+        finish(s)
+
+
+def test_jobs_from_any_replica():
+    a = start("rep-a")
+    d = os.path.join(TMP, "rep-b")
+    os.makedirs(d, exist_ok=True)
+    b = Server(BIN, ["--model", MODEL, "--data-dir", a.data], log_path=os.path.join(d, "server.log")).start(timeout=120)
+    try:
+        ca, cb = a.client(), b.client()
+        two = [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]
+        r = ca.post("/train", {"adapter": "shared", "method": "lora", "task": "classification", "train": two * 2, "epochs": 1})
+        job = r.json().get("job") if r.status == 202 else None
+        check(job is not None, "job queued on A: %r" % r)
+        t0 = time.time()
+        while job and time.time() - t0 < 60 and ca.get("/jobs/" + job).json().get("status") != "succeeded":
+            time.sleep(0.2)
+        rb = cb.get("/jobs/" + job)
+        ja = ca.get("/jobs/" + job).json()
+        check(rb.status == 200 and rb.json().get("job") == job and rb.json().get("adapter") == "shared" and
+              rb.json().get("status") == ja.get("status") == "succeeded", "B answers A's job from the store: %r" % rb)
+        check(rb.json().get("published_versions") == ja.get("published_versions"), "with its published versions")
+        for bad in ("j-999999", "j-../../x", "nope", "j-01"):
+            check(cb.get("/jobs/" + bad).status == 404, "unknown job %r: 404 on B" % bad)
+    finally:
+        finish(b)
+        finish(a)
+
+
+TESTS = [test_unknown_fields, test_adapter_id_and_pairs, test_truncate, test_request_ids, test_ready_health_openapi, test_metrics, test_api_key_rules, test_config_tables, test_versions, test_jobs_from_any_replica]
 
 
 class Timeout(Exception):

@@ -144,6 +144,10 @@ async function adaptersFlow(page) {
   const made = await page.$$eval("#detail-versions tbody td:nth-child(2)", (c) => c.map((x) => x.textContent));
   check(versions.join() === "2 (current),1" && made.every((m) => m === "upload from this page"),
     `the version history lists both uploads: ${versions} / ${made}`);
+  const hist = await apiJson(URL_A, "GET", "/adapters/demo/versions");
+  const sizes = await page.$$eval("#detail-versions tbody td:nth-child(4)", (c) => c.map((x) => x.textContent));
+  check(hist.status === 200 && hist.body.versions.map((v) => v.version).join() === "2,1" && sizes.length === 2 &&
+        sizes.every((x) => /B$/.test(x)), `the history comes from GET /adapters/demo/versions, sizes shown: ${sizes}`);
   const [dl] = await Promise.all([page.waitForEvent("download"), page.click('button[aria-label="Download adapter_model.safetensors"]')]);
   const got = fs.readFileSync(await dl.path());
   check(dl.suggestedFilename() === "adapter_model.safetensors" && got.equals(weights), "the download is byte for byte the uploaded weights");
@@ -188,6 +192,8 @@ async function playgroundFlow(page) {
   await page.check("#pg-logits");
   await page.click("#pg-submit");
   await page.waitForSelector("#pg-bars .bar-row");
+  const said = await page.textContent("#pg-status");
+  check(/\(request [0-9a-f]{16}\)\.$/.test(said), `the answer names its request id: ${JSON.stringify(said)}`);
   const bars = await page.$$eval("#pg-bars .bar-row", (rows) => rows.map((r) => ({
     label: r.getAttribute("data-label"), shown: r.querySelector(".bar-value").textContent,
     ratio: r.querySelector(".bar-fill").getBoundingClientRect().width / r.querySelector(".bar-track").getBoundingClientRect().width })));
@@ -292,6 +298,11 @@ async function serverFlow(page) {
   check(res === `${gauge("peftd_adapters_resident")} of ${gauge("peftd_adapters_registered")}`, `resident adapters as in /metrics (${res})`);
   check(/B$/.test(await page.textContent('[data-metric="memory"]')), "memory is shown");
   check((await page.$$("#batch-bars .bar-row")).length >= 4, "batch sizes are shown as bars");
+  const perAdapter = await page.$$eval("#adapter-bars .bar-row", (rows) => rows.map((r) => [r.getAttribute("data-label"), Number(r.getAttribute("data-value"))]));
+  const demoRow = perAdapter.find(([l]) => l === "demo");
+  check(demoRow && demoRow[1] === gauge('peftd_adapter_requests_total{adapter="demo"}') && demoRow[1] > 0,
+    `predictions by adapter as in /metrics: ${JSON.stringify(perAdapter)}`);
+  check(/ms \/ .*ms$/.test(await page.textContent('[data-metric="wait"]')), "queue wait and batch compute are shown");
   await page.waitForFunction(() => Number(document.getElementById("rate-chart").getAttribute("data-points")) > 0);
   await shot(page, "server");
 }
