@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--out")
     ap.add_argument("--name", default="peftd-mini-en")
+    ap.add_argument("--note", default="", help="a paragraph on how this build differs from the plain pipeline")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     W = a.work
@@ -118,6 +119,8 @@ def main():
                  cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"],
                  fnum(cfg["vocab_size"]), fnum(nparam), "/".join(cfg.get("id2label", {}).values()),
                  cfg.get("torch_dtype", "?").replace("float16", "F16").replace("float32", "F32"), fnum(size)))
+    if a.note:
+        L.append("**Status of this build.** %s\n" % a.note)
     L.append("```sh\nmake run     # serves models/%s on 127.0.0.1:8080\n"
              "curl -s localhost:8080/predict -H 'Content-Type: application/json' -d '{\"inputs\": \"a great movie\"}'\n"
              "# %s\n```\n" % (a.name, json.dumps({"label": fin["a_great_movie"]["label"],
@@ -182,7 +185,7 @@ def main():
     L.append("`peftd pretrain` (train/pretrain.c; docs/PRETRAINING.md): masked-LM, 15%% of tokens (80/10/10), "
              "logits only at the masked positions, the MLM head tied to the word embeddings, AdamW (0.9, 0.98, "
              "eps 1e-6, weight decay 0.01), peak learning rate 1e-3 with 4%% warmup and linear decay, clipping "
-             "1.0, batch 32 windows of up to 128 tokens (documents packed), seed 1, 2 threads.\n")
+             "1.0, batch 32 windows of up to 128 tokens (documents packed), seed 1, 1-2 threads.\n")
     L.append(table(["", ""], [["tokens seen", fnum(float(last["tokens"]))], ["steps", fnum(last["step"])],
                               ["training wall time", "%.0f minutes (%.1f h; restarts and pauses excluded)" % (
                                   float(tl["minutes"]), float(tl["minutes"]) / 60)],
@@ -191,7 +194,8 @@ def main():
                               ["final held-out MLM loss", "%.3f" % float(last["loss"])],
                               ["final held-out masked-token accuracy", "**%s**" % pct(float(last["accuracy"]))]],
                    ["---", "---"]))
-    L.append("\nHeld-out curve (%s held-out masked positions of 1%% of the corpus; heldout.csv):\n" % "512 windows,")
+    L.append("\nHeld-out curve (the first 512 windows of the held-out 1% of the corpus, fixed masks; "
+             "runs/heldout.csv; train.csv has the training loss every minute):\n")
     L.append(table(["step", "tokens", "minutes", "loss", "masked accuracy"],
                    [[fnum(r["step"]), "%.2fM" % (float(r["tokens"]) / 1e6), r["minutes"], "%.3f" % float(r["loss"]),
                      pct(float(r["accuracy"]))] for r in curve(held)]))
