@@ -181,10 +181,12 @@ def main():
     L.append("")
 
     L.append("## Pretraining\n")
-    tl = train[-1]
-    L.append("`peftd pretrain` (train/pretrain.c; docs/PRETRAINING.md): masked-LM, 15%% of tokens (80/10/10), "
+    # the checkpoint is the last held-out row; train.csv may run past it
+    tl = [r for r in train if int(r["step"]) <= int(last["step"])][-1]
+    tl = dict(tl, minutes=last["minutes"])
+    L.append("`peftd pretrain` (train/pretrain.c; docs/PRETRAINING.md): masked-LM, 15% of tokens (80/10/10), "
              "logits only at the masked positions, the MLM head tied to the word embeddings, AdamW (0.9, 0.98, "
-             "eps 1e-6, weight decay 0.01), peak learning rate 1e-3 with 4%% warmup and linear decay, clipping "
+             "eps 1e-6, weight decay 0.01), peak learning rate 1e-3 with 4% warmup and linear decay, clipping "
              "1.0, batch 32 windows of up to 128 tokens (documents packed), seed 1, 1-2 threads.\n")
     L.append(table(["", ""], [["tokens seen", fnum(float(last["tokens"]))], ["steps", fnum(last["step"])],
                               ["training wall time", "%.0f minutes (%.1f h; restarts and pauses excluded)" % (
@@ -262,7 +264,7 @@ def main():
         if abl.get("pretraining"):
             L.append(table(["run", "change", "tokens", "held-out loss", "held-out masked accuracy"],
                            [[r["run"], r["change"], "%.2fM" % (r["tokens"] / 1e6), "%.3f" % r["loss"],
-                             pct(r["accuracy"])] for r in abl["pretraining"]]))
+                             pct(r["accuracy"])] for r in abl["pretraining"]], ["---", "---", "---:", "---:", "---:"]))
         if abl.get("probe"):
             L.append("\nDownstream probe (bench/pretrain_probe.py: LoRA r 8 on query+value, %d SUBJ sentences, "
                      "%d epochs, 1,000 dev):\n" % (abl["probe"]["n_train"], abl["probe"]["epochs"]))
@@ -273,10 +275,9 @@ def main():
 
     L.append("## Reproduce\n")
     L.append("`make model` runs scripts/model/make-model.sh: corpus (a few minutes), vocabulary (about a "
-             "minute), QA data, pretraining (about %.0f hours of training on these 2 cores, checkpointed: "
-             "resume with `--from pretrain`), heads and evidence (about an hour), this card. "
-             "`scripts/model/make-model.sh --quick` runs every stage on small slices in a few minutes.\n" %
-             max(1, round(float(tl["minutes"]) / 60)))
+             "minute), QA data, pretraining (36M tokens: 1.5 to 4 hours of these 2 cores depending on their "
+             "load; checkpointed, `--from pretrain` resumes), heads and evidence (about an hour), this card. "
+             "`scripts/model/make-model.sh --quick` runs every stage on small slices in a few minutes.\n")
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("\n".join(L))
     print("card: wrote %s" % os.path.join(out, "README.md"))
