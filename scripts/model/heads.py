@@ -7,8 +7,8 @@
      `peftd serve` / POST /train on SST-2 train, evaluated on SST-2 dev; merged into the base
      (W += scaling * B @ A; the adapter's pooler and classifier become the base's, labels
      negative/positive);
-  3. QA: a LoRA with a qa_outputs head on the merged base, trained on the generated WordNet
-     questions (WORK/qa/train.jsonl), evaluated on WORK/qa/heldout.jsonl; merged the same way;
+  3. QA: a qa_outputs head fitted on the merged, frozen encoder (see QA below), trained on the
+     generated WordNet questions (WORK/qa/train.jsonl), evaluated on WORK/qa/heldout.jsonl;
   4. the result stored F16, then checked through `peftd serve` with no adapter: SST-2 dev
      accuracy and QA held-out exact match / F1 (SQuAD v1.1 scoring) from /predict, and the
      sentiment of "a great movie".
@@ -34,10 +34,14 @@ SENTIMENT = {"adapter": "sentiment", "method": "lora", "task": "classification",
              "config": {"r": 16, "lora_alpha": 32, "target_modules": TARGETS},
              "epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "warmup_ratio": 0.06, "max_seq_len": 64,
              "seed": 11, "publish": "best", "eval_every": 500}
+# The QA head is fitted on the frozen merged encoder: a LoRA with lora_alpha 1e-12 (scaling 1e-12: no
+# effect on the forward pass; peftd refuses 0) carries the trainable qa_outputs head, so the merge
+# adds nothing to the encoder and the sentiment head keeps its accuracy. Measured the other way
+# (a QA LoRA r 16 on every linear, merged): QA F1 0.295 but SST-2 dev 0.721 -> 0.568.
 QA = {"adapter": "qa", "method": "lora", "task": "question_answering",
-      "config": {"r": 16, "lora_alpha": 32, "target_modules": TARGETS},
-      "epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "warmup_ratio": 0.06, "max_seq_len": 128,
-      "seed": 12, "publish": "best", "eval_every": 250}
+      "config": {"r": 1, "lora_alpha": 1e-12, "target_modules": ["query"], "layers_to_transform": [0]},
+      "epochs": 1, "batch_size": 32, "learning_rate": 5e-3, "warmup_ratio": 0.06, "max_seq_len": 128,
+      "seed": 12, "publish": "best", "eval_every": 100}
 QA_MAX_ANSWER = 30  # tokens, as train/eval.c's EVAL_MAX_ANSWER
 
 
@@ -112,7 +116,7 @@ def main():
     sent_spec, qa_spec = dict(SENTIMENT), dict(QA)
     if a.quick:
         sst_train, sst_dev, qa_train, qa_dev = sst_train[:256], sst_dev[:64], qa_train[:128], qa_dev[:32]
-        sent_spec["config"] = qa_spec["config"] = {"r": 2, "lora_alpha": 4, "target_modules": ["query", "value"]}
+        sent_spec["config"] = {"r": 2, "lora_alpha": 4, "target_modules": ["query", "value"]}
     d_strip, d_sent, d_qa = (os.path.join(a.work, n) for n in ("base-stripped", "base-sentiment", "base-sentiment-qa"))
     rep.update({"pretrained": os.path.abspath(a.pretrained), "quick": a.quick})
 
