@@ -87,10 +87,13 @@ def main():
         r = c.predict({"inputs": ["a great movie", "a dull, lifeless and boring film"]})
         labels = [o["label"] for o in r.json()["outputs"]] if r.status == 200 else r
         check(labels == ["positive", "negative"], "sentiment of two plain reviews: %r" % (labels,))
-        q = next(x for x in cases if x["kind"] == "qa")
-        r = c.predict({"inputs": q["input"], "max_answer_length": 30})
-        ans = r.json()["outputs"][0]["answer"] if r.status == 200 else r
-        check(ans == q["gold"], "QA %r: %r, expected the gloss %r" % (q["input"]["question"], ans, q["gold"]))
+        # a generated question answered with its gloss (the reference answers it so too)
+        right = [x for x in cases if x["kind"] == "qa" and x["answer"]["answer"] == x["gold"]]
+        if check(right, "the reference answers none of the golden questions with its gloss"):
+            q = right[0]
+            r = c.predict({"inputs": q["input"], "max_answer_length": 30})
+            ans = r.json()["outputs"][0]["answer"] if r.status == 200 else r
+            check(ans == q["gold"], "QA %r: %r, expected the gloss %r" % (q["input"]["question"], ans, q["gold"]))
     finally:
         srv.stop()
     with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:

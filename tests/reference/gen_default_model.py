@@ -35,21 +35,23 @@ CLS_CASES = [
     {"input": {"text": "the plot", "text_pair": "was thin and predictable"}},
     {"input": "A Wonderful, HEART-WARMING Film!!", "max_length": 8},
 ]
-# Generated the way scripts/model/qa_data.py generates its questions: WordNet glosses as context.
+# Four questions of the QA held-out slice (/work/model-data/qa/heldout.jsonl lines 10, 33, 1, 2:
+# scripts/model/qa_data.py's WordNet questions, never trained on). The committed QA head is weak
+# (held-out exact match about 0.15, see its card): it answers the first two exactly and the last
+# two wrongly; the e2e test checks all four against the reference and the exact ones' answers.
 QA_CASES = [
-    {"question": "what is a mantilla?",
-     "context": "confectionery: the occupation and skills of a confectioner. mantilla: a woman's silk or lace "
-                "scarf. caladenia: any of various orchids of the genus Caladenia.",
-     "gold": "a woman's silk or lace scarf"},
+    {"question": "what is a biological agent?",
+     "context": "plumed tussock: tall grass of New Zealand grown for plumelike flower heads. biological agent: any bacterium or virus or toxin that could be used in biological warfare. infidelity: the quality of being unfaithful.",
+     "gold": "any bacterium or virus or toxin that could be used in biological warfare"},
+    {"question": "What is a daisywheel printer?",
+     "context": "dew: water that has condensed on a cool surface overnight from water vapor in the air. head of state: the chief public representative of a country who may also be the head of government. daisywheel printer: a printer that uses a daisy print wheel.",
+     "gold": "a printer that uses a daisy print wheel"},
+    {"question": "what's a tibial vein?",
+     "context": "end user: the ultimate user for which something is intended. tibial vein: veins of the lower leg; empty into the popliteal vein. trade acceptance: a bill of exchange for a specific purchase; drawn on the buyer by the seller and bearing the buyer's acceptance.",
+     "gold": "veins of the lower leg; empty into the popliteal vein"},
     {"question": "What does sulfadiazine mean?",
-     "context": "groenendael: black-coated sheepdog with a heavily plumed tail. sulfadiazine: a sulfa drug used "
-                "in treating meningitis and pneumonia and other infections. mucilage: a gelatinous substance "
-                "secreted by plants.",
+     "context": "groenendael: black-coated sheepdog with a heavily plumed tail. sulfadiazine: a sulfa drug used in treating meningitis and pneumonia and other infections. Nostradamus: French astrologer who wrote cryptic predictions whose interpretations are still being debated (1503-1566). mucilage: a gelatinous substance secreted by plants.",
      "gold": "a sulfa drug used in treating meningitis and pneumonia and other infections"},
-    {"question": "what is a violin?",
-     "context": "violin: bowed stringed instrument that is the highest member of the violin family. oak: a "
-                "deciduous tree of the genus Quercus.",
-     "gold": "bowed stringed instrument that is the highest member of the violin family"},
 ]
 MAX_LENGTH, STRIDE, MAX_ANSWER = 384, 128, 30
 
