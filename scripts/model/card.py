@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--name", default="peftd-mini-en")
     ap.add_argument("--note", default="", help="a paragraph on how this build differs from the plain pipeline")
     ap.add_argument("--why", default="", help="a paragraph on the targets missed: why, and what would meet them")
+    ap.add_argument("--ckpt", default="", help="STEP,TOKENS,MINUTES of the shipped checkpoint when it is not the "
+                    "last held-out row (a checkpoint written between two evaluations)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     W = a.work
@@ -104,6 +106,18 @@ def main():
     vname = "wp%dk" % (cfg["vocab_size"] // 1024)
     vr = vocab["vocabularies"].get(vname, {})
     last = held[-1]
+    acc_txt, loss_txt = pct(float(last["accuracy"])), "%.3f" % float(last["loss"])
+    if a.ckpt:  # between two evaluations: report the ones around it (from the run's own curve)
+        st, tok, mins = a.ckpt.split(",")
+        hr0 = csv_rows(os.path.join(runs, "heldout-run.csv"))
+        lo = [r for r in hr0 if int(r["step"]) <= int(st)][-1]
+        hi = [r for r in hr0 if int(r["step"]) > int(st)][0]
+        held = [r for r in hr0 if int(r["step"]) <= int(hi["step"])]
+        acc_txt = "not evaluated at this step; %s at step %s, %s at step %s" % (
+            pct(float(lo["accuracy"])), fnum(lo["step"]), pct(float(hi["accuracy"])), fnum(hi["step"]))
+        loss_txt = "%.3f at step %s, %.3f at step %s" % (float(lo["loss"]), fnum(lo["step"]), float(hi["loss"]),
+                                                         fnum(hi["step"]))
+        last = dict(lo, step=st, tokens=tok, minutes=mins)
     fin = heads["final"]
     sent, qa = heads["sentiment"], heads["qa"]
     L = []
@@ -196,11 +210,12 @@ def main():
                                   float(tl["minutes"]), float(tl["minutes"]) / 60)],
                               ["machine", "2 vCPU AMD EPYC (Cooperlake OpenBLAS kernel), shared with other "
                                           "work: 1,000-9,900 tokens/s"],
-                              ["final held-out MLM loss", "%.3f" % float(last["loss"])],
-                              ["final held-out masked-token accuracy", "**%s**" % pct(float(last["accuracy"]))]],
+                              ["held-out MLM loss", loss_txt],
+                              ["held-out masked-token accuracy", "**%s**" % acc_txt]],
                    ["---", "---"]))
-    L.append("\nHeld-out curve (the first 512 windows of the held-out 1% of the corpus, fixed masks; "
-             "runs/heldout.csv; train.csv has the training loss every minute):\n")
+    L.append("\nHeld-out curve (the first 512 windows of the held-out 1%% of the corpus, fixed masks; %s; "
+             "train.csv has the training loss every minute):\n" % (
+                 "runs/heldout-run.csv up to the first evaluation after this checkpoint" if a.ckpt else "runs/heldout.csv"))
     L.append(table(["step", "tokens", "minutes", "loss", "masked accuracy"],
                    [[fnum(r["step"]), "%.2fM" % (float(r["tokens"]) / 1e6), r["minutes"], "%.3f" % float(r["loss"]),
                      pct(float(r["accuracy"]))] for r in curve(held)]))
@@ -278,8 +293,8 @@ def main():
                         if r["method"] in rnd) or "not run"
     hr = csv_rows(os.path.join(runs, "heldout-run.csv")) if os.path.exists(os.path.join(runs, "heldout-run.csv")) else []
     run_best = max(hr, key=lambda r: float(r["accuracy"])) if hr else None
-    trows = [["held-out masked-token accuracy >= 35%", "%s (this checkpoint)%s" % (
-                 pct(float(last["accuracy"])), "; the same run later: %s at %.1fM tokens (runs/heldout-run.csv)" % (
+    trows = [["held-out masked-token accuracy >= 35%", "%s%s%s" % (
+                 acc_txt, "" if a.ckpt else " (this checkpoint)", "; the same run later: %s at %.1fM tokens (runs/heldout-run.csv)" % (
                      pct(float(run_best["accuracy"])), float(run_best["tokens"]) / 1e6) if run_best else ""),
               "yes" if float(last["accuracy"]) >= 0.35 else "no (the run: %s)" % (
                   "yes" if run_best and float(run_best["accuracy"]) >= 0.35 else "no")],
