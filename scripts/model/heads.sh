@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --work) WORK=$2; shift ;;
         --quick) QARGS=(--quick) ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "heads.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
