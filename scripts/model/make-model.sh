@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make-model.sh - the pipeline that builds peftd's pretrained default model (issue 15);
-# `make model` will call it once the pretrained model exists.
+# `make model` runs it (the whole pipeline, a few hours; see Duration below).
 #
 #   scripts/model/make-model.sh [--quick] [--work DIR] [--from STAGE] [--to STAGE] [--vocab NAME]
 #
@@ -12,14 +12,17 @@
 #             a second implementation, @lenml/tokenizers) -> WORK/vocab/
 #   qa        qa_data.py: SQuAD-style QA examples from WordNet -> WORK/qa/
 #   pretrain  `peftd pretrain` (train/pretrain.c): masked-LM pretraining -> WORK/pretrain/
-#   heads     the checkpoint's own heads (sentiment on SST-2 train, QA on WORK/qa/)
-#   card      models/<name>/README.md from the manifests and the runs
-# The last three call commands other engineers are writing; until they exist the stage stops
-# the pipeline with a message naming what is missing (no stand-in output is made).
+#   heads     heads.sh: the checkpoint's own heads (sentiment on SST-2 train, QA on WORK/qa/)
+#             merged into the base -> WORK/final/, and the evidence table -> WORK/evidence.json
+#   card      card.py: the model card from the manifests and the runs; the full run installs
+#             the model, its card and runs/ as models/peftd-mini-en/ (--quick: WORK/final/)
 #
-# --quick runs every stage on a small slice (a smoke test of about a minute once the packages
+# Duration of the full run on 2 shared cores: corpus ~5 min, vocab ~2 min, qa <1 min,
+# pretrain ~2-4 h (36M tokens; checkpointed, `--from pretrain` resumes), heads ~1 h, card <1 min.
+# --quick runs every stage on a small slice (a smoke test of a minute or two once the packages
 # are installed). --work defaults to build/model (build/model-quick with --quick). PEFTD
-# names the peftd binary (default build/peftd, built when missing).
+# names the peftd binary (default build/peftd, built when missing). ABLATIONS names a directory
+# of pretraining ablation runs (docs/PRETRAINING.md) whose results the card should show.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -85,7 +88,10 @@ stage_pretrain() {
     peftd_has pretrain || { missing "'peftd pretrain'" "train/pretrain.c, engineer pretrain"; return; }
     local args=(--corpus "$WORK/corpus/train.txt" --heldout "$WORK/corpus/heldout.txt"
                 --vocab "$WORK/vocab/$VOCAB" --out "$WORK/pretrain")
-    [ "$QUICK" = 1 ] && args+=(--quick)
+    if [ "$QUICK" = 1 ]; then args+=(--quick)
+    else args+=(--layers 4 --hidden 256 --heads 4 --ffn 1024 --seq 128 --batch 32 --lr 1e-3 --warmup 0.04
+                --tokens 36e6 --seed 1 --threads 2 --ckpt-minutes 10 --eval-minutes 10 --eval-windows 512)
+         [ -f "$WORK/pretrain/state.safetensors" ] && args+=(--resume); fi
     "$PEFTD" pretrain "${args[@]}"
 }
 
@@ -96,7 +102,9 @@ stage_heads() {
 
 stage_card() {
     [ -f "$HERE/card.py" ] || { missing "scripts/model/card.py" "the model card, a later engineer"; return; }
-    "$PY" "$HERE/card.py" --work "$WORK" "${QARGS[@]}"
+    [ -z "${ABLATIONS:-}" ] || "$PY" "$HERE/ablations.py" --dir "$ABLATIONS" --out "$WORK/ablations.json"
+    if [ "$QUICK" = 1 ]; then "$PY" "$HERE/card.py" --work "$WORK" --quick
+    else "$PY" "$HERE/card.py" --work "$WORK" --out "$ROOT/models/peftd-mini-en"; fi
 }
 
 # ==== Driver ====
