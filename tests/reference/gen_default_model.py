@@ -35,17 +35,17 @@ CLS_CASES = [
     {"input": {"text": "the plot", "text_pair": "was thin and predictable"}},
     {"input": "A Wonderful, HEART-WARMING Film!!", "max_length": 8},
 ]
-# Four questions of the QA held-out slice (/work/model-data/qa/heldout.jsonl lines 10, 33, 1, 2:
+# Four questions of the QA held-out slice (/work/model-data/qa/heldout.jsonl lines 12, 17, 1, 2:
 # scripts/model/qa_data.py's WordNet questions, never trained on). The committed QA head is weak
-# (held-out exact match about 0.15, see its card): it answers the first two exactly and the last
+# (held-out exact match 0.14, see its card): it answers the first two exactly and the last
 # two wrongly; the e2e test checks all four against the reference and the exact ones' answers.
 QA_CASES = [
-    {"question": "what is a biological agent?",
-     "context": "plumed tussock: tall grass of New Zealand grown for plumelike flower heads. biological agent: any bacterium or virus or toxin that could be used in biological warfare. infidelity: the quality of being unfaithful.",
-     "gold": "any bacterium or virus or toxin that could be used in biological warfare"},
-    {"question": "What is a daisywheel printer?",
-     "context": "dew: water that has condensed on a cool surface overnight from water vapor in the air. head of state: the chief public representative of a country who may also be the head of government. daisywheel printer: a printer that uses a daisy print wheel.",
-     "gold": "a printer that uses a daisy print wheel"},
+    {"question": "define riptide.",
+     "context": "fell: the act of felling something (as a tree). billow: a large sea wave. riptide: a strong surface current flowing outwards from a shore.",
+     "gold": "a strong surface current flowing outwards from a shore"},
+    {"question": "What is meant by trichloride?",
+     "context": "spark transmitter: an early radio transmitter using a discharge across a spark gap as the source of its power. trichloride: any compound containing three chlorine atoms in each molecule. brown bullhead: freshwater catfish of eastern United States.",
+     "gold": "any compound containing three chlorine atoms in each molecule"},
     {"question": "what's a tibial vein?",
      "context": "end user: the ultimate user for which something is intended. tibial vein: veins of the lower leg; empty into the popliteal vein. trade acceptance: a bill of exchange for a specific purchase; drawn on the buyer by the seller and bearing the buyer's acceptance.",
      "gold": "veins of the lower leg; empty into the popliteal vein"},
