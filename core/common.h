@@ -44,9 +44,15 @@ const char *pd_status_name(pd_status s);
 #define PD_PRINTF(a, b)
 #endif
 
-/* Writes a formatted message into err (if err != NULL && errlen > 0) and returns st.
+/* Writes a formatted message into err (if err != NULL && errlen > 0) and returns st. The
+ * message is valid UTF-8: a byte that is not (where "%.40s" or errlen cut a character of an
+ * echoed value, or the value was not UTF-8) becomes '?'.
  * Typical use: return pd_err(err, errlen, PD_ERR_FORMAT, "tensor %s: ...", name); */
 pd_status pd_err(char *err, size_t errlen, pd_status st, const char *fmt, ...) PD_PRINTF(4, 5);
+
+/* The offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence (strict:
+ * no overlong forms, surrogates or code points past U+10FFFF), or n when all of it is valid. */
+size_t pd_utf8_check(const char *s, size_t n);
 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. *len gets the byte count
  * (without the NUL). Fails with PD_ERR_NOT_FOUND, PD_ERR_IO or PD_ERR_TOO_LARGE (> max bytes). */

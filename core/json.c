@@ -8,36 +8,6 @@
 
 /* ==== Strict reading ==== */
 
-size_t pd_utf8_check(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = u[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned lo = 0x80, hi = 0xBF; /* the range of the second byte (Unicode 15, table 3-7) */
-        if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0) lo = 0xA0;      /* overlong */
-            else if (c == 0xED) hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0) lo = 0x90;      /* overlong */
-            else if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
-        } else return i;
-        if (i + k >= n) return i; /* truncated */
-        if (u[i + 1] < lo || u[i + 1] > hi) return i;
-        for (size_t j = 2; j <= k; j++)
-            if ((u[i + j] & 0xC0) != 0x80) return i;
-        i += k + 1;
-    }
-    return n;
-}
-
 /* What cJSON allocates for a string of n bytes: malloc(n + 1), in glibc chunks of 16 bytes
  * with an 8-byte header, 32 at least. */
 static size_t string_cost(size_t n) {

@@ -51,9 +51,7 @@ pd_status pd_json_check(const char *text, size_t len, pd_json_stats *st, char *e
  * allocated); PD_ERR_NOMEM. */
 pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen);
 
-/* The offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence (strict:
- * no overlong forms, surrogates or code points past U+10FFFF), or n when all of it is valid. */
-size_t pd_utf8_check(const char *s, size_t n);
+/* pd_utf8_check (core/common.h) says whether s[0..n) is all valid UTF-8. */
 static inline int pd_utf8_valid(const char *s, size_t n) { return pd_utf8_check(s, n) == n; }
 
 /* Reads the file at path (at most max bytes) and parses it with pd_json_parse; a file that is

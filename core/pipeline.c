@@ -111,7 +111,9 @@ static pd_status build_window(const pd_tokenizer *tk, const pd_tokens *a, int a0
         window_free(w);
         return PD_ERR_NOMEM;
     }
-    w->len = pd_tokenizer_assemble(tk, a->ids + a0, na, b ? b->ids + b0 : NULL, b ? nb : -1, w->ids, w->type_ids, w->src, idx);
+    /* an empty text has no ids array: no pointer arithmetic on NULL (UBSan; fuzz predict_body) */
+    const int32_t *ai = a->ids ? a->ids + a0 : NULL, *bi = b && b->ids ? b->ids + b0 : NULL;
+    w->len = pd_tokenizer_assemble(tk, ai, na, bi, b ? nb : -1, w->ids, w->type_ids, w->src, idx);
     PD_ASSERT(w->len <= cap);
     for (int t = 0; t < w->len; t++) {
         if (w->src[t] < 0) { w->tstart[t] = w->tend[t] = w->word[t] = -1; continue; }

@@ -5,6 +5,7 @@
 #
 #   FUZZ_SECONDS=600 make fuzz        longer
 #   FUZZ_TARGETS="adapter" make fuzz  some of: safetensors tokenizer_json tokenize adapter adapter_config http_head multipart
+#                                  predict_body train_request jsonl
 #
 # Needs clang (Debian's clang package; libFuzzer ships with it). Builds into build-fuzz/ with
 # -march=native: clang does not read core/kernels.c's `#pragma GCC target` regions, so the
@@ -17,12 +18,12 @@ pd_positional "$@"
 [ ${#POS[@]} -eq 0 ] || pd_usage_error "takes no arguments (settings: FUZZ_SECONDS, FUZZ_TARGETS)"
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart predict_body train_request jsonl}
 OUT=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
 PKGS="libcjson openblas"
 CFLAGS="-std=c11 -O1 -g -march=native -D_GNU_SOURCE -w -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        $(pkg-config --cflags $PKGS) -Icore -Iadapters -Iserver"
+        $(pkg-config --cflags $PKGS) -Icore -Iadapters -Iserver -Itrain"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -lm"
 mkdir -p "$OUT"
 
@@ -33,6 +34,8 @@ sources() { # the project sources a target links
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
     http_head) echo server/gate.c core/common.c ;;
     multipart) echo server/multipart.c core/common.c ;;
+    predict_body) echo core/*.c adapters/*.c server/jsonio.c ;;
+    train_request | jsonl) echo core/*.c adapters/*.c train/spec.c train/engine.c train/optim.c ;;
     esac
 }
 
@@ -69,6 +72,11 @@ for f in os.listdir(src):
     m = re.search(rb"boundary=\"?([^\";\r\n]{1,70})", head)
     if m:
         open(os.path.join(dst, f), "wb").write(m.group(1) + b"\n" + body)' "$d" "$2"
+        rm -rf "$d" ;;
+    predict_body | train_request | jsonl) # the hostile suite's bodies for the route, and tests/fuzz/seeds/<target>
+        d=$(mktemp -d)
+        python3 tests/e2e/test_hostile.py --dump-corpus "$d" >/dev/null
+        python3 tests/fuzz/seed_requests.py "$1" "$d" "$2"
         rm -rf "$d" ;;
     esac
 }

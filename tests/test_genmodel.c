@@ -8,6 +8,7 @@
  *   build/peftd gen-model --out /tmp/m && python3 tests/reference/genmodel_golden.py /tmp/m */
 #include "genmodel.h"
 #include "model.h"
+#include "pipeline.h"
 #include "safetensors.h"
 #include "test.h"
 
@@ -286,6 +287,20 @@ static void test_load_and_forward(const char *dir) {
             }
         }
         pd_ctx_free(ctx);
+    }
+
+    /* Empty texts (fuzz predict_body's crash-11a550c8, {"inputs": ""}) encode to [CLS] [SEP]
+     * (+ [SEP] for an empty pair). The crash itself, NULL + 0 on the empty token list, is
+     * reported by clang's UBSan only (gcc's does not check it): replayed by
+     * tests/fuzz/regressions/predict_body/. */
+    const pd_input empty[] = {{"", NULL, NULL, NULL}, {"", "", NULL, NULL}, {"a", "", NULL, NULL}};
+    for (int i = 0; i < 3; i++) {
+        pd_item it;
+        memset(&it, 0, sizeof it);
+        pd_opts o = {0};
+        st = pd_item_encode(m, PD_TASK_CLS, &empty[i], &o, 0, &it, err, sizeof err);
+        CHECKF(st == PD_OK && it.n_win == 1 && it.win[0].len == (i ? 3 : 2) + (i == 2), "input %d: %s", i, st ? err : "");
+        pd_item_free(&it);
     }
     pd_model_free(m);
 }

@@ -105,6 +105,15 @@ static void test_utf8(void) {
     CHECKF(mismatches == 0, "%d sequences judged differently from the reference decoder", mismatches);
     CHECK(pd_utf8_check("ab\xff", 3) == 2);
     CHECK(pd_utf8_check("\xc3\xa9\xc3", 3) == 2);
+    /* pd_err's messages are UTF-8 even where a precision cuts an echoed character (fuzz
+     * train_request: "task: '%.40s' is not ..." on a value of three-byte characters) */
+    char e[64];
+    pd_err(e, sizeof e, PD_ERR_INVALID, "task: '%.4s' x", "\xe5\xa1\xbe\xe5\xa1\xbe");
+    CHECKF(!strcmp(e, "task: '\xe5\xa1\xbe?' x"), "%s", e);
+    pd_err(e, 10, PD_ERR_INVALID, "ab%s", "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"); /* errlen cuts the last one */
+    CHECKF(!strcmp(e, "ab\xc3\xa9\xc3\xa9\xc3\xa9?"), "%s", e);
+    pd_err(e, sizeof e, PD_ERR_INVALID, "%s", "latin-1 caf\xe9");
+    CHECK(!strcmp(e, "latin-1 caf?"));
 }
 
 /* The estimate is an upper bound of what cJSON allocates (and close to it), measured with
