@@ -33,7 +33,7 @@ PY=/usr/bin/python3
 STAGES=(corpus vocab qa pretrain heads card)
 
 QUICK=0 WORK="" FROM=corpus TO=card VOCAB=""
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
