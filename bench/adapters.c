@@ -11,8 +11,11 @@
  * The configurations are timed in alternation, round after round, so drift in machine speed
  * hits all of them alike; each reports the median over rounds.
  *
+ * --dtype bf16|int8 loads the base in that dtype (pd_model_load_as, the server's --dtype); the
+ * adapters stay fp32 on top of it, as the server runs them.
+ *
  * Usage: adapters --model DIR [--json FILE] [--batch 32] [--seq 128] [--runs N] [--threads T]
- *                 [--loras 32] */
+ *                 [--loras 32] [--dtype fp32|bf16|int8] */
 #include "adapter.h"
 #include "bench_util.h"
 #include "kernels.h"
@@ -148,7 +151,7 @@ enum { C_BARE, C_LORA1, C_LORAN, C_PREFIX, C_BN, C_COUNT };
 static const char *cname[C_COUNT] = {"bare", "lora_one", "lora_each", "prefix", "bottleneck"};
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *json = NULL;
+    const char *model = NULL, *json = NULL, *dtype_name = "fp32";
     int batch = 32, L = 128, runs = 5, threads = 2, nlora = 32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -158,8 +161,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--loras") && i + 1 < argc) nlora = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_name = argv[++i];
         else {
-            fprintf(stderr, "usage: %s --model DIR [--json FILE] [--batch 32] [--seq 128] [--runs N] [--threads T] [--loras 32]\n", argv[0]);
+            fprintf(stderr, "usage: %s --model DIR [--json FILE] [--batch 32] [--seq 128] [--runs N] [--threads T] [--loras 32] "
+                            "[--dtype fp32|bf16|int8]\n", argv[0]);
             return 2;
         }
     }
@@ -167,6 +172,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "adapters: need --model DIR and sane numbers\n");
         return 2;
     }
+    int dtype = pd_wtype_parse(dtype_name);
+    if (dtype < 0) { fprintf(stderr, "adapters: --dtype must be fp32, bf16 or int8\n"); return 2; }
     if (!bench_file_exists(model, "model.safetensors")) {
         printf("writing a random BERT-base checkpoint to %s ...\n", model);
         if (bench_write_bert(model, &BENCH_BERT_BASE)) return 1;
@@ -174,7 +181,11 @@ int main(int argc, char **argv) {
     const char *kernel = pd_blas_init();
     pd_model *m = NULL;
     char err[512];
-    if (pd_model_load(model, 0, &m, err, sizeof err) != PD_OK) { fprintf(stderr, "load %s: %s\n", model, err); return 1; }
+    if (pd_model_load_as(model, 0, (pd_wtype)dtype, &m, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "load %s: %s\n", model, err);
+        return 1;
+    }
+    printf("base dtype %s (GEMM kernel %s)\n", pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype));
     const pd_config *c = pd_model_config(m);
     const int nvt = 20, reduction = 16, rank = 8;
     if (L + nvt > c->max_tokens) { fprintf(stderr, "adapters: --seq too long for the model\n"); return 2; }
@@ -272,8 +283,9 @@ int main(int argc, char **argv) {
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) { perror(json); return 1; }
-        fprintf(f, "{\"kernel\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"runs\": %d, \"distinct_loras\": %d,\n",
-                kernel, threads, batch, L, runs, batch < nlora ? batch : nlora);
+        fprintf(f, "{\"kernel\": \"%s\", \"dtype\": \"%s\", \"gemm_kernel\": \"%s\", \"threads\": %d, \"batch\": %d, "
+                   "\"seq\": %d, \"runs\": %d, \"distinct_loras\": %d,\n",
+                kernel, pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype), threads, batch, L, runs, batch < nlora ? batch : nlora);
         fprintf(f, " \"lora\": {\"rank\": %d, \"targets\": [\"query\", \"value\"], \"file_bytes\": %zu, \"params\": %lld, "
                    "\"adapter_bytes\": %zu, \"rss_bytes_each\": %.0f, \"load_ms_median\": %.3f},\n",
                 rank, lora_file_bytes, (long long)pd_adapter_params(lora[0]), pd_adapter_bytes(lora[0]),

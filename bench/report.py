@@ -31,6 +31,7 @@ TARGETS_DOC = {
     "server_overhead": "the server adds <= 15% to the compute time of the batches it forms",
     "upload": "a new adapter version answers < 20 ms p50 after its upload completes",
     "train_vs_torch": "LoRA training examples/s >= 2x PyTorch (r=8 query+value, BERT-base shape, batch 16 x 128, AdamW)",
+    "train_bf16": "LoRA training through a bf16 base >= 1.6x peftd fp32 training (examples/s, same step)",
     "train_parity": "the same SST-2 LoRA run ends within 1.5 points of dev accuracy in peftd and PyTorch",
     "pretrain_roofline": "masked-LM pretraining step >= 60% of the sgemm roofline (4 x 256, FFN 1024, vocab 16k, batch 32 x 128)",
     "pretrain_vs_torch": "masked-LM pretraining tokens/s >= 2x PyTorch on the same step",
@@ -212,6 +213,49 @@ def pretrain_section(R, rounds):
     return out
 
 
+def training_dtypes(R, rounds, tp_all, tp):
+    """The same LoRA training step through a bf16 and an int8 base (bench/train --dtype, what POST
+    /train runs on a server started with that --dtype), each round right after the fp32 round of
+    the same index: table, per-round ratio to fp32, and the bf16 target."""
+    out = {}
+    by_fp32 = {x["_round"].split("-")[-1]: x for x in tp_all}
+    rows = []
+    for dt in ("bf16", "int8"):
+        allr, used = rounds("train_" + dt)
+        if not allr:
+            continue
+        ratios = []
+        for x in allr:
+            k = x["_round"].split("-")[-1]
+            f = by_fp32.get(k)
+            ratio = x["examples_per_s"] / f["examples_per_s"] if f else None
+            if ratio and any(y is x for y in used) and any(y is f for y in tp):
+                ratios.append(ratio)
+            rows.append([dt, k, x.get("gemm_kernel", "-"), fmt(x["median_s"], ".2f"), fmt(x["examples_per_s"], ".2f"),
+                         fmt(f and f["examples_per_s"], ".2f"), fmt(ratio, ".2f"), fmt(x.get("cpu_median_s"), ".2f"),
+                         fmt(x.get("peak_rss_kb", 0) / 1024.0, ".0f"), "%.0f%%" % (100 * x.get("_other_cpu_share", 0))])
+        v = [y["batch"] / t for y in used for t in y.get("samples_s", [])]
+        ratio = statistics.median(ratios) if ratios else None
+        out[dt] = {"rounds": allr, "examples_per_s": statistics.median(v) if v else None, "vs_fp32": ratio,
+                   "vs_fp32_rounds": len(ratios), "weights_bytes": allr[0].get("weights_bytes")}
+    if not out:
+        return out
+    R.p("**Through a low-precision base** (`bench/train --dtype`: the same `pd_train_engine_step` on the base loaded as "
+        "`peftd serve --dtype` loads it, so what POST /train runs there: forward and input gradients on the packed bf16 / "
+        "int8 weights, the LoRA, the head, their gradients and AdamW's state in fp32). Each round ran right after the fp32 "
+        "round of the same index; \"vs fp32\" is that round's ratio.")
+    R.table(["dtype", "round", "GEMM kernel", "s/step", "ex/s", "fp32 ex/s (same round)", "vs fp32", "CPU s/step",
+             "peak RSS MB", "other load"], rows)
+    R.p("Median over rounds: " + "; ".join("%s **%s** ex/s, **%s** x fp32 (%d rounds)"
+                                           % (dt, fmt(o["examples_per_s"], ".2f"), fmt(o["vs_fp32"], ".2f"), o["vs_fp32_rounds"])
+                                           for dt, o in out.items()) + ".")
+    b = out.get("bf16")
+    if b:
+        R.check("train_bf16", TARGETS_DOC["train_bf16"], None if b["vs_fp32"] is None else b["vs_fp32"] >= 1.6,
+                "%sx (bf16 %s ex/s)" % (fmt(b["vs_fp32"], ".2f"), fmt(b["examples_per_s"], ".2f")))
+    return out
+
+
 def training_section(R, rounds, parity):
     """The "Training throughput" section: peftd's LoRA training step (bench/train.c) against
     PyTorch's (peers/torch_lora_train.py) in alternated rounds, and the SST-2 accuracy parity run
@@ -263,6 +307,7 @@ def training_section(R, rounds, parity):
                fmt(max([x.get("peak_rss_kb", 0) / 1024.0 for x in tt] or [0]) or None, ".0f")))
         R.check("train_vs_torch", TARGETS_DOC["train_vs_torch"], None if ratio is None else ratio >= 2.0,
                 "%sx (peftd %s, torch %s ex/s)" % (fmt(ratio, ".2f"), fmt(pe, ".2f"), fmt(te, ".2f")))
+        out["dtypes"] = training_dtypes(R, rounds, tp_all, tp)
     else:
         R.p("Training throughput was not measured in this run.")
     if parity and "peftd" in parity and "torch" in parity:
@@ -345,6 +390,77 @@ def dtype_section(R, engines, orts, orts8, dtype_rounds):
         if (dt, "bytes") in tab:
             r = tab[(dt, "bytes")] / fb
             R.check("dtype_bytes", "%s weights <= %.2fx fp32's" % (dt, lim), r <= lim, "%.3fx" % r)
+
+
+def server_table(R, levels):
+    """The table of one model's wrk levels (server_bench.py's "levels")."""
+    R.table(["concurrency", "req/s", "p50 ms", "p99 ms", "inputs/batch", "batch compute ms", "compute / wall",
+             "server overhead", "server CPU ms/request", "server cores busy", "errors"],
+            [[r["concurrency"], fmt(r["rps"]), fmt(r["p50_ms"], ".2f" if r["p50_ms"] < 10 else ".1f"), fmt(r["p99_ms"]),
+              fmt(r["inputs_per_batch"]), fmt(r["mean_batch_ms"], ".2f"), "%.0f%%" % (100 * (r["compute_share"] or 0)),
+              ("latency %+.0f%% (%+.2f ms)" % (100 * r["latency_overhead"], r["latency_added_ms"]))
+              if "latency_added_ms" in r else
+              ("latency %+.0f%%" % (100 * r["latency_overhead"])) if "latency_overhead" in r else
+              ("busy %+.0f%%" % (100 * r["busy_overhead"])) if "busy_overhead" in r else "-",
+              fmt(r.get("server_cpu_ms_per_request"), ".2f"), fmt(r.get("server_cores"), ".2f"), r["errors"]]
+             for r in levels])
+
+
+def server_bert_checks(R, b, dt):
+    """The server-overhead targets on the BERT-base run of one base dtype."""
+    lv = {r["concurrency"]: r for r in b["levels"]}
+    if 1 in lv and "latency_overhead" in lv[1]:
+        v = lv[1]["latency_overhead"]
+        R.check("server_overhead", "BERT-base %s, c=1: latency over batch compute <= +15%%" % dt, v <= 0.15, "%+.1f%%" % (100 * v))
+    top = max(lv)
+    if "busy_overhead" in lv[top]:
+        v = lv[top]["busy_overhead"]
+        R.check("server_overhead", "BERT-base %s, c=%d: wall over batch compute <= +15%%" % (dt, top), v <= 0.15,
+                "%+.1f%%" % (100 * v))
+
+
+def adapters_section(R, adapters, dt, other_share):
+    """The "Adapters" table of one base dtype (bench/adapters [--dtype]) and its two targets."""
+    res = adapters["results"]
+    bare = res["bare"]["median_s"]
+    R.h("Adapters, base in %s%s: batch %d x %d tokens, median of %d alternated rounds"
+        % (dt, " (GEMM kernel %s)" % adapters["gemm_kernel"] if adapters.get("gemm_kernel") else "", adapters["batch"],
+           adapters["seq"], adapters["runs"]))
+    names = {"bare": "bare base", "lora_one": "every sequence on one LoRA (r=8, query+value)",
+             "lora_each": "every sequence on its own LoRA (%d distinct)" % adapters["distinct_loras"],
+             "prefix": "prefix tuning, 20 virtual tokens", "bottleneck": "bottleneck (seq_bn), reduction 16"}
+    cbare = res["bare"].get("cpu_median_s")
+    R.table(["configuration", "ms", "seq/s", "vs bare", "CPU ms", "CPU vs bare"],
+            [[names[k], fmt(v["median_s"] * 1e3), fmt(v["seq_per_s"], ".2f"), "%+.1f%%" % (100 * (v["median_s"] / bare - 1)),
+              fmt(v.get("cpu_median_s", 0) * 1e3), "%+.1f%%" % (100 * (v["cpu_median_s"] / cbare - 1)) if cbare else "-"]
+             for k, v in res.items()])
+    if dt == "fp32":
+        R.p("CPU ms is the process's user + system time per forward (pool workers sleep when idle, so it counts work "
+            "done); it is less disturbed by other processes than wall time, but does not show a thread left idle.")
+    else:
+        R.p("The adapters stay fp32 on the %s base (the server's `--dtype %s`)." % (dt, dt))
+    lo = adapters["lora"]
+    mem = "LoRA: file %.2f MB, %d params, %.2f MB resident (pd_adapter_bytes), RSS growth %.2f MB per loaded LoRA, " \
+          "load %.1f ms" % (lo["file_bytes"] / 1e6, lo["params"], lo["adapter_bytes"] / 1e6, lo["rss_bytes_each"] / 1e6,
+                           lo["load_ms_median"])
+    for k in ("prefix", "bottleneck"):
+        if k in adapters:
+            mem += "; %s: %d params, %.2f MB resident" % (k, adapters[k]["params"], adapters[k]["adapter_bytes"] / 1e6)
+    R.p(mem + ".")
+    noisy_a = other_share > 0.10
+
+    def cpu_note(a_, b_):
+        if not (noisy_a and res[a_].get("cpu_median_s") and res[b_].get("cpu_median_s")):
+            return ""
+        return " (noisy run; CPU time %+.1f%%)" % (100 * (res[a_]["cpu_median_s"] / res[b_]["cpu_median_s"] - 1))
+
+    if "lora_one" in res:
+        v = res["lora_one"]["median_s"] / bare
+        R.check("lora_one", "%s: one LoRA vs bare <= +8%%" % dt, v <= 1.08, "%+.1f%%" % (100 * (v - 1)) + cpu_note("lora_one", "bare"))
+    if "lora_each" in res and "lora_one" in res:
+        v = res["lora_each"]["median_s"] / res["lora_one"]["median_s"]
+        R.check("lora_each", "%s: %d LoRAs vs one <= +10%%" % (dt, adapters["distinct_loras"]), v <= 1.10,
+                "%+.1f%%" % (100 * (v - 1)) + cpu_note("lora_each", "lora_one"))
 
 
 def main():
@@ -548,42 +664,12 @@ def main():
         dtype_section(R, engines, orts, rounds("ort_int8")[1], dtype_rounds)
 
     # ==== adapters ====
-    if adapters:
-        res = adapters["results"]
-        bare = res["bare"]["median_s"]
-        R.h("Adapters: batch %d x %d tokens, median of %d alternated rounds" % (adapters["batch"], adapters["seq"], adapters["runs"]))
-        names = {"bare": "bare base", "lora_one": "every sequence on one LoRA (r=8, query+value)",
-                 "lora_each": "every sequence on its own LoRA (%d distinct)" % adapters["distinct_loras"],
-                 "prefix": "prefix tuning, 20 virtual tokens", "bottleneck": "bottleneck (seq_bn), reduction 16"}
-        cbare = res["bare"].get("cpu_median_s")
-        R.table(["configuration", "ms", "seq/s", "vs bare", "CPU ms", "CPU vs bare"],
-                [[names[k], fmt(v["median_s"] * 1e3), fmt(v["seq_per_s"], ".2f"), "%+.1f%%" % (100 * (v["median_s"] / bare - 1)),
-                  fmt(v.get("cpu_median_s", 0) * 1e3), "%+.1f%%" % (100 * (v["cpu_median_s"] / cbare - 1)) if cbare else "-"]
-                 for k, v in res.items()])
-        R.p("CPU ms is the process's user + system time per forward (pool workers sleep when idle, so it counts work "
-            "done); it is less disturbed by other processes than wall time, but does not show a thread left idle.")
-        lo = adapters["lora"]
-        mem = "LoRA: file %.2f MB, %d params, %.2f MB resident (pd_adapter_bytes), RSS growth %.2f MB per loaded LoRA, " \
-              "load %.1f ms" % (lo["file_bytes"] / 1e6, lo["params"], lo["adapter_bytes"] / 1e6, lo["rss_bytes_each"] / 1e6,
-                               lo["load_ms_median"])
-        for k in ("prefix", "bottleneck"):
-            if k in adapters:
-                mem += "; %s: %d params, %.2f MB resident" % (k, adapters[k]["params"], adapters[k]["adapter_bytes"] / 1e6)
-        R.p(mem + ".")
-        noisy_a = share.get("adapters", 0) > 0.10
-
-        def cpu_note(a_, b_):
-            if not (noisy_a and res[a_].get("cpu_median_s") and res[b_].get("cpu_median_s")):
-                return ""
-            return " (noisy run; CPU time %+.1f%%)" % (100 * (res[a_]["cpu_median_s"] / res[b_]["cpu_median_s"] - 1))
-
-        if "lora_one" in res:
-            v = res["lora_one"]["median_s"] / bare
-            R.check("lora_one", "one LoRA vs bare <= +8%", v <= 1.08, "%+.1f%%" % (100 * (v - 1)) + cpu_note("lora_one", "bare"))
-        if "lora_each" in res and "lora_one" in res:
-            v = res["lora_each"]["median_s"] / res["lora_one"]["median_s"]
-            R.check("lora_each", "%d LoRAs vs one <= +10%%" % adapters["distinct_loras"], v <= 1.10,
-                    "%+.1f%%" % (100 * (v - 1)) + cpu_note("lora_each", "lora_one"))
+    adapters_by = {"fp32": adapters}
+    for dt in ("bf16", "int8"):
+        adapters_by[dt] = load(os.path.join(d, "adapters_%s.json" % dt))
+    for dt, ad in adapters_by.items():
+        if ad:
+            adapters_section(R, ad, dt, share.get("adapters" if dt == "fp32" else "adapters_" + dt, 0))
 
     # ==== server ====
     if server:
@@ -593,16 +679,7 @@ def main():
             if not s:
                 continue
             R.p("**%s**" % label)
-            R.table(["concurrency", "req/s", "p50 ms", "p99 ms", "inputs/batch", "batch compute ms", "compute / wall",
-                     "server overhead", "server CPU ms/request", "server cores busy", "errors"],
-                    [[r["concurrency"], fmt(r["rps"]), fmt(r["p50_ms"], ".2f" if r["p50_ms"] < 10 else ".1f"), fmt(r["p99_ms"]),
-                      fmt(r["inputs_per_batch"]), fmt(r["mean_batch_ms"], ".2f"), "%.0f%%" % (100 * (r["compute_share"] or 0)),
-                      ("latency %+.0f%% (%+.2f ms)" % (100 * r["latency_overhead"], r["latency_added_ms"]))
-                      if "latency_added_ms" in r else
-                      ("latency %+.0f%%" % (100 * r["latency_overhead"])) if "latency_overhead" in r else
-                      ("busy %+.0f%%" % (100 * r["busy_overhead"])) if "busy_overhead" in r else "-",
-                      fmt(r.get("server_cpu_ms_per_request"), ".2f"), fmt(r.get("server_cores"), ".2f"), r["errors"]]
-                     for r in s["levels"]])
+            server_table(R, s["levels"])
         R.p("Server overhead: at concurrency 1 (one request per batch), mean latency over mean batch compute time: what "
             "the HTTP round trip, JSON, tokenizing, queueing and hand-offs between threads add to each forward pass. At "
             "higher concurrency, wall time over summed batch compute time: the share of time the compute threads sat "
@@ -636,15 +713,7 @@ def main():
                         "%+.1f%%" % (100 * v))
         b = server.get("bert")
         if b:
-            lv = {r["concurrency"]: r for r in b["levels"]}
-            if 1 in lv and "latency_overhead" in lv[1]:
-                v = lv[1]["latency_overhead"]
-                R.check("server_overhead", "BERT-base, c=1: latency over batch compute <= +15%", v <= 0.15, "%+.1f%%" % (100 * v))
-            top = max(lv)
-            if "busy_overhead" in lv[top]:
-                v = lv[top]["busy_overhead"]
-                R.check("server_overhead", "BERT-base, c=%d: wall over batch compute <= +15%%" % top, v <= 0.15,
-                        "%+.1f%%" % (100 * v))
+            server_bert_checks(R, b, "fp32")
 
         def upload_text(label, up):
             R.p("LoRA upload, %s (%.2f MB adapter_model.safetensors, r=%d on %s, PUT /adapters/{name}, %d new versions): "
@@ -670,6 +739,21 @@ def main():
                         "takes %.0f ms)" % (upb["lora_bytes"] / 1e6, upb["warm_predict_ms_p50"]), upb["swap_ms_p50"] < 20,
                         "%.1f ms" % upb["swap_ms_p50"])
 
+    servers_dt = {dt: load(os.path.join(d, "server_%s.json" % dt)) for dt in ("bf16", "int8")}
+    for dt, sd in servers_dt.items():
+        b = (sd or {}).get("bert")
+        if not b:
+            continue
+        R.h("Server, base in %s (`peftd serve --dtype %s`): POST /predict under wrk, BERT-base shape, 128-token input" % (dt, dt))
+        server_table(R, b["levels"])
+        server_bert_checks(R, b, dt)
+        upb = b.get("upload")
+        if upb and "swap_ms_p50" in upb:
+            R.p("LoRA upload (%.2f MB, r=%d, %d new versions) on the %s base: first answer minus warm answer %.1f ms p50 "
+                "(max %.1f); a warm 6-word predict %.1f ms p50."
+                % (upb["lora_bytes"] / 1e6, upb["lora_r"], upb["versions"], dt, upb["swap_ms_p50"], upb["swap_ms_max"],
+                   upb["warm_predict_ms_p50"]))
+
     # ==== training ====
     R.h("Training throughput")
     training = training_section(R, rounds, load(os.path.join(d, "parity.json")))
@@ -693,7 +777,8 @@ def main():
            "ort_rounds": orts_all,
            "torch_rounds": torches_all, "rounds_pooled": [x["_round"] for x in engines + orts + torches],
            "engine_summary": {str(k): v for k, v in engine_tab.items()}, "roofline_gflops": roof, "adapters": adapters,
-           "server": server, "training": training, "pretraining": pretraining, "targets": R.checks}
+           "server": server, "server_dtypes": servers_dt,
+           "adapters_dtypes": {k: v for k, v in adapters_by.items() if k != "fp32"}, "training": training, "pretraining": pretraining, "targets": R.checks}
     with open(os.path.join(a.results, stem + ".json"), "w") as f:
         json.dump(out, f, indent=1)
     if a.partial == "1":

@@ -215,6 +215,11 @@ if want adapters; then
     if [ "$ADAPTERS_OK" = 1 ]; then
         step adapters "$B/bench/adapters" --model "$MODEL" --json "$OUT/adapters.json" --batch 32 --seq 128 \
             --runs $((RUNS + 3)) --threads 2 --loras 32
+        # The same with the base in bf16 and int8 (adapters fp32 on top): adapters_<dtype>.json.
+        for dt in bf16 int8; do
+            step "adapters_$dt" "$B/bench/adapters" --model "$MODEL" --dtype "$dt" --json "$OUT/adapters_$dt.json" --batch 32 \
+                --seq 128 --runs $((RUNS + 3)) --threads 2 --loras 32
+        done
     else
         skip adapters "bench/adapters did not build (adapters/ incomplete?)"
     fi
@@ -227,20 +232,35 @@ if want server; then
     else
         step server "$PY" bench/server_bench.py --peftd "$B/peftd" --bert "$MODEL" --json "$OUT/server.json" \
             --logdir "$OUT/logs" --threads 2 "${SRV_ARGS[@]}"
+        # The BERT-base table again with `peftd serve --dtype bf16|int8`: server_<dtype>.json.
+        for dt in bf16 int8; do
+            step "server_$dt" "$PY" bench/server_bench.py --peftd "$B/peftd" --bert "$MODEL" --dtype "$dt" --skip-tiny \
+                --json "$OUT/server_$dt.json" --logdir "$OUT/logs" --threads 2 "${SRV_ARGS[@]}"
+        done
     fi
 fi
 
 # Training: peftd's LoRA training step (bench/train.c, the trainer's pd_train_engine_step) against the same step
 # in PyTorch (peers/torch_lora_train.py), BERT-base shape, batch 16 x 128, r=8 on query+value, AdamW, 2 threads;
-# alternated rounds (peftd, torch, torch, peftd, ...), the ratio taken per round as for the engine.
+# alternated rounds (peftd, torch, torch, peftd, ...), the ratio taken per round as for the engine. Each peftd
+# round also trains through a bf16 and an int8 base, right after its fp32 step, for the per-dtype ratios.
 if want train; then
     say "training throughput"
     if [ "$TRAIN_OK" = 0 ]; then skip train "bench/train did not build"
     else
         TSTEPS=5; TROUNDS=4 # the ratio is the median of the rounds: single rounds vary by +-15% here
         [ "$QUICK" = 1 ] && { TSTEPS=2; TROUNDS=1; }
-        trainp() { step "train-peftd-$1" "$B/bench/train" --model "$MODEL" --json "$OUT/train-peftd-$1.json" --steps "$TSTEPS" \
-            --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16; }
+        # peftd fp32 (train-peftd-N), then the same step through a bf16 and an int8 base (train_bf16-N, train_int8-N:
+        # bench/train --dtype, the base POST /train trains through on a server started with that --dtype).
+        trainp() {
+            step "train-peftd-$1" "$B/bench/train" --model "$MODEL" --json "$OUT/train-peftd-$1.json" --steps "$TSTEPS" \
+                --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16
+            local dt
+            for dt in bf16 int8; do
+                step "train_$dt-$1" "$B/bench/train" --model "$MODEL" --dtype "$dt" --json "$OUT/train_$dt-$1.json" \
+                    --steps "$TSTEPS" --warmup 1 --threads 2 --batch 16 --seq 128 --r 8 --alpha 16
+            done
+        }
         traint() {
             "$PY" -c 'import torch' 2>/dev/null || { skip "train-torch-$1" "python3-torch is not installed"; return; }
             step "train-torch-$1" "$PY" bench/peers/torch_lora_train.py --model "$MODEL" --json "$OUT/train-torch-$1.json" \

@@ -31,6 +31,8 @@ Overhead definitions (written into the results):
         at its deadline; the server still computes them): at saturation (c=64), the share of
         time the compute pool sat idle while requests were waiting (on these 2 shared cores
         that includes the CPU time wrk and the HTTP threads take from the compute threads).
+--dtype bf16|int8 passes that --dtype to every `peftd serve` (the base's linear weights in that
+dtype; adapters stay fp32); run.sh runs the BERT-base part again in each (--skip-tiny).
 wrk runs on the same 2 cores as the server; that is stated, not hidden.
 Only loopback addresses are used; every loop is bounded in count and time.
 """
@@ -110,10 +112,10 @@ def proc_cpu_s(pid):
 
 
 class Server:
-    def __init__(self, peftd, model, threads, log):
+    def __init__(self, peftd, model, threads, log, dtype="fp32"):
         self.dir = tempfile.mkdtemp(prefix="peftd-bench-")
         args = [peftd, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", os.path.join(self.dir, "data"),
-                "--threads", str(threads)]
+                "--threads", str(threads), "--dtype", dtype]
         if model:
             args += ["--model", model]
         self.log = open(log, "w")
@@ -364,6 +366,42 @@ def print_upload(up):
     sys.stdout.flush()
 
 
+def bench_tiny(a, levels, work, res):
+    """The tiny default model: load levels, the HTTP floor, the 1 MB LoRA upload."""
+    print("tiny model (the embedded default), input: 24 English words; --dtype %s" % a.dtype)
+    srv = Server(a.peftd, "", a.threads, os.path.join(a.logdir, "serve-tiny-%s.log" % a.dtype), a.dtype)
+    try:
+        body = json.dumps({"inputs": " ".join(ENGLISH[:24])})
+        res["tiny"] = {"ready": srv.ready, "levels": load_levels(srv, body, levels, a.seconds_tiny, work)}
+        w = run_wrk(srv.port, None, 1, a.seconds_floor, work, "/health")
+        res["tiny"]["http_floor"] = {"route": "GET /health", "concurrency": 1, "rps": w["requests"] / (w["duration_us"] / 1e6),
+                                     "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3}
+        print("  HTTP floor (GET /health, c=1): p50 %.3f ms, %.0f req/s" % (w["p50_us"] / 1e3, res["tiny"]["http_floor"]["rps"]))
+        with open(os.path.join(srv.ready["model"], "config.json")) as f:
+            tcfg = json.load(f)
+        up = upload_latency(srv, tcfg, a.versions, " ".join(ENGLISH[:6]), 144, ALL_LINEARS)
+        res["tiny"]["upload"] = up
+        print_upload(up)
+    finally:
+        srv.stop()
+
+
+def bench_bert(a, levels, work, res):
+    """The BERT-base-shaped checkpoint: load levels, the r=8 LoRA upload."""
+    with open(os.path.join(a.bert, "config.json")) as f:
+        cfg = json.load(f)
+    print("BERT-base shape, input: 126 words = 128 tokens with [CLS] and [SEP]; --dtype %s" % a.dtype)
+    srv = Server(a.peftd, a.bert, a.threads, os.path.join(a.logdir, "serve-bert-%s.log" % a.dtype), a.dtype)
+    try:
+        body = json.dumps({"inputs": text_of(126, 1)})
+        res["bert"] = {"ready": srv.ready, "levels": load_levels(srv, body, levels, a.seconds_bert, work)}
+        up = upload_latency(srv, cfg, a.versions, text_of(6, 2), 8, QV)
+        res["bert"]["upload"] = up
+        print_upload(up)
+    finally:
+        srv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--peftd", required=True)
@@ -377,44 +415,21 @@ def main():
     ap.add_argument("--seconds-floor", type=int, default=4)
     ap.add_argument("--versions", type=int, default=15)
     ap.add_argument("--skip-bert", action="store_true")
+    ap.add_argument("--skip-tiny", action="store_true")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8"], help="peftd serve --dtype")
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
     os.makedirs(a.logdir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="peftd-bench-wrk-")
-    res = {"threads": a.threads, "levels": levels, "load_generator": "wrk 1 thread on the same machine",
+    res = {"threads": a.threads, "dtype": a.dtype, "levels": levels, "load_generator": "wrk 1 thread on the same machine",
            "overhead_definitions": {
                "latency_overhead": "c=1: mean latency / mean batch compute time - 1",
                "busy_overhead": "wall time / summed batch compute time - 1"}}
     try:
-        print("tiny model (the embedded default), input: 24 English words")
-        srv = Server(a.peftd, "", a.threads, os.path.join(a.logdir, "serve-tiny.log"))
-        try:
-            body = json.dumps({"inputs": " ".join(ENGLISH[:24])})
-            res["tiny"] = {"ready": srv.ready, "levels": load_levels(srv, body, levels, a.seconds_tiny, work)}
-            w = run_wrk(srv.port, None, 1, a.seconds_floor, work, "/health")
-            res["tiny"]["http_floor"] = {"route": "GET /health", "concurrency": 1, "rps": w["requests"] / (w["duration_us"] / 1e6),
-                                         "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3}
-            print("  HTTP floor (GET /health, c=1): p50 %.3f ms, %.0f req/s" % (w["p50_us"] / 1e3, res["tiny"]["http_floor"]["rps"]))
-            with open(os.path.join(srv.ready["model"], "config.json")) as f:
-                tcfg = json.load(f)
-            up = upload_latency(srv, tcfg, a.versions, " ".join(ENGLISH[:6]), 144, ALL_LINEARS)
-            res["tiny"]["upload"] = up
-            print_upload(up)
-        finally:
-            srv.stop()
+        if not a.skip_tiny:
+            bench_tiny(a, levels, work, res)
         if not a.skip_bert:
-            with open(os.path.join(a.bert, "config.json")) as f:
-                cfg = json.load(f)
-            print("BERT-base shape, input: 126 words = 128 tokens with [CLS] and [SEP]")
-            srv = Server(a.peftd, a.bert, a.threads, os.path.join(a.logdir, "serve-bert.log"))
-            try:
-                body = json.dumps({"inputs": text_of(126, 1)})
-                res["bert"] = {"ready": srv.ready, "levels": load_levels(srv, body, levels, a.seconds_bert, work)}
-                up = upload_latency(srv, cfg, a.versions, text_of(6, 2), 8, QV)
-                res["bert"]["upload"] = up
-                print_upload(up)
-            finally:
-                srv.stop()
+            bench_bert(a, levels, work, res)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with open(a.json, "w") as f:

@@ -13,8 +13,13 @@
  * GFLOP/s counts the matrix products of the base model a training step needs (train_flops);
  * LoRA's rank-r products, the head, norms and activations are not counted.
  *
+ * --dtype bf16|int8 loads the base in that dtype (pd_model_load_as, the server's --dtype): the
+ * same pd_train_engine_step then trains through it as POST /train does on such a server (the
+ * forward and the input gradients on the packed low-precision weights, core/gemm.h; the LoRA,
+ * the head, their gradients and AdamW's state in fp32). GFLOP/s counts the same products.
+ *
  * Usage: train --model DIR [--json FILE] [--batch 16] [--seq 128] [--steps 5] [--warmup 1]
- *              [--threads 2] [--r 8] [--alpha 16] [--max-tokens 0] */
+ *              [--threads 2] [--r 8] [--alpha 16] [--max-tokens 0] [--dtype fp32|bf16|int8] */
 #include "bench_util.h"
 #include "kernels.h"
 #include "model.h"
@@ -57,7 +62,7 @@ static int parse_int(const char *s, int *out) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *json = NULL;
+    const char *model = NULL, *json = NULL, *dtype_name = "fp32";
     int batch = 16, L = 128, steps = 5, warmup = 1, threads = 2, r = 8, alpha = 16, max_tokens = 0;
     for (int i = 1; i < argc; i++) {
         int bad = 0;
@@ -71,10 +76,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--r") && i + 1 < argc) bad = parse_int(argv[++i], &r);
         else if (!strcmp(argv[i], "--alpha") && i + 1 < argc) bad = parse_int(argv[++i], &alpha);
         else if (!strcmp(argv[i], "--max-tokens") && i + 1 < argc) bad = parse_int(argv[++i], &max_tokens);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_name = argv[++i];
         else bad = 1;
         if (bad) {
             fprintf(stderr, "usage: %s --model DIR [--json FILE] [--batch 16] [--seq 128] [--steps 5] [--warmup 1] "
-                            "[--threads 2] [--r 8] [--alpha 16] [--max-tokens 0]\n", argv[0]);
+                            "[--threads 2] [--r 8] [--alpha 16] [--max-tokens 0] [--dtype fp32|bf16|int8]\n", argv[0]);
             return 2;
         }
     }
@@ -82,6 +88,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train: need --model DIR and sane numbers\n");
         return 2;
     }
+    int dtype = pd_wtype_parse(dtype_name);
+    if (dtype < 0) { fprintf(stderr, "train: --dtype must be fp32, bf16 or int8\n"); return 2; }
 
     if (!bench_file_exists(model, "model.safetensors")) {
         printf("writing a random BERT-base checkpoint to %s ...\n", model);
@@ -101,7 +109,7 @@ int main(int argc, char **argv) {
     int *idx = NULL;
     double *sec = NULL, *losses = NULL, *cpu = NULL;
     char err[512];
-    if (pd_model_load(model, 0, &m, err, sizeof err) != PD_OK) { fprintf(stderr, "load %s: %s\n", model, err); goto out; }
+    if (pd_model_load_as(model, 0, (pd_wtype)dtype, &m, err, sizeof err) != PD_OK) { fprintf(stderr, "load %s: %s\n", model, err); goto out; }
     const pd_config *c = pd_model_config(m);
     if (L > c->max_tokens) { fprintf(stderr, "train: --seq %d exceeds the model's %d\n", L, c->max_tokens); rc = 2; goto out; }
     if (!pd_model_head(m, PD_TASK_CLS)) { fprintf(stderr, "train: %s has no classification head\n", model); goto out; }
@@ -142,8 +150,9 @@ int main(int argc, char **argv) {
 
     int mt = pd_train_engine_max_tokens(e);
     long n_micro = ((long)batch * L + mt - 1) / mt; /* the trainer's count: as few as the row limit allows */
-    printf("OpenBLAS kernel: %s; pd_pool threads: %d; model %s: %d layers, hidden %d, heads %d, ffn %d\n", kernel,
-           pd_pool_size(pool), model, c->layers, c->hidden, c->heads, c->ffn);
+    printf("OpenBLAS kernel: %s; base dtype %s (GEMM kernel %s, weights %.1f MB); pd_pool threads: %d; model %s: %d layers, "
+           "hidden %d, heads %d, ffn %d\n", kernel, pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype),
+           pd_model_bytes(m) / 1e6, pd_pool_size(pool), model, c->layers, c->hidden, c->heads, c->ffn);
     printf("LoRA r=%d alpha=%d on query+value (%lld trainable parameters with the head); batch %d x %d tokens in %ld "
            "micro-batch(es) of at most %d rows\n",
            r, alpha, (long long)pd_adapter_params(a), batch, L, n_micro, mt);
@@ -178,9 +187,11 @@ int main(int argc, char **argv) {
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) { perror(json); goto out; }
-        fprintf(f, "{\"runtime\": \"peftd\", \"kernel\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"r\": %d, "
+        fprintf(f, "{\"runtime\": \"peftd\", \"dtype\": \"%s\", \"gemm_kernel\": \"%s\", \"weights_bytes\": %.0f, "
+                   "\"kernel\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"r\": %d, "
                    "\"lora_alpha\": %d, \"target_modules\": [\"query\", \"value\"], \"optimizer\": \"adamw\", \"warmup\": %d,\n",
-                kernel, pd_pool_size(pool), batch, L, r, alpha, warmup);
+                pd_wtype_name((pd_wtype)dtype), pd_wmat_kernel((pd_wtype)dtype), (double)pd_model_bytes(m), kernel,
+                pd_pool_size(pool), batch, L, r, alpha, warmup);
         fprintf(f, " \"model\": {\"layers\": %d, \"hidden\": %d, \"heads\": %d, \"ffn\": %d, \"vocab\": %d},\n", c->layers,
                 c->hidden, c->heads, c->ffn, c->vocab);
         fprintf(f, " \"micro_batch_limit_rows\": %d, \"micro_batches\": %ld, \"trainable_params\": %lld, \"flops_per_step\": %.0f,\n",

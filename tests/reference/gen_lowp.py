@@ -21,6 +21,18 @@ Writes golden_lowp/<name>.<dtype>.jsonl: per golden line, "logits" (classificati
 "start_logits"/"end_logits" of the first window (QA), rounded to 9 significant digits.
 tests/test_model.c holds the C engine's bf16 and int8 forward to these.
 
+The adapter goldens too (golden_adapters/<base>__<adapter>.jsonl, made by gen_adapters.py):
+the same adapters, built by gen_adapters.py's own builders on the converted base, with the
+adapters' arithmetic where the C engine does it (adapters/lora.c, bottleneck.c):
+  * LoRA: base(conv(x)) + s B A x: the LoRA product reads the unconverted input;
+  * IA3 on an output: base(conv(x)) * l; on a feed-forward input (x * l) W^T + b, which the
+    engine computes as base(conv(x)) + W' conv(x * (l - 1)) (only the difference);
+  * prefix keys/values, prompt embeddings, bottleneck adapters and heads stay in float64.
+Writes golden_lowp/adapters/<base>__<adapter>.<dtype>.jsonl: per golden line, "logits"
+(classification) or "start_logits"/"end_logits" of every window (QA); and
+golden_lowp/adapters/mixed.<dtype>.jsonl, the mixed batch's lines picked as gen_adapters.py
+picks them. tests/test_golden_adapters.c holds the engine to these.
+
 Why a second golden: the reference models' random weights (std 0.3 at hidden 32, chosen so
 logits differ between inputs) make them chaotic: rounding the weights alone to bf16 moves
 their logits by up to 3x issue 16's bound (2e-2 x max(1, |logit|)) in this reference too, so
@@ -88,6 +100,86 @@ def rnd(x):
     return float("%.9g" % x)
 
 
+def convert_base(model, dtype):
+    """Converts the weights the engine converts (in place): the encoder's linears and the word
+    embeddings."""
+    wconv = bf16 if dtype == "bf16" else int8_rows
+    with torch.no_grad():
+        for n, m in model.named_modules():
+            if isinstance(m, torch.nn.Linear) and ".layer." in n:
+                m.weight.copy_(wconv(m.weight))
+        for n, p in model.named_parameters():
+            if n.endswith("word_embeddings.weight"):
+                p.copy_(wconv(p))
+
+
+def hook_inputs(model, dtype):
+    """Converts the input of every remaining base linear per call; returns the hook handles."""
+    xconv = bf16 if dtype == "bf16" else int8_act
+    return [m.register_forward_pre_hook(lambda mod, inp: (xconv(inp[0]),) + tuple(inp[1:]))
+            for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layer." in n]
+
+
+def adapter_goldens():
+    import torch.nn.functional as F
+    import gen_adapters as GA
+    out = os.path.join(OUT, "adapters")
+    os.makedirs(out, exist_ok=True)
+    toks = GA.make_tokenizers()
+    for dtype in ("bf16", "int8"):
+        xconv = bf16 if dtype == "bf16" else int8_act
+
+        def lora_fwd(self, x):
+            b = self.bias_override if self.bias_override is not None else self.base_bias
+            return F.linear(xconv(x), self.weight, b) + F.linear(F.linear(x, self.A), self.B) * self.scaling
+
+        def ia3_fwd(self, x):
+            if self.ff:
+                return F.linear(xconv(x), self.weight, self.bias) + F.linear(xconv(x * (self.l - 1)), self.weight)
+            return F.linear(xconv(x), self.weight, self.bias) * self.l
+
+        GA.LoraLinear.forward, GA.IA3Linear.forward = lora_fwd, ia3_fwd
+        per_case = {}
+        for bname in GA.BASES:
+            base = GA.Base(bname, toks)
+            convert_base(base.model, dtype)
+            for aname, spec in GA.catalogue(base):
+                aid = "%s__%s" % (bname, aname)
+                with open(os.path.join(GA.GOLDEN_DIR, aid + ".jsonl"), encoding="utf-8") as f:
+                    gold = [json.loads(x) for x in f]
+                _, runner = GA.BUILDERS[spec["kind"]](base, aid, spec)
+                hooks = hook_inputs(runner.model, dtype)
+                lines, _ = GA.golden_lines(base, runner)
+                for h in hooks:
+                    h.remove()
+                rows = []
+                for g, ln in zip(gold, lines):
+                    assert g["ids"] == ln["ids"], (aid, "token ids differ from the fp32 golden's")
+                    if "logits" in ln:
+                        rows.append({"logits": ln["logits"]})
+                    else:
+                        rows.append({"start_logits": ln["start_logits"], "end_logits": ln["end_logits"]})
+                assert len(rows) == len(gold), aid
+                per_case[(bname, aname)] = rows
+                with open(os.path.join(out, "%s.%s.jsonl" % (aid, dtype)), "w", encoding="utf-8", newline="\n") as f:
+                    for r in rows:
+                        f.write(json.dumps(r, separators=(",", ":")) + "\n")
+                print(aid, dtype, flush=True)
+        # The mixed batch's bare sequences: the base alone on gen_adapters.py's cases.
+        base = GA.Base(GA.MIXED_BASE, toks)
+        convert_base(base.model, dtype)
+        hooks = hook_inputs(base.model, dtype)
+        per_case[(GA.MIXED_BASE, None)] = [{"logits": ln["logits"]} for ln in GA.golden_lines(base, GA.Runner(base, base.model))[0]]
+        for h in hooks:
+            h.remove()
+        n_cases = len(per_case[(GA.MIXED_BASE, None)])
+        with open(os.path.join(out, "mixed.%s.jsonl" % dtype), "w", encoding="utf-8", newline="\n") as f:
+            for k in range(32):
+                aname = GA.MIXED_ADAPTERS[k % len(GA.MIXED_ADAPTERS)]
+                r = per_case[(GA.MIXED_BASE, aname)][(k * 5 + k // len(GA.MIXED_ADAPTERS)) % n_cases]
+                f.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for fn in sorted(os.listdir(GOLDEN)):
@@ -112,6 +204,7 @@ def main():
                 for r in rows:
                     f.write(json.dumps(r, separators=(",", ":")) + "\n")
         print(name, flush=True)
+    adapter_goldens()
 
 
 if __name__ == "__main__":
