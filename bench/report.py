@@ -646,8 +646,9 @@ def main():
             if t and t["roofline_share_paired"]:
                 ps = t["roofline_share_paired"]
                 R.check("roofline", "batch %d: >= 85%% of roofline (paired per round)" % b, ps >= 0.85,
-                        "%.0f%% (median of %d rounds; pooled %.1f GFLOP/s is %.0f%% of the start-of-run %.1f)"
-                        % (100 * ps, t["roofline_share_paired_rounds"], t["peftd_gflops"], 100 * t["roofline_share"], roof))
+                        "%.0f%% (median of %d rounds; pooled %.1f GFLOP/s is %s%% of the start-of-run %s)"
+                        % (100 * ps, t["roofline_share_paired_rounds"], t["peftd_gflops"],
+                           fmt(t["roofline_share"] and 100 * t["roofline_share"], ".0f"), fmt(roof)))
             elif t and roof:
                 R.check("roofline", "batch %d: >= 85%% of roofline" % b, t["roofline_share"] >= 0.85,
                         "%.0f%% (%.1f of %.1f GFLOP/s)" % (100 * t["roofline_share"], t["peftd_gflops"], roof))
