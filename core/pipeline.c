@@ -234,7 +234,7 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
                 goto out;
             }
         }
-        it->win = calloc((size_t)nw, sizeof *it->win);
+        it->win = calloc((size_t)(nw > 0 ? nw : 1), sizeof *it->win);
         if (!it->win) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
         for (int w = 0; w < nw; w++) {
             int s0 = w * step, n = b.n - s0 < win ? b.n - s0 : win;

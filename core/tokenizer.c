@@ -22,6 +22,7 @@
  * Thread-safety: a loaded tokenizer is never written again; every tokenize call allocates
  * its own scratch (no cache, no globals). */
 #include "tokenizer.h"
+#include "json.h"
 #include "unicode_tables.h"
 
 #include <cJSON.h>
@@ -1763,6 +1764,7 @@ static pd_status load_json_named(const char *json, size_t len, const char *file,
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
+        if (pd_json_parse_failure(json, len) == PD_ERR_NOMEM) return pd_err(err, errlen, PD_ERR_NOMEM, "%s: out of memory parsing it", file);
         return pd_err(err, errlen, PD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", file, at);
     }
     pd_tokenizer *t = tok_new();
@@ -2029,7 +2031,9 @@ pd_status pd_tokenizer_load_dir(const char *dir, pd_tokenizer **out, char *err, 
     if (!st) {
         const char *end = NULL;
         root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+        pd_status why = root ? PD_OK : pd_json_parse_failure(buf, len);
         free(buf);
+        if (why == PD_ERR_NOMEM) return pd_err(err, errlen, why, "%s: out of memory parsing it", cpath);
         if (!cJSON_IsObject(root)) {
             cJSON_Delete(root);
             return pd_err(err, errlen, PD_ERR_FORMAT, "%s: not a JSON object", cpath);
