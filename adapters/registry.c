@@ -221,6 +221,7 @@ static char *meta_print(int v, const meta *m) {
         if (ok && m->num_labels > 0) {
             cJSON *arr = cJSON_CreateStringArray((const char *const *)m->labels, m->num_labels);
             ok = arr && cJSON_AddItemToObject(o, "label_names", arr);
+            if (arr && !ok) cJSON_Delete(arr); /* not added: still ours (test_allocfail) */
         }
         cJSON *files = ok ? cJSON_AddArrayToObject(o, "files") : NULL;
         ok = ok && files;
@@ -234,6 +235,7 @@ static char *meta_print(int v, const meta *m) {
             /* the adapter accepted it, so it parses; if not, keep it verbatim */
             if (!l) l = cJSON_CreateString(m->labels_json);
             ok = l && cJSON_AddItemToObject(o, "labels", l);
+            if (l && !ok) cJSON_Delete(l);
         }
     }
     char *s = ok ? cJSON_Print(o) : NULL;

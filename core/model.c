@@ -1434,7 +1434,10 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
     if (rows < 1 || (qa && (start < 0 || start >= rows || end < 0 || end >= rows))) return NAN;
     float *acts[PD_HEAD_MAX_LAYERS] = {0};
     float *y = head_run(head, x, rows, H, acts);
-    if (!y) return NAN;
+    if (!y) {
+        for (int k = 0; k < PD_HEAD_MAX_LAYERS; k++) free(acts[k]); /* the layers before the one that failed */
+        return NAN;
+    }
     int K = head->n_layers, outw = head->layer[K - 1].out;
     float *dy = calloc((size_t)rows * outw, sizeof(float));
     float loss;
