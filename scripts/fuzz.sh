@@ -29,8 +29,8 @@ mkdir -p "$OUT"
 
 sources() { # the project sources a target links
     case $1 in
-    safetensors) echo core/safetensors.c core/common.c core/fs.c ;;
-    tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
+    safetensors) echo core/safetensors.c core/json.c core/common.c core/fs.c ;;
+    tokenizer_json | tokenize) echo core/tokenizer.c core/json.c core/fs.c core/unicode_tables.c core/common.c ;;
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
     http_head) echo server/gate.c core/common.c ;;
     multipart) echo server/multipart.c core/common.c ;;
