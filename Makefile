@@ -108,6 +108,10 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# test_allocfail fails each allocation of a path in turn: peftd's calls to the allocators go
+# through its __wrap_ functions (tests/test_allocfail.c).
+$(B)/tests/test_allocfail: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
+
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)

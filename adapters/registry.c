@@ -221,6 +221,7 @@ static char *meta_print(int v, const meta *m) {
         if (ok && m->num_labels > 0) {
             cJSON *arr = cJSON_CreateStringArray((const char *const *)m->labels, m->num_labels);
             ok = arr && cJSON_AddItemToObject(o, "label_names", arr);
+            if (arr && !ok) cJSON_Delete(arr); /* not added: still ours (test_allocfail) */
         }
         cJSON *files = ok ? cJSON_AddArrayToObject(o, "files") : NULL;
         ok = ok && files;
@@ -234,6 +235,7 @@ static char *meta_print(int v, const meta *m) {
             /* the adapter accepted it, so it parses; if not, keep it verbatim */
             if (!l) l = cJSON_CreateString(m->labels_json);
             ok = l && cJSON_AddItemToObject(o, "labels", l);
+            if (l && !ok) cJSON_Delete(l);
         }
     }
     char *s = ok ? cJSON_Print(o) : NULL;
@@ -1018,6 +1020,20 @@ void pd_adapter_info_clear(pd_adapter_info *i) {
     memset(i, 0, sizeof *i);
 }
 
+/* info_fill's fields that need no allocation (the labels stay NULL). */
+static void info_fill_fixed(pd_adapter_info *i, const char *name, int v, const meta *m, int resident) {
+    memset(i, 0, sizeof *i);
+    snprintf(i->name, sizeof i->name, "%s", name);
+    i->version = v;
+    i->method = m->method;
+    i->task = m->task;
+    i->params = m->params;
+    i->bytes = m->bytes;
+    i->resident = resident;
+    i->created_at = m->created_at;
+    i->updated_at = m->updated_at;
+}
+
 static pd_status info_fill(pd_adapter_info *i, const char *name, int v, const meta *m, int resident) {
     memset(i, 0, sizeof *i);
     snprintf(i->name, sizeof i->name, "%s", name);
@@ -1202,6 +1218,15 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
         pd_adapter_release(a);
         return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     }
+    /* The answer's labels are copied before the version is written: once it is, publishing
+     * has happened and must not fail for want of memory (test_allocfail). */
+    char **labels = NULL;
+    if (info && m.num_labels > 0 && !(labels = pd_strv_dup(m.labels, m.num_labels))) {
+        pd_adapter_release(a);
+        meta_clear(&m);
+        return pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
+    }
+    int n_labels = labels ? m.num_labels : 0;
     int v = 0;
     pthread_mutex_lock(&r->lock);
     entry *e0 = table_find(r, name);
@@ -1212,6 +1237,7 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
         if (st && !v) {
             pd_adapter_release(a);
             meta_clear(&m);
+            pd_strv_free(labels, n_labels);
             return st;
         }
         /* Renamed into place but the final fsync failed: the version exists (other replicas may
@@ -1243,12 +1269,19 @@ static pd_status publish(pd_registry *r, const char *name, pd_adapter *a, const 
          * else a newer version (another thread or replica) already is, and ours stays on disk. */
         int ours = e->live && e->version == v;
         if (created) *created = ours && !was_live;
-        if (info) st = ours ? info_fill(info, name, v, &e->m, e->a != NULL) : info_fill(info, name, v, &m, 0);
+        if (info) {
+            if (ours) info_fill_fixed(info, name, v, &e->m, e->a != NULL);
+            else info_fill_fixed(info, name, v, &m, 0);
+            info->labels = labels;
+            info->num_labels = n_labels;
+            labels = NULL;
+        }
     }
     pthread_mutex_unlock(&r->lock);
     pd_adapter_release(old);
     pd_adapter_release(a);
     meta_clear(&m);
+    pd_strv_free(labels, n_labels);
     if (st == PD_ERR_NOMEM) pd_err(err, errlen, st, "out of memory");
     if (r->dir) versions_prune(r, name, 0);
     return st;

@@ -197,6 +197,10 @@ bad:
     return pd_err(err, errlen, PD_ERR_INVALID, "malformed JSON at byte %zu: %s", (size_t)(p - s), why);
 }
 
+pd_status pd_json_parse_failure(const char *text, size_t len) {
+    return pd_json_check(text, len, NULL, NULL, 0) == PD_OK ? PD_ERR_NOMEM : PD_ERR_FORMAT;
+}
+
 pd_status pd_json_parse(const char *text, size_t len, cJSON **out, char *err, size_t errlen) {
     *out = NULL;
     pd_json_stats st;

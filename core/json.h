@@ -42,6 +42,10 @@ typedef struct pd_json_stats {
  * *st filled (st may be NULL), or PD_ERR_INVALID naming the problem and its byte offset. */
 pd_status pd_json_check(const char *text, size_t len, pd_json_stats *st, char *err, size_t errlen);
 
+/* After cJSON_Parse* returned NULL on len bytes of text: PD_ERR_NOMEM when the text is valid
+ * JSON (so an allocation failed), else PD_ERR_FORMAT. For loaders that call cJSON directly. */
+pd_status pd_json_parse_failure(const char *text, size_t len);
+
 /* The budget pd_json_parse gives a tree: 8 bytes per byte of text plus a constant. */
 #define PD_JSON_COST(len) ((size_t)(len) * 8 + ((size_t)4 << 20))
 

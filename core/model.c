@@ -81,7 +81,9 @@ static pd_status parse_config(const char *dir, pd_config *c, char *err, size_t e
     if (st != PD_OK) return st;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    st = o ? PD_OK : pd_json_parse_failure(text, len);
     free(text);
+    if (st == PD_ERR_NOMEM) return pd_err(err, errlen, st, "config.json: out of memory parsing it");
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return pd_err(err, errlen, PD_ERR_FORMAT, "config.json: not a JSON object");
@@ -209,7 +211,9 @@ static pd_status open_shards(pd_model *m, const char *dir, char *err, size_t err
         if (st) return st;
         const char *end = NULL;
         cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+        st = o ? PD_OK : pd_json_parse_failure(text, len);
         free(text);
+        if (st == PD_ERR_NOMEM) return pd_err(err, errlen, st, "model.safetensors.index.json: out of memory parsing it");
         const cJSON *wm = o ? cJSON_GetObjectItemCaseSensitive(o, "weight_map") : NULL;
         if (!cJSON_IsObject(wm)) {
             cJSON_Delete(o);
@@ -1430,10 +1434,14 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
     if (rows < 1 || (qa && (start < 0 || start >= rows || end < 0 || end >= rows))) return NAN;
     float *acts[PD_HEAD_MAX_LAYERS] = {0};
     float *y = head_run(head, x, rows, H, acts);
-    if (!y) return NAN;
+    if (!y) {
+        for (int k = 0; k < PD_HEAD_MAX_LAYERS; k++) free(acts[k]); /* the layers before the one that failed */
+        return NAN;
+    }
     int K = head->n_layers, outw = head->layer[K - 1].out;
     float *dy = calloc((size_t)rows * outw, sizeof(float));
     float loss;
+    if (!dy) goto nomem;
     if (!qa) {
         if (out) memcpy(out, y, sizeof(float) * (size_t)outw);
         loss = xent(y, outw, label, scale, dy);
@@ -1461,6 +1469,7 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
              * (recomputed from the layer input) */
             const float *in = k ? acts[k - 1] : x;
             float *pre = malloc(sizeof(float) * (size_t)rows * hl->out);
+            if (!pre) goto nomem;
             pd_linear(NULL, in, rows, hl->in, hl->w, hl->b, hl->out, pre);
             for (size_t e = 0; e < (size_t)rows * hl->out; e++) dy[e] *= pd_act1_grad(hl->act, pre[e]);
             free(pre);
@@ -1476,6 +1485,7 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
                     for (int o = 0; o < hl->out; o++) ((float *)gl->b)[o] += dy[(size_t)r * hl->out + o];
         }
         float *din = calloc((size_t)rows * hl->in, sizeof(float));
+        if (!din) goto nomem;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hl->in, hl->out, 1.0f, dy, hl->out, hl->w, hl->in, 0.0f, din,
                     hl->in);
         free(dy);
@@ -1487,6 +1497,11 @@ float pd_ctx_head_loss(pd_ctx *c, int i, const pd_head *head, const pd_head *gra
     for (int k = 0; k < K; k++) free(acts[k]);
     free(y);
     return loss;
+nomem: /* out of memory (test_allocfail): NAN, as for the other failures */
+    free(dy);
+    for (int k = 0; k < K; k++) free(acts[k]);
+    free(y);
+    return NAN;
 }
 
 /* LayerNorm backward for rows: s = h + resid (recomputed), y = LN(s) * w + b; writes ds

@@ -1,6 +1,7 @@
 /* pipeline.c - inputs to windows, windows to results. See pipeline.h. */
 #include "pipeline.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -157,16 +158,40 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
         int pair = in->text_pair != NULL;
         int budget = maxlen - pd_tokenizer_num_special(tk, pair);
         if (budget < 1) return pd_err(err, errlen, PD_ERR_INVALID, "max_length %d leaves no room for tokens", maxlen);
-        st = pd_tokenizer_tokenize(tk, in->text, strlen(in->text), &a, err, errlen);
-        if (!st && pair) st = pd_tokenizer_tokenize(tk, in->text_pair, strlen(in->text_pair), &b, err, errlen);
+        /* Each text needs at most budget tokens, plus one to know that it is longer. A pair whose
+         * texts are both longer is cut by length, so then both are counted to the end (the
+         * tokens kept are still budget + 1 each). */
+        int keep = budget + 1;
+        int64_t na_all = 0, nb_all = 0;
+        st = pd_tokenizer_tokenize_max(tk, in->text, strlen(in->text), keep, &a, NULL, err, errlen);
+        if (!st && pair) st = pd_tokenizer_tokenize_max(tk, in->text_pair, strlen(in->text_pair), keep, &b, NULL, err, errlen);
         if (st) goto out;
+        na_all = a.n;
+        nb_all = pair ? b.n : 0;
+        if (pair && a.n == keep && b.n == keep && !(o && o->no_truncate)) {
+            st = pd_tokenizer_tokenize_max(tk, in->text, strlen(in->text), keep, &a, &na_all, err, errlen);
+            if (!st) st = pd_tokenizer_tokenize_max(tk, in->text_pair, strlen(in->text_pair), keep, &b, &nb_all, err, errlen);
+            if (st) goto out;
+        }
         int na = a.n, nb = pair ? b.n : 0;
-        if (pair) longest_first(&na, &nb, budget);
-        else if (na > budget) na = budget;
+        if (pair) {
+            /* the cut depends only on which text is longer and on the shorter's length (both
+             * known), so it is the one of the full lengths */
+            int la = na_all > INT_MAX / 2 ? INT_MAX / 2 : (int)na_all, lb = nb_all > INT_MAX / 2 ? INT_MAX / 2 : (int)nb_all;
+            longest_first(&la, &lb, budget);
+            if (na > la) na = la;
+            if (nb > lb) nb = lb;
+        } else if (na > budget) {
+            na = budget;
+        }
         if (na < a.n || nb < (pair ? b.n : 0)) {
             if (o && o->no_truncate) {
-                st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "%d tokens (special tokens included) do not fit in %d and truncate is false",
-                            a.n + (pair ? b.n : 0) + pd_tokenizer_num_special(tk, pair), maxlen);
+                if (a.n == keep || (pair && b.n == keep))
+                    st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "more than %d tokens (special tokens included) do not fit in %d and truncate is false",
+                                maxlen, maxlen);
+                else
+                    st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "%d tokens (special tokens included) do not fit in %d and truncate is false",
+                                a.n + (pair ? b.n : 0) + pd_tokenizer_num_special(tk, pair), maxlen);
                 goto out;
             }
             it->truncated = 1;
@@ -177,14 +202,22 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
         if (build_window(tk, &a, 0, na, pair ? &b : NULL, 0, nb, &it->win[0])) st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory");
     } else if (task == PD_TASK_QA) {
         if (!in->question || !in->context) return pd_err(err, errlen, PD_ERR_INVALID, "question answering needs \"question\" and \"context\"");
-        st = pd_tokenizer_tokenize(tk, in->question, strlen(in->question), &a, err, errlen);
-        if (!st) st = pd_tokenizer_tokenize(tk, in->context, strlen(in->context), &b, err, errlen);
+        /* a question of maxlen tokens already leaves no room: more are not needed */
+        st = pd_tokenizer_tokenize_max(tk, in->question, strlen(in->question), maxlen, &a, NULL, err, errlen);
+        /* every context token is in a window: past max_tokens the input is refused */
+        int max_tok = o && o->max_tokens > 0 ? o->max_tokens : 0;
+        if (!st) st = pd_tokenizer_tokenize_max(tk, in->context, strlen(in->context), max_tok ? max_tok + 1 : -1, &b, NULL, err, errlen);
         if (st) goto out;
         if (b.n == 0) { st = pd_err(err, errlen, PD_ERR_INVALID, "the context is empty"); goto out; }
         if (a.n == 0) { st = pd_err(err, errlen, PD_ERR_INVALID, "the question is empty"); goto out; }
         int win = maxlen - pd_tokenizer_num_special(tk, 1) - a.n; /* context tokens per window */
         if (win < 2) {
-            st = pd_err(err, errlen, PD_ERR_INVALID, "the question has %d tokens and leaves no room for the context in %d", a.n, maxlen);
+            st = pd_err(err, errlen, PD_ERR_INVALID, "the question has %s%d tokens and leaves no room for the context in %d",
+                        a.n == maxlen ? "at least " : "", a.n, maxlen);
+            goto out;
+        }
+        if (max_tok && b.n > max_tok) {
+            st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "the context has more than %d tokens; the limit is %d tokens per input", max_tok, max_tok);
             goto out;
         }
         int stride = o && o->doc_stride > 0 ? o->doc_stride : (maxlen / 2 < 128 ? maxlen / 2 : 128);
@@ -192,7 +225,16 @@ pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, co
         if (stride >= win) stride = win - 1;
         int step = win - stride;
         int nw = b.n <= win ? 1 : 1 + (b.n - win + step - 1) / step;
-        it->win = calloc((size_t)nw, sizeof *it->win);
+        if (max_tok) { /* the windows' tokens, before they are made (virtual tokens come on top) */
+            int64_t need = 0;
+            for (int w = 0; w < nw; w++) need += (int64_t)(b.n - w * step < win ? b.n - w * step : win) + a.n + pd_tokenizer_num_special(tk, 1);
+            if (need > max_tok) {
+                st = pd_err(err, errlen, PD_ERR_TOO_LARGE, "needs %lld tokens in %d windows; the limit is %d tokens per input", (long long)need,
+                            nw, max_tok);
+                goto out;
+            }
+        }
+        it->win = calloc((size_t)(nw > 0 ? nw : 1), sizeof *it->win);
         if (!it->win) { st = pd_err(err, errlen, PD_ERR_NOMEM, "out of memory"); goto out; }
         for (int w = 0; w < nw; w++) {
             int s0 = w * step, n = b.n - s0 < win ? b.n - s0 : win;

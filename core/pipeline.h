@@ -24,6 +24,8 @@ typedef struct pd_opts {
     int max_answer_length; /* QA: longest answer in tokens; 0 = 15 */
     int top_k;             /* classification: scores listed (0 = all); QA: answers returned (0 = 1) */
     int no_truncate;       /* classification: refuse a longer input (PD_ERR_TOO_LARGE) instead of cutting it */
+    int max_tokens;        /* QA: most tokens one input's windows may hold (the server's --max-batch-tokens);
+                            * beyond it PD_ERR_TOO_LARGE, found before the windows are made. 0 = no limit */
 } pd_opts;
 
 typedef struct pd_window {
@@ -61,6 +63,9 @@ typedef struct pd_item {
 
 /* Encodes one input for task into it (zeroed by the caller or freshly allocated). n_virtual is
  * the number of prompt/prefix tokens the item's delta adds; windows leave room for them.
+ * Texts are tokenized only as far as the result needs (pd_tokenizer_tokenize_max): a text cut to
+ * max_length, or a QA context past o->max_tokens, costs memory for the tokens kept, not for
+ * the whole text.
  * PD_ERR_INVALID with a message for inputs that do not fit the task (missing text, empty
  * context, question too long, invalid UTF-8). */
 pd_status pd_item_encode(const pd_model *m, pd_task task, const pd_input *in, const pd_opts *o, int n_virtual,

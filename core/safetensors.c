@@ -16,6 +16,7 @@
 #include "safetensors.h"
 
 #include "fs.h"
+#include "json.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -405,7 +406,9 @@ static pd_status st_index(pd_st_file *f, const char *fname, char *err, size_t er
     cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)n, &end, 0);
     if (!root) {
         size_t at = end ? (size_t)(end - text) : 0;
+        pd_status why = pd_json_parse_failure(text, (size_t)n);
         free(text);
+        if (why == PD_ERR_NOMEM) return pd_err(err, errlen, why, "%s: out of memory parsing the header", fname);
         return pd_err(err, errlen, PD_ERR_FORMAT, "%s: header is not valid JSON (error near byte %zu)", fname,
                       at);
     }
@@ -847,7 +850,7 @@ static pd_status st_prepare(const pd_st_wtensor *t, int n, const char *const *me
         off += nb;
     }
     sb_puts(hdr, "}");
-    while (hdr->len % 8) sb_puts(hdr, " ");
+    while (!hdr->oom && hdr->len % 8) sb_puts(hdr, " "); /* sb_put adds nothing once out of memory */
     if (hdr->oom || hdr->len - 8 > ST_MAX_HEADER) {
         int oom = hdr->oom;
         free(o);

@@ -22,6 +22,7 @@
  * Thread-safety: a loaded tokenizer is never written again; every tokenize call allocates
  * its own scratch (no cache, no globals). */
 #include "tokenizer.h"
+#include "json.h"
 #include "unicode_tables.h"
 
 #include <cJSON.h>
@@ -533,6 +534,9 @@ typedef struct {
     uint8_t *key;
     size_t keycap;
     int32_t word; /* index of the current pre-tokenized word, for pd_tokens.word */
+    int64_t total; /* tokens produced so far; out holds the first min(total, keep) */
+    int64_t keep;  /* tokens kept in out (INT64_MAX: all) */
+    bool stop;     /* stop once keep tokens are known (no total asked for) */
 } tok_ctx;
 
 /* realloc for n elements of size sz, with overflow check. */
@@ -583,6 +587,8 @@ static pd_status tokens_reserve(pd_tokens *o, int need) {
 
 static pd_status emit(tok_ctx *c, int32_t id, int32_t s, int32_t e) {
     pd_tokens *o = c->out;
+    if (c->total == INT64_MAX) return PD_ERR_NOMEM;
+    if (c->total++ >= c->keep) return PD_OK; /* counted, not kept */
     if (o->n == INT_MAX) return PD_ERR_NOMEM;
     if (o->n >= o->cap) {
         pd_status st = tokens_reserve(o, o->n + 1);
@@ -728,6 +734,7 @@ static pd_status wp_word(tok_ctx *c, span w, size_t a, size_t b) {
     for (size_t i = a; i < b; i++) nch += !is_cont(w.b[i]);
     if (nch > (size_t)t->wp_max_chars) return emit(c, t->unk_id, s0, e0);
     int mark = c->out->n;
+    int64_t mark_total = c->total;
     const char *pre = t->arena + t->wp_prefix_off;
     for (size_t pos = a; pos < b;) {
         size_t end = b;
@@ -746,6 +753,7 @@ static pd_status wp_word(tok_ctx *c, span w, size_t a, size_t b) {
         }
         if (id < 0) {
             c->out->n = mark;
+            c->total = mark_total;
             return emit(c, t->unk_id, s0, e0);
         }
         pd_status st = emit(c, id, w.s[pos], w.e[end - 1]);
@@ -810,7 +818,7 @@ static pd_status bpe_emit(tok_ctx *c, span w, uint32_t u0, uint32_t u1, int32_t 
         uint32_t lead = 0, trail = 0;
         while (u0 + lead < u1 && w.b[u0 + lead] == ' ') lead++;
         while (trail < u1 - u0 && w.b[u1 - 1 - trail] == ' ') trail++;
-        if (lead == 1 && t->pp_add_prefix_space && (c->out->n == 0 || s == 0)) lead = 0;
+        if (lead == 1 && t->pp_add_prefix_space && (c->total == 0 || s == 0)) lead = 0;
         if (lead) s = u0 + lead < u1 ? w.s[u0 + lead] : e;
         if (trail) {
             int32_t ne = trail < u1 - u0 ? w.e[u1 - 1 - trail] : s;
@@ -1057,27 +1065,74 @@ static pd_status tokenize_piece(tok_ctx *c, size_t a, size_t b) {
     return st;
 }
 
+/* Tokenizes the original text [a, b): splits on the raw added tokens, then each piece. */
+static pd_status tokenize_range(tok_ctx *c, size_t a, size_t b) {
+    const pd_tokenizer *t = c->t;
+    if (!t->raw_set.n) return tokenize_piece(c, a, b);
+    size_t n;
+    pd_status st = find_added(t, &t->raw_set, false, c->text, a, b, &c->rseg, &c->rcap, &n);
+    for (size_t i = 0; i < n && !st; i++) {
+        seg g = c->rseg[i];
+        st = g.id >= 0 ? emit_word(c, g.id, (int32_t)g.a, (int32_t)g.b) : tokenize_piece(c, g.a, g.b);
+    }
+    return st;
+}
+
+/* Whether the text may be cut into chunks at a space between two printable ASCII characters
+ * without changing a token: true when the pre-tokenizer splits there (every one but none and
+ * a ByteLevel without its regex: a space between two non-spaces always starts a new word or
+ * GPT-2 piece, and the next chunk starting with that space gets no prefix space) and no added
+ * token could span the cut (a space in its content, or rstrip, which would swallow the space). */
+static bool chunkable(const pd_tokenizer *t) {
+    if (t->pre == PRE_NONE || (t->pre == PRE_BYTELEVEL && !t->bl_use_regex)) return false;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_tok *at = &t->added[i];
+        if (at->rstrip || memchr(t->arena + at->off, ' ', at->len) || memchr(t->arena + at->noff, ' ', at->nlen)) return false;
+    }
+    return true;
+}
+
+/* Bytes of text normalized at a time when the text may be cut (0: never cut). */
+static size_t tok_chunk = 1 << 16;
+
+void pd_tokenizer_set_chunk(size_t bytes) { tok_chunk = bytes; }
+
+static bool ascii_graph(uint8_t b) { return b > 0x20 && b < 0x7f; }
+
+/* The end of the chunk that starts at a: the first space at or after a + tok_chunk between two
+ * printable ASCII characters, else len. */
+static size_t chunk_end(const uint8_t *s, size_t a, size_t len) {
+    if (!tok_chunk || len - a <= tok_chunk + 1) return len;
+    for (size_t x = a + tok_chunk; x + 1 < len; x++)
+        if (s[x] == ' ' && ascii_graph(s[x - 1]) && ascii_graph(s[x + 1])) return x;
+    return len;
+}
+
 pd_status pd_tokenizer_tokenize(const pd_tokenizer *t, const char *text, size_t len, pd_tokens *out, char *err,
                                 size_t errlen) {
+    return pd_tokenizer_tokenize_max(t, text, len, -1, out, NULL, err, errlen);
+}
+
+pd_status pd_tokenizer_tokenize_max(const pd_tokenizer *t, const char *text, size_t len, int max, pd_tokens *out,
+                                    int64_t *total, char *err, size_t errlen) {
     if (!t || !out || (!text && len)) return pd_err(err, errlen, PD_ERR_INVALID, "tokenize: NULL argument");
     out->n = 0;
+    if (total) *total = 0;
     if (len > (size_t)INT32_MAX - 8)
         return pd_err(err, errlen, PD_ERR_TOO_LARGE, "tokenize: text of %zu bytes is too long", len);
     const uint8_t *s = (const uint8_t *)text;
     size_t bad = utf8_check(s, len);
     if (bad < len) return pd_err(err, errlen, PD_ERR_INVALID, "text is not valid UTF-8 (byte %zu)", bad);
-    tok_ctx c = {.t = t, .text = s, .out = out};
+    tok_ctx c = {.t = t, .text = s, .out = out, .keep = max < 0 ? INT64_MAX : max, .stop = total == NULL};
     pd_status st = PD_OK;
-    if (!t->raw_set.n) {
-        st = tokenize_piece(&c, 0, len);
-    } else {
-        size_t n;
-        st = find_added(t, &t->raw_set, false, s, 0, len, &c.rseg, &c.rcap, &n);
-        for (size_t i = 0; i < n && !st; i++) {
-            seg g = c.rseg[i];
-            st = g.id >= 0 ? emit_word(&c, g.id, (int32_t)g.a, (int32_t)g.b) : tokenize_piece(&c, g.a, g.b);
-        }
+    bool cut = chunkable(t);
+    for (size_t a = 0; a < len && !st;) {
+        size_t b = cut ? chunk_end(s, a, len) : len;
+        st = tokenize_range(&c, a, b);
+        if (c.stop && c.total >= c.keep) break;
+        a = b;
     }
+    if (total) *total = c.total;
     free(c.nb);
     free(c.ns);
     free(c.ne);
@@ -1709,6 +1764,7 @@ static pd_status load_json_named(const char *json, size_t len, const char *file,
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
+        if (pd_json_parse_failure(json, len) == PD_ERR_NOMEM) return pd_err(err, errlen, PD_ERR_NOMEM, "%s: out of memory parsing it", file);
         return pd_err(err, errlen, PD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", file, at);
     }
     pd_tokenizer *t = tok_new();
@@ -1975,7 +2031,9 @@ pd_status pd_tokenizer_load_dir(const char *dir, pd_tokenizer **out, char *err, 
     if (!st) {
         const char *end = NULL;
         root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+        pd_status why = root ? PD_OK : pd_json_parse_failure(buf, len);
         free(buf);
+        if (why == PD_ERR_NOMEM) return pd_err(err, errlen, why, "%s: out of memory parsing it", cpath);
         if (!cJSON_IsObject(root)) {
             cJSON_Delete(root);
             return pd_err(err, errlen, PD_ERR_FORMAT, "%s: not a JSON object", cpath);

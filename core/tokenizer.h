@@ -50,6 +50,18 @@ void pd_tokenizer_free(pd_tokenizer *t); /* NULL is a no-op */
 pd_status pd_tokenizer_tokenize(const pd_tokenizer *t, const char *text, size_t len, pd_tokens *out,
                                 char *err, size_t errlen);
 
+/* pd_tokenizer_tokenize keeping at most max tokens (max < 0: all): out gets exactly the first
+ * min(n, max) tokens of the full tokenization of n tokens. With total NULL, tokenizing stops once
+ * max tokens are known; else it goes on to the end, counting, and *total gets n. Either way the
+ * text is normalized in chunks of 64 KiB cut at spaces (when the tokenizer allows it: see
+ * tokenizer.c chunkable), so memory is proportional to max, not to len. */
+pd_status pd_tokenizer_tokenize_max(const pd_tokenizer *t, const char *text, size_t len, int max, pd_tokens *out,
+                                    int64_t *total, char *err, size_t errlen);
+
+/* Sets the chunk size of every later tokenization (default 64 KiB; 0: the whole text at once).
+ * For tests, which check that chunks do not change a token; not thread-safe. */
+void pd_tokenizer_set_chunk(size_t bytes);
+
 void pd_tokens_free(pd_tokens *t); /* frees the arrays, leaves *t zeroed */
 
 /* Number of special tokens the post-processor adds: pair=0 for a single text, 1 for a pair. */

@@ -18,10 +18,10 @@ pd_positional "$@"
 [ ${#POS[@]} -eq 0 ] || pd_usage_error "takes no arguments (settings: FUZZ_SECONDS, FUZZ_TARGETS)"
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart predict_body train_request jsonl}
+TARGETS=${FUZZ_TARGETS:-safetensors tokenizer_json tokenize adapter adapter_config http_head multipart predict_body train_request jsonl server}
 OUT=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is not installed (apt-get install clang)" >&2; exit 1; }
-PKGS="libcjson openblas"
+PKGS="libcjson openblas libmicrohttpd"
 CFLAGS="-std=c11 -O1 -g -march=native -D_GNU_SOURCE -w -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         $(pkg-config --cflags $PKGS) -Icore -Iadapters -Iserver -Itrain"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -lm"
@@ -29,13 +29,14 @@ mkdir -p "$OUT"
 
 sources() { # the project sources a target links
     case $1 in
-    safetensors) echo core/safetensors.c core/common.c core/fs.c ;;
-    tokenizer_json | tokenize) echo core/tokenizer.c core/unicode_tables.c core/common.c ;;
+    safetensors) echo core/safetensors.c core/json.c core/common.c core/fs.c ;;
+    tokenizer_json | tokenize) echo core/tokenizer.c core/json.c core/fs.c core/unicode_tables.c core/common.c ;;
     adapter | adapter_config) echo core/*.c adapters/*.c ;;
     http_head) echo server/gate.c core/common.c ;;
     multipart) echo server/multipart.c core/common.c ;;
     predict_body) echo core/*.c adapters/*.c server/jsonio.c ;;
     train_request | jsonl) echo core/*.c adapters/*.c train/spec.c train/engine.c train/optim.c ;;
+    server) echo core/*.c adapters/*.c train/*.c $(ls server/*.c | grep -v server/main.c) build/gen/console_files.c build/gen/openapi_json.c ;;
     esac
 }
 
@@ -60,7 +61,7 @@ for i, d in enumerate(dirs):
     h = open(d + "/head_config.json", "rb").read() if os.path.exists(d + "/head_config.json") else None
     for k, tail in enumerate([b"", b"\0[\"neg\", \"pos\"]"] + ([b"\0\0" + h, b"\0[\"a\", \"b\"]\0" + h] if h else [])):
         open("%s/%s-%d" % (sys.argv[1], os.path.basename(d), k), "wb").write(bytes([i]) + c + tail)' "$2" ;;
-    http_head) python3 tests/e2e/test_hostile.py --dump-corpus "$2" >/dev/null ;;
+    http_head | server) python3 tests/e2e/test_hostile.py --dump-corpus "$2" >/dev/null ;; # server: the hostile suite's raw requests (predict, uploads, train, adapters, ...)
     multipart) # the hostile suite's multipart requests: boundary, '\n', body
         d=$(mktemp -d)
         python3 tests/e2e/test_hostile.py --dump-corpus "$d" >/dev/null
@@ -82,6 +83,7 @@ for f in os.listdir(src):
 }
 
 found=0
+case " $TARGETS " in *" server "*) make -s build/gen/console_files.c build/gen/openapi_json.c || exit 1 ;; esac
 for t in $TARGETS; do
     echo "== fuzz_$t: building"
     # shellcheck disable=SC2046,SC2086

@@ -239,6 +239,7 @@ static void look(pd_gate *g, slot *s) {
         char why[256];
         int st = pd_gate_check(g->buf, hl, g->c.max_body, &code, why, sizeof why);
         if (st) {
+            if (g->c.refused) g->c.refused(g->c.arg, st, code, g->buf, hl);
             start_drain(g, s, st, code, why);
             drain(g, s);
             return;
@@ -277,6 +278,7 @@ static void accept_all(pd_gate *g) {
         if (g->c.open_now(g->c.arg) + waiting > g->c.max_open) {
             char msg[160];
             snprintf(msg, sizeof msg, "%d connections are open (--max-connections); retry later", g->c.max_open);
+            if (g->c.refused) g->c.refused(g->c.arg, 503, "busy", NULL, 0);
             start_drain(g, s, 503, "busy", msg);
             drain(g, s);
         } else {

@@ -30,6 +30,10 @@ typedef struct pd_gate_config {
     void (*waiting)(void *arg, int delta);
     /* takes fd over (closes it on failure); 0 on success */
     int (*handoff)(void *arg, int fd, const struct sockaddr *addr, socklen_t len);
+    /* a connection answered with an error and closed here (status, its JSON code), head: the
+     * bytes of its first request read so far (NULL when refused at accept: past max_open), for
+     * the access log and the metrics; NULL = none. Called on the gate's thread. */
+    void (*refused)(void *arg, int status, const char *code, const char *head, size_t head_len);
     void *arg;
 } pd_gate_config;
 

@@ -632,6 +632,31 @@ static void gate_waiting(void *arg, int delta) {
     if (h->c.connection) h->c.connection(h->c.app, delta);
 }
 
+/* One word of a refused request line for the log: printable ASCII up to a space, at most cap - 1
+ * bytes, anything else as '?'. Returns the bytes consumed. */
+static size_t log_word(const char *s, size_t n, char *out, size_t cap) {
+    size_t i = 0, k = 0;
+    for (; i < n && s[i] != ' ' && s[i] != '\r' && s[i] != '\n'; i++)
+        if (k + 1 < cap) out[k++] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[k] = 0;
+    return i;
+}
+
+/* The gate refused a connection: an access line as for any request (its method and target as
+ * far as the request line says them), then the metrics. */
+static void gate_refused(void *arg, int status, const char *code, const char *head, size_t len) {
+    pd_http *h = arg;
+    char method[16] = "", path[256] = "", id[24];
+    if (head) {
+        size_t i = log_word(head, len, method, sizeof method);
+        if (i < len && head[i] == ' ') log_word(head + i + 1, len - i - 1, path, sizeof path);
+    }
+    uint64_t k = atomic_fetch_add(&h->id_next, 1);
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)pd_mix64(h->id_seed + k));
+    pd_log_request(id, method, path, status, NULL, 0, 0, 0.0);
+    if (h->c.refused) h->c.refused(h->c.app, status, code);
+}
+
 static int gate_handoff(void *arg, int fd, const struct sockaddr *addr, socklen_t len) {
     return MHD_add_connection(((pd_http *)arg)->daemon, fd, addr, len) == MHD_YES ? 0 : -1;
 }
@@ -679,7 +704,7 @@ pd_status pd_http_start(const pd_http_config *c, pd_http **out, int *port, char 
         st = pd_err(err, errlen, PD_ERR_IO, "cannot start libmicrohttpd");
     } else {
         pd_gate_config gc = {res->ai_addr, res->ai_addrlen, c->max_connections, (long long)c->max_body, gate_open_now, gate_waiting,
-                              gate_handoff, h};
+                              gate_handoff, gate_refused, h};
         if (pd_gate_start(&gc, &h->gate, port, e2, sizeof e2))
             st = pd_err(err, errlen, PD_ERR_IO, "cannot listen on %s:%d (address in use or not available: %s)", c->host, c->port, e2);
     }

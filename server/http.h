@@ -92,6 +92,10 @@ typedef struct pd_http_config {
     void (*completed)(struct pd_server *app, const pd_req *r, double seconds);
     /* a client connection opened (+1) or closed (-1) */
     void (*connection)(struct pd_server *app, int delta);
+    /* the gate answered a connection's first request (or the connection, past
+     * --max-connections) with status and closed it, before libmicrohttpd saw it; code: the
+     * error code. For the metrics; the access log line is written here. */
+    void (*refused)(struct pd_server *app, int status, const char *code);
 } pd_http_config;
 
 /* Starts the daemon on c->host:c->port; *port gets the bound port. c and everything it points

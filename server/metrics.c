@@ -52,6 +52,7 @@ struct pd_metrics {
     hist batch_inputs, batch_tokens, batch_seconds;                 /* guarded by lock */
     hist queue_wait;                                                /* guarded by lock */
     uint64_t inputs, seqs, tokens, rejected;                        /* guarded by lock */
+    uint64_t refused[5];                                            /* by refused_reasons; guarded by lock */
     /* /predict requests per adapter: exact counts of the first PD_METRICS_TRACKED_ADAPTERS
      * names (linear search: a handful of cache lines per request), the rest and the base model
      * apart; guarded by lock */
@@ -142,6 +143,16 @@ void pd_metrics_adapter_request(pd_metrics *m, const char *adapter) {
 void pd_metrics_rejected(pd_metrics *m, int inputs) {
     pthread_mutex_lock(&m->lock);
     m->rejected += (uint64_t)inputs;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static const char *const refused_reasons[5] = {"busy", "invalid_input", "too_large", "not_implemented", "other"};
+
+void pd_metrics_refused(pd_metrics *m, const char *code) {
+    int k = 0;
+    while (k < 4 && strcmp(refused_reasons[k], code ? code : "")) k++;
+    pthread_mutex_lock(&m->lock);
+    m->refused[k]++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -288,6 +299,10 @@ char *pd_metrics_render(pd_metrics *m, const pd_metrics_gauges *g) {
     sb_printf(&b, "# TYPE peftd_tokens_total counter\npeftd_tokens_total %llu\n", (unsigned long long)m->tokens);
     sb_printf(&b, "# HELP peftd_rejected_inputs_total Inputs refused with 503 because the queue was full.\n");
     sb_printf(&b, "# TYPE peftd_rejected_inputs_total counter\npeftd_rejected_inputs_total %llu\n", (unsigned long long)m->rejected);
+    sb_printf(&b, "# HELP peftd_http_refused_total Connections answered with an error and closed before libmicrohttpd read them (server/gate.c), by error code.\n");
+    sb_printf(&b, "# TYPE peftd_http_refused_total counter\n");
+    for (int k = 0; k < 5; k++)
+        sb_printf(&b, "peftd_http_refused_total{reason=\"%s\"} %llu\n", refused_reasons[k], (unsigned long long)m->refused[k]);
     pthread_mutex_unlock(&m->lock);
 
     sb_printf(&b, "# HELP peftd_queue_depth Inputs waiting for or in a forward batch.\n# TYPE peftd_queue_depth gauge\n");

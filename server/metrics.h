@@ -41,6 +41,11 @@ void pd_metrics_adapter_request(pd_metrics *m, const char *adapter);
 /* Inputs rejected because the queue was full. */
 void pd_metrics_rejected(pd_metrics *m, int inputs);
 
+/* A connection the gate answered with an error and closed (server/gate.c), by its error code:
+ * busy (past --max-connections), invalid_input, too_large, not_implemented; others count as
+ * other. */
+void pd_metrics_refused(pd_metrics *m, const char *code);
+
 /* Values sampled by the caller when rendering. */
 typedef struct pd_metrics_gauges {
     int queue_depth;          /* inputs waiting or running */

@@ -172,6 +172,7 @@ static int parse_options(pd_req *r, predict_ctx *c) {
         opt_int(r, c, "doc_stride", 0, cfg->max_tokens, &c->opts.doc_stride))
         return -1;
     c->opts.no_truncate = !truncate;
+    c->opts.max_tokens = r->srv->opt.max_batch_tokens; /* a QA context past it is refused before its windows are made */
     const char *where;
     const cJSON *jt = cJSON_GetObjectItemCaseSensitive(holder(c, "task", &where), "task");
     if (jt && !cJSON_IsNull(jt)) {
@@ -296,8 +297,9 @@ static void prepare_and_submit(pd_req *r) {
         pd_status st = pd_item_prepare(m, delta, c->task, &c->ins[i], c->shapes[i], &c->opts, it, err, sizeof err);
         if (st) {
             char msg[600];
-            if (c->list) snprintf(msg, sizeof msg, "inputs[%d]: %s", i, err);
-            else snprintf(msg, sizeof msg, "inputs: %s", err);
+            const char *why = st == PD_ERR_TOO_LARGE && c->task == PD_TASK_QA ? " (--max-batch-tokens)" : "";
+            if (c->list) snprintf(msg, sizeof msg, "inputs[%d]: %s%s", i, err, why);
+            else snprintf(msg, sizeof msg, "inputs: %s%s", err, why);
             pd_req_fail(r, st, msg);
             return;
         }

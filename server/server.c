@@ -167,6 +167,11 @@ static void request_completed(pd_server *s, const pd_req *r, double seconds) {
     if (r->route == PD_ROUTE_PREDICT && r->status == 200) pd_metrics_adapter_request(s->metrics, r->log_adapter);
 }
 
+static void request_refused(pd_server *s, int status, const char *code) {
+    (void)status;
+    pd_metrics_refused(s->metrics, code);
+}
+
 static void connection_changed(pd_server *s, int delta) {
     atomic_fetch_add(&s->connections, delta);
     if (delta < 0 && atomic_load(&s->ready)) pd_sched_kick(s->sched);
@@ -210,7 +215,7 @@ pd_status pd_server_start(const pd_serve_opts *o, pd_server **out, char *err, si
     }
     s->http_config = (pd_http_config){o->host, o->port, o->http_threads, o->max_connections, s->max_body, o->max_body_mb,
                                       s->api_key, s->api_key_len, o->auth_all, s->replica, pd_routes, PD_ROUTE_COUNT, s,
-                                      &s->ready, &s->draining, request_completed, connection_changed};
+                                      &s->ready, &s->draining, request_completed, connection_changed, request_refused};
     if ((st = pd_http_start(&s->http_config, &s->http, &s->port, err, errlen))) goto fail;
     {
         char extra[512];

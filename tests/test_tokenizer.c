@@ -520,6 +520,8 @@ static void edit_no_trim(cJSON *root) {
                                            cJSON_CreateFalse());
 }
 
+static void test_chunks_and_caps(const pd_tokenizer *t, const char *name);
+
 static void test_bpe_tiny(void) {
     char err[256];
     size_t len;
@@ -561,6 +563,7 @@ static void test_bpe_tiny(void) {
             int32_t ids[] = {T_GHELLO}, s[] = {0}, e[] = {6};
             TOKENS(tp, " hello", ids, s, e);
         }
+        test_chunks_and_caps(tp, "bpe_tiny add_prefix_space");
     }
     pd_tokenizer_free(tp);
 
@@ -813,6 +816,65 @@ static void test_large(const pd_tokenizer *t, const char *name) {
     free(text);
 }
 
+/* ==== chunks and caps (pd_tokenizer_tokenize_max) ==== */
+
+static int same_tokens(const pd_tokens *x, const pd_tokens *y, int n) {
+    return n <= x->n && n <= y->n && !memcmp(x->ids, y->ids, sizeof(int32_t) * (size_t)n) &&
+           !memcmp(x->start, y->start, sizeof(int32_t) * (size_t)n) && !memcmp(x->end, y->end, sizeof(int32_t) * (size_t)n) &&
+           !memcmp(x->word, y->word, sizeof(int32_t) * (size_t)n);
+}
+
+/* A long text normalized in chunks (cut at spaces) gives exactly the tokens of the whole text
+ * at once, and a capped tokenization is exactly a prefix of the full one, with the full count
+ * when asked for. Mixed fragments put added tokens, accents, CJK, emoji, contractions and runs
+ * of spaces on both sides of many cuts. */
+static void test_chunks_and_caps(const pd_tokenizer *t, const char *name) {
+    static const char *frag[] = {"hello ", "world", "Héllo ", "日本語", "😀", ", ", "!!", "   ", "\n", "naïve ", " a",
+                                 "xxxxx", "İ", "한국어 ", "it's ", "12345 ", "<mask>", "[MASK]", " [SEP] ", "ü", "\t", "the ", " <s>"};
+    size_t n = 0, want = 300000;
+    char *text = malloc(want + 64);
+    uint32_t rng = 11;
+    while (n < want) {
+        rng = rng * 1103515245u + 12345u;
+        const char *f = frag[(rng >> 16) % NELEM(frag)];
+        memcpy(text + n, f, strlen(f));
+        n += strlen(f);
+    }
+    char err[256];
+    pd_tokens whole = {0}, o = {0};
+    pd_tokenizer_set_chunk(0);
+    CHECKF(pd_tokenizer_tokenize(t, text, n, &whole, err, sizeof err) == PD_OK && whole.n > 10000, "%s: %s", name, err);
+    const size_t chunks[] = {1, 7, 100, 4096, 1 << 16};
+    for (int k = 0; k < NELEM(chunks); k++) {
+        pd_tokenizer_set_chunk(chunks[k]);
+        CHECKF(pd_tokenizer_tokenize(t, text, n, &o, err, sizeof err) == PD_OK && o.n == whole.n && same_tokens(&o, &whole, o.n),
+               "%s: chunks of %zu bytes: %d tokens, whole text %d", name, chunks[k], o.n, whole.n);
+    }
+    pd_tokenizer_set_chunk(100);
+    const int caps[] = {0, 1, 2, 511, 512, 513, 8192, whole.n - 1, whole.n, whole.n + 1};
+    for (int k = 0; k < NELEM(caps); k++) {
+        int64_t total = -1;
+        CHECKF(pd_tokenizer_tokenize_max(t, text, n, caps[k], &o, NULL, err, sizeof err) == PD_OK &&
+                   o.n == (caps[k] < whole.n ? caps[k] : whole.n) && same_tokens(&o, &whole, o.n),
+               "%s: cap %d: %d tokens", name, caps[k], o.n);
+        CHECKF(pd_tokenizer_tokenize_max(t, text, n, caps[k], &o, &total, err, sizeof err) == PD_OK && total == whole.n &&
+                   o.n == (caps[k] < whole.n ? caps[k] : whole.n) && same_tokens(&o, &whole, o.n),
+               "%s: cap %d counting: %d tokens, total %lld of %d", name, caps[k], o.n, (long long)total, whole.n);
+    }
+    /* a cap stops early: the 1-token prefix of the text costs one chunk, not the whole text */
+    pd_tokenizer_set_chunk(1 << 16);
+    double t0 = pd_now();
+    for (int r = 0; r < 20; r++) CHECK(pd_tokenizer_tokenize_max(t, text, n, 1, &o, NULL, err, sizeof err) == PD_OK && o.n == 1);
+    double capped = pd_now() - t0;
+    t0 = pd_now();
+    CHECK(pd_tokenizer_tokenize(t, text, n, &o, err, sizeof err) == PD_OK);
+    double full = pd_now() - t0;
+    CHECKF(capped < full * 20 / 2, "%s: 20 capped runs %.3f s, one full run %.3f s", name, capped, full);
+    pd_tokens_free(&whole);
+    pd_tokens_free(&o);
+    free(text);
+}
+
 /* ==== threads ==== */
 
 static const char *thread_texts[] = {
@@ -883,6 +945,7 @@ int main(void) {
         test_bert_offsets(bert);
         test_invalid_utf8(bert);
         test_large(bert, "bert-base-uncased");
+        test_chunks_and_caps(bert, "bert-base-uncased");
         test_threads(bert, "bert-base-uncased");
     } else {
         TEST_SKIP("%s: %s; bert-base-uncased tests skipped", dir, err);
@@ -899,6 +962,7 @@ int main(void) {
     if (json && pd_tokenizer_load_json(json, len, &bpe, err, sizeof err) == PD_OK) {
         test_invalid_utf8(bpe);
         test_large(bpe, "bpe_tiny");
+        test_chunks_and_caps(bpe, "bpe_tiny");
         test_threads(bpe, "bpe_tiny");
     }
     pd_tokenizer_free(bpe);

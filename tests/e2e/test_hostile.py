@@ -96,10 +96,10 @@ class Case:
     get (None: any). json: peftd's JSON error body is required on errors (False where
     libmicrohttpd answers before peftd sees the request). within: the answer must come in that
     many seconds. check: fn(env, responses) -> a problem string or None. big: the body's size,
-    for the peak-memory bound."""
+    for the peak-memory bound (8x it + peak_mib MiB)."""
 
     def __init__(self, cid, expect, send, srv=None, code=None, n_resp=1, json=True, head=False, timeout=8.0,
-                 within=None, check=None, big=None, restart=None, why=None):
+                 within=None, check=None, big=None, restart=None, why=None, peak_mib=64):
         # Big bodies run on a fresh server each: the peak and the return of memory are measured
         # from a clean start, not after what an earlier case left behind.
         srv = srv or ("big" if big else "main")
@@ -108,6 +108,7 @@ class Case:
         self.expect = expect if isinstance(expect, tuple) else (expect,)
         self.n_resp, self.json, self.head, self.timeout = n_resp, json, head, timeout
         self.within, self.check, self.big, self.restart, self.why = within, check, big, restart, why
+        self.peak_mib = peak_mib
 
 
 CASES = []
@@ -635,7 +636,10 @@ LIMIT = 4 << 20
 case("size.inputs-at-max-queue", 200, post_json("/predict", {"inputs": ["a"] * 256}))
 case("size.inputs-over-max-queue", 413, post_json("/predict", {"inputs": ["a"] * 257}), code="too_large")
 case("size.text-1mb", 200, post_json("/predict", {"inputs": ["word " * 200000]}), big=1 << 20, why="long texts are truncated")
-case("size.qa-context-3mb", (400, 413), post_json("/predict", {"inputs": [{"question": "q", "context": "word " * 600000}]}), big=3 << 20)
+case("size.qa-context-3mb", 413, post_json("/predict", {"inputs": [{"question": "q", "context": "word " * 600000}]}), big=3 << 20,
+     code="too_large", peak_mib=16, within=2, why="600,000 tokens in windows: past --max-batch-tokens, found after 8193 tokens")
+case("size.qa-context-fits", 200, post_json("/predict", {"inputs": [{"question": "q", "context": "word " * 2000}]}),
+     why="a long context within --max-batch-tokens is answered over all of its windows")
 case("size.body-at-limit", 200, post_json("/predict", b'{"inputs": ["a"]}' + b" " * (LIMIT - 17)), big=LIMIT)
 case("size.body-over-limit", 413, req("POST", "/predict", b"", [JSON_CT, ("Content-Length", str(LIMIT + 1))]), code="too_large")
 case("size.body-over-limit-sent", 413, post_json("/predict", b" " * (LIMIT + 1)), code="too_large", big=LIMIT)
@@ -661,7 +665,16 @@ case("size.one-char-strings", 413, post_json("/predict", b'{"inputs": [' + b'"",
      big=LIMIT, timeout=60)
 case("size.one-char-objects", (200, 400, 413), post_json("/predict", b'{"inputs": ["a"], "x": [' + b"{}," * ((LIMIT - 64) // 3) + b"{}]}"),
      big=LIMIT, timeout=60, why="ignored or refused (413: a tree this dense would cost 25x the body), at a memory cost proportional to the body")
-case("size.text-4mb", 200, post_json("/predict", b'{"inputs": ["' + b"ab " * ((LIMIT - 64) // 3) + b'"]}'), big=LIMIT, timeout=60)
+# A long text costs its body, cJSON's copy of the string and the tokens kept (max_length + 1), not
+# a token list and normalised copies of the whole text (issue 17: 20x the text before): the peak
+# must stay within 8x + 16 MiB on the normal build.
+case("size.text-4mb", 200, post_json("/predict", b'{"inputs": ["' + b"ab " * ((LIMIT - 64) // 3) + b'"]}'), big=LIMIT, timeout=60,
+     peak_mib=16)
+case("size.text-4mb-no-truncate", 413, post_json("/predict", b'{"inputs": ["' + b"ab " * ((LIMIT - 64) // 3) + b'"], "truncate": false}'),
+     code="too_large", big=LIMIT, timeout=60, peak_mib=16)
+case("size.pair-4mb", 200, post_json("/predict", b'{"inputs": [{"text": "' + b"ab " * ((LIMIT - 128) // 6) + b'", "text_pair": "' +
+                                     b"cd " * ((LIMIT - 128) // 6) + b'"}]}'), big=LIMIT, timeout=60, peak_mib=16,
+     why="both texts past the budget: both are counted to the end (longest_first), keeping max_length + 1 tokens each")
 
 # ============================================================================
 # 9. Multipart oddities
@@ -1223,6 +1236,45 @@ def busy_tokens(env):
 case("log.busy-tokens", 200, busy_tokens, srv="busy")
 
 
+def refused_counted(env):
+    """A request the gate refuses (server/gate.c: libmicrohttpd never sees it) gets an access line
+    like any request, with its method, target and status, and counts in
+    peftd_http_refused_total{reason}."""
+    port, c = env.port("main"), env.client("main")
+
+    def refused(reason):
+        for line in c.get("/metrics").body.decode().splitlines():
+            if line.startswith('peftd_http_refused_total{reason="%s"} ' % reason):
+                return int(line.split()[-1])
+        raise AssertionError("no peftd_http_refused_total{reason=%s} in /metrics" % reason)
+
+    before = refused("invalid_input")
+    rs, _ = parse_responses(raw_http(port, b"POST /predict?gate-log HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", until_close=True))
+    if not rs or rs[0].status != 400:
+        raise AssertionError("the gate did not answer 400: %r" % rs)
+    after = refused("invalid_input")
+    if after != before + 1:
+        raise AssertionError("peftd_http_refused_total{reason=invalid_input} went from %d to %d" % (before, after))
+    time.sleep(0.2)
+    lines = [l for l in env.servers["main"].log_lines() if l.get("path") == "/predict?gate-log"]
+    if len(lines) != 1 or lines[0].get("status") != 400 or lines[0].get("method") != "POST" or not lines[0].get("request_id"):
+        raise AssertionError("access lines of the refused request: %r" % lines)
+    return rs
+
+
+case("log.gate-refusal", 400, refused_counted, json=False)
+# Only a connection's first request is checked by the gate (docs/RELIABILITY.md); a bad
+# Content-Length on a later request of a kept-alive connection is libmicrohttpd's to answer, and
+# 0.9.75 sends its 400 with the status line and headers twice. Pinned here: the first request is
+# answered, the second refused, the connection closed, and the server stays healthy.
+case("keepalive.second-bad-cl", (200, 400),
+     predict_raw([("Content-Length", L)], close=False) + predict_raw([("Content-Length", "-5")]), n_resp=None, json=False,
+     check=lambda env, rs: None if [r.status for r in rs][:2] == [200, 400] else "answers %r" % [r.status for r in rs])
+case("keepalive.second-te-gzip", (200, 400, 501),
+     predict_raw([("Content-Length", L)], close=False) + predict_raw([("Transfer-Encoding", "gzip, chunked")]), n_resp=None, json=False,
+     timeout=5, why="libmicrohttpd 0.9.75 never answers a later request with this Transfer-Encoding: the read times out")
+
+
 def jobs_retention(env):
     """Finding 12: a --keep-jobs 2 server forgets the oldest finished jobs, records and
     directories; a restart finds the same two, and ids count on."""
@@ -1527,9 +1579,9 @@ def run_case(env, c):
             # The issue's target is 8N + a constant; ASan's redzones double small allocations.
             per_byte = 16 if BIG_ASAN else 8
             peak = proc_status_kb(pid, "VmHWM") or 0
-            if (peak - rss0) > (per_byte * c.big >> 10) + (64 << 10):
-                problems.append("peak RSS %d MiB for a %.1f MiB body (from %d MiB; allowed %dx + 64 MiB)" %
-                                (peak >> 10, c.big / 1048576, rss0 >> 10, per_byte))
+            if (peak - rss0) > (per_byte * c.big >> 10) + (c.peak_mib << 10):
+                problems.append("peak RSS %d MiB for a %.1f MiB body (from %d MiB; allowed %dx + %d MiB)" %
+                                (peak >> 10, c.big / 1048576, rss0 >> 10, per_byte, c.peak_mib))
             # Memory goes back after the burst: within 10% + 16 MiB (glibc keeps some in each
             # thread's arena). Not judged on ASan, whose allocator decides that by its own rules.
             time.sleep(0.2)
@@ -1596,9 +1648,10 @@ def big_measurements():
     n60 = 60 * 1000 * 1000
     one_char = post_json("/predict", b'{"inputs": [' + b"1," * ((n60 - 20) // 2) + b'1]}')
     text50 = post_json("/predict", b'{"inputs": ["' + b"ab " * (50 * 1000 * 1000 // 3) + b'"]}')
+    qa50 = post_json("/predict", b'{"inputs": [{"question": "q", "context": "' + b"ab " * (50 * 1000 * 1000 // 3) + b'"}]}')
     print("big-body figures (%s build; machine shared, one run each):" % ("ASan" if IS_ASAN else "normal"))
     for what, bodies in [("60 MB of one-character elements", [one_char]), ("two of them at once", [one_char, one_char]),
-                         ("a 50 MB text", [text50])]:
+                         ("a 50 MB text", [text50]), ("a 50 MB QA context", [qa50])]:
         s = Server(BIN, ["--model", MODEL, "--data-dir", os.path.join(d, "data")], env=env, log_path=os.path.join(d, "log"),
                    prefix=prefix).start(timeout=120)
         stop = watchdog(s, 7 << 20)
