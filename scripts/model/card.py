@@ -167,9 +167,11 @@ def main():
              "that also occur in SST-2, SUBJ or WikiQA were removed from it before training (%s)." % (
                  fnum(corpus["totals"]["train"]["words"]), fnum(vr.get("corpus", {}).get("tokens", 0)),
                  ", ".join("%s: %d" % kv for kv in corpus.get("overlap_removed", {}).items())))
-    L.append("- **SST-2 train** (%s sentences, %s epoch(s)): the whole encoder moved with the sentiment head "
+    ne = sent["spec"]["epochs"]
+    L.append("- **SST-2 train** (%s sentences, %s): the whole encoder moved with the sentiment head "
              "(a LoRA on every encoder linear, merged into the weights). **SST-2 is therefore no evidence** "
-             "that adapters learn on this base." % (fnum(sent["job"]["train_examples"]), sent["spec"]["epochs"]))
+             "that adapters learn on this base." % (fnum(sent["job"]["train_examples"]),
+                                                    "once" if ne == 1 else "%d epochs" % ne))
     L.append("- **Generated WordNet questions** (%s examples, `qa_data.py`): the QA head only (the encoder frozen)." %
              fnum(qa["job"]["train_examples"]))
     L.append("- Not seen: SUBJ, WikiQA (the evidence tasks below), SST-2 dev, the QA held-out slice (its "
