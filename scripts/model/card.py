@@ -106,7 +106,8 @@ def main():
             "train.csv": "pretrain/train.csv", "heads.json": "heads/heads.json", "evidence.json": "evidence.json",
             "ablations.json": "ablations.json", "pretrain-config.json": "pretrain/model/config.json",
             "heads-qa-lora-all-linears.json": "heads/heads-qa-lora-all-linears.json",
-            "heldout-run.csv": "pretrain/heldout-run.csv"}
+            "heldout-run.csv": "pretrain/heldout-run.csv",
+            "evidence-before-sentiment.json": "ev-stripped/evidence.json"}
     for dst, src in srcs.items():
         p = os.path.join(W, src)
         if os.path.exists(p):
