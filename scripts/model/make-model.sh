@@ -18,9 +18,9 @@
 #             the model, its card and runs/ as models/peftd-mini-en/ (--quick: WORK/final/)
 #
 # Duration of the full run on 2 shared cores: corpus ~5 min, vocab ~2 min, qa <1 min,
-# pretrain ~2-4 h (30M tokens, the shipped model's length; checkpointed, `--from pretrain` resumes),
-# heads ~1 h, card <1 min. (The shipped run's schedule was resized twice on resume, 85M -> 36M -> 30M
-# tokens: docs/PRETRAINING.md "The long run"; a run from scratch decays over 30M from the start.)
+# pretrain ~2.5-5 h (44M tokens, the shipped model's length; checkpointed, `--from pretrain` resumes),
+# heads ~1.5 h, card <1 min. (The shipped run's schedule was resized on resume, 85M -> 36M -> 30M, then
+# continued 30M -> 44M: docs/PRETRAINING.md "The long run"; a run from scratch decays over 44M from the start.)
 # --quick runs every stage on a small slice (a smoke test of a minute or two once the packages
 # are installed). --work defaults to build/model (build/model-quick with --quick). PEFTD
 # names the peftd binary (default build/peftd, built when missing). ABLATIONS names a directory
@@ -92,7 +92,7 @@ stage_pretrain() {
                 --vocab "$WORK/vocab/$VOCAB" --out "$WORK/pretrain")
     if [ "$QUICK" = 1 ]; then args+=(--quick)
     else args+=(--layers 4 --hidden 256 --heads 4 --ffn 1024 --seq 128 --batch 32 --lr 1e-3 --warmup 0.04
-                --tokens 30e6 --seed 1 --threads 2 --ckpt-minutes 10 --eval-minutes 10 --eval-windows 512)
+                --tokens 44e6 --seed 1 --threads 2 --ckpt-minutes 10 --eval-minutes 10 --eval-windows 512)
          [ -f "$WORK/pretrain/state.safetensors" ] && args+=(--resume); fi
     "$PEFTD" pretrain "${args[@]}"
 }

@@ -37,8 +37,8 @@ CLS_CASES = [
 ]
 # Four questions of the QA held-out slice (/work/model-data/qa/heldout.jsonl lines 12, 17, 1, 2:
 # scripts/model/qa_data.py's WordNet questions, never trained on). The committed QA head is weak
-# (held-out exact match 0.14, see its card): it answers the first two exactly and the last
-# two wrongly; the e2e test checks all four against the reference and the exact ones' answers.
+# (held-out exact match 0.13, see its card): it answers the first and the last exactly and the
+# middle two wrongly; the e2e test checks all four against the reference and the exact ones' answers.
 QA_CASES = [
     {"question": "define riptide.",
      "context": "fell: the act of felling something (as a tree). billow: a large sea wave. riptide: a strong surface current flowing outwards from a shore.",
