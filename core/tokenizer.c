@@ -1092,6 +1092,46 @@ static bool chunkable(const pd_tokenizer *t) {
     return true;
 }
 
+/* Whether any code point of the UTF-8 bytes [p, p + n) is a CJK ideograph (bert_is_chinese). */
+static bool has_chinese(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = utf8_decode(p + i, n - i, &cp);
+        if (l <= 0) return false;
+        if (bert_is_chinese(cp)) return true;
+        i += (size_t)l;
+    }
+    return false;
+}
+
+/* Whether the text may also be cut between two CJK ideographs (a text without spaces, such as
+ * Chinese, would otherwise be normalized whole): BERT's normalizer pads each one with spaces
+ * (handle_chinese_chars), so each is a word of its own for every pre-tokenizer that splits at
+ * spaces, and no added token holds one (it could span the cut). */
+static bool cjk_cuttable(const pd_tokenizer *t) {
+    bool chinese = false;
+    for (int i = 0; i < t->n_norm; i++) chinese |= t->norm[i] == NORM_CHINESE;
+    if (!chinese || (t->pre != PRE_BERT && t->pre != PRE_WHITESPACE && t->pre != PRE_WS_SPLIT)) return false;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_tok *at = &t->added[i];
+        if (has_chinese((const uint8_t *)t->arena + at->off, at->len) ||
+            has_chinese((const uint8_t *)t->arena + at->noff, at->nlen))
+            return false;
+    }
+    return true;
+}
+
+/* Whether a CJK ideograph starts at s[x] and another ends there (x > a, a a character boundary:
+ * the text is valid UTF-8). */
+static bool cjk_pair_at(const uint8_t *s, size_t a, size_t x, size_t len) {
+    if (s[x] < 0xe0 || (s[x] & 0xc0) == 0x80) return false; /* ideographs take 3 or 4 bytes */
+    uint32_t cp;
+    if (utf8_decode(s + x, len - x, &cp) <= 0 || !bert_is_chinese(cp)) return false;
+    size_t p = x - 1;
+    while (p > a && (s[p] & 0xc0) == 0x80) p--;
+    return utf8_decode(s + p, x - p, &cp) == (int)(x - p) && bert_is_chinese(cp);
+}
+
 /* Bytes of text normalized at a time when the text may be cut (0: never cut). */
 static size_t tok_chunk = 1 << 16;
 
@@ -1099,12 +1139,15 @@ void pd_tokenizer_set_chunk(size_t bytes) { tok_chunk = bytes; }
 
 static bool ascii_graph(uint8_t b) { return b > 0x20 && b < 0x7f; }
 
-/* The end of the chunk that starts at a: the first space at or after a + tok_chunk between two
- * printable ASCII characters, else len. */
-static size_t chunk_end(const uint8_t *s, size_t a, size_t len) {
+/* The end of the chunk that starts at a: the first place at or after a + tok_chunk that is a
+ * space between two printable ASCII characters or (cjk) the start of a CJK ideograph after
+ * another, else len. */
+static size_t chunk_end(const uint8_t *s, size_t a, size_t len, bool cjk) {
     if (!tok_chunk || len - a <= tok_chunk + 1) return len;
-    for (size_t x = a + tok_chunk; x + 1 < len; x++)
+    for (size_t x = a + tok_chunk; x + 1 < len; x++) {
         if (s[x] == ' ' && ascii_graph(s[x - 1]) && ascii_graph(s[x + 1])) return x;
+        if (cjk && cjk_pair_at(s, a, x, len)) return x;
+    }
     return len;
 }
 
@@ -1125,9 +1168,9 @@ pd_status pd_tokenizer_tokenize_max(const pd_tokenizer *t, const char *text, siz
     if (bad < len) return pd_err(err, errlen, PD_ERR_INVALID, "text is not valid UTF-8 (byte %zu)", bad);
     tok_ctx c = {.t = t, .text = s, .out = out, .keep = max < 0 ? INT64_MAX : max, .stop = total == NULL};
     pd_status st = PD_OK;
-    bool cut = chunkable(t);
+    bool cut = chunkable(t), cjk = cut && cjk_cuttable(t);
     for (size_t a = 0; a < len && !st;) {
-        size_t b = cut ? chunk_end(s, a, len) : len;
+        size_t b = cut ? chunk_end(s, a, len, cjk) : len;
         st = tokenize_range(&c, a, b);
         if (c.stop && c.total >= c.keep) break;
         a = b;

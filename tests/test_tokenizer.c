@@ -830,7 +830,8 @@ static int same_tokens(const pd_tokens *x, const pd_tokens *y, int n) {
  * of spaces on both sides of many cuts. */
 static void test_chunks_and_caps(const pd_tokenizer *t, const char *name) {
     static const char *frag[] = {"hello ", "world", "Héllo ", "日本語", "😀", ", ", "!!", "   ", "\n", "naïve ", " a",
-                                 "xxxxx", "İ", "한국어 ", "it's ", "12345 ", "<mask>", "[MASK]", " [SEP] ", "ü", "\t", "the ", " <s>"};
+                                 "xxxxx", "İ", "한국어 ", "it's ", "12345 ", "<mask>", "[MASK]", " [SEP] ", "ü", "\t", "the ", " <s>",
+                                 "中文", "漢字語", "。", "𠀀"};
     size_t n = 0, want = 300000;
     char *text = malloc(want + 64);
     uint32_t rng = 11;

@@ -672,6 +672,9 @@ case("size.text-4mb", 200, post_json("/predict", b'{"inputs": ["' + b"ab " * ((L
      peak_mib=16)
 case("size.text-4mb-no-truncate", 413, post_json("/predict", b'{"inputs": ["' + b"ab " * ((LIMIT - 64) // 3) + b'"], "truncate": false}'),
      code="too_large", big=LIMIT, timeout=60, peak_mib=16)
+case("size.text-cjk-4mb", 200, post_json("/predict", b'{"inputs": ["' + "\u4e2d\u6587".encode() * ((LIMIT - 64) // 6) + b'"]}'),
+     big=LIMIT, timeout=60, peak_mib=16,
+     why="Chinese has no spaces: the text is cut between two ideographs (each its own word), not normalised whole (17x before)")
 case("size.pair-4mb", 200, post_json("/predict", b'{"inputs": [{"text": "' + b"ab " * ((LIMIT - 128) // 6) + b'", "text_pair": "' +
                                      b"cd " * ((LIMIT - 128) // 6) + b'"}]}'), big=LIMIT, timeout=60, peak_mib=16,
      why="both texts past the budget: both are counted to the end (longest_first), keeping max_length + 1 tokens each")
