@@ -1035,16 +1035,7 @@ static void info_fill_fixed(pd_adapter_info *i, const char *name, int v, const m
 }
 
 static pd_status info_fill(pd_adapter_info *i, const char *name, int v, const meta *m, int resident) {
-    memset(i, 0, sizeof *i);
-    snprintf(i->name, sizeof i->name, "%s", name);
-    i->version = v;
-    i->method = m->method;
-    i->task = m->task;
-    i->params = m->params;
-    i->bytes = m->bytes;
-    i->resident = resident;
-    i->created_at = m->created_at;
-    i->updated_at = m->updated_at;
+    info_fill_fixed(i, name, v, m, resident);
     if (m->num_labels > 0) {
         if (!(i->labels = pd_strv_dup(m->labels, m->num_labels))) return PD_ERR_NOMEM;
         i->num_labels = m->num_labels;

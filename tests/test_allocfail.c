@@ -226,17 +226,10 @@ static pd_status train_first_step(void *arg) {
 
 /* ==== Files ==== */
 
+/* The whole file, NUL-terminated, or NULL (pd_read_file). */
 static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) { b[n] = 0; *len = (size_t)n; }
-    return b;
+    char *b = NULL;
+    return pd_read_file(path, (size_t)1 << 30, &b, len, NULL, 0) == PD_OK ? b : NULL;
 }
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {

@@ -27,17 +27,10 @@ static pd_model *base;
 static weights_set sets[MAX_SETS];
 static int n_sets;
 
+/* The whole file, NUL-terminated, or NULL (pd_read_file). */
 static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) *len = (size_t)n;
-    return b;
+    char *b = NULL;
+    return pd_read_file(path, (size_t)1 << 30, &b, len, NULL, 0) == PD_OK ? b : NULL;
 }
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
